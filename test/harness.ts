@@ -1,0 +1,141 @@
+/**
+ * The one way tests get a real nats-server: each server has its own free port and a fresh
+ * store directory, and every server and raw client started here is tracked so that
+ * `afterAll(stopAllServers)` cleans up — and a test file that dies early still SIGKILLs its
+ * servers on the way out instead of leaking them onto later runs.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
+import { startNatsServer, type NatsServerProcess } from '../src/nats-server.js';
+
+export interface StartServerOptions {
+  /** nats-server config text, written to a temp `.conf` and passed with `-c`; the harness
+   * still passes `-p` and `-sd`, which win over the file. */
+  configText?: string;
+  /** Default true. */
+  jetstream?: boolean;
+}
+
+export interface TestServer extends NatsServerProcess {
+  /** Stop the server and delete its store directory. */
+  cleanup(): Promise<void>;
+}
+
+const servers = new Set<TestServer>();
+const clients = new Set<NatsConnection>();
+
+/** A TCP port that was free a moment ago on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const address = srv.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      srv.close((err) => (err ? reject(err) : port ? resolve(port) : reject(new Error('no port assigned'))));
+    });
+  });
+}
+
+// freePort() can race with another test process picking the same port before the server
+// binds it; that shows up as a start failure, and a new port fixes it.
+const START_ATTEMPTS = 3;
+
+export async function startServer(opts: StartServerOptions = {}): Promise<TestServer> {
+  const root = await mkdtemp(join(tmpdir(), 'naq-test-'));
+  const storeDir = join(root, 'store');
+  let configFile: string | undefined;
+  if (opts.configText !== undefined) {
+    configFile = join(root, 'server.conf');
+    await writeFile(configFile, opts.configText);
+  }
+
+  let proc: NatsServerProcess | undefined;
+  let lastError: unknown;
+  for (let attempt = 0; attempt < START_ATTEMPTS && !proc; attempt++) {
+    try {
+      proc = await startNatsServer({
+        port: await freePort(),
+        storeDir,
+        jetstream: opts.jetstream ?? true,
+        ...(configFile ? { configFile } : {}),
+      });
+    } catch (err) {
+      lastError = err;
+      const inUse = err instanceof Error && err.message.includes('address already in use');
+      if (!inUse) break;
+    }
+  }
+  if (!proc) {
+    await rm(root, { recursive: true, force: true });
+    throw lastError;
+  }
+
+  const p = proc;
+  // Delegates rather than copying: pid, port and exited change across kill and restart.
+  const server: TestServer = {
+    get url() {
+      return p.url;
+    },
+    get port() {
+      return p.port;
+    },
+    get host() {
+      return p.host;
+    },
+    get storeDir() {
+      return p.storeDir;
+    },
+    get pid() {
+      return p.pid;
+    },
+    get exited() {
+      return p.exited;
+    },
+    stop: () => p.stop(),
+    kill: (signal?: NodeJS.Signals) => p.kill(signal),
+    restart: () => p.restart(),
+    recentLog: () => p.recentLog(),
+    cleanup: async () => {
+      servers.delete(server);
+      await p.stop();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+  servers.add(server);
+  return server;
+}
+
+/** A raw NATS client for `server`, closed by `stopAllServers()` if the test does not. */
+export async function connectTo(
+  server: Pick<NatsServerProcess, 'url'>,
+  opts: Partial<ConnectionOptions> = {},
+): Promise<NatsConnection> {
+  const nc = await connect({ servers: server.url, ...opts });
+  clients.add(nc);
+  void nc.closed().then(() => clients.delete(nc));
+  return nc;
+}
+
+/** Close every tracked client, then stop every tracked server and remove its store. */
+export async function stopAllServers(): Promise<void> {
+  await Promise.allSettled([...clients].map((nc) => nc.close()));
+  clients.clear();
+  await Promise.allSettled([...servers].map((s) => s.cleanup()));
+  servers.clear();
+}
+
+process.on('exit', () => {
+  for (const server of servers) {
+    if (server.exited) continue;
+    try {
+      process.kill(server.pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+});
