@@ -1,0 +1,172 @@
+import { readFile } from 'node:fs/promises';
+import {
+  AuthorizationError,
+  connect,
+  credsAuthenticator,
+  nkeyAuthenticator,
+  UserAuthenticationExpiredError,
+  type NatsConnection,
+  type NodeConnectionOptions,
+} from '@nats-io/transport-node';
+import { fromCallback, fromPromise } from 'xstate';
+import type { NaqConfig } from '../config.js';
+import { natsServers } from '../config.js';
+import { errorInfo, NotConnectedError } from '../errors.js';
+import {
+  connectionMachine,
+  type ConnectError,
+  type ConnectionEvent,
+  type ConnectionHandle,
+  type ConnectionInput,
+} from '../machines/connection.js';
+
+/**
+ * The live connection, as the connection machine holds it. `toJSON` keeps the client object
+ * (and anything secret in its options) out of snapshots, logs and the inspector.
+ */
+export class NatsHandle implements ConnectionHandle {
+  constructor(readonly nc: NatsConnection) {}
+  get server(): string {
+    return this.nc.getServer();
+  }
+  toJSON() {
+    return { server: this.server, closed: this.nc.isClosed() };
+  }
+}
+
+/** The NATS client behind a handle the machines pass around. */
+export function natsOf(handle: ConnectionHandle | null | undefined): NatsConnection {
+  if (!(handle instanceof NatsHandle)) throw new NotConnectedError();
+  if (handle.nc.isClosed()) throw new NotConnectedError('the NATS connection is closed');
+  return handle.nc;
+}
+
+/** Client options from naq's config: servers, auth, TLS, and reconnects left to the client. */
+export async function connectOptions(config: NaqConfig): Promise<NodeConnectionOptions> {
+  const n = config.nats;
+  const options: NodeConnectionOptions = {
+    servers: natsServers(config),
+    name: n.name,
+    timeout: n.connectTimeoutMs,
+    // The client keeps reconnecting (and buffering) forever; the connection machine decides
+    // when to give up, from config.reconnect.
+    reconnect: true,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: config.reconnect.timeWaitMs,
+    waitOnFirstConnect: false,
+  };
+  if (n.user !== undefined) options.user = n.user;
+  if (n.password !== undefined) options.pass = n.password;
+  if (n.token !== undefined) options.token = n.token;
+  if (n.nkeySeed !== undefined) options.authenticator = nkeyAuthenticator(new TextEncoder().encode(n.nkeySeed));
+  if (n.credsFile !== undefined) options.authenticator = credsAuthenticator(await readFile(n.credsFile));
+  const tls = n.tls;
+  const wantsTls = options.servers && [options.servers].flat().some((s) => s.startsWith('tls://'));
+  if (tls && (tls.caFile || tls.certFile || tls.keyFile)) {
+    options.tls = {
+      ...(tls.caFile ? { caFile: tls.caFile } : {}),
+      ...(tls.certFile ? { certFile: tls.certFile } : {}),
+      ...(tls.keyFile ? { keyFile: tls.keyFile } : {}),
+    };
+  } else if (wantsTls) {
+    options.tls = {};
+  }
+  return options;
+}
+
+/** Refused credentials are not cured by retrying: say so at once. */
+function isFatalConnectError(error: unknown): boolean {
+  if (error instanceof AuthorizationError || error instanceof UserAuthenticationExpiredError) return true;
+  const message = error instanceof Error ? `${error.message} ${String((error as { cause?: unknown }).cause ?? '')}` : '';
+  return /authorization violation|authentication|permissions violation/i.test(message);
+}
+
+/** Tracks the connection a process currently has, so the runtime can close it whatever the machines did. */
+export interface ConnectionRegistry {
+  current: NatsConnection | null;
+}
+
+export function connectionSettings(config: NaqConfig): ConnectionInput['settings'] {
+  return {
+    maxAttempts: config.connect.maxAttempts,
+    initialDelayMs: config.connect.initialDelayMs,
+    maxDelayMs: config.connect.maxDelayMs,
+    jitter: config.connect.jitter,
+    reconnectMaxAttempts: config.reconnect.maxAttempts,
+    reconnectGiveUpAfterMs: config.reconnect.giveUpAfterMs,
+  };
+}
+
+/** The connection machine with NATS behind it. */
+export function natsConnectionLogic(config: NaqConfig, registry: ConnectionRegistry = { current: null }) {
+  return connectionMachine.provide({
+    actors: {
+      connect: fromPromise<ConnectionHandle, { attempt: number }>(async ({ signal }) => {
+        let nc: NatsConnection;
+        try {
+          nc = await connect(await connectOptions(config));
+        } catch (error) {
+          const e = (error instanceof Error ? error : new Error(String(error))) as ConnectError;
+          if (isFatalConnectError(error)) e.fatal = true;
+          throw e;
+        }
+        // CLOSE arrived while we were connecting: do not leak the connection.
+        if (signal.aborted) {
+          await nc.close().catch(() => {});
+          throw new NotConnectedError('connect cancelled');
+        }
+        registry.current = nc;
+        return new NatsHandle(nc);
+      }),
+      watchStatus: fromCallback<ConnectionEvent, { connection: ConnectionHandle }>(({ sendBack, input }) => {
+        const nc = natsOf(input.connection);
+        let stopped = false;
+        const statuses = nc.status();
+        void (async () => {
+          for await (const s of statuses) {
+            if (stopped) break;
+            switch (s.type) {
+              case 'disconnect':
+                sendBack({ type: 'NATS.DISCONNECT', server: s.server });
+                break;
+              case 'reconnecting':
+                sendBack({ type: 'NATS.RECONNECTING' });
+                break;
+              case 'reconnect':
+                sendBack({ type: 'NATS.RECONNECT', server: s.server });
+                break;
+              case 'error':
+                sendBack({ type: 'NATS.ERROR', error: errorInfo(s.error) });
+                break;
+              default:
+                break;
+            }
+          }
+        })().catch(() => {});
+        void nc.closed().then((err) => {
+          if (!stopped) sendBack({ type: 'NATS.CLOSED', ...(err ? { error: errorInfo(err) } : {}) });
+        });
+        return () => {
+          stopped = true;
+          (statuses as { stop?: () => void }).stop?.();
+        };
+      }),
+      close: fromPromise<void, { connection: ConnectionHandle | null }>(async ({ input }) => {
+        if (!(input.connection instanceof NatsHandle)) return;
+        const nc = input.connection.nc;
+        if (nc.isClosed()) return;
+        // Drain flushes what was published and lets subscriptions finish; bounded, then close.
+        await Promise.race([nc.drain(), new Promise((r) => setTimeout(r, config.supervisor.stopTimeoutMs))]).catch(() => {});
+        if (!nc.isClosed()) await nc.close().catch(() => {});
+        if (registry.current === nc) registry.current = null;
+      }),
+    },
+    actions: {
+      abandonConnection: (_, params: { connection: ConnectionHandle | null }) => {
+        if (params.connection instanceof NatsHandle && !params.connection.nc.isClosed()) {
+          void params.connection.nc.close().catch(() => {});
+        }
+      },
+    },
+  });
+}

@@ -1,0 +1,37 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import { fromCallback, fromPromise, type EventObject } from 'xstate';
+import { answer, replyError, type ReplyTo } from '../ask.js';
+import { InvalidArgumentError } from '../errors.js';
+import { serviceMachine, type ServiceInput } from '../machines/service.js';
+import { natsOf } from './nats-connection.js';
+
+export interface ServiceDefinition<R extends EventObject & { replyTo: ReplyTo<never> }> {
+  /** Runs once per start, before the service reports ready (ensure streams, buckets). */
+  setup?: (nc: NatsConnection) => Promise<void>;
+  /** Serves one request; its result or error is the reply. Requests are served concurrently. */
+  handle: (request: R, nc: NatsConnection) => Promise<unknown>;
+  /** Request types this service accepts; anything else is refused with a clear error. */
+  accepts: ReadonlyArray<R['type']>;
+}
+
+/** A service actor: the shared service machine with this service's NATS work provided. */
+export function serviceLogic<R extends EventObject & { replyTo: ReplyTo<never> }>(definition: ServiceDefinition<R>) {
+  const accepted = new Set<string>(definition.accepts);
+  return serviceMachine.provide({
+    actors: {
+      setup: fromPromise<void, ServiceInput>(async ({ input }) => {
+        await definition.setup?.(natsOf(input.connection));
+      }),
+      handler: fromCallback<EventObject, ServiceInput>(({ receive, input }) => {
+        receive((event) => {
+          const request = event as R;
+          if (!accepted.has(request.type)) {
+            replyError(request.replyTo, new InvalidArgumentError(`${input.name} does not accept ${request.type}`));
+            return;
+          }
+          void answer(request.replyTo as ReplyTo<unknown>, () => definition.handle(request, natsOf(input.connection)));
+        });
+      }),
+    },
+  });
+}

@@ -1,0 +1,183 @@
+import { createActor, type Actor, type AnyActorRef, type InspectionEvent, type Observer } from 'xstate';
+import { naqSupervisor, servicesForRoles, supervisorInput } from './actors/system.js';
+import type { ConnectionRegistry } from './actors/nats-connection.js';
+import { KvClient, StreamsClient } from './clients.js';
+import { configSecrets, resolveConfig, type NaqConfig, type NaqConfigInput } from './config.js';
+import { NaqError, OperationTimeoutError } from './errors.js';
+import { createLogger, type Logger } from './log.js';
+import type { ServiceName, SupervisorMachine, SupervisorOutput, SupervisorReport } from './machines/supervisor.js';
+
+export interface CreateNaqOptions {
+  /** Defaults to a pino logger built from `config.log`, secrets scrubbed. */
+  logger?: Logger;
+  /** An inspection observer for the whole actor system (see `startInspector`). */
+  inspect?: Observer<InspectionEvent>;
+  /** Services to run; by default those of `config.roles`. */
+  services?: ServiceName[];
+}
+
+export interface ActorHealth {
+  status: string;
+  state: string;
+  online?: boolean;
+  server?: string | null;
+  error?: unknown;
+}
+
+export interface HealthReport {
+  /** The supervisor's state: 'connecting', 'startingServices', 'running', 'recovering', 'stopping', 'stopped', 'failed'. */
+  state: string;
+  healthy: boolean;
+  restarts: number;
+  lastFailure: unknown;
+  actors: Record<string, ActorHealth>;
+}
+
+export interface StartOptions {
+  /** Reject if not running within this time (the system keeps trying unless stopped). */
+  timeoutMs?: number;
+}
+
+export interface Naq extends AsyncDisposable {
+  readonly config: NaqConfig;
+  readonly logger: Logger;
+  /** The root actor (the supervisor); undefined until `start()`. */
+  readonly actor: Actor<SupervisorMachine> | undefined;
+  /** Resolves once connected and every service is ready. */
+  start(options?: StartOptions): Promise<void>;
+  /** Stops the services in reverse order, then closes the connection. */
+  stop(): Promise<SupervisorOutput | undefined>;
+  /** Resolves with the supervisor's output when it ends, by stop or by failure. */
+  readonly done: Promise<SupervisorOutput>;
+  health(): HealthReport;
+  /** Finds an actor of the system by its system id ('connection', 'streams', 'kv', ...). */
+  get(systemId: string): AnyActorRef | undefined;
+  readonly streams: StreamsClient;
+  readonly kv: KvClient;
+}
+
+/** Flattens a state value ({ active: 'running' }) to 'active.running'. */
+export function stateName(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (value && typeof value === 'object') {
+    return Object.entries(value)
+      .map(([k, v]) => `${k}.${stateName(v)}`)
+      .join(',');
+  }
+  return String(value);
+}
+
+export function createNaq(input: NaqConfigInput = {}, options: CreateNaqOptions = {}): Naq {
+  const config = resolveConfig(input);
+  const logger = options.logger ?? createLogger({ level: config.log.level, pretty: config.log.pretty, secrets: configSecrets(config) });
+  const services = options.services ?? servicesForRoles(config.roles);
+  const registry: ConnectionRegistry = { current: null };
+  let actor: Actor<SupervisorMachine> | undefined;
+  let started: Promise<void> | undefined;
+  let resolveDone!: (output: SupervisorOutput) => void;
+  const done = new Promise<SupervisorOutput>((resolve) => (resolveDone = resolve));
+  // Asking an actor must outlast the service's own deadline, which includes its retries.
+  const askTimeoutMs = config.ops.timeoutMs + 1000;
+  const get = (id: string) => actor?.system.get(id) as AnyActorRef | undefined;
+
+  const closeLeftovers = async () => {
+    const nc = registry.current;
+    registry.current = null;
+    if (nc && !nc.isClosed()) await nc.close().catch(() => {});
+  };
+
+  const naq: Naq = {
+    config,
+    logger,
+    get actor() {
+      return actor;
+    },
+    done,
+    streams: new StreamsClient(() => get('streams'), askTimeoutMs),
+    kv: new KvClient(() => get('kv'), askTimeoutMs),
+    get,
+
+    start(startOptions = {}) {
+      if (started) return started;
+      const root = createActor(naqSupervisor(config, registry), {
+        input: supervisorInput(config, services),
+        systemId: 'supervisor',
+        ...(options.inspect ? { inspect: options.inspect } : {}),
+      });
+      actor = root;
+      root.on('report', (r: SupervisorReport) => logger[r.level](r.data ?? {}, r.msg));
+      root.subscribe({
+        next: (s) => {
+          if (s.status === 'done') void closeLeftovers().then(() => resolveDone(s.output!));
+        },
+        error: (err) => {
+          logger.error({ err }, 'supervisor crashed');
+          void closeLeftovers().then(() => resolveDone({ status: 'failed', failure: { child: 'supervisor', error: null } }));
+        },
+      });
+      started = new Promise<void>((resolve, reject) => {
+        let timer: NodeJS.Timeout | undefined;
+        const finish = (err?: Error) => {
+          clearTimeout(timer);
+          sub.unsubscribe();
+          if (err) reject(err);
+          else resolve();
+        };
+        const sub = root.subscribe({
+          next: (s) => {
+            if (s.matches({ active: 'running' })) finish();
+            else if (s.status === 'done') {
+              const failure = s.output?.status === 'failed' ? s.output.failure : null;
+              finish(new NaqError('SUPERVISOR_FAILED', `naq could not start: ${failure ? `${failure.child}: ${failure.error?.message}` : 'stopped'}`));
+            }
+          },
+          error: (err) => finish(err instanceof Error ? err : new Error(String(err))),
+        });
+        if (startOptions.timeoutMs !== undefined) {
+          timer = setTimeout(() => {
+            const conn = get('connection')?.getSnapshot() as { context?: { lastError?: { message: string } | null } } | undefined;
+            const why = conn?.context?.lastError?.message;
+            finish(new OperationTimeoutError(`starting naq${why ? ` (last connection error: ${why})` : ''}`, startOptions.timeoutMs!));
+          }, startOptions.timeoutMs);
+        }
+        root.start();
+      });
+      return started;
+    },
+
+    async stop() {
+      if (!actor) return undefined;
+      if (actor.getSnapshot().status === 'active') actor.send({ type: 'STOP' });
+      const output = await done;
+      await closeLeftovers();
+      return output;
+    },
+
+    health() {
+      const actors: Record<string, ActorHealth> = {};
+      if (!actor) return { state: 'idle', healthy: false, restarts: 0, lastFailure: null, actors };
+      const root = actor.getSnapshot();
+      actors.supervisor = { status: root.status, state: stateName(root.value) };
+      for (const [id, child] of Object.entries(root.children)) {
+        if (!child) continue;
+        const s = child.getSnapshot() as { status: string; value?: unknown; context?: Record<string, unknown> };
+        const entry: ActorHealth = { status: s.status, state: stateName(s.value) };
+        if (s.context && 'online' in s.context) entry.online = Boolean(s.context.online);
+        if (s.context && 'server' in s.context) entry.server = s.context.server as string | null;
+        if (s.context?.lastError) entry.error = s.context.lastError;
+        actors[id] = entry;
+      }
+      const state = stateName(root.value).replace(/^active\./, '');
+      const healthy =
+        state === 'running' &&
+        actors.connection?.state === 'online.connected' &&
+        Object.entries(actors).every(([id, a]) => id === 'supervisor' || id === 'connection' || (a.state === 'ready' && a.online !== false));
+      return { state, healthy, restarts: root.context.totalRestarts, lastFailure: root.context.lastFailure, actors };
+    },
+
+    async [Symbol.asyncDispose]() {
+      await naq.stop();
+    },
+  };
+  return naq;
+}

@@ -1,0 +1,61 @@
+import { ClosedConnectionError, NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
+import { backoffDelay } from './backoff.js';
+import { NaqError, NotConnectedError, OperationTimeoutError } from './errors.js';
+
+/**
+ * Transient failures are the ones a reconnect cures: a request that timed out or found no
+ * responders while the server was away. Everything else (a semantic JetStream error, a bad
+ * argument) is final and is not retried.
+ */
+export function isTransient(error: unknown): boolean {
+  if (error instanceof NaqError) return false;
+  if (error instanceof TimeoutError || error instanceof NoRespondersError) return true;
+  if (error instanceof RequestError) {
+    return error.cause instanceof TimeoutError || error.cause instanceof NoRespondersError || /no responders|timeout/i.test(error.message);
+  }
+  const code = (error as { code?: unknown })?.code;
+  return code === 503 || code === '503' || code === 'TIMEOUT';
+}
+
+export interface RetryOptions {
+  /** The whole operation's deadline, retries included. */
+  timeoutMs: number;
+  initialDelayMs: number;
+  maxDelayMs: number;
+}
+
+/**
+ * Runs `attempt` until it succeeds, fails with a non-transient error, or the deadline
+ * passes; then the caller gets an OperationTimeoutError naming the operation, with the last
+ * transient error as its cause. It never waits past the deadline, even if one attempt hangs.
+ */
+export async function withRetry<T>(operation: string, options: RetryOptions, attempt: (remainingMs: number) => Promise<T>): Promise<T> {
+  const deadline = Date.now() + options.timeoutMs;
+  let lastError: unknown;
+  for (let n = 1; ; n++) {
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) throw new OperationTimeoutError(operation, options.timeoutMs, { cause: lastError });
+    try {
+      return await raceDeadline(attempt(remaining), remaining);
+    } catch (error) {
+      if (error instanceof ClosedConnectionError) throw new NotConnectedError(`${operation}: the NATS connection is closed`, { cause: error });
+      if (error === DEADLINE) throw new OperationTimeoutError(operation, options.timeoutMs, { cause: lastError });
+      if (!isTransient(error)) throw error;
+      lastError = error;
+    }
+    const pause = Math.min(backoffDelay(n, { ...options, jitter: 0.2 }), deadline - Date.now());
+    if (pause > 0) await new Promise((r) => setTimeout(r, pause));
+  }
+}
+
+const DEADLINE = Symbol('deadline');
+
+function raceDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    work,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(DEADLINE), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,182 @@
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import type { AnyActorRef } from 'xstate';
+import { createNaq, type Naq } from '../src/naq.js';
+import { KeyExistsError, NotFoundError, OperationTimeoutError, RevisionMismatchError } from '../src/errors.js';
+import type { ConnectionNotification } from '../src/machines/connection.js';
+import { startServer, stopAllServers, type TestServer } from './harness.js';
+
+const silent = pino({ level: 'silent' });
+const running: Naq[] = [];
+
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((n) => n.stop()));
+});
+afterAll(stopAllServers);
+
+function naqFor(server: TestServer, extra: Record<string, unknown> = {}) {
+  const naq = createNaq(
+    {
+      nats: { url: server.url },
+      reconnect: { timeWaitMs: 100 },
+      ops: { timeoutMs: 3000, retryInitialDelayMs: 50, retryMaxDelayMs: 200 },
+      ...extra,
+    },
+    { logger: silent },
+  );
+  running.push(naq);
+  return naq;
+}
+
+/** Watches connection notifications through the connection actor's emitted events. */
+function notifications(naq: Naq): ConnectionNotification['type'][] {
+  const seen: ConnectionNotification['type'][] = [];
+  const conn = naq.get('connection') as AnyActorRef & { on: (t: string, fn: (e: { type: string }) => void) => void };
+  for (const t of ['CONNECTED', 'DISCONNECTED', 'RECONNECTED']) conn.on(t, (e) => seen.push(e.type as ConnectionNotification['type']));
+  return seen;
+}
+
+async function until(check: () => boolean, timeoutMs = 10_000) {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('naq against a real nats-server', () => {
+  it('starts, reports health, and serves stream operations', async () => {
+    const server = await startServer();
+    const naq = naqFor(server);
+    await naq.start({ timeoutMs: 10_000 });
+    const health = naq.health();
+    expect(health.healthy).toBe(true);
+    expect(health.state).toBe('running');
+    expect(Object.keys(health.actors)).toEqual(['supervisor', 'connection', 'streams', 'kv']);
+    expect(health.actors.connection!.state).toBe('online.connected');
+
+    const created = await naq.streams.ensure({ name: 'ORDERS', subjects: ['orders.>'], max_msgs: 100 });
+    expect(created.config.max_msgs).toBe(100);
+    // Idempotent: the same wanted config is a no-op; a changed setting updates the stream.
+    const again = await naq.streams.ensure({ name: 'ORDERS', subjects: ['orders.>'], max_msgs: 100 });
+    expect(again.created).toEqual(created.created);
+    const updated = await naq.streams.ensure({ name: 'ORDERS', subjects: ['orders.>'], max_msgs: 50 });
+    expect(updated.config.max_msgs).toBe(50);
+
+    const nc = (naq.get('connection')!.getSnapshot().context.connection as { nc: import('@nats-io/transport-node').NatsConnection }).nc;
+    const { jetstream } = await import('@nats-io/jetstream');
+    const js = jetstream(nc);
+    await js.publish('orders.a', 'first');
+    await js.publish('orders.b', 'second');
+    const msg = await naq.streams.getMessage('ORDERS', 2);
+    expect(msg).toMatchObject({ seq: 2, subject: 'orders.b', data: 'second' });
+    expect((await naq.streams.list()).map((s) => s.config.name)).toContain('ORDERS');
+    expect(await naq.streams.purge('ORDERS', 'orders.a')).toEqual({ purged: 1 });
+    expect((await naq.streams.info('ORDERS')).state.messages).toBe(1);
+    expect(await naq.streams.delete('ORDERS')).toBe(true);
+    await expect(naq.streams.info('ORDERS')).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('serves KV operations with revision checks and typed errors', async () => {
+    const server = await startServer();
+    const naq = naqFor(server);
+    await naq.start({ timeoutMs: 10_000 });
+    await naq.kv.ensureBucket('cfg', { history: 5 });
+    const r1 = await naq.kv.put('cfg', 'a', 'one');
+    expect(await naq.kv.get('cfg', 'a')).toMatchObject({ key: 'a', value: 'one', revision: r1 });
+    expect(await naq.kv.get('cfg', 'missing')).toBeNull();
+
+    await naq.kv.create('cfg', 'b', 'x');
+    await expect(naq.kv.create('cfg', 'b', 'y')).rejects.toBeInstanceOf(KeyExistsError);
+
+    // Two writers hold the same revision: exactly one wins, the other gets RevisionMismatch.
+    const results = await Promise.allSettled([naq.kv.update('cfg', 'a', 'w1', r1), naq.kv.update('cfg', 'a', 'w2', r1)]);
+    const won = results.filter((r) => r.status === 'fulfilled');
+    const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(won).toHaveLength(1);
+    expect(lost).toHaveLength(1);
+    expect(lost[0]!.reason).toBeInstanceOf(RevisionMismatchError);
+    expect(lost[0]!.reason.code).toBe('REVISION_MISMATCH');
+
+    await naq.kv.putMany('cfg', [
+      { key: 'job.1', value: '1' },
+      { key: 'job.2', value: '2' },
+    ]);
+    expect(await naq.kv.keys('cfg', 'job.>')).toEqual(['job.1', 'job.2']);
+    expect((await naq.kv.getMany('cfg', ['job.1', 'nope', 'job.2'])).map((e) => e?.value ?? null)).toEqual(['1', null, '2']);
+
+    const watch = await naq.kv.watch('cfg', 'live.>');
+    const seen: string[] = [];
+    const reading = (async () => {
+      for await (const e of watch) {
+        seen.push(`${e.key}=${e.value}`);
+        if (seen.length === 2) break;
+      }
+    })();
+    await naq.kv.put('cfg', 'live.x', '1');
+    await naq.kv.put('cfg', 'live.y', '2');
+    await reading;
+    watch.stop();
+    expect(seen).toEqual(['live.x=1', 'live.y=2']);
+
+    await naq.kv.delete('cfg', 'job.1');
+    expect(await naq.kv.get('cfg', 'job.1')).toBeNull();
+    await expect(naq.kv.get('no_such_bucket', 'k')).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('survives a nats-server restart: DISCONNECTED then RECONNECTED, and operations work again', async () => {
+    const server = await startServer();
+    const naq = naqFor(server);
+    await naq.start({ timeoutMs: 10_000 });
+    const seen = notifications(naq);
+    await naq.kv.ensureBucket('state');
+    await naq.kv.put('state', 'before', '1');
+
+    await server.kill('SIGKILL');
+    await until(() => seen.includes('DISCONNECTED'));
+    expect(naq.health().actors.kv!.online).toBe(false);
+
+    // Issued during the outage: it completes once the server is back, within its deadline.
+    const during = naq.kv.put('state', 'during', '2');
+    await new Promise((r) => setTimeout(r, 300));
+    await server.restart();
+    await until(() => seen.includes('RECONNECTED'));
+    await expect(during).resolves.toBeGreaterThan(0);
+
+    expect(seen).toEqual(['DISCONNECTED', 'RECONNECTED']);
+    expect(naq.health().healthy).toBe(true);
+    expect((await naq.kv.get('state', 'before'))?.value).toBe('1');
+    expect((await naq.kv.get('state', 'during'))?.value).toBe('2');
+    const info = await naq.streams.ensure({ name: 'AFTER', subjects: ['after.>'] });
+    expect(info.config.name).toBe('AFTER');
+  });
+
+  it('fails an operation clearly, without hanging, when the outage outlasts its deadline', async () => {
+    const server = await startServer();
+    const naq = naqFor(server, { ops: { timeoutMs: 800, retryInitialDelayMs: 50, retryMaxDelayMs: 100 } });
+    await naq.start({ timeoutMs: 10_000 });
+    await naq.kv.ensureBucket('state');
+    await server.kill('SIGKILL');
+    const started = Date.now();
+    const err = await naq.kv.get('state', 'k').then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(OperationTimeoutError);
+    expect((err as Error).message).toMatch(/kv get k state did not complete within 800 ms/);
+    // Bounded by the deadline (plus the ask margin), not hanging until the server returns.
+    expect(Date.now() - started).toBeLessThan(2500);
+    await server.restart();
+  });
+
+  it('gives a clear error when nothing listens and connect attempts run out', async () => {
+    const server = await startServer();
+    const url = server.url;
+    await server.cleanup();
+    const naq = createNaq({ nats: { url }, connect: { maxAttempts: 2, initialDelayMs: 10, maxDelayMs: 10 }, supervisor: { maxRestarts: 0 } }, { logger: silent });
+    running.push(naq);
+    await expect(naq.start()).rejects.toThrow(/naq could not start: connection: .*(ECONNREFUSED|connection refused)/i);
+    const output = await naq.done;
+    expect(output.status).toBe('failed');
+  });
+});
