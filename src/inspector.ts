@@ -25,6 +25,8 @@ export interface RunningInspector {
 export interface RecordedInspectionEvent {
   type: InspectionEvent['type'];
   actorId: string;
+  /** The actor's system id ('supervisor', 'connection', 'kv', ...) when it has one. */
+  systemId?: string;
   sessionId: string;
   sourceId?: string;
   event?: unknown;
@@ -32,8 +34,9 @@ export interface RecordedInspectionEvent {
 }
 
 export function recordEvent(e: InspectionEvent, scrub: <T>(v: T) => T): RecordedInspectionEvent {
-  const actorRef = e.actorRef as unknown as { id: string; sessionId: string };
+  const actorRef = e.actorRef as unknown as { id: string; sessionId: string; systemId?: string };
   const out: RecordedInspectionEvent = { type: e.type, actorId: actorRef.id, sessionId: actorRef.sessionId };
+  if (actorRef.systemId) out.systemId = actorRef.systemId;
   if ('sourceRef' in e && e.sourceRef) out.sourceId = (e.sourceRef as unknown as { id: string }).id;
   if ('event' in e) out.event = scrub(e.event);
   if ('snapshot' in e) {

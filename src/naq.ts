@@ -28,7 +28,8 @@ export interface HealthReport {
   /** The supervisor's state: 'connecting', 'startingServices', 'running', 'recovering', 'stopping', 'stopped', 'failed'. */
   state: string;
   healthy: boolean;
-  restarts: number;
+  /** Child failures since start (each one restarted, unless the supervisor gave up). */
+  failures: number;
   lastFailure: unknown;
   actors: Record<string, ActorHealth>;
 }
@@ -101,6 +102,7 @@ export function createNaq(input: NaqConfigInput = {}, options: CreateNaqOptions 
       if (started) return started;
       const root = createActor(naqSupervisor(config, registry), {
         input: supervisorInput(config, services),
+        id: 'supervisor',
         systemId: 'supervisor',
         ...(options.inspect ? { inspect: options.inspect } : {}),
       });
@@ -155,7 +157,7 @@ export function createNaq(input: NaqConfigInput = {}, options: CreateNaqOptions 
 
     health() {
       const actors: Record<string, ActorHealth> = {};
-      if (!actor) return { state: 'idle', healthy: false, restarts: 0, lastFailure: null, actors };
+      if (!actor) return { state: 'idle', healthy: false, failures: 0, lastFailure: null, actors };
       const root = actor.getSnapshot();
       actors.supervisor = { status: root.status, state: stateName(root.value) };
       for (const [id, child] of Object.entries(root.children)) {
@@ -172,7 +174,7 @@ export function createNaq(input: NaqConfigInput = {}, options: CreateNaqOptions 
         state === 'running' &&
         actors.connection?.state === 'online.connected' &&
         Object.entries(actors).every(([id, a]) => id === 'supervisor' || id === 'connection' || (a.state === 'ready' && a.online !== false));
-      return { state, healthy, restarts: root.context.totalRestarts, lastFailure: root.context.lastFailure, actors };
+      return { state, healthy, failures: root.context.totalFailures, lastFailure: root.context.lastFailure, actors };
     },
 
     async [Symbol.asyncDispose]() {

@@ -129,7 +129,7 @@ describe('supervisor machine', () => {
     await flush();
     expect(w.log.filter((l) => l === 'setup kv')).toHaveLength(2);
     expect(actor.getSnapshot().value).toEqual({ active: 'running' });
-    expect(actor.getSnapshot().context.totalRestarts).toBe(1);
+    expect(actor.getSnapshot().context.totalFailures).toBe(1);
   });
 
   it('backs off exponentially between restarts of the same child', async () => {
@@ -233,5 +233,95 @@ describe('supervisor machine', () => {
     clock.increment(3000);
     await flush();
     expect(actor.getSnapshot().value).toBe('stopped');
+  });
+
+  it('restarts a service whose handler throws (the actor errors rather than ending)', async () => {
+    const w = world();
+    let handlerStarts = 0;
+    const throwing = supervisorMachine.provide({
+      actors: {
+        ...(w.machine.implementations.actors as object),
+        kv: serviceMachine.provide({
+          actors: {
+            setup: fromPromise(async () => {}),
+            handler: fromCallback(({ receive }) => {
+              handlerStarts++;
+              receive(() => {
+                throw new Error('handler blew up');
+              });
+            }),
+          },
+        }),
+      } as never,
+    });
+    const clock = new SimulatedClock();
+    const actor = createActor(throwing, { input: input(), clock }).start();
+    const reports: string[] = [];
+    actor.on('report', (r: SupervisorReport) => reports.push(r.msg));
+    await flush();
+    expect(handlerStarts).toBe(1);
+    actor.system.get('kv')!.send({ type: 'kv.get', replyTo: { id: 'r', send: () => {} } });
+    await flush();
+    expect(reports).toContain('kv failed');
+    expect(actor.getSnapshot().context.lastFailure).toEqual({ child: 'kv', error: { name: 'Error', message: 'handler blew up' } });
+    expect(actor.system.get('kv')).toBeUndefined();
+    clock.increment(100);
+    await flush();
+    expect(handlerStarts).toBe(2);
+    expect(actor.getSnapshot().context.live).toEqual(['connection', 'streams', 'kv']);
+  });
+
+  it('restarts a child whose logic rejects outright', async () => {
+    const w = world();
+    let starts = 0;
+    const rejecting = supervisorMachine.provide({
+      actors: {
+        ...(w.machine.implementations.actors as object),
+        kv: fromPromise(async () => {
+          starts++;
+          throw new Error('kv crashed');
+        }),
+      } as never,
+    });
+    const clock = new SimulatedClock();
+    const actor = createActor(rejecting, { input: input({ maxRestarts: 2 }), clock }).start();
+    await flush();
+    expect(starts).toBe(1);
+    clock.increment(100);
+    await flush();
+    expect(starts).toBe(2);
+    clock.increment(200);
+    await flush();
+    expect(starts).toBe(3);
+    expect(actor.getSnapshot().output).toMatchObject({ status: 'failed', failure: { child: 'kv', error: { message: 'kv crashed' } } });
+  });
+
+  it('fails at once, without restarts, when the connection failure is fatal (credentials refused)', async () => {
+    const w = world();
+    let connects = 0;
+    const refusing = supervisorMachine.provide({
+      actors: {
+        ...(w.machine.implementations.actors as object),
+        connection: connectionMachine.provide({
+          actors: {
+            connect: fromPromise<ConnectionHandle, { attempt: number }>(async () => {
+              connects++;
+              throw Object.assign(new Error('Authorization Violation'), { fatal: true });
+            }),
+          },
+        }),
+      } as never,
+    });
+    const clock = new SimulatedClock();
+    const actor = createActor(refusing, { input: input({ maxRestarts: 5 }), clock }).start();
+    await flush();
+    clock.increment(60_000);
+    await flush();
+    expect(connects).toBe(1);
+    expect(actor.getSnapshot().output).toMatchObject({
+      status: 'failed',
+      failure: { child: 'connection', error: { message: 'Authorization Violation' } },
+    });
+    expect(actor.getSnapshot().context.totalFailures).toBe(1);
   });
 });

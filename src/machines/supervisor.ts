@@ -42,7 +42,7 @@ export interface SupervisorContext {
   live: string[];
   /** Restarts inside the current window; each one expires by a delayed event. */
   recentRestarts: number;
-  totalRestarts: number;
+  totalFailures: number;
   stopQueue: string[];
   failed: boolean;
   lastFailure: { child: string; error: ErrorInfo | null } | null;
@@ -133,7 +133,7 @@ export const supervisorMachine = setup({
       const error = failureOf(event);
       enqueue.assign({
         recentRestarts: context.recentRestarts + 1,
-        totalRestarts: context.totalRestarts + 1,
+        totalFailures: context.totalFailures + 1,
         lastFailure: { child: id, error },
         live: context.live.filter((c) => c !== id),
       });
@@ -166,6 +166,7 @@ export const supervisorMachine = setup({
     }),
   },
   guards: {
+    fatalFailure: ({ event }) => (event as { output?: { fatal?: boolean } }).output?.fatal === true,
     tooManyRestarts: ({ context }) => context.recentRestarts + 1 > context.settings.maxRestarts,
     isConnection: ({ event }) => childId(event) === 'connection',
     isLiveChild: ({ context, event }) => context.live.includes(childId(event)),
@@ -190,7 +191,7 @@ export const supervisorMachine = setup({
     startIndex: 0,
     live: [],
     recentRestarts: 0,
-    totalRestarts: 0,
+    totalFailures: 0,
     stopQueue: [],
     failed: false,
     lastFailure: null,
@@ -214,6 +215,8 @@ export const supervisorMachine = setup({
           ],
         },
         'xstate.done.actor.*': [
+          // Refused credentials will be refused again: fail loudly instead of looping.
+          { guard: 'fatalFailure', target: 'failed', actions: 'recordFailure' },
           { guard: 'tooManyRestarts', target: 'failed', actions: 'recordFailure' },
           { guard: 'isConnection', target: '.recovering', actions: ['recordFailure', 'stopServices', 'scheduleRestart'] },
           { guard: 'isLiveChild', actions: ['recordFailure', 'scheduleRestart'] },
@@ -337,7 +340,9 @@ export const supervisorMachine = setup({
         emit(({ context }) =>
           report(
             'error',
-            `too many restarts (more than ${context.settings.maxRestarts} in ${context.settings.restartWindowMs} ms); giving up`,
+            context.recentRestarts > context.settings.maxRestarts
+              ? `too many restarts (more than ${context.settings.maxRestarts} in ${context.settings.restartWindowMs} ms); giving up`
+              : `${context.lastFailure?.child} failed for good: ${context.lastFailure?.error?.message}; giving up`,
             { lastFailure: context.lastFailure },
           ),
         ),

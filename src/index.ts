@@ -1,0 +1,31 @@
+/**
+ * naq as a library: `createNaq()` for the whole runtime, or the machines and their
+ * NATS-backed logic for hosts that run naq's actors inside their own XState system.
+ */
+export { createNaq, stateName, type CreateNaqOptions, type HealthReport, type ActorHealth, type Naq, type StartOptions } from './naq.js';
+export {
+  loadConfig,
+  resolveConfig,
+  defaultConfig,
+  redactConfig,
+  configSecrets,
+  natsServers,
+  isNatsUrlConfigured,
+  KNOWN_ENV_VARS,
+  type NaqConfig,
+  type NaqConfigInput,
+  type Role,
+} from './config.js';
+export * from './errors.js';
+export { ask, answer, type Reply, type ReplyTo, type AskOptions } from './ask.js';
+export { StreamsClient, KvClient } from './clients.js';
+export * from './machines/index.js';
+export { natsConnectionLogic, connectOptions, connectionSettings, natsOf, NatsHandle, type ConnectionRegistry } from './actors/nats-connection.js';
+export { streamsLogic, ensureStream, type StreamsRequest, type WantedStream, type StreamMessage } from './actors/streams.js';
+export { kvLogic, BucketPool, type KvRequest, type KvRecord, type KvWatchHandle, type BucketOptions } from './actors/kv.js';
+export { serviceLogic, type ServiceDefinition } from './actors/service-logic.js';
+export { naqSupervisor, servicesForRoles, supervisorInput } from './actors/system.js';
+export { startInspector, type InspectorOptions, type RunningInspector, type RecordedInspectionEvent } from './inspector.js';
+export { machineToJSON, machineToMermaid, exportMachines, mermaidBlocks } from './machine-export.js';
+export { startNatsServer, isNatsReachable, findNatsServerBinary, type NatsServerProcess } from './nats-server.js';
+export { createLogger, type Logger } from './log.js';

@@ -1,0 +1,334 @@
+#!/usr/bin/env node
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { stringify as toYaml } from 'yaml';
+import { configSecrets, loadConfig, redactConfig, type NaqConfig, type NaqConfigInput } from './config.js';
+import { resolveNats } from './embedded.js';
+import { ConfigError, NaqError } from './errors.js';
+import { startInspector, type RunningInspector } from './inspector.js';
+import { createLogger, type Logger } from './log.js';
+import { exportMachines } from './machine-export.js';
+import { MACHINES } from './machines/index.js';
+import { createNaq, type Naq } from './naq.js';
+
+/** Exit codes: 0 ok, 1 failure at run time, 2 bad arguments or config. */
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+
+interface GlobalArgs {
+  config?: string;
+  'nats-url'?: string;
+  'log-level'?: string;
+  json?: boolean;
+}
+
+function out(line: string) {
+  process.stdout.write(`${line}\n`);
+}
+
+function fail(message: string, code: number): never {
+  process.stderr.write(`naq: ${message}\n`);
+  process.exit(code);
+}
+
+/** defaults ← file ← environment ← flags; one-shot commands log warnings only unless asked. */
+function configFrom(args: GlobalArgs, extra: NaqConfigInput = {}, quiet = false): NaqConfig {
+  const flags: NaqConfigInput = { ...extra };
+  if (args['nats-url'] !== undefined) flags.nats = { ...flags.nats, url: args['nats-url'] };
+  const level = args['log-level'] ?? (quiet && !process.env.NAQ_LOG_LEVEL ? 'warn' : undefined);
+  if (level !== undefined) flags.log = { ...flags.log, level: level as never };
+  return loadConfig({ ...(args.config ? { file: args.config } : {}), env: process.env, flags });
+}
+
+function loggerFor(config: NaqConfig): Logger {
+  return createLogger({ level: config.log.level, pretty: config.log.pretty, secrets: configSecrets(config) });
+}
+
+/** Runs a one-shot command against a started (producer-only) system, then stops it. */
+async function withNaq<T>(args: GlobalArgs, work: (naq: Naq) => Promise<T>): Promise<T> {
+  const config = configFrom(args, {}, true);
+  const naq = createNaq(config, { logger: loggerFor(config), services: ['streams', 'kv'] });
+  try {
+    await naq.start({ timeoutMs: config.nats.connectTimeoutMs + config.ops.timeoutMs });
+    return await work(naq);
+  } finally {
+    await naq.stop();
+  }
+}
+
+class UsageError extends Error {}
+
+/** Positionals are checked here, not by yargs, so the error names the missing argument. */
+function need(...names: string[]) {
+  return (argv: Record<string, unknown>) => {
+    const missing = names.filter((n) => argv[n] === undefined || argv[n] === '');
+    if (missing.length) throw new UsageError(`missing argument ${missing.map((m) => `<${m}>`).join(', ')}`);
+    return true;
+  };
+}
+
+function printJson(value: unknown) {
+  out(JSON.stringify(value, null, 2));
+}
+
+interface InspectArgs {
+  inspect?: boolean;
+  'inspect-port'?: number;
+  'inspect-record'?: string;
+  'inspect-payloads'?: boolean;
+}
+
+function withInspectOptions<T>(y: Argv<T>) {
+  return y
+    .option('inspect', { type: 'boolean', describe: 'serve the Stately inspector bridge and stream every actor to it' })
+    .option('inspect-port', { type: 'number', describe: 'port of the inspector bridge (default from config: 5678)' })
+    .option('inspect-record', { type: 'string', describe: 'write inspection events to FILE as JSON lines' })
+    .option('inspect-payloads', { type: 'boolean', describe: 'include job / KV payloads in inspection events' });
+}
+
+/** `naq supervisor`: runs until SIGINT / SIGTERM, then drains and exits 0. */
+async function runSupervisor(args: GlobalArgs & InspectArgs & { roles?: string[]; embedded?: boolean }) {
+  const extra: NaqConfigInput = {};
+  if (args.roles) extra.roles = args.roles as NaqConfig['roles'];
+  if (args.embedded === false) extra.embedded = { enabled: false };
+  if (args.inspect) extra.inspect = { enabled: true, ...(args['inspect-port'] ? { port: args['inspect-port'] } : {}) };
+  if (args['inspect-record']) extra.inspect = { ...extra.inspect, recordFile: args['inspect-record'] };
+  const loaded = configFrom(args, extra);
+  const logger = loggerFor(loaded);
+  const { config, embedded } = await resolveNats(loaded, logger);
+
+  let inspector: RunningInspector | null = null;
+  if (config.inspect.enabled || config.inspect.recordFile) {
+    inspector = startInspector({
+      port: config.inspect.enabled ? config.inspect.port : 0,
+      ...(config.inspect.recordFile ? { recordFile: config.inspect.recordFile } : {}),
+      secrets: configSecrets(config),
+      payloads: Boolean(args['inspect-payloads']),
+    });
+    if (inspector.url) logger.info(`inspector: open ${inspector.url} to watch the actors live`);
+    if (config.inspect.recordFile) logger.info(`recording inspection events to ${config.inspect.recordFile}`);
+  }
+
+  const naq = createNaq(config, { logger, ...(inspector ? { inspect: inspector.observer } : {}) });
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info(`${signal}: draining`);
+    void naq.stop();
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+
+  naq.start().catch(() => {});
+  const output = await naq.done;
+  await inspector?.stop();
+  if (embedded) await embedded.stop();
+  if (output.status === 'failed') {
+    logger.error({ failure: output.failure }, 'supervisor failed');
+    await flushLogs(logger);
+    process.exit(EXIT_FAILURE);
+  }
+  logger.info('bye');
+  await flushLogs(logger);
+  process.exit(0);
+}
+
+function flushLogs(logger: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    try {
+      logger.flush(() => resolve());
+    } catch {
+      resolve();
+    }
+    setTimeout(resolve, 200).unref();
+  });
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+}
+
+export function buildCli(argv: string[]) {
+  return yargs(argv)
+    .scriptName('naq')
+    .usage('$0 <command> [options]\n\nA job queue and service runtime on NATS JetStream, built as an XState actor system.')
+    .option('config', { type: 'string', describe: 'config file (JSON or YAML)', global: true })
+    .option('nats-url', { type: 'string', describe: 'NATS server URL(s), comma-separated (env NAQ_NATS_URL)', global: true })
+    .option('log-level', {
+      type: 'string',
+      choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+      describe: 'log level (env NAQ_LOG_LEVEL)',
+      global: true,
+    })
+    .option('json', { type: 'boolean', describe: 'machine-readable output', global: true })
+    .command(
+      'supervisor',
+      'run the naq supervisor: connection, services and roles, until SIGINT / SIGTERM',
+      (y) =>
+        withInspectOptions(y)
+          .option('roles', { type: 'string', array: true, describe: 'roles to run (producer, worker, scheduler)' })
+          .option('embedded', { type: 'boolean', describe: 'start a local nats-server when none is configured or answering (--no-embedded turns it off)' }),
+      (args) => runSupervisor(args as never),
+    )
+    .command(
+      'config',
+      'print the effective configuration (secrets redacted)',
+      (y) => y,
+      (args) => {
+        const config = redactConfig(configFrom(args as GlobalArgs));
+        if ((args as GlobalArgs).json) printJson(config);
+        else process.stdout.write(toYaml(config));
+      },
+    )
+    .command(
+      'machines',
+      'print every machine definition (JSON for Stately tools, or Mermaid diagrams)',
+      (y) => y.option('format', { choices: ['json', 'mermaid'] as const, default: 'json' as const, describe: 'output format' }),
+      (args) => {
+        process.stdout.write(`${exportMachines(MACHINES, args.format)}\n`);
+      },
+    )
+    .command('streams', 'stream operations', (y) =>
+      y
+        .command(
+          'ls',
+          'list streams',
+          (yy) => yy,
+          (args) =>
+            withNaq(args as GlobalArgs, async (naq) => {
+              const streams = await naq.streams.list();
+              if ((args as GlobalArgs).json) return printJson(streams);
+              for (const s of streams) {
+                out(`${s.config.name}\t${s.config.subjects?.join(',') ?? ''}\t${s.state.messages} msgs\t${formatBytes(s.state.bytes)}`);
+              }
+            }),
+        )
+        .command(
+          'info [name]',
+          'show one stream',
+          (yy) => yy.positional('name', { type: 'string' }).check(need('name')),
+          (args) => withNaq(args as GlobalArgs, async (naq) => printJson(await naq.streams.info(args.name!))),
+        )
+        .command(
+          'purge [name]',
+          'purge a stream (or only one subject)',
+          (yy) => yy.positional('name', { type: 'string' }).option('subject', { type: 'string', describe: 'purge only this subject' }).check(need('name')),
+          (args) =>
+            withNaq(args as GlobalArgs, async (naq) => {
+              const r = await naq.streams.purge(args.name!, args.subject);
+              if ((args as GlobalArgs).json) printJson(r);
+              else out(`purged ${r.purged} messages from ${args.name}`);
+            }),
+        )
+        .command(
+          'rm [name]',
+          'delete a stream',
+          (yy) => yy.positional('name', { type: 'string' }).check(need('name')),
+          (args) =>
+            withNaq(args as GlobalArgs, async (naq) => {
+              await naq.streams.delete(args.name!);
+              if ((args as GlobalArgs).json) printJson({ deleted: args.name });
+              else out(`deleted stream ${args.name}`);
+            }),
+        )
+        .demandCommand(1, 'name a streams command: ls, info, purge or rm'),
+    )
+    .command('kv', 'key-value operations', (y) =>
+      y
+        .command(
+          'get [bucket] [key]',
+          'print a value',
+          (yy) => yy.positional('bucket', { type: 'string' }).positional('key', { type: 'string' }).check(need('bucket', 'key')),
+          (args) =>
+            withNaq(args as GlobalArgs, async (naq) => {
+              const entry = await naq.kv.get(args.bucket!, args.key!);
+              if (!entry) fail(`${args.bucket}/${args.key} not found`, EXIT_FAILURE);
+              if ((args as GlobalArgs).json) printJson(entry);
+              else out(entry.value);
+            }),
+        )
+        .command(
+          'put [bucket] [key] [value]',
+          'store a value (the bucket is created if missing)',
+          (yy) =>
+            yy
+              .positional('bucket', { type: 'string' })
+              .positional('key', { type: 'string' })
+              .positional('value', { type: 'string' })
+              .check(need('bucket', 'key', 'value')),
+          (args) =>
+            withNaq(args as GlobalArgs, async (naq) => {
+              await naq.kv.ensureBucket(args.bucket!);
+              const revision = await naq.kv.put(args.bucket!, args.key!, args.value!);
+              if ((args as GlobalArgs).json) printJson({ bucket: args.bucket!, key: args.key!, revision });
+              else out(`${args.bucket}/${args.key} revision ${revision}`);
+            }),
+        )
+        .command(
+          'del [bucket] [key]',
+          'delete a key',
+          (yy) => yy.positional('bucket', { type: 'string' }).positional('key', { type: 'string' }).check(need('bucket', 'key')),
+          (args) =>
+            withNaq(args as GlobalArgs, async (naq) => {
+              await naq.kv.delete(args.bucket!, args.key!);
+              if ((args as GlobalArgs).json) printJson({ deleted: `${args.bucket}/${args.key}` });
+              else out(`deleted ${args.bucket}/${args.key}`);
+            }),
+        )
+        .command(
+          'keys [bucket]',
+          'list keys',
+          (yy) => yy.positional('bucket', { type: 'string' }).option('filter', { type: 'string', describe: 'subject-style filter, e.g. "jobs.>"' }).check(need('bucket')),
+          (args) =>
+            withNaq(args as GlobalArgs, async (naq) => {
+              const keys = await naq.kv.keys(args.bucket!, args.filter);
+              if ((args as GlobalArgs).json) printJson(keys);
+              else for (const k of keys) out(k);
+            }),
+        )
+        .command(
+          'watch [bucket]',
+          'print current values, then changes as they happen, until SIGINT',
+          (yy) => yy.positional('bucket', { type: 'string' }).option('filter', { type: 'string', describe: 'subject-style filter' }).check(need('bucket')),
+          (args) =>
+            withNaq(args as GlobalArgs, async (naq) => {
+              const watch = await naq.kv.watch(args.bucket!, args.filter);
+              const stop = () => watch.stop();
+              process.once('SIGINT', stop);
+              process.once('SIGTERM', stop);
+              for await (const e of watch) {
+                if ((args as GlobalArgs).json) out(JSON.stringify(e));
+                else out(`${e.operation} ${e.key} = ${e.value} (revision ${e.revision})`);
+              }
+            }),
+        )
+        .demandCommand(1, 'name a kv command: get, put, del, keys or watch'),
+    )
+    .demandCommand(1, 'name a command')
+    .strict()
+    .help()
+    .alias('help', 'h')
+    .version()
+    .wrap(Math.min(110, process.stdout.columns || 110))
+    .fail((msg, err) => {
+      if (err && !(err instanceof UsageError)) throw err;
+      process.stderr.write(`naq: ${err?.message ?? msg}\nRun "naq --help" for usage.\n`);
+      process.exit(EXIT_USAGE);
+    });
+}
+
+async function main() {
+  try {
+    await buildCli(hideBin(process.argv)).parseAsync();
+    process.exit(0);
+  } catch (error) {
+    if (error instanceof ConfigError) fail(error.message, EXIT_USAGE);
+    if (error instanceof NaqError) fail(error.message, EXIT_FAILURE);
+    fail(error instanceof Error ? error.message : String(error), EXIT_FAILURE);
+  }
+}
+
+void main();
