@@ -239,7 +239,7 @@ class LocalNatsServer implements NatsServerProcess {
     const details = tail.length ? `\nlast nats-server output:\n  ${tail.join('\n  ')}` : ' (it printed nothing)';
     return new NaqError(
       'NATS_SERVER_START_FAILED',
-      `nats-server ${this.args().join(' ')} ${reason}${hint}${details}`,
+      `${this.binaryPath} ${this.args().join(' ')} ${reason}${hint}${details}`,
       cause === undefined ? undefined : { cause },
     );
   }
@@ -320,6 +320,13 @@ class LocalNatsServer implements NatsServerProcess {
         const info = await readNatsInfo(this.url, 250);
         const ours = info !== undefined && (serverId === undefined || info.server_id === serverId);
         if (ours && exitInfo === undefined) return;
+      }
+      if (!sawOutput && this.currentPort === 0 && Date.now() - startedAt > 1_000) {
+        const err = this.startFailure(
+          'logs somewhere other than stderr (log_file in its config?), so the port it picked for port 0 cannot be read; give it a port',
+        );
+        await this.kill('SIGKILL');
+        throw err;
       }
       if (Date.now() > deadline) {
         const err = this.startFailure(`was not ready within ${timeoutMs} ms`);

@@ -4,6 +4,7 @@
  * `afterAll(stopAllServers)` cleans up — and a test file that dies early still SIGKILLs its
  * servers on the way out instead of leaking them onto later runs.
  */
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -24,7 +25,12 @@ export interface TestServer extends NatsServerProcess {
   cleanup(): Promise<void>;
 }
 
-const servers = new Set<TestServer>();
+// Shared through globalThis so the exit hooks below, installed once per process, also see
+// servers started by a second evaluation of this module in the same worker.
+const SERVERS = Symbol.for('naq.test.harness.servers');
+const shared = globalThis as { [SERVERS]?: Map<TestServer, string> };
+/** Each tracked server and the temp directory (store, config) it owns. */
+const servers: Map<TestServer, string> = (shared[SERVERS] ??= new Map<TestServer, string>());
 const clients = new Set<NatsConnection>();
 
 /** A TCP port that was free a moment ago on 127.0.0.1. */
@@ -106,7 +112,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<TestSe
       await rm(root, { recursive: true, force: true });
     },
   };
-  servers.add(server);
+  servers.set(server, root);
   return server;
 }
 
@@ -125,17 +131,46 @@ export async function connectTo(
 export async function stopAllServers(): Promise<void> {
   await Promise.allSettled([...clients].map((nc) => nc.close()));
   clients.clear();
-  await Promise.allSettled([...servers].map((s) => s.cleanup()));
+  await Promise.allSettled([...servers.keys()].map((s) => s.cleanup()));
   servers.clear();
 }
 
-process.on('exit', () => {
-  for (const server of servers) {
-    if (server.exited) continue;
+function killLeftovers(): void {
+  for (const [server, root] of servers) {
+    if (!server.exited) {
+      try {
+        process.kill(server.pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
     try {
-      process.kill(server.pid, 'SIGKILL');
+      rmSync(root, { recursive: true, force: true });
     } catch {
-      // Already gone.
+      // A server still dying may write one last file; a stray temp dir is harmless.
     }
   }
-});
+  servers.clear();
+}
+
+// vitest ends a fork worker with SIGTERM (then SIGKILL after 500 ms), and a signal's default
+// action skips 'exit' handlers, so the signals need their own. After killing the servers the
+// signal is raised again so the process still dies the way it would have — unless someone
+// else listens for it and has their own plans.
+function onSignal(signal: NodeJS.Signals): void {
+  killLeftovers();
+  if (process.listenerCount(signal) === 1) {
+    process.off(signal, onSignal);
+    process.kill(process.pid, signal);
+  }
+}
+
+// vitest may evaluate this module more than once in one worker; one set of hooks is enough.
+const HOOKS = Symbol.for('naq.test.harness.exitHooks');
+const g = globalThis as { [HOOKS]?: boolean };
+if (!g[HOOKS]) {
+  g[HOOKS] = true;
+  process.on('exit', killLeftovers);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
