@@ -149,6 +149,26 @@ const ConfigSchema = section({
     port: int(0, 65535).default(5678),
     recordFile: filePath().optional(),
   }).prefault({}),
+  jobs: section({
+    attempts: int(1).default(1),
+    backoffType: oneOf(['fixed', 'exponential']).default('exponential'),
+    backoffDelayMs: ms().default(1000),
+    resultTtlMs: ms(1).default(86_400_000),
+    maxPayloadBytes: int(1).default(1_048_576),
+    activeAfterMs: ms().default(1000),
+    publishTimeoutMs: ms(1).default(5000),
+  }).prefault({}),
+  worker: section({
+    queues: expecting(z.array(z.string().regex(/^[A-Za-z0-9_-]+$/)).min(1), 'a non-empty list of queue names (letters, digits, "_", "-")')
+      .transform((queues) => [...new Set(queues)])
+      .default(() => ['default']),
+    concurrency: int(1).default(10),
+    maxAckPending: int(1).default(1000),
+    heartbeatMs: ms(1).default(5000),
+    ackWaitMs: ms(1).default(30_000),
+    drainGraceMs: ms().default(10_000),
+    handlers: filePath().optional(),
+  }).prefault({}),
   roles: expecting(
     z.array(oneOf(ROLES)).min(1),
     `a non-empty list of ${ROLES.map((r) => JSON.stringify(r)).join(', ')}`,

@@ -1,13 +1,20 @@
 import { createActor, type Actor, type AnyActorRef, type InspectionEvent, type Observer } from 'xstate';
 import { naqSupervisor, servicesForRoles, supervisorInput } from './actors/system.js';
+import { ask } from './ask.js';
+import { jobsRuntimeFor, type EnqueueItem, type JobsRuntime, type QueueStats, type WorkerInfo } from './actors/jobs-runtime.js';
+import type { JobsRequest } from './actors/jobs.js';
+import type { Handler, Handlers } from './actors/queue-worker.js';
+import type { JobOptions, JobRecord } from './job.js';
 import type { ConnectionRegistry } from './actors/nats-connection.js';
 import { KvClient, StreamsClient } from './clients.js';
 import { configSecrets, resolveConfig, type NaqConfig, type NaqConfigInput } from './config.js';
-import { NaqError, OperationTimeoutError } from './errors.js';
+import { NaqError, NotConnectedError, OperationTimeoutError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 import type { ServiceName, SupervisorMachine, SupervisorOutput, SupervisorReport } from './machines/supervisor.js';
 
-export interface CreateNaqOptions {
+export interface CreateNaqOptions<H extends Handlers = Handlers> {
+  /** Handlers by job name, for the worker role. A job can only run a handler registered here. */
+  handlers?: H;
   /** Defaults to a pino logger built from `config.log`, secrets scrubbed. */
   logger?: Logger;
   /** An inspection observer for the whole actor system (see `startInspector`). */
@@ -39,7 +46,12 @@ export interface StartOptions {
   timeoutMs?: number;
 }
 
-export interface Naq extends AsyncDisposable {
+/** The data a handler of `H` takes for job `N`. */
+export type JobData<H, N extends keyof H> = H[N] extends Handler<infer D, any> ? D : never;
+/** What a handler of `H` resolves to for job `N`. */
+export type JobResult<H, N extends keyof H> = H[N] extends Handler<any, infer R> ? Awaited<R> : never;
+
+export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
   readonly config: NaqConfig;
   readonly logger: Logger;
   /** The root actor (the supervisor); undefined until `start()`. */
@@ -55,6 +67,19 @@ export interface Naq extends AsyncDisposable {
   get(systemId: string): AnyActorRef | undefined;
   readonly streams: StreamsClient;
   readonly kv: KvClient;
+  /** Enqueues a job; resolves with its id once the server has stored it. */
+  enqueue<N extends keyof H & string>(name: N, data: JobData<H, N>, opts?: JobOptions): Promise<string>;
+  /** Enqueues many jobs with pipelined publishes; all are validated before any is sent. */
+  enqueueBulk<N extends keyof H & string>(jobs: Array<{ name: N; data: JobData<H, N>; opts?: JobOptions }>): Promise<string[]>;
+  getJob(id: string): Promise<JobRecord | null>;
+  /** The job's result once it completed; throws JobFailedError if it failed or was cancelled. */
+  waitFor<T = unknown>(id: string, options?: { timeoutMs?: number }): Promise<T>;
+  cancel(id: string): Promise<{ id: string; status: string }>;
+  retryDead(id: string): Promise<{ id: string }>;
+  purgeQueue(queue: string): Promise<{ purged: number }>;
+  queueStats(queue: string): Promise<QueueStats>;
+  listQueues(): Promise<QueueStats[]>;
+  listWorkers(): Promise<WorkerInfo[]>;
 }
 
 /** Flattens a state value ({ active: 'running' }) to 'active.running'. */
@@ -68,10 +93,11 @@ export function stateName(value: unknown): string {
   return String(value);
 }
 
-export function createNaq(input: NaqConfigInput = {}, options: CreateNaqOptions = {}): Naq {
+export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput = {}, options: CreateNaqOptions<H> = {}): Naq<H> {
   const config = resolveConfig(input);
   const logger = options.logger ?? createLogger({ level: config.log.level, pretty: config.log.pretty, secrets: configSecrets(config) });
-  const services = options.services ?? servicesForRoles(config.roles);
+  const services = options.services ?? servicesForRoles(config.roles, config);
+  const handlers: Handlers = options.handlers ?? {};
   const registry: ConnectionRegistry = { current: null };
   let actor: Actor<SupervisorMachine> | undefined;
   let started: Promise<void> | undefined;
@@ -87,7 +113,16 @@ export function createNaq(input: NaqConfigInput = {}, options: CreateNaqOptions 
     if (nc && !nc.isClosed()) await nc.close().catch(() => {});
   };
 
-  const naq: Naq = {
+  /** The job data path bypasses actor messages (rule 4); it needs the live connection. */
+  const runtime = (): JobsRuntime => {
+    const nc = registry.current;
+    if (!nc || nc.isClosed()) throw new NotConnectedError('naq is not started (or its connection is closed)');
+    return jobsRuntimeFor(nc, config);
+  };
+  const askJobs = <T>(request: Record<string, unknown> & { type: JobsRequest['type'] }) =>
+    ask<T>(get('jobs'), (replyTo) => ({ ...request, replyTo }), { timeoutMs: askTimeoutMs });
+
+  const naq: Naq<H> = {
     config,
     logger,
     get actor() {
@@ -100,7 +135,7 @@ export function createNaq(input: NaqConfigInput = {}, options: CreateNaqOptions 
 
     start(startOptions = {}) {
       if (started) return started;
-      const root = createActor(naqSupervisor(config, registry), {
+      const root = createActor(naqSupervisor(config, registry, handlers, logger), {
         input: supervisorInput(config, services),
         id: 'supervisor',
         systemId: 'supervisor',
@@ -173,9 +208,22 @@ export function createNaq(input: NaqConfigInput = {}, options: CreateNaqOptions 
       const healthy =
         state === 'running' &&
         actors.connection?.state === 'online.connected' &&
-        Object.entries(actors).every(([id, a]) => id === 'supervisor' || id === 'connection' || (a.state === 'ready' && a.online !== false));
+        Object.entries(actors).every(
+          ([id, a]) => id === 'supervisor' || id === 'connection' || (a.status === 'active' && a.online !== false && !/starting|paused|draining|stopping/.test(a.state)),
+        );
       return { state, healthy, failures: root.context.totalFailures, lastFailure: root.context.lastFailure, actors };
     },
+
+    enqueue: (name, data, opts) => Promise.resolve().then(() => runtime().enqueue(name, data, opts)),
+    enqueueBulk: (jobs) => Promise.resolve().then(() => runtime().enqueueBulk(jobs as EnqueueItem[])),
+    getJob: (id) => Promise.resolve().then(() => runtime().getJob(id)),
+    waitFor: (id, waitOptions) => Promise.resolve().then(() => runtime().waitFor(id, waitOptions)),
+    cancel: (id) => askJobs({ type: 'jobs.cancel', id }),
+    retryDead: (id) => askJobs({ type: 'jobs.retryDead', id }),
+    purgeQueue: (queue) => askJobs({ type: 'jobs.purgeQueue', queue }),
+    queueStats: (queue) => askJobs({ type: 'jobs.queueStats', queue }),
+    listQueues: () => askJobs({ type: 'jobs.listQueues' }),
+    listWorkers: () => askJobs({ type: 'jobs.listWorkers' }),
 
     async [Symbol.asyncDispose]() {
       await naq.stop();

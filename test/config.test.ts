@@ -55,6 +55,16 @@ describe('defaults', () => {
       ops: { timeoutMs: 5000, retryInitialDelayMs: 50, retryMaxDelayMs: 1000 },
       storage: { replicas: 1, storage: 'file' },
       inspect: { enabled: false, port: 5678 },
+      jobs: {
+        attempts: 1,
+        backoffType: 'exponential',
+        backoffDelayMs: 1000,
+        resultTtlMs: 86_400_000,
+        maxPayloadBytes: 1_048_576,
+        activeAfterMs: 1000,
+        publishTimeoutMs: 5000,
+      },
+      worker: { queues: ['default'], concurrency: 10, maxAckPending: 1000, heartbeatMs: 5000, ackWaitMs: 30_000, drainGraceMs: 10_000 },
       roles: ['producer'],
     });
   });

@@ -12,6 +12,8 @@ export interface ServiceDefinition<R extends EventObject & { replyTo: ReplyTo<ne
   handle: (request: R, nc: NatsConnection) => Promise<unknown>;
   /** Request types this service accepts; anything else is refused with a clear error. */
   accepts: ReadonlyArray<R['type']>;
+  /** Work that runs while the service is ready; returns its cleanup. */
+  background?: (nc: NatsConnection) => () => void;
 }
 
 /** A service actor: the shared service machine with this service's NATS work provided. */
@@ -23,6 +25,7 @@ export function serviceLogic<R extends EventObject & { replyTo: ReplyTo<never> }
         await definition.setup?.(natsOf(input.connection));
       }),
       handler: fromCallback<EventObject, ServiceInput>(({ receive, input }) => {
+        const cleanup = definition.background?.(natsOf(input.connection));
         receive((event) => {
           const request = event as R;
           if (!accepted.has(request.type)) {
@@ -31,6 +34,7 @@ export function serviceLogic<R extends EventObject & { replyTo: ReplyTo<never> }
           }
           void answer(request.replyTo as ReplyTo<unknown>, () => definition.handle(request, natsOf(input.connection)));
         });
+        return cleanup;
       }),
     },
   });

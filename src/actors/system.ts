@@ -1,22 +1,38 @@
 import type { NaqConfig, Role } from '../config.js';
 import { InvalidArgumentError } from '../errors.js';
+import type { Logger } from '../log.js';
 import { supervisorMachine, type ServiceName, type SupervisorInput } from '../machines/supervisor.js';
+import { jobsLogic } from './jobs.js';
 import { kvLogic } from './kv.js';
 import { connectionSettings, natsConnectionLogic, type ConnectionRegistry } from './nats-connection.js';
+import type { Handlers } from './queue-worker.js';
 import { streamsLogic } from './streams.js';
+import { workerLogic } from './worker.js';
 
 /** Which service actors a process runs for its roles, in start order. */
-export function servicesForRoles(roles: readonly Role[]): ServiceName[] {
-  const services: ServiceName[] = ['streams', 'kv'];
+export function servicesForRoles(roles: readonly Role[], config: NaqConfig): ServiceName[] {
+  const services: ServiceName[] = ['streams', 'kv', 'jobs'];
   for (const role of roles) {
-    if (role !== 'producer') throw new InvalidArgumentError(`role "${role}" is not available in this version of naq (available: producer)`);
+    if (role === 'producer') continue;
+    if (role === 'worker') {
+      for (const queue of config.worker.queues) services.push(`worker:${queue}`);
+      continue;
+    }
+    throw new InvalidArgumentError(`role "${role}" is not available in this version of naq (available: producer, worker)`);
   }
   return services;
 }
 
 export function supervisorInput(config: NaqConfig, services: ServiceName[]): SupervisorInput {
+  const serviceInput: Record<string, Record<string, unknown>> = {};
+  for (const id of services) {
+    if (id.startsWith('worker:')) {
+      serviceInput[id] = { queue: id.slice('worker:'.length), heartbeatMs: config.worker.heartbeatMs, drainGraceMs: config.worker.drainGraceMs };
+    }
+  }
   return {
     services,
+    serviceInput,
     settings: {
       maxRestarts: config.supervisor.maxRestarts,
       restartWindowMs: config.supervisor.restartWindowMs,
@@ -29,12 +45,14 @@ export function supervisorInput(config: NaqConfig, services: ServiceName[]): Sup
 }
 
 /** The supervisor machine with every child's real, NATS-backed logic provided. */
-export function naqSupervisor(config: NaqConfig, registry: ConnectionRegistry) {
+export function naqSupervisor(config: NaqConfig, registry: ConnectionRegistry, handlers: Handlers, log: Logger) {
   return supervisorMachine.provide({
     actors: {
       connection: natsConnectionLogic(config, registry),
       streams: streamsLogic(config),
       kv: kvLogic(config),
+      jobs: jobsLogic(config, log),
+      worker: workerLogic(config, handlers, log),
     } as never,
   });
 }

@@ -13,9 +13,16 @@ import type { ServiceReadyEvent } from './service.js';
  * STOP stops the children in reverse order, each given `stopTimeoutMs` to drain.
  */
 
-/** The service actors a supervisor can run, in start order. */
-export const SERVICE_ORDER = ['streams', 'kv', 'events', 'jobs', 'workers', 'scheduler'] as const;
-export type ServiceName = (typeof SERVICE_ORDER)[number];
+/** The kinds of service actor a supervisor can run, in start order. */
+export const SERVICE_ORDER = ['streams', 'kv', 'events', 'jobs', 'worker', 'scheduler'] as const;
+export type ServiceKind = (typeof SERVICE_ORDER)[number];
+/** A service's id: its kind, or `kind:name` for one of several (`worker:emails`). */
+export type ServiceName = ServiceKind | `${ServiceKind}:${string}`;
+
+/** The logic a service id runs: `worker:emails` runs the `worker` logic. */
+export function serviceKind(id: string): ServiceKind {
+  return id.split(':')[0] as ServiceKind;
+}
 
 export interface SupervisorSettings {
   maxRestarts: number;
@@ -29,12 +36,15 @@ export interface SupervisorInput {
   services: ServiceName[];
   settings: SupervisorSettings;
   connection: ConnectionInput;
+  /** Extra input for a service, by id (merged with `{ name, connection }`). */
+  serviceInput?: Record<string, Record<string, unknown>>;
 }
 
 export interface SupervisorContext {
   services: ServiceName[];
   settings: SupervisorSettings;
   connectionInput: ConnectionInput;
+  serviceInput: Record<string, Record<string, unknown>>;
   connection: ConnectionHandle | null;
   /** Index into `services` of the one being started. */
   startIndex: number;
@@ -106,7 +116,7 @@ export const supervisorMachine = setup({
     kv: notProvided('kv'),
     events: notProvided('events'),
     jobs: notProvided('jobs'),
-    workers: notProvided('workers'),
+    worker: notProvided('worker'),
     scheduler: notProvided('scheduler'),
   },
   actions: {
@@ -119,10 +129,10 @@ export const supervisorMachine = setup({
     }),
     spawnService: enqueueActions(({ context, enqueue }, params: { id: string }) => {
       enqueue.stopChild(params.id);
-      enqueue.spawnChild(params.id as ServiceName, {
+      enqueue.spawnChild(serviceKind(params.id), {
         id: params.id,
         systemId: params.id,
-        input: { name: params.id, connection: context.connection } as never,
+        input: { ...context.serviceInput[params.id], name: params.id, connection: context.connection } as never,
       });
     }),
     forwardToServices: enqueueActions(({ context, enqueue, event }) => {
@@ -187,6 +197,7 @@ export const supervisorMachine = setup({
     services: input.services,
     settings: input.settings,
     connectionInput: input.connection,
+    serviceInput: input.serviceInput ?? {},
     connection: null,
     startIndex: 0,
     live: [],

@@ -1,0 +1,351 @@
+/**
+ * Shared plumbing for the benchmark: the private nats-server, wall-clock timing that holds
+ * across processes, child processes that speak a tiny IPC protocol, and the result table.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import type { JetStreamManager } from '@nats-io/jetstream';
+import { startNatsServer, type NatsServerProcess } from '../src/nats-server.js';
+
+export type Category = 'enqueue' | 'drain' | 'end-to-end';
+export type System = 'raw' | 'naq' | 'bullmq';
+
+export interface Row {
+  line: Category;
+  system: System;
+  variant: string;
+  jobs: number;
+  seconds: number;
+  jobsPerSec: number;
+  /** Peak RSS of the process that did the consuming, when measured. */
+  peakRssBytes?: number;
+  note?: string;
+}
+
+export function row(line: Category, system: System, variant: string, jobs: number, ms: number, extra: Partial<Row> = {}): Row {
+  const seconds = ms / 1000;
+  return { line, system, variant, jobs, seconds, jobsPerSec: seconds > 0 ? jobs / seconds : 0, ...extra };
+}
+
+/**
+ * Milliseconds on the system clock with sub-millisecond resolution. Children report the
+ * moment they saw their first and last job with it, and the parent compares those with its
+ * own readings, so it must be one clock for every process on the machine — which
+ * `performance.now()` alone is not (its origin is per process).
+ */
+export function wallNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------
+// The server
+
+export interface BenchServer {
+  url: string;
+  server: NatsServerProcess;
+  version: string;
+  cleanup(): Promise<void>;
+}
+
+/** A TCP port that was free a moment ago; a race with another process shows up as a start failure and a retry. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const address = srv.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      srv.close((err) => (err ? reject(err) : port ? resolve(port) : reject(new Error('no port assigned'))));
+    });
+  });
+}
+
+let activeServer: { server: NatsServerProcess; root: string } | undefined;
+
+/**
+ * Our own nats-server on a free port with a throwaway store: never the system one on 4222,
+ * whose state (and other users) would make the figures meaningless.
+ */
+export async function startBenchServer(): Promise<BenchServer> {
+  const root = await mkdtemp(join(tmpdir(), 'naq-bench-'));
+  let server: NatsServerProcess | undefined;
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 3 && !server; attempt++) {
+    try {
+      server = await startNatsServer({ binary: '/usr/sbin/nats-server', port: await freePort(), storeDir: join(root, 'store') });
+    } catch (error) {
+      lastError = error;
+      if (!(error instanceof Error && error.message.includes('address already in use'))) break;
+    }
+  }
+  if (!server) {
+    rmSync(root, { recursive: true, force: true });
+    throw lastError;
+  }
+  activeServer = { server, root };
+  const version = /Version:\s+(\S+)/.exec(server.recentLog().join('\n'))?.[1] ?? 'unknown';
+  const started = server;
+  return {
+    url: started.url,
+    server: started,
+    version,
+    async cleanup() {
+      await started.stop();
+      rmSync(root, { recursive: true, force: true });
+      activeServer = undefined;
+    },
+  };
+}
+
+/**
+ * Deletes every stream on the (private) server — KV buckets are streams too — so the next
+ * phase starts from nothing: no backlog, no consumer state, no results left behind.
+ */
+export async function resetJetStream(jsm: JetStreamManager): Promise<void> {
+  const names: string[] = [];
+  for await (const name of jsm.streams.names()) names.push(name);
+  for (const name of names) await jsm.streams.delete(name);
+}
+
+// ---------------------------------------------------------------------------------------
+// Child processes
+
+/** What a bench child says over IPC. Times are `wallNow()` readings in the child. */
+export type ChildMessage =
+  | { type: 'ready' }
+  | { type: 'first'; t: number }
+  | { type: 'progress'; count: number }
+  | { type: 'done'; t: number; count: number }
+  | { type: 'stopped'; peakRss: number; vmHwm: number | null }
+  | { type: 'unavailable'; reason: string }
+  | { type: 'error'; message: string };
+
+const children = new Set<ChildProcess>();
+
+/**
+ * A forked bench child. Messages are queued so that one arriving before anyone waits for it
+ * (a fast 'first') is not lost; `progress` only feeds the stall detector.
+ */
+export class BenchChild {
+  readonly proc: ChildProcess;
+  readonly #queue: ChildMessage[] = [];
+  #wake: (() => void) | undefined;
+  #exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  #lastProgressAt = Date.now();
+  progress = 0;
+
+  constructor(script: string, config: unknown) {
+    this.proc = fork(script, [JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] });
+    children.add(this.proc);
+    this.proc.on('message', (msg: ChildMessage) => {
+      this.#lastProgressAt = Date.now();
+      if (msg.type === 'progress') {
+        this.progress = msg.count;
+      } else {
+        this.#queue.push(msg);
+      }
+      this.#wake?.();
+    });
+    this.proc.once('exit', (code, signal) => {
+      children.delete(this.proc);
+      this.#exit = { code, signal };
+      this.#wake?.();
+    });
+  }
+
+  /**
+   * The next message of `type`. Fails when the child reports an error, exits, or says
+   * nothing at all (not even progress) for `stallMs`: a stuck consumer must not hang the
+   * whole run.
+   */
+  async next<T extends ChildMessage['type']>(type: T, stallMs = 30_000): Promise<Extract<ChildMessage, { type: T }>> {
+    this.#lastProgressAt = Date.now();
+    for (;;) {
+      const index = this.#queue.findIndex((m) => m.type === type || m.type === 'error' || m.type === 'unavailable');
+      if (index >= 0) {
+        const [msg] = this.#queue.splice(index, 1);
+        if (msg?.type === type) return msg as Extract<ChildMessage, { type: T }>;
+        if (msg?.type === 'unavailable') throw new UnavailableError(msg.reason);
+        if (msg?.type === 'error') throw new Error(`child ${this.proc.pid}: ${msg.message}`);
+      }
+      if (this.#exit) throw new Error(`child ${this.proc.pid} exited (${this.#exit.signal ?? this.#exit.code}) while waiting for '${type}'`);
+      if (Date.now() - this.#lastProgressAt > stallMs) {
+        throw new Error(`child ${this.proc.pid} said nothing for ${stallMs} ms while waiting for '${type}' (progress ${this.progress})`);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 500);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#wake = undefined;
+    }
+  }
+
+  send(message: unknown): void {
+    if (this.proc.connected) this.proc.send(message as never);
+  }
+
+  /** Asks the child to stop and returns its peak RSS; kills it if it does not comply. */
+  async stop(timeoutMs = 15_000): Promise<{ peakRss: number; vmHwm: number | null } | undefined> {
+    if (this.#exit) return undefined;
+    this.send({ type: 'stop' });
+    try {
+      const stopped = await Promise.race([this.next('stopped', timeoutMs), sleep(timeoutMs).then(() => undefined)]);
+      await this.#exited(5_000);
+      return stopped ? { peakRss: stopped.peakRss, vmHwm: stopped.vmHwm } : undefined;
+    } finally {
+      if (!this.#exit) this.proc.kill('SIGKILL');
+    }
+  }
+
+  async #exited(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.#exit && Date.now() < deadline) await sleep(20);
+  }
+}
+
+/** The child found no usable API (the naq job API before it lands): skip, not fail. */
+export class UnavailableError extends Error {}
+
+/** Exit hooks: a bench that dies or is interrupted must not leave workers or a server behind. */
+export function installCleanupHooks(): void {
+  const killAll = (): void => {
+    for (const child of children) child.kill('SIGKILL');
+    if (activeServer && !activeServer.server.exited) {
+      process.kill(activeServer.server.pid, 'SIGKILL');
+      rmSync(activeServer.root, { recursive: true, force: true });
+    }
+  };
+  process.on('exit', killAll);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      killAll();
+      activeServer = undefined;
+      process.exit(130);
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Inside a child
+
+/** Peak resident set size so far, from the kernel's own high-water mark (Linux only). */
+export function readVmHwm(pid: number | 'self' = 'self'): number | null {
+  try {
+    const match = /VmHWM:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match?.[1] ? Number(match[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The child side of the protocol: a job counter that reports the first job, progress once a
+ * second and the moment the expected count is reached, plus RSS sampling. The sampled
+ * maximum backs up VmHWM where /proc is not available.
+ */
+export function childReporter(expected: number) {
+  const send = (msg: ChildMessage): void => {
+    process.send?.(msg);
+  };
+  let count = 0;
+  let firstSent = false;
+  let peakRss = process.memoryUsage.rss();
+  const sampler = setInterval(() => {
+    peakRss = Math.max(peakRss, process.memoryUsage.rss());
+  }, 50);
+  const ticker = setInterval(() => send({ type: 'progress', count }), 1000);
+  const first = (t = wallNow()): void => {
+    if (!firstSent) {
+      firstSent = true;
+      send({ type: 'first', t });
+    }
+  };
+  return {
+    send,
+    /** Call once per finished job. */
+    count(): void {
+      count++;
+      if (!firstSent) first();
+      if (count === expected) send({ type: 'done', t: wallNow(), count });
+    },
+    /** Call when the first job arrives, if that is earlier than its completion. */
+    first,
+    get processed(): number {
+      return count;
+    },
+    finish(): { peakRss: number; vmHwm: number | null } {
+      clearInterval(sampler);
+      clearInterval(ticker);
+      return { peakRss: Math.max(peakRss, process.memoryUsage.rss()), vmHwm: readVmHwm() };
+    },
+  };
+}
+
+/** Resolves on the parent's `{ type: 'stop' }` (or the parent going away). */
+export function stopRequested(): Promise<void> {
+  return new Promise((resolve) => {
+    process.on('message', (msg: { type?: string }) => {
+      if (msg?.type === 'stop') resolve();
+    });
+    process.on('disconnect', () => resolve());
+  });
+}
+
+/** Exits once the IPC channel has had a moment to deliver the last message (send is asynchronous). */
+export async function exitSoon(code: number): Promise<never> {
+  await sleep(100);
+  process.exit(code);
+}
+
+export function childConfig<T>(): T {
+  const arg = process.argv[2];
+  if (!arg) throw new Error('a bench child needs its config as a JSON argument');
+  return JSON.parse(arg) as T;
+}
+
+// ---------------------------------------------------------------------------------------
+// Redis probe and formatting
+
+/** Whether something answers PING like Redis, without a client library's reconnect noise. */
+export function redisAnswers(host: string, port: number, timeoutMs = 500): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host, port });
+    const finish = (ok: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.once('data', (data) => finish(data.toString().startsWith('+PONG')));
+    socket.once('error', () => finish(false));
+  });
+}
+
+export function fmtRate(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+export function fmtBytes(n: number): string {
+  return `${(n / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
+/** A plain text table: numbers right-aligned, everything else left-aligned. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const numeric = header.map((_, i) => rows.length > 0 && rows.every((r) => /^[\d.,×x%-]*$/.test(r[i] ?? '') || r[i] === ''));
+  const line = (cells: string[]): string =>
+    cells.map((c, i) => (numeric[i] ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0))).join(' | ').trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('-|-'), ...rows.map(line)].join('\n');
+}

@@ -1,0 +1,157 @@
+import { KvWatchInclude, type KvEntry } from '@nats-io/kv';
+import type { QueuedIterator } from '@nats-io/transport-node';
+import { WIRE_VERSION, type JobMessage, type JobRecord } from '../job.js';
+import type { Logger } from '../log.js';
+import { encodeJson, pendingRecord, type DeadLetter, type JobsRuntime } from './jobs-runtime.js';
+
+/**
+ * Releases jobs whose dependencies completed, and fails those with a dependency that failed.
+ *
+ * A job with `dependsOn` is parked in the waiting bucket at enqueue. Every process with a
+ * jobs actor runs a resolver: it watches the waiting bucket, and — only while something
+ * waits — the job records, so a completion is noticed when it is written (no polling). The
+ * records watch starts before the current records are read, so nothing falls in between.
+ * Several resolvers may release the same job; the release publish carries a Nats-Msg-Id and
+ * the queue holds one message per job id, so it is enqueued once.
+ */
+export class DependencyResolver {
+  readonly #rt: JobsRuntime;
+  readonly #log: Logger;
+  readonly #waiting = new Map<string, { job: JobMessage; revision: number }>();
+  readonly #byDependency = new Map<string, Set<string>>();
+  readonly #evaluating = new Set<string>();
+  #waitingWatch: QueuedIterator<KvEntry> | null = null;
+  #recordsWatch: Promise<QueuedIterator<KvEntry>> | null = null;
+  #stopped = false;
+
+  constructor(rt: JobsRuntime, log: Logger) {
+    this.#rt = rt;
+    this.#log = log;
+  }
+
+  async start(): Promise<void> {
+    const kv = await this.#rt.waitingKv();
+    const watch = await kv.watch();
+    this.#waitingWatch = watch;
+    void (async () => {
+      for await (const e of watch) {
+        if (this.#stopped) break;
+        if (e.operation === 'PUT') this.#add(e);
+        else this.#remove(e.key);
+      }
+    })().catch((error: unknown) => this.#log.warn({ err: error }, 'waiting-jobs watch ended'));
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#waitingWatch?.stop();
+    void this.#recordsWatch?.then((w) => w.stop()).catch(() => {});
+    this.#recordsWatch = null;
+  }
+
+  #add(e: KvEntry) {
+    let job: JobMessage;
+    try {
+      job = e.json<JobMessage>();
+    } catch {
+      return;
+    }
+    this.#waiting.set(job.id, { job, revision: e.revision });
+    for (const dep of job.dependsOn ?? []) {
+      let set = this.#byDependency.get(dep);
+      if (!set) this.#byDependency.set(dep, (set = new Set()));
+      set.add(job.id);
+    }
+    void this.#watchRecords()
+      .then(() => this.#evaluate(job.id))
+      .catch((error: unknown) => this.#log.warn({ err: error, jobId: job.id }, 'could not evaluate dependencies'));
+  }
+
+  #remove(id: string) {
+    const entry = this.#waiting.get(id);
+    if (!entry) return;
+    this.#waiting.delete(id);
+    for (const dep of entry.job.dependsOn ?? []) {
+      const set = this.#byDependency.get(dep);
+      set?.delete(id);
+      if (set && set.size === 0) this.#byDependency.delete(dep);
+    }
+    if (this.#waiting.size === 0 && this.#recordsWatch) {
+      // Nothing waits: stop following every record write.
+      void this.#recordsWatch.then((w) => w.stop()).catch(() => {});
+      this.#recordsWatch = null;
+    }
+  }
+
+  #watchRecords(): Promise<QueuedIterator<KvEntry>> {
+    if (this.#recordsWatch) return this.#recordsWatch;
+    const started = (async () => {
+      const kv = await this.#rt.jobsKv();
+      const watch = await kv.watch({ include: KvWatchInclude.UpdatesOnly });
+      void (async () => {
+        for await (const e of watch) {
+          if (this.#stopped) break;
+          const dependents = this.#byDependency.get(e.key);
+          if (!dependents || e.operation !== 'PUT') continue;
+          const status = e.json<JobRecord>().status;
+          if (status === 'completed' || status === 'failed' || status === 'cancelled') {
+            for (const id of [...dependents]) void this.#evaluate(id).catch(() => {});
+          }
+        }
+      })().catch((error: unknown) => this.#log.warn({ err: error }, 'job records watch ended'));
+      return watch;
+    })();
+    this.#recordsWatch = started;
+    started.catch(() => {
+      if (this.#recordsWatch === started) this.#recordsWatch = null;
+    });
+    return started;
+  }
+
+  async #evaluate(id: string): Promise<void> {
+    const entry = this.#waiting.get(id);
+    if (!entry || this.#evaluating.has(id)) return;
+    this.#evaluating.add(id);
+    try {
+      const kv = await this.#rt.jobsKv();
+      const deps = entry.job.dependsOn ?? [];
+      const records = await Promise.all(deps.map((d) => kv.get(d).then((e) => (e && e.operation === 'PUT' ? e.json<JobRecord>() : null))));
+      const broken = records.findIndex((r) => r !== null && (r.status === 'failed' || r.status === 'cancelled'));
+      if (broken >= 0) {
+        await this.#failDependent(entry.job, deps[broken]!, records[broken]!.status);
+      } else if (records.every((r) => r?.status === 'completed')) {
+        await this.#release(entry.job);
+      } else {
+        return;
+      }
+      await (await this.#rt.waitingKv()).delete(id, { previousSeq: entry.revision }).catch(() => {});
+    } finally {
+      this.#evaluating.delete(id);
+    }
+  }
+
+  async #release(job: JobMessage): Promise<void> {
+    // Released once already and run (its record exists)? Then only the waiting entry is left.
+    const existing = await (await this.#rt.jobsKv()).get(job.id);
+    if (existing && existing.operation === 'PUT') return;
+    const released: JobMessage = { ...job, ts: job.ts };
+    await this.#rt.publishJob(released, encodeJson(released), `${job.id}:release`);
+    this.#log.debug({ jobId: job.id }, 'dependencies completed; job released');
+  }
+
+  async #failDependent(job: JobMessage, dep: string, status: string): Promise<void> {
+    const error = { name: 'DependencyFailedError', code: 'DEPENDENCY_FAILED', message: `dependency ${dep} ${status === 'cancelled' ? 'was cancelled' : 'failed'}` };
+    const dead: DeadLetter = {
+      v: WIRE_VERSION,
+      reason: error.message,
+      error,
+      queue: job.queue,
+      subject: this.#rt.layout.jobSubject(job.queue, job.id),
+      jobId: job.id,
+      job,
+      ts: Date.now(),
+    };
+    const ack = await this.#rt.publisher.publish(this.#rt.layout.deadSubject(job.queue), encodeJson(dead), { msgId: `${job.id}:dependency-failed` });
+    await this.#rt.putRecord({ ...pendingRecord(job, 'failed'), error, finishedAt: Date.now(), deadSeq: ack.seq });
+  }
+}

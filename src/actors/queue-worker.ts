@@ -1,0 +1,438 @@
+import { hostname } from 'node:os';
+import { jetstream, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import type { Subscription } from '@nats-io/transport-node';
+import { errorInfo, NaqError, type ErrorInfo } from '../errors.js';
+import { decodeJob, retryDelay, WIRE_VERSION, type AttemptRecord, type JobMessage, type JobRecord } from '../job.js';
+import type { Logger } from '../log.js';
+import { encodeJson, type DeadLetter, type JobsRuntime, type WorkerInfo } from './jobs-runtime.js';
+
+/** What a handler gets besides the job's data. */
+export interface JobContext {
+  jobId: string;
+  name: string;
+  queue: string;
+  /** 1-based; counts deliveries, so a worker that died mid-job used one. */
+  attempt: number;
+  maxAttempts: number;
+  /** Aborted on timeout, on cancel, and when the worker drains past its grace period. */
+  signal: AbortSignal;
+  /** Records progress in the job record (throttled to one write per 250 ms). */
+  progress(value: unknown): void;
+  log: Logger;
+}
+
+export type Handler<D = any, R = unknown> = (data: D, ctx: JobContext) => Promise<R> | R;
+export type Handlers = Record<string, Handler>;
+
+export class JobTimeoutError extends NaqError {
+  constructor(ms: number) {
+    super('JOB_TIMEOUT', `job timed out after ${ms} ms`);
+  }
+}
+export class JobCancelledError extends NaqError {
+  constructor() {
+    super('JOB_CANCELLED', 'job was cancelled');
+  }
+}
+class DrainAbort extends NaqError {
+  constructor() {
+    super('DRAINED', 'worker stopped before the job finished; it goes back to the queue');
+  }
+}
+
+export interface QueueWorkerSettings {
+  concurrency: number;
+  ackWaitMs: number;
+  activeAfterMs: number;
+}
+
+interface Running {
+  msg: JsMsg;
+  abort: AbortController;
+  /** Set when the drain gave the job back: its late outcome must not be recorded. */
+  abandoned: boolean;
+}
+
+/** Cancels are remembered this long, for jobs that arrive after their cancel notice. */
+const CANCEL_MEMORY_MS = 10 * 60_000;
+
+/**
+ * Consumes one queue: pulls in batches through the queue's shared durable consumer, runs up
+ * to `concurrency` handlers at once, records each outcome with one pipelined KV write, and
+ * acks only once that write is confirmed (at-least-once). Retries are NAKs with the backoff
+ * delay; the last failure goes to the dead-letter stream.
+ */
+export class QueueWorker {
+  readonly id: string;
+  readonly #rt: JobsRuntime;
+  readonly #queue: string;
+  readonly #handlers: Handlers;
+  readonly #settings: QueueWorkerSettings;
+  readonly #log: Logger;
+  readonly #running = new Map<string, Running>();
+  readonly #cancelled = new Map<string, number>();
+  readonly #slotWaiters: Array<() => void> = [];
+  readonly #startedAt = Date.now();
+  #messages: ConsumerMessages | null = null;
+  #cancelSub: Subscription | null = null;
+  #inFlight = 0;
+  #processed = 0;
+  #failed = 0;
+  #status: 'running' | 'paused' | 'draining' | 'stopped' = 'paused';
+  #idle: (() => void) | null = null;
+
+  constructor(rt: JobsRuntime, queue: string, handlers: Handlers, settings: QueueWorkerSettings, log: Logger) {
+    this.#rt = rt;
+    this.#queue = queue;
+    this.#handlers = handlers;
+    this.#settings = settings;
+    this.#log = log;
+    this.id = `${hostname()}-${process.pid}-${queue}`.replace(/[^A-Za-z0-9_=-]/g, '_');
+  }
+
+  get inFlight() {
+    return this.#inFlight;
+  }
+  get processed() {
+    return this.#processed;
+  }
+
+  /** The queue's consumer exists; cancel notices are heard. Does not pull yet. */
+  async prepare(maxAckPending: number): Promise<void> {
+    await this.#rt.ensureLayout();
+    await this.#rt.ensureConsumer(this.#queue, maxAckPending);
+    this.#cancelSub = this.#rt.nc.subscribe(this.#rt.layout.cancelSubject(this.#queue), {
+      callback: (_err, msg) => this.#onCancel(msg.string()),
+    });
+  }
+
+  /** Starts (or restarts) pulling. */
+  resume(onError: (error: Error) => void): void {
+    if (this.#status === 'draining' || this.#status === 'stopped' || this.#messages) return;
+    this.#status = 'running';
+    void this.#pull().catch((error: unknown) => {
+      if (this.#status === 'running') onError(error instanceof Error ? error : new Error(String(error)));
+    });
+  }
+
+  /** Stops pulling; jobs already running go on. */
+  pause(): void {
+    if (this.#status === 'running') this.#status = 'paused';
+    this.#stopPulling();
+  }
+
+  async #pull(): Promise<void> {
+    const js = jetstream(this.#rt.nc);
+    const consumer = await js.consumers.get(this.#rt.layout.jobsStream, this.#rt.layout.consumerName(this.#queue));
+    if (this.#status !== 'running') return;
+    // At most `concurrency` buffered beyond those running, so a buffered job's ack_wait is
+    // not eaten up waiting for a slot.
+    const messages = await consumer.consume({ max_messages: this.#settings.concurrency });
+    this.#messages = messages;
+    for await (const msg of messages) {
+      if (this.#inFlight >= this.#settings.concurrency) await new Promise<void>((r) => this.#slotWaiters.push(r));
+      if (this.#status !== 'running') {
+        // Pulled just as we paused or began draining: give it back at once.
+        msg.nak();
+        continue;
+      }
+      this.#inFlight++;
+      void this.#process(msg).finally(() => this.#release());
+    }
+  }
+
+  #stopPulling() {
+    const m = this.#messages;
+    this.#messages = null;
+    if (m) void m.close().catch(() => {});
+  }
+
+  #release() {
+    this.#inFlight--;
+    this.#slotWaiters.shift()?.();
+    if (this.#inFlight === 0 && this.#idle) this.#idle();
+  }
+
+  /** Stops pulling and resolves once every running job has finished (or was given back). */
+  drain(): Promise<void> {
+    this.#status = 'draining';
+    this.#stopPulling();
+    // Anything waiting for a slot was pulled but not started: give it back now.
+    if (this.#inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => (this.#idle = resolve));
+  }
+
+  /** Grace period over: abort what still runs and NAK it, so another worker takes it at once. */
+  nakRest(): void {
+    for (const [, r] of this.#running) {
+      r.abandoned = true;
+      r.abort.abort(new DrainAbort());
+      r.msg.nak();
+    }
+    this.#running.clear();
+    // Their handlers may never settle; the drain does not wait for them.
+    if (this.#idle) this.#idle();
+  }
+
+  async stop(): Promise<void> {
+    this.#status = 'stopped';
+    this.#stopPulling();
+    this.#cancelSub?.unsubscribe();
+    this.#cancelSub = null;
+  }
+
+  info(): WorkerInfo {
+    return {
+      id: this.id,
+      host: hostname(),
+      pid: process.pid,
+      queues: [this.#queue],
+      inFlight: this.#inFlight,
+      processed: this.#processed,
+      failed: this.#failed,
+      status: this.#status,
+      concurrency: this.#settings.concurrency,
+      startedAt: this.#startedAt,
+      ts: Date.now(),
+    };
+  }
+
+  heartbeat(): void {
+    this.#rt.publisher.publish(`$KV.${this.#rt.layout.workersBucket}.${this.id}`, encodeJson(this.info())).catch((error: unknown) => {
+      this.#log.debug({ err: error }, 'heartbeat not written');
+    });
+  }
+
+  async removeHeartbeat(): Promise<void> {
+    await (await this.#rt.workersKv()).delete(this.id).catch(() => {});
+  }
+
+  #onCancel(jobId: string) {
+    const now = Date.now();
+    this.#cancelled.set(jobId, now);
+    for (const [id, at] of this.#cancelled) if (now - at > CANCEL_MEMORY_MS) this.#cancelled.delete(id);
+    const running = this.#running.get(jobId);
+    if (running) running.abort.abort(new JobCancelledError());
+  }
+
+  async #process(msg: JsMsg): Promise<void> {
+    let job: JobMessage;
+    try {
+      job = decodeJob(msg.data);
+    } catch (error) {
+      await this.#deadLetterRaw(msg, error as Error);
+      return;
+    }
+    const attempt = msg.info.deliveryCount;
+    if (this.#cancelled.has(job.id)) {
+      await this.#finish(msg, { ...(await this.#baseRecord(job, attempt)), status: 'cancelled', finishedAt: Date.now() });
+      return;
+    }
+    const handler = Object.hasOwn(this.#handlers, job.name) ? this.#handlers[job.name] : undefined;
+    const startedAt = Date.now();
+    if (!handler) {
+      const error: ErrorInfo = { name: 'UnknownHandlerError', code: 'UNKNOWN_HANDLER', message: `no handler named ${job.name} on this worker` };
+      await this.#fail(msg, job, attempt, startedAt, error, true);
+      return;
+    }
+
+    const abort = new AbortController();
+    const running: Running = { msg, abort, abandoned: false };
+    this.#running.set(job.id, running);
+    const timers: NodeJS.Timeout[] = [];
+    if (job.timeoutMs) timers.push(setTimeout(() => abort.abort(new JobTimeoutError(job.timeoutMs!)), job.timeoutMs));
+    // Long jobs tell the server they are alive, so ack_wait does not redeliver them.
+    timers.push(setInterval(() => msg.working(), Math.max(1000, this.#settings.ackWaitMs / 2)));
+    let lastProgress = 0;
+    let progressTimer: NodeJS.Timeout | undefined;
+    let progressValue: unknown;
+    const writeProgress = () => {
+      progressTimer = undefined;
+      lastProgress = Date.now();
+      if (running.abandoned || !this.#running.has(job.id)) return;
+      void this.#rt
+        .putRecord({ ...this.#activeRecord(job, attempt, startedAt), progress: progressValue })
+        .catch(() => {});
+    };
+    // Short jobs never write an 'active' record: the budget is one write per outcome.
+    if (this.#settings.activeAfterMs > 0) {
+      timers.push(
+        setTimeout(() => {
+          if (lastProgress === 0 && this.#running.has(job.id)) void this.#rt.putRecord(this.#activeRecord(job, attempt, startedAt)).catch(() => {});
+        }, this.#settings.activeAfterMs),
+      );
+    }
+    const ctx: JobContext = {
+      jobId: job.id,
+      name: job.name,
+      queue: job.queue,
+      attempt,
+      maxAttempts: job.attempts,
+      signal: abort.signal,
+      progress: (value) => {
+        progressValue = value;
+        if (progressTimer) return;
+        progressTimer = setTimeout(writeProgress, Math.max(0, 250 - (Date.now() - lastProgress)));
+      },
+      log: this.#log.child({ jobId: job.id, attempt }),
+    };
+
+    let outcome: { ok: true; value: unknown } | { ok: false; error: unknown };
+    try {
+      const aborted = new Promise<never>((_, reject) => {
+        if (abort.signal.aborted) reject(abort.signal.reason);
+        abort.signal.addEventListener('abort', () => reject(abort.signal.reason), { once: true });
+      });
+      const value = await Promise.race([Promise.resolve().then(() => handler(job.data, ctx)), aborted]);
+      outcome = { ok: true, value };
+    } catch (error) {
+      outcome = { ok: false, error };
+    } finally {
+      for (const t of timers) clearTimeout(t);
+      if (progressTimer) clearTimeout(progressTimer);
+      this.#running.delete(job.id);
+    }
+    if (running.abandoned) return;
+
+    if (outcome.ok) {
+      const finishedAt = Date.now();
+      const record = await this.#baseRecord(job, attempt);
+      record.status = 'completed';
+      record.startedAt = startedAt;
+      record.finishedAt = finishedAt;
+      record.result = outcome.value === undefined ? null : outcome.value;
+      record.attempts.push({ n: attempt, startedAt, finishedAt, workerId: this.id });
+      if (progressValue !== undefined) record.progress = progressValue;
+      if (job.resultTtlMs) record.expiresAt = finishedAt + job.resultTtlMs;
+      await this.#finish(msg, record);
+      this.#processed++;
+      return;
+    }
+    if (outcome.error instanceof JobCancelledError) {
+      const record = await this.#baseRecord(job, attempt);
+      await this.#finish(msg, { ...record, status: 'cancelled', startedAt, finishedAt: Date.now() });
+      return;
+    }
+    await this.#fail(msg, job, attempt, startedAt, errorInfo(outcome.error), false);
+  }
+
+  #activeRecord(job: JobMessage, attempt: number, startedAt: number): JobRecord {
+    return {
+      v: WIRE_VERSION,
+      id: job.id,
+      name: job.name,
+      queue: job.queue,
+      status: 'active',
+      maxAttempts: job.attempts,
+      attempts: [{ n: attempt, startedAt, workerId: this.id }],
+      enqueuedAt: job.ts,
+      startedAt,
+      ...(job.dependsOn ? { dependsOn: job.dependsOn } : {}),
+    };
+  }
+
+  /** The record so far: fresh on a first attempt; read back (with its history) on a retry. */
+  async #baseRecord(job: JobMessage, attempt: number): Promise<JobRecord> {
+    const fresh: JobRecord = {
+      v: WIRE_VERSION,
+      id: job.id,
+      name: job.name,
+      queue: job.queue,
+      status: 'pending',
+      maxAttempts: job.attempts,
+      attempts: [],
+      enqueuedAt: job.ts,
+    };
+    if (job.dependsOn) fresh.dependsOn = job.dependsOn;
+    if (attempt <= 1) return fresh;
+    try {
+      const entry = await (await this.#rt.jobsKv()).get(job.id);
+      if (entry && entry.operation === 'PUT') {
+        const prior = entry.json<JobRecord>();
+        const attempts: AttemptRecord[] = (prior.attempts ?? []).filter((a) => a.finishedAt !== undefined && a.n < attempt);
+        return { ...fresh, attempts };
+      }
+    } catch (error) {
+      this.#log.debug({ err: error, jobId: job.id }, 'could not read the record history');
+    }
+    return fresh;
+  }
+
+  async #fail(msg: JsMsg, job: JobMessage, attempt: number, startedAt: number, error: ErrorInfo, permanent: boolean): Promise<void> {
+    const finishedAt = Date.now();
+    const record = await this.#baseRecord(job, attempt);
+    record.startedAt = startedAt;
+    record.finishedAt = finishedAt;
+    record.error = error;
+    record.attempts.push({ n: attempt, startedAt, finishedAt, error, workerId: this.id });
+    if (!permanent && attempt < job.attempts) {
+      record.status = 'retrying';
+      delete record.finishedAt;
+      await this.#rt.putRecord(record);
+      msg.nak(retryDelay(job.backoff, attempt + 1));
+      return;
+    }
+    this.#failed++;
+    const dead: DeadLetter = {
+      v: WIRE_VERSION,
+      reason: permanent ? error.message : `failed after ${attempt} attempt${attempt === 1 ? '' : 's'}: ${error.message}`,
+      error,
+      queue: job.queue,
+      subject: msg.subject,
+      jobId: job.id,
+      job,
+      ts: finishedAt,
+    };
+    const ack = await this.#rt.publisher.publish(this.#rt.layout.deadSubject(job.queue), encodeJson(dead));
+    record.status = 'failed';
+    record.deadSeq = ack.seq;
+    await this.#finish(msg, record);
+  }
+
+  /** Bad input loses nothing: the raw payload and the decode error go to the dead letters. */
+  async #deadLetterRaw(msg: JsMsg, error: Error): Promise<void> {
+    const tokens = msg.subject.split('.');
+    const jobId = tokens.at(-1);
+    const dead: DeadLetter = {
+      v: WIRE_VERSION,
+      reason: `undecodable job: ${error.message}`,
+      error: errorInfo(error),
+      queue: this.#queue,
+      subject: msg.subject,
+      ...(jobId ? { jobId } : {}),
+      raw: new TextDecoder().decode(msg.data.subarray(0, 64 * 1024)),
+      ts: Date.now(),
+    };
+    this.#failed++;
+    const ack = await this.#rt.publisher.publish(this.#rt.layout.deadSubject(this.#queue), encodeJson(dead));
+    if (jobId) {
+      const record: JobRecord = {
+        v: WIRE_VERSION,
+        id: jobId,
+        name: '(undecodable)',
+        queue: this.#queue,
+        status: 'failed',
+        maxAttempts: 1,
+        attempts: [],
+        enqueuedAt: Date.now(),
+        finishedAt: Date.now(),
+        error: dead.error!,
+        deadSeq: ack.seq,
+      };
+      await this.#rt.putRecord(record).catch(() => {});
+    }
+    msg.ack();
+  }
+
+  /** At-least-once: the ack goes out only after the outcome is recorded. */
+  async #finish(msg: JsMsg, record: JobRecord): Promise<void> {
+    try {
+      await this.#rt.putRecord(record);
+    } catch (error) {
+      // Not recorded: leave the message unacked so it is redelivered after ack_wait.
+      this.#log.warn({ err: error, jobId: record.id }, 'outcome not recorded; the job will be redelivered');
+      return;
+    }
+    msg.ack();
+  }
+}
