@@ -10,6 +10,9 @@ import { createLogger, type Logger } from './log.js';
 import { exportMachines } from './machine-export.js';
 import { MACHINES } from './machines/index.js';
 import { createNaq, type Naq } from './naq.js';
+import { loadHandlers } from './handlers-module.js';
+import { JobFailedError } from './actors/jobs-runtime.js';
+import type { BackoffOptions, JobOptions } from './job.js';
 
 /** Exit codes: 0 ok, 1 failure at run time, 2 bad arguments or config. */
 const EXIT_FAILURE = 1;
@@ -47,7 +50,7 @@ function loggerFor(config: NaqConfig): Logger {
 /** Runs a one-shot command against a started (producer-only) system, then stops it. */
 async function withNaq<T>(args: GlobalArgs, work: (naq: Naq) => Promise<T>): Promise<T> {
   const config = configFrom(args, {}, true);
-  const naq = createNaq(config, { logger: loggerFor(config), services: ['streams', 'kv'] });
+  const naq = createNaq(config, { logger: loggerFor(config), services: ['streams', 'kv', 'jobs'] });
   try {
     await naq.start({ timeoutMs: config.nats.connectTimeoutMs + config.ops.timeoutMs });
     return await work(naq);
@@ -86,10 +89,30 @@ function withInspectOptions<T>(y: Argv<T>) {
     .option('inspect-payloads', { type: 'boolean', describe: 'include job / KV payloads in inspection events' });
 }
 
+interface WorkerArgs {
+  queue?: string[];
+  handlers?: string;
+  concurrency?: number;
+}
+
+function withWorkerOptions<T>(y: Argv<T>) {
+  return y
+    .option('queue', { type: 'string', array: true, describe: 'queue(s) to consume (repeatable; default from config: default)' })
+    .option('handlers', { type: 'string', describe: 'JS/TS module whose exported functions are the handlers, by job name' })
+    .option('concurrency', { type: 'number', describe: 'jobs run at once per queue (default from config: 10)' });
+}
+
 /** `naq supervisor`: runs until SIGINT / SIGTERM, then drains and exits 0. */
-async function runSupervisor(args: GlobalArgs & InspectArgs & { roles?: string[]; embedded?: boolean }) {
+async function runSupervisor(args: GlobalArgs & InspectArgs & WorkerArgs & { roles?: string[]; embedded?: boolean }) {
   const extra: NaqConfigInput = {};
   if (args.roles) extra.roles = args.roles as NaqConfig['roles'];
+  if (args.queue || args.handlers || args.concurrency !== undefined) {
+    extra.worker = {
+      ...(args.queue ? { queues: args.queue.flatMap((q) => q.split(',')) } : {}),
+      ...(args.handlers ? { handlers: args.handlers } : {}),
+      ...(args.concurrency !== undefined ? { concurrency: args.concurrency } : {}),
+    };
+  }
   if (args.embedded === false) extra.embedded = { enabled: false };
   if (args.inspect) extra.inspect = { enabled: true, ...(args['inspect-port'] ? { port: args['inspect-port'] } : {}) };
   if (args['inspect-record']) extra.inspect = { ...extra.inspect, recordFile: args['inspect-record'] };
@@ -109,7 +132,13 @@ async function runSupervisor(args: GlobalArgs & InspectArgs & { roles?: string[]
     if (config.inspect.recordFile) logger.info(`recording inspection events to ${config.inspect.recordFile}`);
   }
 
-  const naq = createNaq(config, { logger, ...(inspector ? { inspect: inspector.observer } : {}) });
+  let handlers = {};
+  if (config.roles.includes('worker')) {
+    if (!config.worker.handlers) throw new ConfigError('--handlers', 'the worker role needs a handlers module (--handlers FILE or worker.handlers)');
+    handlers = await loadHandlers(config.worker.handlers);
+    logger.info({ queues: config.worker.queues, handlers: Object.keys(handlers), concurrency: config.worker.concurrency }, 'worker handlers loaded');
+  }
+  const naq = createNaq(config, { logger, handlers, ...(inspector ? { inspect: inspector.observer } : {}) });
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
@@ -145,6 +174,68 @@ function flushLogs(logger: Logger): Promise<void> {
   });
 }
 
+function parseBackoff(text: string): BackoffOptions {
+  const m = /^(fixed|exponential):(\d+)$/.exec(text);
+  if (!m) throw new UsageError(`invalid --backoff ${JSON.stringify(text)}: expected fixed:MS or exponential:MS`);
+  return { type: m[1] as 'fixed' | 'exponential', delay: Number(m[2]) };
+}
+
+function parseData(text: string | undefined): unknown {
+  if (text === undefined) return null;
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`invalid --data: not JSON (${(error as Error).message})`);
+  }
+}
+
+interface EnqueueArgs extends GlobalArgs {
+  name?: string;
+  data?: string;
+  queue?: string;
+  'job-id'?: string;
+  attempts?: number;
+  backoff?: string;
+  timeout?: number;
+  'depends-on'?: string;
+  wait?: boolean;
+  'wait-timeout'?: number;
+  delay?: number;
+}
+
+async function runEnqueue(args: EnqueueArgs) {
+  const data = parseData(args.data);
+  const opts: JobOptions = {};
+  if (args.queue) opts.queue = args.queue;
+  if (args['job-id']) opts.jobId = args['job-id'];
+  if (args.attempts !== undefined) opts.attempts = args.attempts;
+  if (args.backoff) opts.backoff = parseBackoff(args.backoff);
+  if (args.timeout !== undefined) opts.timeoutMs = args.timeout;
+  if (args['depends-on']) opts.dependsOn = args['depends-on'].split(',').filter(Boolean);
+  await withNaq(args, async (naq) => {
+    const id = await naq.enqueue(args.name!, data, opts);
+    if (!args.wait) {
+      if (args.json) printJson({ id });
+      else out(id);
+      return;
+    }
+    try {
+      const result = await naq.waitFor(id, { timeoutMs: args['wait-timeout'] ?? 30_000 });
+      out(JSON.stringify(args.json ? { id, status: 'completed', result } : result));
+    } catch (error) {
+      if (error instanceof JobFailedError) {
+        if (args.json) out(JSON.stringify({ id, status: error.status, error: error.error }));
+        fail(`job ${id} ${error.status}: ${error.error?.message ?? error.message}`, EXIT_FAILURE);
+      }
+      throw error;
+    }
+  });
+}
+
+function formatTime(ms: number | undefined): string {
+  return ms === undefined ? '-' : new Date(ms).toISOString();
+}
+
 function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
   if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
@@ -168,10 +259,101 @@ export function buildCli(argv: string[]) {
       'supervisor',
       'run the naq supervisor: connection, services and roles, until SIGINT / SIGTERM',
       (y) =>
-        withInspectOptions(y)
+        withWorkerOptions(withInspectOptions(y))
           .option('roles', { type: 'string', array: true, describe: 'roles to run (producer, worker, scheduler)' })
           .option('embedded', { type: 'boolean', describe: 'start a local nats-server when none is configured or answering (--no-embedded turns it off)' }),
       (args) => runSupervisor(args as never),
+    )
+    .command(
+      'worker',
+      'run workers for one or more queues (the supervisor with the worker role), until SIGINT / SIGTERM',
+      (y) => withWorkerOptions(withInspectOptions(y)).option('embedded', { type: 'boolean', describe: 'start a local nats-server when none answers' }),
+      (args) => runSupervisor({ ...(args as object), roles: ['producer', 'worker'] }),
+    )
+    .command(
+      'enqueue [name]',
+      'enqueue a job; prints its id (with --wait, its result)',
+      (y) =>
+        y
+          .positional('name', { type: 'string', describe: 'handler name' })
+          .option('data', { type: 'string', describe: 'job data as JSON' })
+          .option('queue', { type: 'string', describe: 'queue (default: default)' })
+          .option('job-id', { type: 'string', describe: 'idempotency key: a pending job with this id is not enqueued twice' })
+          .option('attempts', { type: 'number', describe: 'total attempts' })
+          .option('backoff', { type: 'string', describe: 'retry backoff: fixed:MS or exponential:MS' })
+          .option('timeout', { type: 'number', describe: 'per-attempt timeout in ms' })
+          .option('depends-on', { type: 'string', describe: 'comma-separated job ids that must complete first' })
+          .option('wait', { type: 'boolean', describe: 'wait for the result and print it (exit 1 if the job fails)' })
+          .option('wait-timeout', { type: 'number', describe: 'how long --wait waits, ms (default 30000)' })
+          .check(need('name')),
+      (args) => runEnqueue(args as EnqueueArgs),
+    )
+    .command(
+      'job [action] [id]',
+      'show a job (naq job ID), or: naq job cancel ID, naq job retry ID',
+      (y) => y.positional('action', { type: 'string' }).positional('id', { type: 'string' }).check(need('action')),
+      (args) =>
+        withNaq(args as GlobalArgs, async (naq) => {
+          const json = (args as GlobalArgs).json;
+          const action = args.action!;
+          if (action === 'cancel' || action === 'retry') {
+            if (!args.id) throw new UsageError(`missing argument <id> (naq job ${action} ID)`);
+            const r = action === 'cancel' ? await naq.cancel(args.id) : await naq.retryDead(args.id);
+            if (json) printJson(r);
+            else out('status' in r ? `${r.id} ${r.status}` : `${r.id} re-enqueued`);
+            return;
+          }
+          if (args.id) throw new UsageError(`unknown job action ${JSON.stringify(action)}: expected cancel or retry`);
+          const record = await naq.getJob(action);
+          if (!record) fail(`job ${action} not found`, EXIT_FAILURE);
+          if (json) return printJson(record);
+          out(`${record.id}  ${record.status}  ${record.name} on ${record.queue}`);
+          out(`  enqueued ${formatTime(record.enqueuedAt)}  started ${formatTime(record.startedAt)}  finished ${formatTime(record.finishedAt)}`);
+          out(`  attempts ${record.attempts.length}/${record.maxAttempts}`);
+          for (const a of record.attempts) out(`    #${a.n} ${formatTime(a.startedAt)} ${a.error ? `error: ${a.error.message}` : a.finishedAt ? 'ok' : 'running'}`);
+          if (record.dependsOn) out(`  depends on ${record.dependsOn.join(', ')}`);
+          if (record.status === 'completed') out(`  result ${JSON.stringify(record.result)}`);
+          if (record.error) out(`  error ${record.error.message}`);
+        }),
+    )
+    .command('queue', 'queue operations', (y) =>
+      y
+        .command(
+          'ls',
+          'list queues with pending, in-flight and dead counts',
+          (yy) => yy,
+          (args) =>
+            withNaq(args as GlobalArgs, async (naq) => {
+              const queues = await naq.listQueues();
+              if ((args as GlobalArgs).json) return printJson(queues);
+              out('queue\tpending\tin-flight\tdead\tworkers');
+              for (const q of queues) out(`${q.queue}\t${q.pending}\t${q.inFlight}\t${q.dead}\t${q.workers}`);
+            }),
+        )
+        .command(
+          'purge [queue]',
+          'drop every pending job of a queue',
+          (yy) => yy.positional('queue', { type: 'string' }).check(need('queue')),
+          (args) =>
+            withNaq(args as GlobalArgs, async (naq) => {
+              const r = await naq.purgeQueue(args.queue!);
+              if ((args as GlobalArgs).json) printJson(r);
+              else out(`purged ${r.purged} jobs from ${args.queue}`);
+            }),
+        )
+        .demandCommand(1, 'name a queue command: ls or purge'),
+    )
+    .command(
+      'workers',
+      'list live workers (from their heartbeats)',
+      (y) => y,
+      (args) =>
+        withNaq(args as GlobalArgs, async (naq) => {
+          const workers = await naq.listWorkers();
+          if ((args as GlobalArgs).json) return printJson(workers);
+          out('id\tqueues\tstatus\tin-flight\tprocessed\tfailed');
+          for (const w of workers) out(`${w.id}\t${w.queues.join(',')}\t${w.status}\t${w.inFlight}\t${w.processed}\t${w.failed}`);
+        }),
     )
     .command(
       'config',
