@@ -29,3 +29,31 @@ export { startInspector, type InspectorOptions, type RunningInspector, type Reco
 export { machineToJSON, machineToMermaid, exportMachines, mermaidBlocks } from './machine-export.js';
 export { startNatsServer, isNatsReachable, findNatsServerBinary, type NatsServerProcess } from './nats-server.js';
 export { createLogger, type Logger } from './log.js';
+export { jobsLogic, JOBS_REQUESTS, type JobsRequest } from './actors/jobs.js';
+export { workerLogic } from './actors/worker.js';
+export {
+  JobsRuntime,
+  JobFailedError,
+  jobsRuntimeFor,
+  type EnqueueItem,
+  type QueueStats,
+  type WorkerInfo,
+  type DeadLetter,
+} from './actors/jobs-runtime.js';
+export { QueueWorker, JobTimeoutError, JobCancelledError, type Handler, type Handlers, type JobContext } from './actors/queue-worker.js';
+export { AsyncPublisher, type PubAck } from './actors/publisher.js';
+export { loadHandlers } from './handlers-module.js';
+export { layout, validateQueue, validateJobId, type Layout } from './layout.js';
+export {
+  WIRE_VERSION,
+  decodeJob,
+  buildJob,
+  retryDelay,
+  type JobMessage,
+  type JobRecord,
+  type JobOptions,
+  type JobStatus,
+  type BackoffOptions,
+  type AttemptRecord,
+} from './job.js';
+export type { JobData, JobResult } from './naq.js';
