@@ -8,7 +8,8 @@ import { NaqError, NotConnectedError, OperationTimeoutError } from './errors.js'
  * argument) is final and is not retried.
  */
 export function isTransient(error: unknown): boolean {
-  if (error instanceof NaqError) return false;
+  // naq's own publish path: no ack in time, or no stream answered (server restarting).
+  if (error instanceof NaqError) return error.code === 'TIMEOUT' || error.code === 'NO_RESPONDERS';
   if (error instanceof TimeoutError || error instanceof NoRespondersError) return true;
   if (error instanceof RequestError) {
     return error.cause instanceof TimeoutError || error.cause instanceof NoRespondersError || /no responders|timeout/i.test(error.message);

@@ -14,7 +14,7 @@ import {
   type JobRecord,
 } from '../job.js';
 import { layout as makeLayout, validateJobId, validateQueue, type Layout } from '../layout.js';
-import { withRetry } from '../retry.js';
+import { isTransient, withRetry } from '../retry.js';
 import { AsyncPublisher, ERR_MAX_MSGS_PER_SUBJECT, PublishRejectedError, type PubAck } from './publisher.js';
 import { apiTimeoutMs, ensureStream, managerFor, retryOptions } from './streams.js';
 
@@ -186,14 +186,22 @@ export class JobsRuntime {
 
   /** Publishes a job; an id that is already pending is not an error — it is the idempotent case. */
   async publishJob(message: JobMessage, bytes: Uint8Array, msgId = message.id): Promise<void> {
-    await withRetry(`enqueue ${message.id}`, this.#retry(), async () => {
+    const once = async () => {
       try {
         await this.publisher.publish(this.layout.jobSubject(message.queue, message.id), bytes, { msgId });
       } catch (error) {
         if (error instanceof PublishRejectedError && error.errCode === ERR_MAX_MSGS_PER_SUBJECT) return;
         throw error;
       }
-    });
+    };
+    // The common case costs one publish; the retry loop (and its deadline timer) only starts
+    // after a transient failure. The Nats-Msg-Id makes the retry safe.
+    try {
+      await once();
+    } catch (error) {
+      if (!isTransient(error)) throw error;
+      await withRetry(`enqueue ${message.id}`, this.#retry(), once);
+    }
   }
 
   async enqueue(name: string, data: unknown, opts: JobOptions = {}): Promise<string> {

@@ -48,10 +48,33 @@ export interface QueueWorkerSettings {
 
 interface Running {
   msg: JsMsg;
-  abort: AbortController;
+  job: JobMessage;
+  attempt: number;
+  startedAt: number;
+  /** Made only when the handler reads `ctx.signal`: most never do, and it is costly per job. */
+  controller: AbortController | undefined;
+  abortReason: unknown;
+  rejectWait: ((reason: unknown) => void) | undefined;
   /** Set when the drain gave the job back: its late outcome must not be recorded. */
   abandoned: boolean;
+  lastWorking: number;
+  /** An 'active' record was written. */
+  marked: boolean;
+  progress: unknown;
+  progressTimer: NodeJS.Timeout | undefined;
+  lastProgress: number;
 }
+
+const PROGRESS_EVERY_MS = 250;
+
+/** Aborts a running job: its signal (if the handler took it) and the wait for its outcome. */
+function abortJob(running: Running, reason: unknown) {
+  if (running.abortReason !== undefined) return;
+  running.abortReason = reason;
+  running.controller?.abort(reason);
+  running.rejectWait?.(reason);
+}
+const SWEEP_EVERY_MS = 250;
 
 /** Cancels are remembered this long, for jobs that arrive after their cancel notice. */
 const CANCEL_MEMORY_MS = 10 * 60_000;
@@ -80,6 +103,7 @@ export class QueueWorker {
   #failed = 0;
   #status: 'running' | 'paused' | 'draining' | 'stopped' = 'paused';
   #idle: (() => void) | null = null;
+  #sweeper: NodeJS.Timeout | undefined;
 
   constructor(rt: JobsRuntime, queue: string, handlers: Handlers, settings: QueueWorkerSettings, log: Logger) {
     this.#rt = rt;
@@ -166,7 +190,7 @@ export class QueueWorker {
   nakRest(): void {
     for (const [, r] of this.#running) {
       r.abandoned = true;
-      r.abort.abort(new DrainAbort());
+      abortJob(r, new DrainAbort());
       r.msg.nak();
     }
     this.#running.clear();
@@ -176,6 +200,8 @@ export class QueueWorker {
 
   async stop(): Promise<void> {
     this.#status = 'stopped';
+    clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
     this.#stopPulling();
     this.#cancelSub?.unsubscribe();
     this.#cancelSub = null;
@@ -212,7 +238,7 @@ export class QueueWorker {
     this.#cancelled.set(jobId, now);
     for (const [id, at] of this.#cancelled) if (now - at > CANCEL_MEMORY_MS) this.#cancelled.delete(id);
     const running = this.#running.get(jobId);
-    if (running) running.abort.abort(new JobCancelledError());
+    if (running) abortJob(running, new JobCancelledError());
   }
 
   async #process(msg: JsMsg): Promise<void> {
@@ -236,60 +262,43 @@ export class QueueWorker {
       return;
     }
 
-    const abort = new AbortController();
-    const running: Running = { msg, abort, abandoned: false };
-    this.#running.set(job.id, running);
-    const timers: NodeJS.Timeout[] = [];
-    if (job.timeoutMs) timers.push(setTimeout(() => abort.abort(new JobTimeoutError(job.timeoutMs!)), job.timeoutMs));
-    // Long jobs tell the server they are alive, so ack_wait does not redeliver them.
-    timers.push(setInterval(() => msg.working(), Math.max(1000, this.#settings.ackWaitMs / 2)));
-    let lastProgress = 0;
-    let progressTimer: NodeJS.Timeout | undefined;
-    let progressValue: unknown;
-    const writeProgress = () => {
-      progressTimer = undefined;
-      lastProgress = Date.now();
-      if (running.abandoned || !this.#running.has(job.id)) return;
-      void this.#rt
-        .putRecord({ ...this.#activeRecord(job, attempt, startedAt), progress: progressValue })
-        .catch(() => {});
-    };
-    // Short jobs never write an 'active' record: the budget is one write per outcome.
-    if (this.#settings.activeAfterMs > 0) {
-      timers.push(
-        setTimeout(() => {
-          if (lastProgress === 0 && this.#running.has(job.id)) void this.#rt.putRecord(this.#activeRecord(job, attempt, startedAt)).catch(() => {});
-        }, this.#settings.activeAfterMs),
-      );
-    }
-    const ctx: JobContext = {
-      jobId: job.id,
-      name: job.name,
-      queue: job.queue,
+    const running: Running = {
+      msg,
+      job,
       attempt,
-      maxAttempts: job.attempts,
-      signal: abort.signal,
-      progress: (value) => {
-        progressValue = value;
-        if (progressTimer) return;
-        progressTimer = setTimeout(writeProgress, Math.max(0, 250 - (Date.now() - lastProgress)));
-      },
-      log: this.#log.child({ jobId: job.id, attempt }),
+      startedAt,
+      controller: undefined,
+      abortReason: undefined,
+      rejectWait: undefined,
+      abandoned: false,
+      lastWorking: startedAt,
+      marked: false,
+      progress: undefined,
+      progressTimer: undefined,
+      lastProgress: 0,
     };
+    this.#running.set(job.id, running);
+    this.#ensureSweeper();
+    const timeout = job.timeoutMs ? setTimeout(() => abortJob(running, new JobTimeoutError(job.timeoutMs!)), job.timeoutMs) : undefined;
+    const ctx = this.#context(running);
 
     let outcome: { ok: true; value: unknown } | { ok: false; error: unknown };
     try {
-      const aborted = new Promise<never>((_, reject) => {
-        if (abort.signal.aborted) reject(abort.signal.reason);
-        abort.signal.addEventListener('abort', () => reject(abort.signal.reason), { once: true });
+      // One promise that settles with the handler or with the abort, whichever comes first.
+      const value = await new Promise<unknown>((resolve, reject) => {
+        running.rejectWait = reject;
+        try {
+          Promise.resolve(handler(job.data, ctx)).then(resolve, reject);
+        } catch (error) {
+          reject(error);
+        }
       });
-      const value = await Promise.race([Promise.resolve().then(() => handler(job.data, ctx)), aborted]);
       outcome = { ok: true, value };
     } catch (error) {
       outcome = { ok: false, error };
     } finally {
-      for (const t of timers) clearTimeout(t);
-      if (progressTimer) clearTimeout(progressTimer);
+      if (timeout) clearTimeout(timeout);
+      if (running.progressTimer) clearTimeout(running.progressTimer);
       this.#running.delete(job.id);
     }
     if (running.abandoned) return;
@@ -302,7 +311,7 @@ export class QueueWorker {
       record.finishedAt = finishedAt;
       record.result = outcome.value === undefined ? null : outcome.value;
       record.attempts.push({ n: attempt, startedAt, finishedAt, workerId: this.id });
-      if (progressValue !== undefined) record.progress = progressValue;
+      if (running.progress !== undefined) record.progress = running.progress;
       if (job.resultTtlMs) record.expiresAt = finishedAt + job.resultTtlMs;
       await this.#finish(msg, record);
       this.#processed++;
@@ -314,6 +323,74 @@ export class QueueWorker {
       return;
     }
     await this.#fail(msg, job, attempt, startedAt, errorInfo(outcome.error), false);
+  }
+
+  #context(running: Running): JobContext {
+    const { job, attempt } = running;
+    let log: Logger | undefined;
+    const worker = this;
+    return {
+      jobId: job.id,
+      name: job.name,
+      queue: job.queue,
+      attempt,
+      maxAttempts: job.attempts,
+      get signal() {
+        if (!running.controller) {
+          running.controller = new AbortController();
+          if (running.abortReason !== undefined) running.controller.abort(running.abortReason);
+        }
+        return running.controller.signal;
+      },
+      progress: (value) => {
+        running.progress = value;
+        if (running.progressTimer) return;
+        running.progressTimer = setTimeout(() => worker.#writeProgress(running), Math.max(0, PROGRESS_EVERY_MS - (Date.now() - running.lastProgress)));
+      },
+      // A child logger per job is costly; most handlers never log.
+      get log() {
+        return (log ??= worker.#log.child({ jobId: job.id, attempt }));
+      },
+    };
+  }
+
+  #writeProgress(running: Running) {
+    running.progressTimer = undefined;
+    running.lastProgress = Date.now();
+    running.marked = true;
+    if (running.abandoned || !this.#running.has(running.job.id)) return;
+    void this.#rt
+      .putRecord({ ...this.#activeRecord(running.job, running.attempt, running.startedAt), progress: running.progress })
+      .catch(() => {});
+  }
+
+  /**
+   * One timer for every running job, instead of two per job: marks long jobs `active` in
+   * their record and sends `working()` so the server does not redeliver them.
+   */
+  #ensureSweeper() {
+    if (this.#sweeper) return;
+    this.#sweeper = setInterval(() => {
+      if (this.#running.size === 0) {
+        clearInterval(this.#sweeper);
+        this.#sweeper = undefined;
+        return;
+      }
+      const now = Date.now();
+      const workingEvery = Math.max(1000, this.#settings.ackWaitMs / 2);
+      for (const r of this.#running.values()) {
+        if (r.abandoned) continue;
+        if (!r.marked && this.#settings.activeAfterMs > 0 && now - r.startedAt >= this.#settings.activeAfterMs) {
+          r.marked = true;
+          void this.#rt.putRecord(this.#activeRecord(r.job, r.attempt, r.startedAt)).catch(() => {});
+        }
+        if (now - r.lastWorking >= workingEvery) {
+          r.lastWorking = now;
+          r.msg.working();
+        }
+      }
+    }, SWEEP_EVERY_MS);
+    this.#sweeper.unref();
   }
 
   #activeRecord(job: JobMessage, attempt: number, startedAt: number): JobRecord {
@@ -433,6 +510,6 @@ export class QueueWorker {
       this.#log.warn({ err: error, jobId: record.id }, 'outcome not recorded; the job will be redelivered');
       return;
     }
-    msg.ack();
+    this.#rt.publisher.later(() => msg.ack());
   }
 }
