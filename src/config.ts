@@ -169,6 +169,19 @@ const ConfigSchema = section({
     drainGraceMs: ms().default(10_000),
     handlers: filePath().optional(),
   }).prefault({}),
+  events: section({
+    enabled: bool().default(true),
+    maxBatch: int(1).default(500),
+    flushMs: ms(1).default(100),
+    maxBuffered: int(1).default(50_000),
+    maxAgeMs: ms().default(7 * 24 * 3600_000),
+  }).prefault({}),
+  scheduler: section({
+    leaderTtlMs: ms(1000).default(10_000),
+    renewMs: ms(100).default(3000),
+    electionRetryMs: ms(100).default(1000),
+    maxFireFailures: int(1).default(5),
+  }).prefault({}),
   roles: expecting(
     z.array(oneOf(ROLES)).min(1),
     `a non-empty list of ${ROLES.map((r) => JSON.stringify(r)).join(', ')}`,

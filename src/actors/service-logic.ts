@@ -14,6 +14,8 @@ export interface ServiceDefinition<R extends EventObject & { replyTo: ReplyTo<ne
   accepts: ReadonlyArray<R['type']>;
   /** Work that runs while the service is ready; returns its cleanup. */
   background?: (nc: NatsConnection) => () => void;
+  /** Runs when the service is stopped (drain): flush what is buffered. */
+  teardown?: (nc: NatsConnection) => Promise<void>;
 }
 
 /** A service actor: the shared service machine with this service's NATS work provided. */
@@ -23,6 +25,9 @@ export function serviceLogic<R extends EventObject & { replyTo: ReplyTo<never> }
     actors: {
       setup: fromPromise<void, ServiceInput>(async ({ input }) => {
         await definition.setup?.(natsOf(input.connection));
+      }),
+      teardown: fromPromise<void, ServiceInput>(async ({ input }) => {
+        await definition.teardown?.(natsOf(input.connection));
       }),
       handler: fromCallback<EventObject, ServiceInput>(({ receive, input }) => {
         const cleanup = definition.background?.(natsOf(input.connection));
