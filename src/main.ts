@@ -201,6 +201,7 @@ interface EnqueueArgs extends GlobalArgs {
   wait?: boolean;
   'wait-timeout'?: number;
   delay?: number;
+  at?: string;
 }
 
 async function runEnqueue(args: EnqueueArgs) {
@@ -212,8 +213,19 @@ async function runEnqueue(args: EnqueueArgs) {
   if (args.backoff) opts.backoff = parseBackoff(args.backoff);
   if (args.timeout !== undefined) opts.timeoutMs = args.timeout;
   if (args['depends-on']) opts.dependsOn = args['depends-on'].split(',').filter(Boolean);
+  if (args.delay !== undefined && args.at !== undefined) throw new UsageError('give --delay or --at, not both');
+  let at: number | undefined;
+  if (args.at !== undefined) {
+    at = Date.parse(args.at);
+    if (!Number.isFinite(at)) throw new UsageError(`invalid --at ${JSON.stringify(args.at)}: expected an ISO date such as 2026-12-01T09:00:00Z`);
+  }
+  if (args.delay !== undefined) {
+    if (!Number.isFinite(args.delay) || args.delay < 0) throw new UsageError('invalid --delay: expected a number of ms >= 0');
+    at = Date.now() + args.delay;
+  }
+  if (at !== undefined && opts.dependsOn) throw new UsageError('--depends-on cannot be combined with --delay or --at');
   await withNaq(args, async (naq) => {
-    const id = await naq.enqueue(args.name!, data, opts);
+    const id = at !== undefined ? await naq.enqueueAt(at, args.name!, data, opts) : await naq.enqueue(args.name!, data, opts);
     if (!args.wait) {
       if (args.json) printJson({ id });
       else out(id);
@@ -271,6 +283,105 @@ export function buildCli(argv: string[]) {
       (args) => runSupervisor({ ...(args as object), roles: ['producer', 'worker'] }),
     )
     .command(
+      'scheduler',
+      'run a scheduler (the supervisor with the scheduler role): one leader among all of them fires due schedules',
+      (y) => withInspectOptions(y).option('embedded', { type: 'boolean', describe: 'start a local nats-server when none answers' }),
+      (args) => runSupervisor({ ...(args as object), roles: ['producer', 'scheduler'] }),
+    )
+    .command('schedule', 'recurring schedules', (y) =>
+      y
+        .command(
+          'add [id] [name]',
+          'create or replace a schedule: --cron EXPR [--tz TZ] or --every MS',
+          (yy) =>
+            yy
+              .positional('id', { type: 'string' })
+              .positional('name', { type: 'string', describe: 'handler name' })
+              .option('cron', { type: 'string', describe: 'cron expression (5 fields, or 6 with seconds)' })
+              .option('tz', { type: 'string', describe: 'IANA time zone for --cron' })
+              .option('every', { type: 'number', describe: 'period in ms' })
+              .option('data', { type: 'string', describe: 'job data as JSON' })
+              .option('queue', { type: 'string', describe: 'queue (default: default)' })
+              .option('repeat', { type: 'number', describe: 'fire at most N times' })
+              .check(need('id', 'name')),
+          (args) => {
+            if ((args.cron === undefined) === (args.every === undefined)) throw new UsageError('give exactly one of --cron or --every');
+            if (args.tz !== undefined && args.cron === undefined) throw new UsageError('--tz goes with --cron');
+            const spec = args.cron !== undefined ? { cron: args.cron, ...(args.tz ? { tz: args.tz } : {}) } : { every: args.every! };
+            const data = parseData(args.data);
+            return withNaq(args as GlobalArgs, async (naq) => {
+              const r = await naq.schedule(args.id!, spec, args.name!, data, {
+                ...(args.queue ? { queue: args.queue } : {}),
+                ...(args.repeat !== undefined ? { repeat: args.repeat } : {}),
+              });
+              if ((args as GlobalArgs).json) printJson(r);
+              else out(`${r.id} next run ${formatTime(r.nextRunAt ?? undefined)}`);
+            });
+          },
+        )
+        .command(
+          'ls',
+          'list schedules',
+          (yy) => yy,
+          (args) =>
+            withNaq(args as GlobalArgs, async (naq) => {
+              const all = await naq.listSchedules();
+              if ((args as GlobalArgs).json) return printJson(all);
+              out('id\tstatus\twhen\tname\tqueue\tnext run\truns');
+              for (const s of all) {
+                const when = s.kind === 'cron' ? `cron ${s.cron}${s.tz ? ` ${s.tz}` : ''}` : s.kind === 'every' ? `every ${s.every} ms` : 'once';
+                out(`${s.id}\t${s.status}\t${when}\t${s.name}\t${s.queue}\t${formatTime(s.nextRunAt ?? undefined)}\t${s.runs}`);
+              }
+            }),
+        )
+        .command(
+          'show [id]',
+          'show one schedule',
+          (yy) => yy.positional('id', { type: 'string' }).check(need('id')),
+          (args) =>
+            withNaq(args as GlobalArgs, async (naq) => {
+              const s = await naq.getSchedule(args.id!);
+              if (!s) fail(`schedule ${args.id} not found`, EXIT_FAILURE);
+              printJson(s);
+            }),
+        )
+        .command(
+          'pause [id]',
+          'pause a schedule',
+          (yy) => yy.positional('id', { type: 'string' }).check(need('id')),
+          (args) =>
+            withNaq(args as GlobalArgs, async (naq) => {
+              const s = await naq.pauseSchedule(args.id!);
+              if ((args as GlobalArgs).json) printJson(s);
+              else out(`${s.id} paused`);
+            }),
+        )
+        .command(
+          'resume [id]',
+          'resume a paused (or failed) schedule from the next run after now',
+          (yy) => yy.positional('id', { type: 'string' }).check(need('id')),
+          (args) =>
+            withNaq(args as GlobalArgs, async (naq) => {
+              const s = await naq.resumeSchedule(args.id!);
+              if ((args as GlobalArgs).json) printJson(s);
+              else out(`${s.id} ${s.status}, next run ${formatTime(s.nextRunAt ?? undefined)}`);
+            }),
+        )
+        .command(
+          'rm [id]',
+          'remove a schedule',
+          (yy) => yy.positional('id', { type: 'string' }).check(need('id')),
+          (args) =>
+            withNaq(args as GlobalArgs, async (naq) => {
+              const removed = await naq.removeSchedule(args.id!);
+              if (!removed) fail(`schedule ${args.id} not found`, EXIT_FAILURE);
+              if ((args as GlobalArgs).json) printJson({ removed: args.id });
+              else out(`removed ${args.id}`);
+            }),
+        )
+        .demandCommand(1, 'name a schedule command: add, ls, show, pause, resume or rm'),
+    )
+    .command(
       'enqueue [name]',
       'enqueue a job; prints its id (with --wait, its result)',
       (y) =>
@@ -285,6 +396,8 @@ export function buildCli(argv: string[]) {
           .option('depends-on', { type: 'string', describe: 'comma-separated job ids that must complete first' })
           .option('wait', { type: 'boolean', describe: 'wait for the result and print it (exit 1 if the job fails)' })
           .option('wait-timeout', { type: 'number', describe: 'how long --wait waits, ms (default 30000)' })
+          .option('delay', { type: 'number', describe: 'run no earlier than MS from now (needs a running scheduler)' })
+          .option('at', { type: 'string', describe: 'run at this ISO time (needs a running scheduler)' })
           .check(need('name')),
       (args) => runEnqueue(args as EnqueueArgs),
     )

@@ -5,6 +5,8 @@ import { jobsRuntimeFor, type EnqueueItem, type JobsRuntime, type QueueStats, ty
 import type { JobsRequest } from './actors/jobs.js';
 import type { Handler, Handlers } from './actors/queue-worker.js';
 import type { JobOptions, JobRecord } from './job.js';
+import { ScheduleStore } from './actors/scheduler.js';
+import type { ScheduleOptions, ScheduleRecord, ScheduleSpec } from './schedule.js';
 import type { ConnectionRegistry } from './actors/nats-connection.js';
 import { KvClient, StreamsClient } from './clients.js';
 import { configSecrets, resolveConfig, type NaqConfig, type NaqConfigInput } from './config.js';
@@ -80,6 +82,18 @@ export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
   queueStats(queue: string): Promise<QueueStats>;
   listQueues(): Promise<QueueStats[]>;
   listWorkers(): Promise<WorkerInfo[]>;
+  /** Enqueues a job to run at `at` (fired by the scheduler leader). Returns the job id. */
+  enqueueAt<N extends keyof H & string>(at: Date | number, name: N, data: JobData<H, N>, opts?: Omit<JobOptions, 'dependsOn'>): Promise<string>;
+  enqueueIn<N extends keyof H & string>(delayMs: number, name: N, data: JobData<H, N>, opts?: Omit<JobOptions, 'dependsOn'>): Promise<string>;
+  /** Creates or replaces a recurring schedule: `{ cron, tz? }` or `{ every: ms }`. */
+  schedule<N extends keyof H & string>(scheduleId: string, spec: ScheduleSpec, name: N, data: JobData<H, N>, opts?: ScheduleOptions): Promise<ScheduleRecord>;
+  pauseSchedule(id: string): Promise<ScheduleRecord>;
+  resumeSchedule(id: string): Promise<ScheduleRecord>;
+  removeSchedule(id: string): Promise<boolean>;
+  /** Revision-checked: pass the revision you read (getSchedule) to avoid overwriting a change. */
+  updateSchedule(id: string, change: (current: ScheduleRecord) => ScheduleRecord, expectedRevision?: number): Promise<ScheduleRecord>;
+  listSchedules(): Promise<ScheduleRecord[]>;
+  getSchedule(id: string): Promise<(ScheduleRecord & { revision: number }) | null>;
 }
 
 /** Flattens a state value ({ active: 'running' }) to 'active.running'. */
@@ -119,6 +133,7 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
     if (!nc || nc.isClosed()) throw new NotConnectedError('naq is not started (or its connection is closed)');
     return jobsRuntimeFor(nc, config);
   };
+  const schedules = () => new ScheduleStore(runtime());
   const askJobs = <T>(request: Record<string, unknown> & { type: JobsRequest['type'] }) =>
     ask<T>(get('jobs'), (replyTo) => ({ ...request, replyTo }), { timeoutMs: askTimeoutMs });
 
@@ -224,6 +239,15 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
     queueStats: (queue) => askJobs({ type: 'jobs.queueStats', queue }),
     listQueues: () => askJobs({ type: 'jobs.listQueues' }),
     listWorkers: () => askJobs({ type: 'jobs.listWorkers' }),
+    enqueueAt: (at, name, data, opts) => Promise.resolve().then(() => schedules().enqueueAt(at, name, data, opts)),
+    enqueueIn: (delayMs, name, data, opts) => Promise.resolve().then(() => schedules().enqueueAt(Date.now() + delayMs, name, data, opts)),
+    schedule: (id, spec, name, data, opts) => Promise.resolve().then(() => schedules().add(id, spec, name, data, opts)),
+    pauseSchedule: (id) => Promise.resolve().then(() => schedules().pause(id)),
+    resumeSchedule: (id) => Promise.resolve().then(() => schedules().resume(id)),
+    removeSchedule: (id) => Promise.resolve().then(() => schedules().remove(id)),
+    updateSchedule: (id, change, rev) => Promise.resolve().then(() => schedules().update(id, change, rev)),
+    listSchedules: () => Promise.resolve().then(() => schedules().list()),
+    getSchedule: (id) => Promise.resolve().then(() => schedules().get(id)),
 
     async [Symbol.asyncDispose]() {
       await naq.stop();

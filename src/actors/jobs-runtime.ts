@@ -101,6 +101,8 @@ export class JobsRuntime {
   #jobsKv: Promise<KV> | undefined;
   #workersKv: Promise<KV> | undefined;
   #waitingKv: Promise<KV> | undefined;
+  #schedulesKv: Promise<KV> | undefined;
+  #leaderKv: Promise<KV> | undefined;
   #ready: Promise<void> | undefined;
 
   constructor(
@@ -156,7 +158,9 @@ export class JobsRuntime {
       this.#jobsKv = kvm.create(this.layout.jobsBucket, { ttl: this.config.jobs.resultTtlMs, history: 1, storage, replicas });
       this.#workersKv = kvm.create(this.layout.workersBucket, { ttl: this.config.worker.heartbeatMs * 3, history: 1, storage, replicas });
       this.#waitingKv = kvm.create(this.layout.waitingBucket, { history: 1, storage, replicas });
-      await Promise.all([this.#jobsKv, this.#workersKv, this.#waitingKv]);
+      this.#schedulesKv = kvm.create(this.layout.schedulesBucket, { history: 1, storage, replicas });
+      this.#leaderKv = kvm.create(this.layout.leaderBucket, { ttl: this.config.scheduler.leaderTtlMs, history: 1, storage, replicas });
+      await Promise.all([this.#jobsKv, this.#workersKv, this.#waitingKv, this.#schedulesKv, this.#leaderKv]);
     })();
     this.#ready.catch(() => (this.#ready = undefined));
     return this.#ready;
@@ -173,6 +177,14 @@ export class JobsRuntime {
   async waitingKv(): Promise<KV> {
     await this.ensureLayout();
     return this.#waitingKv!;
+  }
+  async schedulesKv(): Promise<KV> {
+    await this.ensureLayout();
+    return this.#schedulesKv!;
+  }
+  async leaderKv(): Promise<KV> {
+    await this.ensureLayout();
+    return this.#leaderKv!;
   }
 
   /** A KV put through the publish-async path: one pipelined write, acked by the server. */

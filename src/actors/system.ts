@@ -8,6 +8,7 @@ import { connectionSettings, natsConnectionLogic, type ConnectionRegistry } from
 import type { Handlers } from './queue-worker.js';
 import { streamsLogic } from './streams.js';
 import { workerLogic } from './worker.js';
+import { candidateId, schedulerLogic } from './scheduler.js';
 
 /** Which service actors a process runs for its roles, in start order. */
 export function servicesForRoles(roles: readonly Role[], config: NaqConfig): ServiceName[] {
@@ -18,7 +19,11 @@ export function servicesForRoles(roles: readonly Role[], config: NaqConfig): Ser
       for (const queue of config.worker.queues) services.push(`worker:${queue}`);
       continue;
     }
-    throw new InvalidArgumentError(`role "${role}" is not available in this version of naq (available: producer, worker)`);
+    if (role === 'scheduler') {
+      services.push('scheduler');
+      continue;
+    }
+    throw new InvalidArgumentError(`unknown role "${role}" (available: producer, worker, scheduler)`);
   }
   return services;
 }
@@ -28,6 +33,12 @@ export function supervisorInput(config: NaqConfig, services: ServiceName[]): Sup
   for (const id of services) {
     if (id.startsWith('worker:')) {
       serviceInput[id] = { queue: id.slice('worker:'.length), heartbeatMs: config.worker.heartbeatMs, drainGraceMs: config.worker.drainGraceMs };
+    }
+    if (id === 'scheduler') {
+      serviceInput[id] = {
+        candidateId: candidateId(),
+        leader: { ttlMs: config.scheduler.leaderTtlMs, renewMs: config.scheduler.renewMs, retryMs: config.scheduler.electionRetryMs },
+      };
     }
   }
   return {
@@ -53,6 +64,7 @@ export function naqSupervisor(config: NaqConfig, registry: ConnectionRegistry, h
       kv: kvLogic(config),
       jobs: jobsLogic(config, log),
       worker: workerLogic(config, handlers, log),
+      scheduler: schedulerLogic(config, log),
     } as never,
   });
 }

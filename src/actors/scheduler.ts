@@ -1,0 +1,287 @@
+import { hostname } from 'node:os';
+import { JetStreamApiError } from '@nats-io/jetstream';
+import type { KvEntry } from '@nats-io/kv';
+import { nuid, type QueuedIterator } from '@nats-io/transport-node';
+import { fromCallback, fromPromise } from 'xstate';
+import { backoffDelay } from '../backoff.js';
+import type { NaqConfig } from '../config.js';
+import { errorInfo, InvalidArgumentError, NotFoundError, RevisionMismatchError } from '../errors.js';
+import { buildJob, type JobOptions } from '../job.js';
+import type { Logger } from '../log.js';
+import { leaderMachine } from '../machines/leader.js';
+import { schedulerMachine, type SchedulerInput } from '../machines/scheduler.js';
+import { buildOneShot, buildSchedule, nextRun, runJobId, type ScheduleOptions, type ScheduleRecord, type ScheduleSpec } from '../schedule.js';
+import { encodeJson, jobsRuntimeFor, type JobsRuntime } from './jobs-runtime.js';
+import { natsOf } from './nats-connection.js';
+
+const LEADER_KEY = 'scheduler';
+const WRONG_LAST_SEQUENCE = [10071, 10164];
+
+function isRevisionConflict(error: unknown) {
+  return error instanceof JetStreamApiError && WRONG_LAST_SEQUENCE.includes(error.code);
+}
+
+/** Schedule CRUD on the schedules bucket; any process can manage schedules, only the leader fires them. */
+export class ScheduleStore {
+  constructor(private readonly rt: JobsRuntime) {}
+
+  async #kv() {
+    return this.rt.schedulesKv();
+  }
+
+  async add(id: string, spec: ScheduleSpec, name: string, data: unknown, options?: ScheduleOptions): Promise<ScheduleRecord> {
+    const record = buildSchedule(id, spec, name, data, options);
+    await (await this.#kv()).put(id, encodeJson(record));
+    return record;
+  }
+
+  /** Enqueues a job at a time: kept as a one-shot schedule until then. Returns the job id. */
+  async enqueueAt(at: Date | number, name: string, data: unknown, options: Omit<JobOptions, 'dependsOn'> = {}): Promise<string> {
+    const when = at instanceof Date ? at.getTime() : at;
+    const id = options.jobId ?? nuid.next();
+    // Validate the job now (size, options), not when it fires.
+    buildJob(name, data, { ...options, jobId: id }, id, this.rt.defaults);
+    const record = buildOneShot(id, when, name, data, { ...options, jobId: id });
+    await (await this.#kv()).put(id, encodeJson(record));
+    return id;
+  }
+
+  async get(id: string): Promise<(ScheduleRecord & { revision: number }) | null> {
+    const e = await (await this.#kv()).get(id);
+    return e && e.operation === 'PUT' ? { ...e.json<ScheduleRecord>(), revision: e.revision } : null;
+  }
+
+  async list(): Promise<ScheduleRecord[]> {
+    const kv = await this.#kv();
+    const out: ScheduleRecord[] = [];
+    for await (const key of await kv.keys()) {
+      const e = await kv.get(key);
+      if (e && e.operation === 'PUT') out.push(e.json<ScheduleRecord>());
+    }
+    return out.sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /** Changes a schedule only if it is still at `expectedRevision` (the one you read). */
+  async update(id: string, change: (current: ScheduleRecord) => ScheduleRecord, expectedRevision?: number): Promise<ScheduleRecord> {
+    const current = await this.get(id);
+    if (!current) throw new NotFoundError(`schedule ${id}`);
+    const revision = expectedRevision ?? current.revision;
+    if (revision !== current.revision) throw new RevisionMismatchError(this.rt.layout.schedulesBucket, id, revision);
+    const { revision: _r, ...record } = current;
+    const next = { ...change(record), updatedAt: Date.now() };
+    try {
+      await (await this.#kv()).update(id, encodeJson(next), revision);
+    } catch (error) {
+      if (isRevisionConflict(error)) throw new RevisionMismatchError(this.rt.layout.schedulesBucket, id, revision, { cause: error });
+      throw error;
+    }
+    return next;
+  }
+
+  pause(id: string) {
+    return this.update(id, (s) => {
+      if (s.status !== 'active') throw new InvalidArgumentError(`schedule ${id} is ${s.status}; only an active schedule can be paused`);
+      return { ...s, status: 'paused' };
+    });
+  }
+
+  resume(id: string) {
+    return this.update(id, (s) => {
+      if (s.status !== 'paused' && s.status !== 'failed') throw new InvalidArgumentError(`schedule ${id} is ${s.status}; only a paused or failed schedule can be resumed`);
+      // Runs missed while paused are skipped: the next one is after now.
+      const nextRunAt = s.kind === 'at' ? s.nextRunAt : nextRun(s, Date.now());
+      const { error: _e, ...rest } = s;
+      return { ...rest, status: nextRunAt === null ? 'completed' : 'active', nextRunAt };
+    });
+  }
+
+  async remove(id: string): Promise<boolean> {
+    const kv = await this.#kv();
+    const e = await kv.get(id);
+    if (!e || e.operation !== 'PUT') return false;
+    await kv.delete(id);
+    return true;
+  }
+}
+
+/**
+ * Fires due schedules while this process leads. It keeps every schedule in memory from a
+ * watch of the bucket (no scans), one timer for the earliest run, and advances a schedule
+ * with a revision-checked update after firing. Each run is published with
+ * `Nats-Msg-Id: <scheduleId>:<fireTime>` and a job id made from both, so two leaders
+ * overlapping for a moment still enqueue a run once.
+ */
+export class ScheduleDispatcher {
+  readonly #rt: JobsRuntime;
+  readonly #config: NaqConfig;
+  readonly #log: Logger;
+  readonly #schedules = new Map<string, { record: ScheduleRecord; revision: number }>();
+  readonly #firing = new Set<string>();
+  readonly #failures = new Map<string, number>();
+  readonly #retryAt = new Map<string, number>();
+  #watch: QueuedIterator<KvEntry> | null = null;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  fired = 0;
+
+  constructor(rt: JobsRuntime, config: NaqConfig, log: Logger) {
+    this.#rt = rt;
+    this.#config = config;
+    this.#log = log;
+  }
+
+  async start(): Promise<void> {
+    const kv = await this.#rt.schedulesKv();
+    this.#watch = await kv.watch();
+    void (async () => {
+      for await (const e of this.#watch!) {
+        if (this.#stopped) break;
+        if (e.operation === 'PUT') this.#schedules.set(e.key, { record: e.json<ScheduleRecord>(), revision: e.revision });
+        else this.#schedules.delete(e.key);
+        this.#arm();
+      }
+    })().catch((error: unknown) => this.#log.warn({ err: error }, 'schedules watch ended'));
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#watch?.stop();
+  }
+
+  #dueAt(id: string, record: ScheduleRecord): number | null {
+    if (record.status !== 'active' || record.nextRunAt === null) return null;
+    return Math.max(record.nextRunAt, this.#retryAt.get(id) ?? 0);
+  }
+
+  /** One timer, for the earliest due schedule; re-armed whenever anything changes. */
+  #arm() {
+    if (this.#stopped) return;
+    clearTimeout(this.#timer);
+    let earliest = Infinity;
+    for (const [id, { record }] of this.#schedules) {
+      const due = this.#dueAt(id, record);
+      if (due !== null && due < earliest) earliest = due;
+    }
+    if (earliest === Infinity) return;
+    // Long waits are re-checked every minute (timers cap at ~24 days; clocks drift).
+    const delay = Math.min(Math.max(0, earliest - Date.now()), 60_000);
+    this.#timer = setTimeout(() => this.#fireDue(), delay);
+  }
+
+  #fireDue() {
+    const now = Date.now();
+    for (const [id, { record }] of this.#schedules) {
+      const due = this.#dueAt(id, record);
+      if (due !== null && due <= now) void this.#fire(id);
+    }
+    this.#arm();
+  }
+
+  async #fire(id: string): Promise<void> {
+    const entry = this.#schedules.get(id);
+    if (!entry || this.#firing.has(id)) return;
+    this.#firing.add(id);
+    const { record, revision } = entry;
+    const fireTime = record.nextRunAt!;
+    try {
+      const jobId = runJobId(record, fireTime);
+      const { message, bytes } = buildJob(record.name, record.data, { ...record.opts, queue: record.queue, jobId }, jobId, this.#rt.defaults);
+      await this.#rt.publishJob(message, bytes, `${record.id}:${fireTime}`);
+      this.fired++;
+      this.#failures.delete(id);
+      this.#retryAt.delete(id);
+      await this.#advance(record, revision, fireTime);
+    } catch (error) {
+      await this.#failed(id, record, revision, error);
+    } finally {
+      this.#firing.delete(id);
+      this.#arm();
+    }
+  }
+
+  async #advance(record: ScheduleRecord, revision: number, fireTime: number) {
+    const kv = await this.#rt.schedulesKv();
+    const now = Date.now();
+    const runs = record.runs + 1;
+    // Downtime policy: the overdue run fired once; the next is the first one after now.
+    const next = record.kind === 'at' ? null : nextRun({ ...record, runs }, Math.max(now, fireTime));
+    try {
+      if (record.kind === 'at') {
+        await kv.delete(record.id, { previousSeq: revision });
+        this.#schedules.delete(record.id);
+        return;
+      }
+      const updated: ScheduleRecord = { ...record, runs, lastRunAt: fireTime, nextRunAt: next, status: next === null ? 'completed' : record.status, updatedAt: now };
+      const newRevision = await kv.update(record.id, encodeJson(updated), revision);
+      this.#schedules.set(record.id, { record: updated, revision: newRevision });
+    } catch (error) {
+      // Someone else moved it on (another leader, or an update): the watch brings the new version.
+      if (!isRevisionConflict(error)) this.#log.warn({ err: error, schedule: record.id }, 'could not advance the schedule');
+    }
+  }
+
+  async #failed(id: string, record: ScheduleRecord, revision: number, error: unknown) {
+    const n = (this.#failures.get(id) ?? 0) + 1;
+    this.#failures.set(id, n);
+    const message = errorInfo(error).message;
+    if (n < this.#config.scheduler.maxFireFailures) {
+      const delay = backoffDelay(n, { initialDelayMs: 200, maxDelayMs: 10_000, jitter: 0.2 });
+      this.#retryAt.set(id, Date.now() + delay);
+      this.#log.warn({ schedule: id, attempt: n, delay, err: message }, 'schedule fire failed; retrying');
+      return;
+    }
+    this.#failures.delete(id);
+    this.#retryAt.delete(id);
+    this.#log.error({ schedule: id, err: message }, `schedule failed after ${n} attempts`);
+    try {
+      const kv = await this.#rt.schedulesKv();
+      await kv.update(id, encodeJson({ ...record, status: 'failed', error: message, updatedAt: Date.now() }), revision);
+    } catch (e) {
+      this.#log.warn({ err: e, schedule: id }, 'could not mark the schedule failed');
+    }
+  }
+}
+
+export function candidateId(): string {
+  return `${hostname()}-${process.pid}-${nuid.next().slice(-6)}`.replace(/[^A-Za-z0-9_=-]/g, '_');
+}
+
+/** The scheduler machine with its leader election and dispatcher on NATS. */
+export function schedulerLogic(config: NaqConfig, log: Logger) {
+  const leader = leaderMachine.provide({
+    actors: {
+      acquire: fromPromise<number, { candidateId: string }>(async ({ input }) => {
+        const rt = current;
+        if (!rt) throw new Error('scheduler not started');
+        const kv = await rt.leaderKv();
+        return kv.create(LEADER_KEY, encodeJson({ candidateId: input.candidateId, host: hostname(), pid: process.pid, ts: Date.now() }));
+      }),
+      renew: fromPromise<number, { candidateId: string; revision: number }>(async ({ input }) => {
+        const kv = await current!.leaderKv();
+        return kv.update(LEADER_KEY, encodeJson({ candidateId: input.candidateId, host: hostname(), pid: process.pid, ts: Date.now() }), input.revision);
+      }),
+      release: fromPromise<void, { revision: number }>(async ({ input }) => {
+        const kv = await current!.leaderKv();
+        await kv.delete(LEADER_KEY, { previousSeq: input.revision });
+      }),
+    },
+  });
+  // The leader's actors need this process's runtime; the scheduler's setup sets it.
+  let current: JobsRuntime | null = null;
+  return schedulerMachine.provide({
+    actors: {
+      setup: fromPromise<void, SchedulerInput>(async ({ input }) => {
+        current = jobsRuntimeFor(natsOf(input.connection), config);
+        await current.ensureLayout();
+      }),
+      leader,
+      dispatcher: fromCallback<{ type: string }, SchedulerInput>(({ input, sendBack }) => {
+        const dispatcher = new ScheduleDispatcher(jobsRuntimeFor(natsOf(input.connection), config), config, log.child({ actor: 'scheduler' }));
+        log.info({ candidate: input.candidateId }, 'elected scheduler leader; firing schedules');
+        dispatcher.start().catch((error: unknown) => sendBack({ type: 'DISPATCHER.FAILED', error: errorInfo(error) }));
+        return () => dispatcher.stop();
+      }),
+    },
+  });
+}

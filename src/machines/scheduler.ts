@@ -1,0 +1,103 @@
+import { assign, fromCallback, fromPromise, sendParent, sendTo, setup, type AnyStateMachine } from 'xstate';
+import type { ErrorInfo } from '../errors.js';
+import type { ConnectionHandle } from './connection.js';
+import { leaderMachine, type LeaderNotification, type LeaderSettings } from './leader.js';
+import type { ServiceReadyEvent } from './service.js';
+
+/**
+ * The scheduler service: every scheduler process runs one, but only the leader fires.
+ *
+ *   starting (ensure buckets) → active: standby ⇄ leading (dispatcher fires due schedules)
+ *                                       → stopping (the leader steps down) → stopped
+ *
+ * The `leader` child is the election machine; while this process leads, the provided
+ * `dispatcher` watches the schedules and fires them on time.
+ */
+export interface SchedulerInput {
+  name: string;
+  connection: ConnectionHandle;
+  candidateId: string;
+  leader: LeaderSettings;
+}
+
+export interface SchedulerContext extends SchedulerInput {
+  error: ErrorInfo | null;
+}
+
+export type SchedulerEvent =
+  | { type: 'STOP' }
+  | { type: 'CONNECTED'; connection: ConnectionHandle; server: string }
+  | { type: 'DISCONNECTED'; server: string | null }
+  | { type: 'RECONNECTED'; connection: ConnectionHandle; server: string }
+  | LeaderNotification
+  | { type: 'DISPATCHER.FAILED'; error: ErrorInfo }
+  | { type: `xstate.done.actor.${string}` };
+
+const notProvided = (name: string) => () => {
+  throw new Error(`scheduler machine: actor "${name}" was not provided`);
+};
+
+export const schedulerMachine = setup({
+  types: {
+    context: {} as SchedulerContext,
+    events: {} as SchedulerEvent,
+    input: {} as SchedulerInput,
+  },
+  actors: {
+    setup: fromPromise<void, SchedulerInput>(notProvided('setup')),
+    leader: leaderMachine as AnyStateMachine,
+    dispatcher: fromCallback<{ type: string }, SchedulerInput>(notProvided('dispatcher')),
+  },
+}).createMachine({
+  id: 'scheduler',
+  context: ({ input }) => ({ ...input, error: null }),
+  initial: 'starting',
+  states: {
+    starting: {
+      invoke: {
+        src: 'setup',
+        input: ({ context }) => context,
+        onDone: {
+          target: 'active',
+          actions: sendParent(({ context }): ServiceReadyEvent => ({ type: 'SERVICE_READY', id: context.name })),
+        },
+        onError: {
+          target: 'failed',
+          actions: assign({ error: ({ event }) => ({ name: 'Error', message: (event.error as Error)?.message ?? String(event.error) }) }),
+        },
+      },
+      on: { STOP: 'stopped' },
+    },
+    active: {
+      invoke: {
+        id: 'leader',
+        systemId: 'leader',
+        src: 'leader',
+        input: ({ context }: { context: SchedulerContext }) => ({ settings: context.leader, candidateId: context.candidateId }),
+      },
+      initial: 'standby',
+      on: {
+        'DISPATCHER.FAILED': { target: 'failed', actions: assign({ error: ({ event }) => event.error }) },
+      },
+      states: {
+        standby: {
+          on: { LEADER_ELECTED: 'leading', STOP: 'stopping' },
+        },
+        leading: {
+          invoke: { id: 'dispatcher', src: 'dispatcher', input: ({ context }) => context },
+          on: { LEADER_LOST: 'standby', STOP: 'stopping' },
+        },
+        stopping: {
+          entry: sendTo('leader', { type: 'STOP' }),
+          after: { 5000: '#scheduler.stopped' },
+          on: { 'xstate.done.actor.leader': '#scheduler.stopped' },
+        },
+      },
+    },
+    stopped: { type: 'final' },
+    failed: { type: 'final' },
+  },
+  output: ({ context }) => (context.error ? { status: 'failed', error: context.error } : { status: 'stopped' }),
+});
+
+export type SchedulerMachine = typeof schedulerMachine;

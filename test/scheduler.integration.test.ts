@@ -1,0 +1,195 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { resolve } from 'node:path';
+import { pino } from 'pino';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { InvalidArgumentError, RevisionMismatchError } from '../src/errors.js';
+import { createNaq, type Naq } from '../src/naq.js';
+import { startServer, stopAllServers, type TestServer } from './harness.js';
+
+const silent = pino({ level: 'silent' });
+const CLI = resolve(import.meta.dirname, '../dist/src/main.js');
+const running: Naq<any>[] = [];
+const children = new Set<ChildProcess>();
+
+afterEach(async () => {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  children.clear();
+  await Promise.all(running.splice(0).map((n) => n.stop()));
+});
+afterAll(stopAllServers);
+
+const FAST_LEADER = { leaderTtlMs: 2000, renewMs: 500, electionRetryMs: 250 };
+
+async function until(check: () => boolean | Promise<boolean>, timeoutMs = 15_000) {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** One process running the scheduler and a worker that records when each job started. */
+async function schedulerAndWorker(server: TestServer, roles: Array<'worker' | 'scheduler'> = ['worker', 'scheduler']) {
+  const started = new Map<string, number[]>();
+  const naq = createNaq(
+    {
+      nats: { url: server.url },
+      roles,
+      worker: { queues: ['default'], concurrency: 10 },
+      scheduler: FAST_LEADER,
+      supervisor: { stopTimeoutMs: 3000 },
+    },
+    {
+      logger: silent,
+      handlers: {
+        tick: async (_d: unknown, ctx) => {
+          started.set(ctx.jobId, [...(started.get(ctx.jobId) ?? []), Date.now()]);
+          return ctx.jobId;
+        },
+      },
+    },
+  );
+  running.push(naq);
+  await naq.start({ timeoutMs: 10_000 });
+  return { naq, started };
+}
+
+function env(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('NAQ_')));
+  return { ...clean, NO_COLOR: '1', ...extra };
+}
+
+function schedulerProcess(server: TestServer) {
+  const child = spawn(process.execPath, [CLI, 'scheduler', '--nats-url', server.url, '--log-level', 'info'], {
+    env: env({
+      NAQ_SCHEDULER__LEADER_TTL_MS: String(FAST_LEADER.leaderTtlMs),
+      NAQ_SCHEDULER__RENEW_MS: String(FAST_LEADER.renewMs),
+      NAQ_SCHEDULER__ELECTION_RETRY_MS: String(FAST_LEADER.electionRetryMs),
+    }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  const state = { log: '', leaderAt: 0 };
+  child.stderr!.on('data', (d) => {
+    state.log += d;
+    if (!state.leaderAt && state.log.includes('elected scheduler leader')) state.leaderAt = Date.now();
+  });
+  return { child, state };
+}
+
+describe('scheduler', () => {
+  it('enqueueIn and enqueueAt run no earlier than asked and within a second after', async () => {
+    const server = await startServer();
+    const { naq, started } = await schedulerAndWorker(server);
+    await until(() => naq.get('scheduler')?.getSnapshot().value?.active === 'leading');
+    const t0 = Date.now();
+    const inId = await naq.enqueueIn(800, 'tick', null);
+    const atTime = Date.now() + 1200;
+    const atId = await naq.enqueueAt(new Date(atTime), 'tick', null);
+    expect((await naq.getJob(inId))).toBeNull();
+    await naq.waitFor(inId, { timeoutMs: 5000 });
+    await naq.waitFor(atId, { timeoutMs: 5000 });
+    const inStart = started.get(inId)![0]!;
+    const atStart = started.get(atId)![0]!;
+    expect(inStart - t0).toBeGreaterThanOrEqual(800);
+    expect(inStart - (t0 + 800)).toBeLessThan(1000);
+    expect(atStart).toBeGreaterThanOrEqual(atTime);
+    expect(atStart - atTime).toBeLessThan(1000);
+    // A fired one-shot leaves no schedule behind.
+    expect(await naq.listSchedules()).toEqual([]);
+  });
+
+  it('fires an every-N schedule, honours repeat, and marks it completed', async () => {
+    const server = await startServer();
+    const { naq, started } = await schedulerAndWorker(server);
+    const s = await naq.schedule('thrice', { every: 300 }, 'tick', null, { repeat: 3 });
+    expect(s.status).toBe('active');
+    await until(async () => (await naq.getSchedule('thrice'))?.status === 'completed', 10_000);
+    await until(() => started.size === 3);
+    const record = (await naq.getSchedule('thrice'))!;
+    expect(record.runs).toBe(3);
+    expect(record.nextRunAt).toBeNull();
+    expect([...started.keys()].every((id) => id.startsWith('thrice-'))).toBe(true);
+  });
+
+  it('runs a cron schedule; pause stops it, resume continues', async () => {
+    const server = await startServer();
+    const { naq, started } = await schedulerAndWorker(server);
+    await naq.schedule('each-second', { cron: '* * * * * *', tz: 'Europe/Paris' }, 'tick', null);
+    await until(() => started.size >= 2, 5000);
+    await naq.pauseSchedule('each-second');
+    await new Promise((r) => setTimeout(r, 1200));
+    const atPause = started.size;
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(started.size).toBe(atPause);
+    await naq.resumeSchedule('each-second');
+    await until(() => started.size >= atPause + 1, 5000);
+    for (const [, times] of started) expect(times).toHaveLength(1);
+  });
+
+  it('rejects an invalid cron, time zone or period at schedule() time, naming the field', async () => {
+    const server = await startServer();
+    const naq = createNaq({ nats: { url: server.url } }, { logger: silent });
+    running.push(naq);
+    await naq.start({ timeoutMs: 10_000 });
+    await expect(naq.schedule('bad', { cron: '61 * * * *' }, 'tick', null)).rejects.toThrow(/invalid cron "61 \* \* \* \*"/);
+    await expect(naq.schedule('bad', { cron: '* * * * *', tz: 'Mars/Olympus' }, 'tick', null)).rejects.toThrow(/invalid tz "Mars\/Olympus"/);
+    await expect(naq.schedule('bad', { every: 0 }, 'tick', null)).rejects.toBeInstanceOf(InvalidArgumentError);
+    expect(await naq.listSchedules()).toEqual([]);
+  });
+
+  it('updates a schedule only at the revision it was read at', async () => {
+    const server = await startServer();
+    const naq = createNaq({ nats: { url: server.url } }, { logger: silent });
+    running.push(naq);
+    await naq.start({ timeoutMs: 10_000 });
+    await naq.schedule('s1', { every: 60_000 }, 'tick', { v: 1 });
+    const read = (await naq.getSchedule('s1'))!;
+    await naq.updateSchedule('s1', (s) => ({ ...s, data: { v: 2 } }), read.revision);
+    await expect(naq.updateSchedule('s1', (s) => ({ ...s, data: { v: 3 } }), read.revision)).rejects.toBeInstanceOf(RevisionMismatchError);
+    expect((await naq.getSchedule('s1'))!.data).toEqual({ v: 2 });
+    expect(await naq.removeSchedule('s1')).toBe(true);
+    expect(await naq.getSchedule('s1')).toBeNull();
+  });
+
+  it('three scheduler processes elect exactly one leader; a new one takes over within TTL + a renew interval after SIGKILL', async () => {
+    const server = await startServer();
+    const procs = [schedulerProcess(server), schedulerProcess(server), schedulerProcess(server)];
+    await until(() => procs.some((p) => p.state.leaderAt > 0));
+    // Several election rounds pass: still exactly one.
+    await new Promise((r) => setTimeout(r, 1500));
+    const leaders = procs.filter((p) => p.state.leaderAt > 0);
+    expect(leaders).toHaveLength(1);
+    const killedAt = Date.now();
+    leaders[0]!.child.kill('SIGKILL');
+    const rest = procs.filter((p) => p !== leaders[0]);
+    await until(() => rest.some((p) => p.state.leaderAt > 0), 10_000);
+    const next = rest.filter((p) => p.state.leaderAt > 0);
+    expect(next).toHaveLength(1);
+    expect(next[0]!.state.leaderAt - killedAt).toBeLessThanOrEqual(FAST_LEADER.leaderTtlMs + FAST_LEADER.renewMs + 500);
+  });
+
+  it('an every-second schedule produces one job per fire time, even when the leader is killed in the middle', async () => {
+    const server = await startServer();
+    const { naq, started } = await schedulerAndWorker(server, ['worker']);
+    const procs = [schedulerProcess(server), schedulerProcess(server)];
+    await until(() => procs.some((p) => p.state.leaderAt > 0));
+    await naq.schedule('heartbeat', { every: 1000 }, 'tick', null);
+    await new Promise((r) => setTimeout(r, 4000));
+    procs.find((p) => p.state.leaderAt > 0)!.child.kill('SIGKILL');
+    await new Promise((r) => setTimeout(r, 6000));
+    await naq.removeSchedule('heartbeat');
+    await new Promise((r) => setTimeout(r, 500));
+    const fireTimes = [...started.keys()].map((id) => Number(id.slice('heartbeat-'.length))).sort((a, b) => a - b);
+    // No run twice: every fire time maps to one job, and each job ran once.
+    expect(new Set(fireTimes).size).toBe(fireTimes.length);
+    for (const [, times] of started) expect(times).toHaveLength(1);
+    // Fire times are whole periods apart; the failover gap skips ticks, it never repeats one.
+    for (let i = 1; i < fireTimes.length; i++) {
+      const gap = fireTimes[i]! - fireTimes[i - 1]!;
+      expect(gap % 1000).toBe(0);
+      expect(gap).toBeGreaterThanOrEqual(1000);
+    }
+    expect(fireTimes.length).toBeGreaterThanOrEqual(6);
+  });
+});
