@@ -620,7 +620,7 @@ async function main() {
     await buildCli(hideBin(process.argv)).parseAsync();
     process.exit(0);
   } catch (error) {
-    if (error instanceof ConfigError) fail(error.message, EXIT_USAGE);
+    if (error instanceof ConfigError || error instanceof UsageError) fail(error.message, EXIT_USAGE);
     if (error instanceof NaqError) fail(error.message, EXIT_FAILURE);
     fail(error instanceof Error ? error.message : String(error), EXIT_FAILURE);
   }

@@ -192,4 +192,41 @@ describe('scheduler', () => {
     }
     expect(fireTimes.length).toBeGreaterThanOrEqual(6);
   });
+
+  it('schedule CLI: add, ls, show, pause, resume, rm; enqueue --delay; bad input exits 2 naming it', async () => {
+    const server = await startServer();
+    const run = (args: string[]) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((res) => {
+        const child = spawn(process.execPath, [CLI, ...args, '--nats-url', server.url], { env: env({}), stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout!.on('data', (d) => (stdout += d));
+        child.stderr!.on('data', (d) => (stderr += d));
+        child.on('exit', (code) => res({ code, stdout, stderr }));
+      });
+    const add = await run(['schedule', 'add', 'nightly', 'report', '--cron', '0 3 * * *', '--tz', 'Europe/Paris', '--data', '{"x":1}']);
+    expect(add.code).toBe(0);
+    expect(add.stdout).toMatch(/^nightly next run \d{4}-\d\d-\d\dT0[12]:00:00.000Z/);
+    const ls = await run(['schedule', 'ls']);
+    expect(ls.stdout).toContain('nightly\tactive\tcron 0 3 * * * Europe/Paris\treport\tdefault');
+    expect(JSON.parse((await run(['schedule', 'show', 'nightly'])).stdout)).toMatchObject({ id: 'nightly', data: { x: 1 }, status: 'active' });
+    expect((await run(['schedule', 'pause', 'nightly'])).stdout.trim()).toBe('nightly paused');
+    expect((await run(['schedule', 'resume', 'nightly'])).stdout).toMatch(/^nightly active, next run/);
+    expect((await run(['schedule', 'rm', 'nightly'])).stdout.trim()).toBe('removed nightly');
+    expect((await run(['schedule', 'rm', 'nightly'])).code).toBe(1);
+
+    const delayed = await run(['enqueue', 'tick', '--delay', '60000', '--job-id', 'later-1']);
+    expect(delayed.stdout.trim()).toBe('later-1');
+    expect(JSON.parse((await run(['schedule', 'show', 'later-1'])).stdout)).toMatchObject({ kind: 'at', name: 'tick', status: 'active' });
+
+    const badCron = await run(['schedule', 'add', 'x', 'report', '--cron', 'nope']);
+    expect(badCron.code).toBe(1);
+    expect(badCron.stderr).toContain('invalid cron "nope"');
+    const both = await run(['schedule', 'add', 'x', 'report', '--cron', '* * * * *', '--every', '5']);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('exactly one of --cron or --every');
+    const badAt = await run(['enqueue', 'tick', '--at', 'tomorrow-ish']);
+    expect(badAt.code).toBe(2);
+    expect(badAt.stderr).toContain('invalid --at');
+  });
 });
