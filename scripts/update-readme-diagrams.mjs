@@ -9,6 +9,8 @@ const TITLES = {
   connection: 'Connection — the reconnection machine',
   service: 'Service — the lifecycle shared by streams, kv and jobs',
   worker: 'Worker — one per queue consumed: pause on disconnect, heartbeats, drain',
+  scheduler: 'Scheduler — standby until this process leads, then fires due schedules',
+  leader: 'Leader — election on a KV key with a TTL and revision-checked renewals',
 };
 const start = '<!-- diagrams:start -->';
 const end = '<!-- diagrams:end -->';
