@@ -3,6 +3,7 @@
  * the worker in a child process like naq's.
  */
 import { Queue } from 'bullmq';
+import { WARMUP_JOBS } from './raw.js';
 import { BenchChild, redisAnswers, row, wallNow, type Row } from './util.js';
 
 export const REDIS = { host: '127.0.0.1', port: 6379 };
@@ -55,6 +56,11 @@ export async function runBullmq(ctx: BullmqContext): Promise<BullmqOutcome> {
   let child: BenchChild | undefined;
   let queue: Queue | undefined;
   try {
+    // Warm-up, untimed: BullMQ loads its Lua scripts on first use, and JIT compilation should not count.
+    queue = freshQueue('warmup');
+    await addAll(queue, Math.min(n, WARMUP_JOBS), settings.chunk);
+    await discard(queue);
+
     // addBulk, leaving the backlog the drain line consumes.
     queue = freshQueue('drain');
     await queue.waitUntilReady();

@@ -4,6 +4,7 @@
  */
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { loadCreateNaq, NAQ_UNAVAILABLE, type CreateNaqLike, type NaqLike } from './naq-contract.js';
+import { WARMUP_JOBS } from './raw.js';
 import { BenchChild, resetJetStream, row, sleep, UnavailableError, wallNow, type Row } from './util.js';
 
 export const NAQ_QUEUE = 'bench';
@@ -29,10 +30,10 @@ export interface NaqOutcome {
   skipped?: string;
 }
 
-async function enqueueAll(producer: NaqLike, n: number, chunk: number): Promise<void> {
+async function enqueueAll(producer: NaqLike, n: number, chunk: number, queue = NAQ_QUEUE): Promise<void> {
   for (let start = 0; start < n; start += chunk) {
     const jobs = [];
-    for (let i = start; i < Math.min(n, start + chunk); i++) jobs.push({ name: 'noop', data: { i }, opts: { queue: NAQ_QUEUE } });
+    for (let i = start; i < Math.min(n, start + chunk); i++) jobs.push({ name: 'noop', data: { i }, opts: { queue } });
     const ids = await producer.enqueueBulk!(jobs);
     if (ids.length !== jobs.length) throw new Error(`enqueueBulk returned ${ids.length} ids for ${jobs.length} jobs`);
   }
@@ -78,6 +79,13 @@ export async function runNaq(ctx: NaqContext): Promise<NaqOutcome> {
   let producer: NaqLike | undefined;
   let child: BenchChild | undefined;
   try {
+    // Warm-up, untimed, so the enqueue line does not pay for JIT compilation of naq's code.
+    await resetJetStream(jsm);
+    producer = await startProducer(createNaq, url);
+    await enqueueAll(producer, Math.min(n, WARMUP_JOBS), settings.chunk, 'warmup');
+    await producer.stop();
+    producer = undefined;
+
     // Enqueue, which leaves the backlog the drain line consumes.
     await resetJetStream(jsm);
     producer = await startProducer(createNaq, url);
@@ -95,6 +103,7 @@ export async function runNaq(ctx: NaqContext): Promise<NaqOutcome> {
     const first = await child.next('first');
     const done = await child.next('done');
     const empty = await queueEmptyAt(producer, done.t);
+    ctx.log(`  naq drain: first job → last handler ${(done.t - first.t).toFixed(0)} ms, → queue empty ${(empty.t - first.t).toFixed(0)} ms`);
     const rss = await child.stop();
     child = undefined;
     rows.push(

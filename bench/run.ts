@@ -5,11 +5,11 @@
  * misses instead of failing.
  *
  *   node dist/bench/run.js [--jobs N | --quick] [--json FILE] [--concurrency N]
- *                          [--window N] [--pull N] [--chunk N] [--only raw,naq,bullmq]
+ *                          [--window N] [--pull N] [--chunk N] [--repeat N] [--only raw,naq,bullmq]
  */
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { availableParallelism, cpus, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { runBullmq } from './bullmq.js';
@@ -19,6 +19,7 @@ import { fmtBytes, fmtRate, installCleanupHooks, startBenchServer, table, type C
 
 const DEFAULT_JOBS = 50_000;
 const QUICK_JOBS = 10_000;
+const DEFAULT_ROUNDS = 3;
 const SYSTEMS = ['raw', 'naq', 'bullmq'] as const;
 type SystemName = (typeof SYSTEMS)[number];
 
@@ -36,11 +37,12 @@ interface Options {
   window: number;
   pullBatch: number;
   chunk: number;
+  repeat: number;
   json: string | undefined;
   only: Set<SystemName>;
 }
 
-const USAGE = `usage: node dist/bench/run.js [--jobs N | --quick] [--json FILE] [--concurrency N] [--window N] [--pull N] [--chunk N] [--only raw,naq,bullmq]
+const USAGE = `usage: node dist/bench/run.js [--jobs N | --quick] [--json FILE] [--concurrency N] [--window N] [--pull N] [--chunk N] [--repeat N] [--only raw,naq,bullmq]
   --jobs N         jobs per line (default ${DEFAULT_JOBS}, or NAQ_BENCH_JOBS)
   --quick          ${QUICK_JOBS} jobs: a smoke run
   --json FILE      also write the results as JSON
@@ -48,6 +50,7 @@ const USAGE = `usage: node dist/bench/run.js [--jobs N | --quick] [--json FILE] 
   --window N       raw publishes in flight per window (default 1000)
   --pull N         raw consumer: messages per pull (default 200)
   --chunk N        jobs per enqueueBulk / addBulk call (default 5000)
+  --repeat N       rounds; each line reports its median (default ${DEFAULT_ROUNDS}, 1 with --quick)
   --only LIST      run only some of raw, naq, bullmq`;
 
 function usageError(message: string): never {
@@ -69,6 +72,7 @@ function parseArgs(argv: string[]): Options {
     window: 1000,
     pullBatch: 200,
     chunk: 5000,
+    repeat: 0,
     json: undefined,
     only: new Set(SYSTEMS),
   };
@@ -103,6 +107,9 @@ function parseArgs(argv: string[]): Options {
       case '--chunk':
         options.chunk = positiveInt(flag, value());
         break;
+      case '--repeat':
+        options.repeat = positiveInt(flag, value());
+        break;
       case '--only': {
         const names = (value() ?? '').split(',').map((s) => s.trim()).filter(Boolean);
         const bad = names.filter((s) => !(SYSTEMS as readonly string[]).includes(s));
@@ -114,7 +121,6 @@ function parseArgs(argv: string[]): Options {
       case '-h':
         process.stdout.write(`${USAGE}\n`);
         process.exit(0);
-      // falls through (process.exit does not return)
       default:
         usageError(`unknown argument ${JSON.stringify(arg)}`);
     }
@@ -122,6 +128,9 @@ function parseArgs(argv: string[]): Options {
   // An explicit --jobs says exactly what was wanted; --quick only overrides the defaults.
   if (jobsFlag !== undefined) options.jobs = jobsFlag;
   else if (quick) options.jobs = QUICK_JOBS;
+  // One round is a smoke run; the figures vary by ±20% from run to run on this machine, so a
+  // real run takes the median of three, which is what the PASS/MISS verdicts rest on.
+  if (options.repeat === 0) options.repeat = quick ? 1 : DEFAULT_ROUNDS;
   return options;
 }
 
@@ -134,6 +143,45 @@ function packageVersion(name: string): string {
   } catch {
     return 'unknown';
   }
+}
+
+interface Aggregated extends Row {
+  /** jobs/s of every round, in the order they ran. */
+  rounds: number[];
+}
+
+/**
+ * One row per line and variant: the median round by time (the mean of the middle two for
+ * an even count), the highest peak RSS of any round. Grouped by line, raw first.
+ */
+function aggregate(samples: Row[]): Aggregated[] {
+  const groups = new Map<string, Row[]>();
+  for (const r of samples) {
+    const key = `${r.line}|${r.system}|${r.variant}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  const rows: Aggregated[] = [];
+  for (const group of groups.values()) {
+    const first = group[0]!;
+    const times = group.map((r) => r.seconds).sort((a, b) => a - b);
+    const mid = Math.floor(times.length / 2);
+    const seconds = times.length % 2 === 1 ? times[mid]! : (times[mid - 1]! + times[mid]!) / 2;
+    const rss = group.map((r) => r.peakRssBytes).filter((v): v is number => v !== undefined);
+    const notes = [...new Set(group.map((r) => r.note).filter((v): v is string => v !== undefined))];
+    rows.push({
+      line: first.line,
+      system: first.system,
+      variant: first.variant,
+      jobs: first.jobs,
+      seconds,
+      jobsPerSec: seconds > 0 ? first.jobs / seconds : 0,
+      ...(rss.length > 0 ? { peakRssBytes: Math.max(...rss) } : {}),
+      ...(notes.length > 0 ? { note: notes.join('; ') } : {}),
+      rounds: group.map((r) => r.jobsPerSec),
+    });
+  }
+  const order = (r: Row) => CATEGORIES.indexOf(r.line) * 10 + SYSTEMS.indexOf(r.system);
+  return rows.sort((a, b) => order(a) - order(b));
 }
 
 interface SummaryLine {
@@ -181,52 +229,59 @@ async function main(): Promise<void> {
   installCleanupHooks();
   const n = options.jobs;
   const startedAt = Date.now();
+  // Other work on the machine skews every figure; say how busy it was so a reader can tell.
+  const loadAtStart = loadavg()[0] ?? 0;
 
   log(`starting a private nats-server...`);
   const bench = await startBenchServer();
-  const rows: Row[] = [];
-  const notes: string[] = [];
+  const samples: Row[] = [];
+  const notes = new Set<string>();
   try {
     const nc = await connectBench(bench.url, 'bench-raw');
     const jsm = await jetstreamManager(nc);
     try {
-      if (options.only.has('raw')) {
-        log(`raw baselines (${n} jobs each)...`);
-        rows.push(
-          ...(await runRaw({
+      // Rounds rather than back-to-back repeats of one line, so that a slow patch of the
+      // machine (or the disk) is spread over every system instead of landing on one.
+      for (let round = 1; round <= options.repeat; round++) {
+        const tag = options.repeat > 1 ? ` round ${round}/${options.repeat}` : '';
+        if (options.only.has('raw')) {
+          log(`raw baselines (${n} jobs each)${tag}...`);
+          samples.push(
+            ...(await runRaw({
+              url: bench.url,
+              nc,
+              jsm,
+              settings: { jobs: n, concurrency: options.concurrency, window: options.window, pullBatch: options.pullBatch },
+              log,
+              consumerScript: script('./raw-consumer-process.js'),
+            })),
+          );
+        }
+        if (options.only.has('naq')) {
+          log(`naq (${n} jobs each)${tag}...`);
+          const outcome = await runNaq({
             url: bench.url,
-            nc,
             jsm,
-            settings: { jobs: n, concurrency: options.concurrency, window: options.window, pullBatch: options.pullBatch },
+            settings: { jobs: n, concurrency: options.concurrency, chunk: options.chunk },
             log,
-            consumerScript: script('./raw-consumer-process.js'),
-          })),
-        );
-      }
-      if (options.only.has('naq')) {
-        log(`naq (${n} jobs each)...`);
-        const outcome = await runNaq({
-          url: bench.url,
-          jsm,
-          settings: { jobs: n, concurrency: options.concurrency, chunk: options.chunk },
-          log,
-          workerScript: script('./worker-process.js'),
-        });
-        rows.push(...outcome.rows);
-        if (outcome.skipped) notes.push(`naq: ${outcome.skipped}`);
+            workerScript: script('./worker-process.js'),
+          });
+          samples.push(...outcome.rows);
+          if (outcome.skipped) notes.add(`naq: ${outcome.skipped}`);
+        }
+        if (options.only.has('bullmq')) {
+          log(`BullMQ (${n} jobs each)${tag}...`);
+          const outcome = await runBullmq({
+            settings: { jobs: n, concurrency: options.concurrency, chunk: options.chunk },
+            log,
+            workerScript: script('./bullmq-worker-process.js'),
+          });
+          samples.push(...outcome.rows);
+          if (outcome.skipped) notes.add(outcome.skipped);
+        }
       }
     } finally {
       await nc.close();
-    }
-    if (options.only.has('bullmq')) {
-      log(`BullMQ (${n} jobs each)...`);
-      const outcome = await runBullmq({
-        settings: { jobs: n, concurrency: options.concurrency, chunk: options.chunk },
-        log,
-        workerScript: script('./bullmq-worker-process.js'),
-      });
-      rows.push(...outcome.rows);
-      if (outcome.skipped) notes.push(outcome.skipped);
     }
   } finally {
     await bench.cleanup();
@@ -238,6 +293,7 @@ async function main(): Promise<void> {
     bullmq: packageVersion('bullmq'),
     natsClient: packageVersion('@nats-io/transport-node'),
     jobs: n,
+    rounds: options.repeat,
     concurrency: options.concurrency,
     rawPublishWindow: options.window,
     rawPullBatch: options.pullBatch,
@@ -247,21 +303,32 @@ async function main(): Promise<void> {
     memory: fmtBytes(totalmem()),
     storage: 'file (JetStream), Redis as configured',
     date: new Date(startedAt).toISOString(),
+    loadAverageAtStart: Number(loadAtStart.toFixed(2)),
+    loadAverageAtEnd: Number((loadavg()[0] ?? 0).toFixed(2)),
     totalSeconds: (Date.now() - startedAt) / 1000,
   };
+  const rows = aggregate(samples);
   const summary = summarize(rows);
 
   const out: string[] = [];
   out.push(
     `conditions: node ${conditions.node}, nats-server ${conditions.natsServer}, @nats-io/transport-node ${conditions.natsClient}, bullmq ${conditions.bullmq}; ` +
-      `${conditions.jobs} no-op jobs per line, consumer concurrency ${conditions.concurrency}, raw publish window ${conditions.rawPublishWindow}, ` +
+      `${conditions.jobs} no-op jobs per line, ${conditions.rounds === 1 ? 'one round' : `median of ${conditions.rounds} rounds`}, consumer concurrency ${conditions.concurrency}, raw publish window ${conditions.rawPublishWindow}, ` +
       `raw pull batch ${conditions.rawPullBatch}, bulk chunk ${conditions.bulkChunk}; ${conditions.cores} cores (${conditions.cpu}), ${conditions.memory}`,
     '',
   );
+  const spread = options.repeat > 1;
   out.push(
     table(
-      ['line', 'variant', 'jobs', 'seconds', 'jobs/s'],
-      rows.map((r) => [r.line, `${r.system}: ${r.variant}${r.note ? ` (${r.note})` : ''}`, String(r.jobs), r.seconds.toFixed(2), fmtRate(r.jobsPerSec)]),
+      ['line', 'variant', 'jobs', 'seconds', 'jobs/s', ...(spread ? ['jobs/s, all rounds'] : [])],
+      rows.map((r) => [
+        r.line,
+        `${r.system}: ${r.variant}${r.note ? ` (${r.note})` : ''}`,
+        String(r.jobs),
+        r.seconds.toFixed(2),
+        fmtRate(r.jobsPerSec),
+        ...(spread ? [r.rounds.map((v) => fmtRate(v)).join(' / ')] : []),
+      ]),
     ),
     '',
   );
@@ -287,14 +354,22 @@ async function main(): Promise<void> {
     '',
   );
   for (const r of rows.filter((r) => r.line === 'drain' && r.peakRssBytes !== undefined && r.system !== 'raw')) {
-    out.push(`peak RSS of the ${r.system === 'naq' ? 'naq' : 'BullMQ'} worker process while draining a ${r.jobs}-job backlog: ${fmtBytes(r.peakRssBytes!)}`);
+    out.push(
+      `peak RSS (VmHWM) of the ${r.system === 'naq' ? 'naq' : 'BullMQ'} worker process while draining a ${r.jobs}-job backlog: ` +
+        `${fmtBytes(r.peakRssBytes!)}${options.repeat > 1 ? ' (highest of the rounds)' : ''}`,
+    );
   }
   for (const note of notes) out.push(`note: ${note}`);
+  // Only the reading before the run says anything about other work: by the end the bench's own load dominates.
+  out.push(
+    `load average before the run (1 min): ${conditions.loadAverageAtStart}` +
+      (conditions.loadAverageAtStart > conditions.cores * 0.5 ? ' — the machine was busy with other work; treat the figures (and verdicts) with care' : ''),
+  );
   out.push(`total bench time: ${conditions.totalSeconds.toFixed(1)} s`);
   process.stdout.write(`${out.join('\n')}\n`);
 
   if (options.json) {
-    writeFileSync(options.json, `${JSON.stringify({ conditions, results: rows, summary, notes }, null, 2)}\n`);
+    writeFileSync(options.json, `${JSON.stringify({ conditions, results: rows, summary, notes: [...notes], samples }, null, 2)}\n`);
     log(`results written to ${options.json}`);
   }
 }

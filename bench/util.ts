@@ -166,7 +166,7 @@ export class BenchChild {
    * nothing at all (not even progress) for `stallMs`: a stuck consumer must not hang the
    * whole run.
    */
-  async next<T extends ChildMessage['type']>(type: T, stallMs = 30_000): Promise<Extract<ChildMessage, { type: T }>> {
+  async next<T extends ChildMessage['type']>(type: T, stallMs = 30_000, deadline = Number.POSITIVE_INFINITY): Promise<Extract<ChildMessage, { type: T }>> {
     this.#lastProgressAt = Date.now();
     for (;;) {
       const index = this.#queue.findIndex((m) => m.type === type || m.type === 'error' || m.type === 'unavailable');
@@ -177,6 +177,7 @@ export class BenchChild {
         if (msg?.type === 'error') throw new Error(`child ${this.proc.pid}: ${msg.message}`);
       }
       if (this.#exit) throw new Error(`child ${this.proc.pid} exited (${this.#exit.signal ?? this.#exit.code}) while waiting for '${type}'`);
+      if (Date.now() > deadline) throw new Error(`child ${this.proc.pid} sent no '${type}' in time`);
       if (Date.now() - this.#lastProgressAt > stallMs) {
         throw new Error(`child ${this.proc.pid} said nothing for ${stallMs} ms while waiting for '${type}' (progress ${this.progress})`);
       }
@@ -195,14 +196,20 @@ export class BenchChild {
     if (this.proc.connected) this.proc.send(message as never);
   }
 
-  /** Asks the child to stop and returns its peak RSS; kills it if it does not comply. */
+  /**
+   * Asks the child to stop and returns its peak RSS; kills it if it does not comply. Never
+   * throws: it runs in `finally` blocks, where an error would hide the one that matters.
+   */
   async stop(timeoutMs = 15_000): Promise<{ peakRss: number; vmHwm: number | null } | undefined> {
     if (this.#exit) return undefined;
     this.send({ type: 'stop' });
     try {
-      const stopped = await Promise.race([this.next('stopped', timeoutMs), sleep(timeoutMs).then(() => undefined)]);
+      // A hard deadline: a child stuck in stop() still reports progress, so stall detection alone would wait forever.
+      const stopped = await this.next('stopped', timeoutMs, Date.now() + timeoutMs);
       await this.#exited(5_000);
-      return stopped ? { peakRss: stopped.peakRss, vmHwm: stopped.vmHwm } : undefined;
+      return { peakRss: stopped.peakRss, vmHwm: stopped.vmHwm };
+    } catch {
+      return undefined;
     } finally {
       if (!this.#exit) this.proc.kill('SIGKILL');
     }
@@ -344,7 +351,9 @@ export function fmtBytes(n: number): string {
 /** A plain text table: numbers right-aligned, everything else left-aligned. */
 export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const numeric = header.map((_, i) => rows.length > 0 && rows.every((r) => /^[\d.,×x%-]*$/.test(r[i] ?? '') || r[i] === ''));
+  const numeric = header.map(
+    (_, i) => rows.some((r) => /\d/.test(r[i] ?? '')) && rows.every((r) => /^[\d.,x-]*$/.test(r[i] ?? '')),
+  );
   const line = (cells: string[]): string =>
     cells.map((c, i) => (numeric[i] ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0))).join(' | ').trimEnd();
   return [line(header), widths.map((w) => '-'.repeat(w)).join('-|-'), ...rows.map(line)].join('\n');
