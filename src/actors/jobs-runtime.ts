@@ -197,10 +197,17 @@ export class JobsRuntime {
   }
 
   /** Publishes a job; an id that is already pending is not an error — it is the idempotent case. */
-  async publishJob(message: JobMessage, bytes: Uint8Array, msgId = message.id): Promise<void> {
+  /**
+   * `msgId` (Nats-Msg-Id) makes a retried publish safe within the server's 2-minute window;
+   * it is sent for ids the caller chose. Generated ids skip it: a header costs both the
+   * producer and every worker, and the one-message-per-subject rule already refuses a second
+   * copy while the job is pending.
+   */
+  async publishJob(message: JobMessage, bytes: Uint8Array, msgId?: string): Promise<void> {
+    const options = msgId !== undefined ? { msgId } : undefined;
     const once = async () => {
       try {
-        await this.publisher.publish(this.layout.jobSubject(message.queue, message.id), bytes, { msgId });
+        await this.publisher.publish(this.layout.jobSubject(message.queue, message.id), bytes, options);
       } catch (error) {
         if (error instanceof PublishRejectedError && error.errCode === ERR_MAX_MSGS_PER_SUBJECT) return;
         throw error;
@@ -220,14 +227,16 @@ export class JobsRuntime {
     const id = opts.jobId ?? nuid.next();
     const { message, bytes } = buildJob(name, data, opts, id, this.defaults);
     if (message.dependsOn?.length) await this.#park(message);
-    else await this.publishJob(message, bytes);
+    else await this.publishJob(message, bytes, opts.jobId);
     return id;
   }
 
   /** Validates every job first (nothing is sent if one is bad), then pipelines the publishes. */
   async enqueueBulk(items: EnqueueItem[]): Promise<string[]> {
     const built = items.map((item) => buildJob(item.name, item.data, item.opts ?? {}, item.opts?.jobId ?? nuid.next(), this.defaults));
-    await Promise.all(built.map(({ message, bytes }) => (message.dependsOn?.length ? this.#park(message) : this.publishJob(message, bytes))));
+    await Promise.all(
+      built.map(({ message, bytes }, i) => (message.dependsOn?.length ? this.#park(message) : this.publishJob(message, bytes, items[i]!.opts?.jobId))),
+    );
     return built.map((b) => b.message.id);
   }
 

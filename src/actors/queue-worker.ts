@@ -305,7 +305,8 @@ export class QueueWorker {
 
     if (outcome.ok) {
       const finishedAt = Date.now();
-      const record = await this.#baseRecord(job, attempt);
+      // A first attempt has no history to read back: no await on the hot path.
+      const record = attempt <= 1 ? this.#freshRecord(job) : await this.#baseRecord(job, attempt);
       record.status = 'completed';
       record.startedAt = startedAt;
       record.finishedAt = finishedAt;
@@ -409,7 +410,7 @@ export class QueueWorker {
   }
 
   /** The record so far: fresh on a first attempt; read back (with its history) on a retry. */
-  async #baseRecord(job: JobMessage, attempt: number): Promise<JobRecord> {
+  #freshRecord(job: JobMessage): JobRecord {
     const fresh: JobRecord = {
       v: WIRE_VERSION,
       id: job.id,
@@ -421,6 +422,11 @@ export class QueueWorker {
       enqueuedAt: job.ts,
     };
     if (job.dependsOn) fresh.dependsOn = job.dependsOn;
+    return fresh;
+  }
+
+  async #baseRecord(job: JobMessage, attempt: number): Promise<JobRecord> {
+    const fresh = this.#freshRecord(job);
     if (attempt <= 1) return fresh;
     try {
       const entry = await (await this.#rt.jobsKv()).get(job.id);
