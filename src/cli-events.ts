@@ -40,6 +40,9 @@ interface StatsArgs extends EventsCliArgs {
   since?: string;
 }
 
+/** A bad flag value, found before anything connects; the CLI maps it to its usage exit code. */
+export class EventsUsageError extends InvalidArgumentError {}
+
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$/;
 const ISO_DATE = /^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/;
@@ -51,21 +54,21 @@ export function parseSince(text: string, now = Date.now()): number {
   if (duration) return now - Number(duration[1]) * UNITS[duration[2]!]!;
   const ms = ISO_DATE.test(trimmed) ? Date.parse(trimmed) : NaN;
   if (Number.isFinite(ms)) return ms;
-  throw new InvalidArgumentError(`--since: expected a duration such as 30s, 10m, 1h, 2d or an ISO date, got ${JSON.stringify(text)}`);
+  throw new EventsUsageError(`--since: expected a duration such as 30s, 10m, 1h, 2d or an ISO date, got ${JSON.stringify(text)}`);
 }
 
 /** `--type` may repeat and may hold a comma-separated list. */
 export function parseTypes(values: readonly string[] | undefined): NaqEventType[] | undefined {
   const types = (values ?? []).flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== '');
   for (const type of types) {
-    if (!isEventType(type)) throw new InvalidArgumentError(`--type: unknown event type ${JSON.stringify(type)}; expected one of ${EVENT_TYPES.join(', ')}`);
+    if (!isEventType(type)) throw new EventsUsageError(`--type: unknown event type ${JSON.stringify(type)}; expected one of ${EVENT_TYPES.join(', ')}`);
   }
   return types.length ? (types as NaqEventType[]) : undefined;
 }
 
 function parseLimit(limit: number | undefined): number | undefined {
   if (limit === undefined) return undefined;
-  if (!Number.isInteger(limit) || limit < 1) throw new InvalidArgumentError(`--limit: expected a positive integer, got ${String(limit)}`);
+  if (!Number.isInteger(limit) || limit < 1) throw new EventsUsageError(`--limit: expected a positive integer, got ${String(limit)}`);
   return limit;
 }
 

@@ -57,3 +57,22 @@ export {
   type AttemptRecord,
 } from './job.js';
 export type { JobData, JobResult } from './naq.js';
+export { eventsLogic, EVENTS_REQUESTS, type EventsRequest } from './actors/events.js';
+export {
+  EVENT_TYPES,
+  eventLogFor,
+  history as eventHistory,
+  subscribe as subscribeEvents,
+  stats as eventStats,
+  type NaqEvent,
+  type NaqEventType,
+  type StoredEvent,
+  type EventFilter,
+  type HistoryFilter,
+  type StatsFilter,
+  type EventStats,
+  type EventSubscription,
+  type EventLog,
+} from './event-log.js';
+export { schedulerLogic, ScheduleStore, ScheduleDispatcher } from './actors/scheduler.js';
+export { buildSchedule, nextRun, type ScheduleRecord, type ScheduleSpec, type ScheduleOptions, type ScheduleStatus } from './schedule.js';

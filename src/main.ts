@@ -11,6 +11,7 @@ import { exportMachines } from './machine-export.js';
 import { MACHINES } from './machines/index.js';
 import { createNaq, type Naq } from './naq.js';
 import { loadHandlers } from './handlers-module.js';
+import { eventsCommand, EventsUsageError } from './cli-events.js';
 import { JobFailedError } from './actors/jobs-runtime.js';
 import type { BackoffOptions, JobOptions } from './job.js';
 
@@ -50,7 +51,7 @@ function loggerFor(config: NaqConfig): Logger {
 /** Runs a one-shot command against a started (producer-only) system, then stops it. */
 async function withNaq<T>(args: GlobalArgs, work: (naq: Naq) => Promise<T>): Promise<T> {
   const config = configFrom(args, {}, true);
-  const naq = createNaq(config, { logger: loggerFor(config), services: ['streams', 'kv', 'jobs'] });
+  const naq = createNaq(config, { logger: loggerFor(config), services: ['streams', 'kv', 'events', 'jobs'] });
   try {
     await naq.start({ timeoutMs: config.nats.connectTimeoutMs + config.ops.timeoutMs });
     return await work(naq);
@@ -468,6 +469,7 @@ export function buildCli(argv: string[]) {
           for (const w of workers) out(`${w.id}\t${w.queues.join(',')}\t${w.status}\t${w.inFlight}\t${w.processed}\t${w.failed}`);
         }),
     )
+    .command(eventsCommand(withNaq as never) as never)
     .command(
       'config',
       'print the effective configuration (secrets redacted)',
@@ -620,7 +622,7 @@ async function main() {
     await buildCli(hideBin(process.argv)).parseAsync();
     process.exit(0);
   } catch (error) {
-    if (error instanceof ConfigError || error instanceof UsageError) fail(error.message, EXIT_USAGE);
+    if (error instanceof ConfigError || error instanceof UsageError || error instanceof EventsUsageError) fail(error.message, EXIT_USAGE);
     if (error instanceof NaqError) fail(error.message, EXIT_FAILURE);
     fail(error instanceof Error ? error.message : String(error), EXIT_FAILURE);
   }

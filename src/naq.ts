@@ -6,6 +6,8 @@ import type { JobsRequest } from './actors/jobs.js';
 import type { Handler, Handlers } from './actors/queue-worker.js';
 import type { JobOptions, JobRecord } from './job.js';
 import { ScheduleStore } from './actors/scheduler.js';
+import type { EventsRequest } from './actors/events.js';
+import type { EventFilter, EventLogCounters, EventStats, EventSubscription, HistoryFilter, StatsFilter, StoredEvent } from './event-log.js';
 import type { ScheduleOptions, ScheduleRecord, ScheduleSpec } from './schedule.js';
 import type { ConnectionRegistry } from './actors/nats-connection.js';
 import { KvClient, StreamsClient } from './clients.js';
@@ -94,6 +96,13 @@ export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
   updateSchedule(id: string, change: (current: ScheduleRecord) => ScheduleRecord, expectedRevision?: number): Promise<ScheduleRecord>;
   listSchedules(): Promise<ScheduleRecord[]>;
   getSchedule(id: string): Promise<(ScheduleRecord & { revision: number }) | null>;
+  /** The event log: live tail, history, stats; flush what this process buffered. */
+  readonly events: {
+    subscribe(filter?: EventFilter): Promise<EventSubscription>;
+    history(filter?: HistoryFilter): Promise<StoredEvent[]>;
+    stats(filter: StatsFilter): Promise<EventStats>;
+    flush(): Promise<EventLogCounters>;
+  };
 }
 
 /** Flattens a state value ({ active: 'running' }) to 'active.running'. */
@@ -134,6 +143,10 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
     return jobsRuntimeFor(nc, config);
   };
   const schedules = () => new ScheduleStore(runtime());
+  const askEvents = <T>(request: Record<string, unknown> & { type: EventsRequest['type'] }, timeoutMs = askTimeoutMs) =>
+    ask<T>(get('events'), (replyTo) => ({ ...request, replyTo }), { timeoutMs });
+  // History and stats scan the stream; a stalled scan fails on its own after ops.timeoutMs.
+  const queryTimeoutMs = Math.max(60_000, askTimeoutMs);
   const askJobs = <T>(request: Record<string, unknown> & { type: JobsRequest['type'] }) =>
     ask<T>(get('jobs'), (replyTo) => ({ ...request, replyTo }), { timeoutMs: askTimeoutMs });
 
@@ -248,6 +261,12 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
     updateSchedule: (id, change, rev) => Promise.resolve().then(() => schedules().update(id, change, rev)),
     listSchedules: () => Promise.resolve().then(() => schedules().list()),
     getSchedule: (id) => Promise.resolve().then(() => schedules().get(id)),
+    events: {
+      subscribe: (filter = {}) => askEvents<EventSubscription>({ type: 'events.subscribe', filter }),
+      history: (filter = {}) => askEvents<StoredEvent[]>({ type: 'events.history', filter }, queryTimeoutMs),
+      stats: (filter) => askEvents<EventStats>({ type: 'events.stats', filter }, queryTimeoutMs),
+      flush: () => askEvents<EventLogCounters>({ type: 'events.flush' }),
+    },
 
     async [Symbol.asyncDispose]() {
       await naq.stop();

@@ -1,7 +1,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { formatEvent, parseSince, parseTypes } from '../src/cli-events.js';
+import { EventsUsageError, formatEvent, parseSince, parseTypes } from '../src/cli-events.js';
 import { resolveConfig } from '../src/config.js';
 import {
   decodeBatch,
@@ -297,6 +297,7 @@ describe('events CLI parsing', () => {
 
   it('rejects a bad --since or --type, naming the flag', () => {
     for (const bad of ['', 'ten minutes', '10x', '-5m', '1']) expect(() => parseSince(bad, now)).toThrow(/--since/);
+    expect(() => parseSince('soon', now)).toThrow(EventsUsageError);
     expect(() => parseTypes(['job.completed,job.nope'])).toThrow(/--type.*job\.nope/);
     expect(parseTypes(['job.completed,job.failed', 'worker.started'])).toEqual(['job.completed', 'job.failed', 'worker.started']);
     expect(parseTypes(undefined)).toBeUndefined();

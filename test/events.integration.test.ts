@@ -1,15 +1,25 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { pino } from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { resolveConfig, type NaqConfigInput } from '../src/config.js';
+import { createActor, setup, type AnyActorRef } from 'xstate';
+import { eventsLogic, type EventsRequest } from '../src/actors/events.js';
+import { jobsRuntimeFor } from '../src/actors/jobs-runtime.js';
+import { NatsHandle } from '../src/actors/nats-connection.js';
+import { ask } from '../src/ask.js';
+import { resolveConfig, type NaqConfig, type NaqConfigInput } from '../src/config.js';
 import {
   ensureEventsStream,
+  EventBuffer,
   eventLogFor,
   eventsStreamOptions,
   history,
   percentile,
   stats,
   subscribe,
+  type EventLogCounters,
+  type EventStats,
+  type EventSubscription,
   type NaqEventInput,
   type StoredEvent,
 } from '../src/event-log.js';
@@ -30,9 +40,17 @@ async function eventsOn(server: TestServer, events: NaqConfigInput['events'] = {
   return { nc, log: eventLogFor(nc, config) };
 }
 
+/** Polls `check`; a check that throws (the server is still coming back) counts as not yet. */
 async function until(check: () => boolean | Promise<boolean>, timeoutMs = 15_000) {
   const end = Date.now() + timeoutMs;
-  while (!(await check())) {
+  const holds = async () => {
+    try {
+      return await check();
+    } catch {
+      return false;
+    }
+  };
+  while (!(await holds())) {
     if (Date.now() > end) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 25));
   }
@@ -84,7 +102,8 @@ describe('event log on a real nats-server', () => {
     expect(await history(nc, 'naq', { queue: 'mail', jobId: 'A' })).toEqual(a);
     expect((await history(nc, 'naq', { queue: 'img' })).map((e) => e.jobId)).toEqual(lifecycle.map((_, i) => `img${i}`));
     expect((await history(nc, 'naq', { jobId: 'A', types: ['job.started'] })).map((e) => e.workerId)).toEqual(['w1', 'w2']);
-    expect((await history(nc, 'naq', { limit: 4 })).map((e) => e.jobId)).toEqual(['A', 'other0', 'img0', 'A']);
+    expect((await history(nc, 'naq', { queue: 'mail', limit: 3 })).map((e) => e.jobId)).toEqual(['A', 'other0', 'A']);
+    expect(await history(nc, 'naq', { limit: 5 })).toHaveLength(5);
     expect((await history(nc, 'naq', { jobId: 'A', sinceSeq: a[4]!.seq })).map((e) => e.type)).toEqual(['job.started', 'job.completed']);
     const later = Date.now() + 1;
     await new Promise((r) => setTimeout(r, 5));
@@ -191,6 +210,53 @@ describe('event log on a real nats-server', () => {
     expect(log.dropped).toBe(0);
   });
 
+  it('publishes caught by the outage time out, are put back and arrive once the server is back', async () => {
+    const server = await startServer();
+    const config = resolveConfig({ nats: { url: server.url }, jobs: { publishTimeoutMs: 300 }, events: { flushMs: 20 } });
+    const nc = await connectTo(server, { maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+    connections.push(nc);
+    await ensureEventsStream(await jetstreamManager(nc), config.prefix, eventsStreamOptions(config));
+    const log = eventLogFor(nc, config);
+    await server.kill('SIGKILL');
+    await until(() => !log.online, 5000);
+    // flush() tries even while offline (it is what a stop calls): these publishes wait in the
+    // client's reconnect buffer, time out here, and go out twice once the server is back.
+    for (let i = 0; i < 50; i++) log.emit({ type: 'job.started', queue: 'caught', jobId: `c${i}` });
+    void log.flush();
+    await until(() => log.inFlight === 0 && log.buffered === 50, 5000);
+    await server.restart();
+    await until(() => log.published === 50 && log.buffered === 0 && log.inFlight === 0, 20_000);
+    await new Promise((r) => setTimeout(r, 300));
+    const events = await history(nc, 'naq', { queue: 'caught' });
+    expect(events.map((e) => e.jobId)).toEqual(Array.from({ length: 50 }, (_, i) => `c${i}`));
+  });
+
+  it('a batch retried after its ack was lost is stored once (Nats-Msg-Id)', async () => {
+    const server = await startServer();
+    const { nc } = await eventsOn(server);
+    const config = resolveConfig({ nats: { url: server.url } });
+    const publisher = jobsRuntimeFor(nc, config).publisher;
+    let loseNextAck = true;
+    const buffer = new EventBuffer(
+      async (subject, data, options) => {
+        const ack = await publisher.publish(subject, data, options);
+        if (loseNextAck) {
+          loseNextAck = false;
+          throw new Error('ack lost');
+        }
+        return ack;
+      },
+      'naq',
+      { maxBatch: 100, flushMs: 20, maxBuffered: 1000 },
+      pino({ level: 'silent' }),
+    );
+    for (let i = 0; i < 5; i++) buffer.emit({ type: 'job.enqueued', queue: 'dedupe', jobId: `d${i}` });
+    await until(() => buffer.published === 5 && buffer.buffered === 0, 10_000);
+    buffer.stop();
+    expect(loseNextAck).toBe(false);
+    expect((await history(nc, 'naq', { queue: 'dedupe' })).map((e) => e.jobId)).toEqual(['d0', 'd1', 'd2', 'd3', 'd4']);
+  });
+
   it('with a full buffer during an outage keeps the newest events and reports exactly how many it dropped', async () => {
     const server = await startServer();
     const { nc, log } = await eventsOn(server, { maxBuffered: 10 });
@@ -201,10 +267,67 @@ describe('event log on a real nats-server', () => {
     expect(log.dropped).toBe(15);
     await server.restart();
 
-    await until(async () => (await history(nc, 'naq', { types: ['events.dropped'] })).length > 0, 20_000);
+    // The 10 kept, then the report of the 15 dropped.
+    await until(() => log.published === 11 && log.buffered === 0 && log.inFlight === 0, 20_000);
     const [report] = await history(nc, 'naq', { queue: '_system', types: ['events.dropped'] });
     expect(report).toMatchObject({ type: 'events.dropped', queue: '_system', data: { count: 15 } });
     const kept = await history(nc, 'naq', { queue: 'tiny' });
     expect(kept.map((e) => e.jobId)).toEqual(Array.from({ length: 10 }, (_, i) => `e${i + 15}`));
+  });
+
+  it('has nothing to read before the stream exists; a live tail says the stream is missing', async () => {
+    const server = await startServer();
+    const nc = await connectTo(server);
+    connections.push(nc);
+    expect(await history(nc, 'naq', {})).toEqual([]);
+    expect((await stats(nc, 'naq', { since: 0 })).total).toBe(0);
+    await expect(subscribe(nc, 'naq', {})).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+});
+
+describe('the events service actor', () => {
+  /** The actor under a minimal parent (it reports SERVICE_READY to its parent). */
+  function startEventsActor(config: NaqConfig, nc: NatsConnection) {
+    const host = setup({ actors: { events: eventsLogic(config, pino({ level: 'silent' })) } }).createMachine({
+      invoke: { id: 'events', systemId: 'events', src: 'events', input: { name: 'events', connection: new NatsHandle(nc) } },
+    });
+    const root = createActor(host).start();
+    const events = root.system.get('events') as AnyActorRef;
+    const request = <T>(r: Record<string, unknown> & { type: EventsRequest['type'] }) =>
+      ask<T>(events, (replyTo) => ({ ...r, replyTo }), { timeoutMs: 6000 });
+    return { root, events, request };
+  }
+
+  it('ensures the stream, answers history / stats / subscribe / flush, and flushes when stopped', async () => {
+    const server = await startServer();
+    // A long interval: only flush requests and the stop send anything.
+    const config = resolveConfig({ nats: { url: server.url }, events: { flushMs: 60_000 } });
+    const nc = await connectTo(server);
+    connections.push(nc);
+    const { root, events, request } = startEventsActor(config, nc);
+    await until(() => JSON.stringify(events.getSnapshot().value) === '"ready"', 10_000);
+    expect((await (await jetstreamManager(nc)).streams.info('NAQ_EVENTS')).config.subjects).toEqual(['naq.events.>']);
+
+    const log = eventLogFor(nc, config);
+    const tail = await request<EventSubscription>({ type: 'events.subscribe', filter: { queue: 'svc' } });
+    const tailed = take(tail, 2);
+    log.emit({ type: 'job.completed', queue: 'svc', jobId: 'one', data: { durationMs: 7 } });
+    log.emit({ type: 'job.failed', queue: 'svc', jobId: 'two', data: { durationMs: 9 } });
+    const flushed = await request<EventLogCounters>({ type: 'events.flush' });
+    expect(flushed).toMatchObject({ enabled: true, published: 2, buffered: 0 });
+    expect((await withTimeout(tailed)).map((e) => e.jobId)).toEqual(['one', 'two']);
+    tail.stop();
+
+    const found = await request<StoredEvent[]>({ type: 'events.history', filter: { jobId: 'two' } });
+    expect(found.map((e) => e.type)).toEqual(['job.failed']);
+    const s = await request<EventStats>({ type: 'events.stats', filter: { since: Date.now() - 60_000 } });
+    expect(s).toMatchObject({ total: 2, failureRatio: 0.5, durationMs: { p50: 7, p95: 9, count: 2 } });
+    await expect(request({ type: 'events.history', filter: { types: ['job.nope'] } })).rejects.toThrow(/unknown event type/);
+
+    log.emit({ type: 'worker.stopped', queue: 'svc', workerId: 'last-words' });
+    events.send({ type: 'STOP' });
+    await until(() => events.getSnapshot().status === 'done', 10_000);
+    root.stop();
+    expect((await history(nc, 'naq', { types: ['worker.stopped'] })).map((e) => e.workerId)).toEqual(['last-words']);
   });
 });

@@ -52,7 +52,7 @@ describe('naq against a real nats-server', () => {
     const health = naq.health();
     expect(health.healthy).toBe(true);
     expect(health.state).toBe('running');
-    expect(Object.keys(health.actors)).toEqual(['supervisor', 'connection', 'streams', 'kv', 'jobs']);
+    expect(Object.keys(health.actors)).toEqual(['supervisor', 'connection', 'streams', 'kv', 'events', 'jobs']);
     expect(health.actors.connection!.state).toBe('online.connected');
 
     const created = await naq.streams.ensure({ name: 'ORDERS', subjects: ['orders.>'], max_msgs: 100 });

@@ -153,5 +153,7 @@ export class DependencyResolver {
     };
     const ack = await this.#rt.publisher.publish(this.#rt.layout.deadSubject(job.queue), encodeJson(dead), { msgId: `${job.id}:dependency-failed` });
     await this.#rt.putRecord({ ...pendingRecord(job, 'failed'), error, finishedAt: Date.now(), deadSeq: ack.seq });
+    this.#rt.events.emit({ type: 'job.failed', queue: job.queue, jobId: job.id, data: { name: job.name, error: error.message, code: error.code, dependency: dep } });
+    this.#rt.events.emit({ type: 'job.dead', queue: job.queue, jobId: job.id, data: { reason: dead.reason, deadSeq: ack.seq } });
   }
 }

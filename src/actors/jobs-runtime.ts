@@ -16,6 +16,7 @@ import {
 import { layout as makeLayout, validateJobId, validateQueue, type Layout } from '../layout.js';
 import { isTransient, withRetry } from '../retry.js';
 import { AsyncPublisher, ERR_MAX_MSGS_PER_SUBJECT, PublishRejectedError, type PubAck } from './publisher.js';
+import { eventLogFor, type EventLog } from '../event-log.js';
 import { apiTimeoutMs, ensureStream, managerFor, retryOptions } from './streams.js';
 
 /** A job failed for good (or was cancelled); carries the record's error. */
@@ -104,6 +105,7 @@ export class JobsRuntime {
   #schedulesKv: Promise<KV> | undefined;
   #leaderKv: Promise<KV> | undefined;
   #ready: Promise<void> | undefined;
+  #events: EventLog | undefined;
 
   constructor(
     readonly nc: NatsConnection,
@@ -116,6 +118,11 @@ export class JobsRuntime {
       backoff: { type: config.jobs.backoffType, delay: config.jobs.backoffDelayMs },
       maxPayloadBytes: config.jobs.maxPayloadBytes,
     };
+  }
+
+  /** This process's event buffer (batched; emitting never waits on the server). */
+  get events(): EventLog {
+    return (this.#events ??= eventLogFor(this.nc, this.config));
   }
 
   jsm(): Promise<JetStreamManager> {
@@ -209,9 +216,11 @@ export class JobsRuntime {
       try {
         await this.publisher.publish(this.layout.jobSubject(message.queue, message.id), bytes, options);
       } catch (error) {
+        // Already pending: the idempotent case, not a new job (and not a new event).
         if (error instanceof PublishRejectedError && error.errCode === ERR_MAX_MSGS_PER_SUBJECT) return;
         throw error;
       }
+      this.events.emit({ type: 'job.enqueued', queue: message.queue, jobId: message.id, data: { name: message.name, attempts: message.attempts } });
     };
     // The common case costs one publish; the retry loop (and its deadline timer) only starts
     // after a transient failure. The Nats-Msg-Id makes the retry safe.
@@ -245,6 +254,12 @@ export class JobsRuntime {
     await withRetry(`enqueue ${message.id}`, this.#retry(), () =>
       this.publisher.publish(`$KV.${this.layout.waitingBucket}.${message.id}`, encodeJson(message)),
     );
+    this.events.emit({
+      type: 'job.enqueued',
+      queue: message.queue,
+      jobId: message.id,
+      data: { name: message.name, attempts: message.attempts, waiting: true, dependsOn: message.dependsOn },
+    });
   }
 
   /** The record; for a job not yet started, one made from its pending (or waiting) message. */
@@ -321,6 +336,7 @@ export class JobsRuntime {
       const job = waiting.json<JobMessage>();
       await waitingKv.delete(id);
       await this.putRecord({ ...pendingRecord(job, 'cancelled'), finishedAt: Date.now() });
+      this.events.emit({ type: 'job.cancelled', queue: job.queue, jobId: id, data: { name: job.name, waiting: true } });
       return { id, status: 'cancelled' };
     }
     const pending = await this.pendingMessage(id);
@@ -328,6 +344,7 @@ export class JobsRuntime {
       const jsm = await this.jsm();
       await jsm.streams.deleteMessage(this.layout.jobsStream, pending.seq, false).catch(() => false);
       await this.putRecord({ ...pendingRecord(pending.job, 'cancelled'), finishedAt: Date.now() });
+      this.events.emit({ type: 'job.cancelled', queue: pending.job.queue, jobId: id, data: { name: pending.job.name, pending: true } });
       // A worker may already hold it (delivered, not started, or running): tell it.
       this.nc.publish(this.layout.cancelSubject(pending.job.queue), id);
       return { id, status: 'cancelled' };

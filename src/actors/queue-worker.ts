@@ -5,6 +5,7 @@ import { errorInfo, NaqError, type ErrorInfo } from '../errors.js';
 import { decodeJob, retryDelay, WIRE_VERSION, type AttemptRecord, type JobMessage, type JobRecord } from '../job.js';
 import type { Logger } from '../log.js';
 import { encodeJson, type DeadLetter, type JobsRuntime, type WorkerInfo } from './jobs-runtime.js';
+import type { NaqEventType } from '../event-log.js';
 
 /** What a handler gets besides the job's data. */
 export interface JobContext {
@@ -223,6 +224,15 @@ export class QueueWorker {
     };
   }
 
+  #emit(type: NaqEventType, job: JobMessage, data: Record<string, unknown>) {
+    this.#rt.events.emit({ type, queue: job.queue, jobId: job.id, workerId: this.id, data });
+  }
+
+  /** Worker lifecycle events (started, paused, resumed, stopped). */
+  emitWorker(type: 'worker.started' | 'worker.paused' | 'worker.resumed' | 'worker.stopped'): void {
+    this.#rt.events.emit({ type, queue: this.#queue, workerId: this.id, data: { concurrency: this.#settings.concurrency, processed: this.#processed, failed: this.#failed, pid: process.pid } });
+  }
+
   heartbeat(): void {
     this.#rt.publisher.publish(`$KV.${this.#rt.layout.workersBucket}.${this.id}`, encodeJson(this.info())).catch((error: unknown) => {
       this.#log.debug({ err: error }, 'heartbeat not written');
@@ -252,6 +262,7 @@ export class QueueWorker {
     const attempt = msg.info.deliveryCount;
     if (this.#cancelled.has(job.id)) {
       await this.#finish(msg, { ...(await this.#baseRecord(job, attempt)), status: 'cancelled', finishedAt: Date.now() });
+      this.#emit('job.cancelled', job, { name: job.name, attempt });
       return;
     }
     const handler = Object.hasOwn(this.#handlers, job.name) ? this.#handlers[job.name] : undefined;
@@ -279,6 +290,7 @@ export class QueueWorker {
     };
     this.#running.set(job.id, running);
     this.#ensureSweeper();
+    this.#emit('job.started', job, { name: job.name, attempt });
     const timeout = job.timeoutMs ? setTimeout(() => abortJob(running, new JobTimeoutError(job.timeoutMs!)), job.timeoutMs) : undefined;
     const ctx = this.#context(running);
 
@@ -316,11 +328,13 @@ export class QueueWorker {
       if (job.resultTtlMs) record.expiresAt = finishedAt + job.resultTtlMs;
       await this.#finish(msg, record);
       this.#processed++;
+      this.#emit('job.completed', job, { name: job.name, attempt, durationMs: finishedAt - startedAt });
       return;
     }
     if (outcome.error instanceof JobCancelledError) {
       const record = await this.#baseRecord(job, attempt);
       await this.#finish(msg, { ...record, status: 'cancelled', startedAt, finishedAt: Date.now() });
+      this.#emit('job.cancelled', job, { name: job.name, attempt });
       return;
     }
     await this.#fail(msg, job, attempt, startedAt, errorInfo(outcome.error), false);
@@ -363,6 +377,7 @@ export class QueueWorker {
     void this.#rt
       .putRecord({ ...this.#activeRecord(running.job, running.attempt, running.startedAt), progress: running.progress })
       .catch(() => {});
+    this.#emit('job.progress', running.job, { progress: running.progress });
   }
 
   /**
@@ -452,7 +467,9 @@ export class QueueWorker {
       record.status = 'retrying';
       delete record.finishedAt;
       await this.#rt.putRecord(record);
-      msg.nak(retryDelay(job.backoff, attempt + 1));
+      const delayMs = retryDelay(job.backoff, attempt + 1);
+      msg.nak(delayMs);
+      this.#emit('job.retrying', job, { name: job.name, attempt, error: error.message, code: error.code, delayMs });
       return;
     }
     this.#failed++;
@@ -470,6 +487,8 @@ export class QueueWorker {
     record.status = 'failed';
     record.deadSeq = ack.seq;
     await this.#finish(msg, record);
+    this.#emit('job.failed', job, { name: job.name, attempt, error: error.message, code: error.code, durationMs: finishedAt - startedAt });
+    this.#emit('job.dead', job, { reason: dead.reason, deadSeq: ack.seq });
   }
 
   /** Bad input loses nothing: the raw payload and the decode error go to the dead letters. */
@@ -488,6 +507,9 @@ export class QueueWorker {
     };
     this.#failed++;
     const ack = await this.#rt.publisher.publish(this.#rt.layout.deadSubject(this.#queue), encodeJson(dead));
+    const events = this.#rt.events;
+    events.emit({ type: 'job.failed', queue: this.#queue, ...(jobId ? { jobId } : {}), workerId: this.id, data: { error: dead.reason } });
+    events.emit({ type: 'job.dead', queue: this.#queue, ...(jobId ? { jobId } : {}), workerId: this.id, data: { reason: dead.reason, deadSeq: ack.seq } });
     if (jobId) {
       const record: JobRecord = {
         v: WIRE_VERSION,

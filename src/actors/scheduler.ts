@@ -32,6 +32,7 @@ export class ScheduleStore {
   async add(id: string, spec: ScheduleSpec, name: string, data: unknown, options?: ScheduleOptions): Promise<ScheduleRecord> {
     const record = buildSchedule(id, spec, name, data, options);
     await (await this.#kv()).put(id, encodeJson(record));
+    this.#emit('schedule.added', record);
     return record;
   }
 
@@ -78,21 +79,29 @@ export class ScheduleStore {
     return next;
   }
 
-  pause(id: string) {
-    return this.update(id, (s) => {
+  async pause(id: string) {
+    const r = await this.update(id, (s) => {
       if (s.status !== 'active') throw new InvalidArgumentError(`schedule ${id} is ${s.status}; only an active schedule can be paused`);
       return { ...s, status: 'paused' };
     });
+    this.#emit('schedule.paused', r);
+    return r;
   }
 
-  resume(id: string) {
-    return this.update(id, (s) => {
+  #emit(type: 'schedule.added' | 'schedule.paused' | 'schedule.resumed' | 'schedule.removed', s: ScheduleRecord) {
+    this.rt.events.emit({ type, queue: s.queue, data: { id: s.id, name: s.name, nextRunAt: s.nextRunAt } });
+  }
+
+  async resume(id: string) {
+    const r = await this.update(id, (s) => {
       if (s.status !== 'paused' && s.status !== 'failed') throw new InvalidArgumentError(`schedule ${id} is ${s.status}; only a paused or failed schedule can be resumed`);
       // Runs missed while paused are skipped: the next one is after now.
       const nextRunAt = s.kind === 'at' ? s.nextRunAt : nextRun(s, Date.now());
       const { error: _e, ...rest } = s;
       return { ...rest, status: nextRunAt === null ? 'completed' : 'active', nextRunAt };
     });
+    this.#emit('schedule.resumed', r);
+    return r;
   }
 
   async remove(id: string): Promise<boolean> {
@@ -100,6 +109,7 @@ export class ScheduleStore {
     const e = await kv.get(id);
     if (!e || e.operation !== 'PUT') return false;
     await kv.delete(id);
+    this.#emit('schedule.removed', e.json<ScheduleRecord>());
     return true;
   }
 }
@@ -189,6 +199,7 @@ export class ScheduleDispatcher {
       const { message, bytes } = buildJob(record.name, record.data, { ...record.opts, queue: record.queue, jobId }, jobId, this.#rt.defaults);
       await this.#rt.publishJob(message, bytes, `${record.id}:${fireTime}`);
       this.fired++;
+      this.#rt.events.emit({ type: 'schedule.fired', queue: record.queue, jobId, data: { id: record.id, fireTime } });
       this.#failures.delete(id);
       this.#retryAt.delete(id);
       await this.#advance(record, revision, fireTime);
@@ -234,6 +245,7 @@ export class ScheduleDispatcher {
     this.#failures.delete(id);
     this.#retryAt.delete(id);
     this.#log.error({ schedule: id, err: message }, `schedule failed after ${n} attempts`);
+    this.#rt.events.emit({ type: 'schedule.failed', queue: record.queue, data: { id, error: message, attempts: n } });
     try {
       const kv = await this.#rt.schedulesKv();
       await kv.update(id, encodeJson({ ...record, status: 'failed', error: message, updatedAt: Date.now() }), revision);
@@ -277,10 +289,15 @@ export function schedulerLogic(config: NaqConfig, log: Logger) {
       }),
       leader,
       dispatcher: fromCallback<{ type: string }, SchedulerInput>(({ input, sendBack }) => {
-        const dispatcher = new ScheduleDispatcher(jobsRuntimeFor(natsOf(input.connection), config), config, log.child({ actor: 'scheduler' }));
+        const rt = jobsRuntimeFor(natsOf(input.connection), config);
+        const dispatcher = new ScheduleDispatcher(rt, config, log.child({ actor: 'scheduler' }));
         log.info({ candidate: input.candidateId }, 'elected scheduler leader; firing schedules');
+        rt.events.emit({ type: 'leader.elected', queue: '_system', data: { candidateId: input.candidateId } });
         dispatcher.start().catch((error: unknown) => sendBack({ type: 'DISPATCHER.FAILED', error: errorInfo(error) }));
-        return () => dispatcher.stop();
+        return () => {
+          dispatcher.stop();
+          rt.events.emit({ type: 'leader.lost', queue: '_system', data: { candidateId: input.candidateId } });
+        };
       }),
     },
   });

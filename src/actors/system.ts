@@ -2,6 +2,7 @@ import type { NaqConfig, Role } from '../config.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { supervisorMachine, type ServiceName, type SupervisorInput } from '../machines/supervisor.js';
+import { eventsLogic } from './events.js';
 import { jobsLogic } from './jobs.js';
 import { kvLogic } from './kv.js';
 import { connectionSettings, natsConnectionLogic, type ConnectionRegistry } from './nats-connection.js';
@@ -12,7 +13,7 @@ import { candidateId, schedulerLogic } from './scheduler.js';
 
 /** Which service actors a process runs for its roles, in start order. */
 export function servicesForRoles(roles: readonly Role[], config: NaqConfig): ServiceName[] {
-  const services: ServiceName[] = ['streams', 'kv', 'jobs'];
+  const services: ServiceName[] = ['streams', 'kv', 'events', 'jobs'];
   for (const role of roles) {
     if (role === 'producer') continue;
     if (role === 'worker') {
@@ -62,6 +63,7 @@ export function naqSupervisor(config: NaqConfig, registry: ConnectionRegistry, h
       connection: natsConnectionLogic(config, registry),
       streams: streamsLogic(config),
       kv: kvLogic(config),
+      events: eventsLogic(config, log),
       jobs: jobsLogic(config, log),
       worker: workerLogic(config, handlers, log),
       scheduler: schedulerLogic(config, log),

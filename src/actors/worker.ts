@@ -40,15 +40,18 @@ export function workerLogic(config: NaqConfig, handlers: Handlers, log: Logger) 
             if (stopped) return;
             worker.resume(fail);
             worker.heartbeat();
+            worker.emitWorker('worker.started');
           })
           .catch(fail);
         receive((command) => {
           switch (command.type) {
             case 'PAUSE':
               worker.pause();
+              worker.emitWorker('worker.paused');
               break;
             case 'RESUME':
               worker.resume(fail);
+              worker.emitWorker('worker.resumed');
               break;
             case 'HEARTBEAT':
               worker.heartbeat();
@@ -56,6 +59,7 @@ export function workerLogic(config: NaqConfig, handlers: Handlers, log: Logger) 
             case 'DRAIN':
               void worker
                 .drain()
+                .then(() => worker.emitWorker('worker.stopped'))
                 .then(() => worker.removeHeartbeat())
                 .then(() => sendBack({ type: 'PROCESSOR.DRAINED' } satisfies WorkerEvent));
               break;
