@@ -57,8 +57,11 @@ async function queueEmptyAt(producer: NaqLike, fallback: number): Promise<{ t: n
   }
 }
 
-async function startProducer(createNaq: CreateNaqLike, url: string): Promise<NaqLike> {
-  const producer = createNaq({ nats: { url }, log: { level: 'warn' } });
+/** Rows measured with naq's event log turned off, to show what the events cost. */
+export const EVENTS_OFF = 'events off';
+
+async function startProducer(createNaq: CreateNaqLike, url: string, events = true): Promise<NaqLike> {
+  const producer = createNaq({ nats: { url }, log: { level: 'warn' }, events: { enabled: events } });
   if (typeof producer.enqueueBulk !== 'function') throw new UnavailableError(NAQ_UNAVAILABLE);
   await producer.start({ timeoutMs: 10_000 });
   return producer;
@@ -134,6 +137,36 @@ export async function runNaq(ctx: NaqContext): Promise<NaqOutcome> {
       }),
     );
     ctx.log('  naq end-to-end: done');
+    await producer.stop();
+    producer = undefined;
+
+    // The same drain and end to end with the event log off: the difference is what events cost.
+    const offConfig = { ...workerConfig, events: false };
+    await resetJetStream(jsm);
+    producer = await startProducer(createNaq, url, false);
+    await enqueueAll(producer, n, settings.chunk);
+    child = new BenchChild(ctx.workerScript, offConfig);
+    const offFirst = await child.next('first');
+    const offDone = await child.next('done');
+    const offEmpty = await queueEmptyAt(producer, offDone.t);
+    await child.stop();
+    child = undefined;
+    rows.push(row('drain', 'naq', EVENTS_OFF, n, offEmpty.t - offFirst.t));
+    await producer.stop();
+    producer = undefined;
+
+    await resetJetStream(jsm);
+    producer = await startProducer(createNaq, url, false);
+    child = new BenchChild(ctx.workerScript, offConfig);
+    await child.next('ready');
+    t0 = wallNow();
+    await enqueueAll(producer, n, settings.chunk);
+    const offE2e = await child.next('done');
+    const offE2eEmpty = await queueEmptyAt(producer, offE2e.t);
+    await child.stop();
+    child = undefined;
+    rows.push(row('end-to-end', 'naq', EVENTS_OFF, n, offE2eEmpty.t - t0));
+    ctx.log('  naq with events off: done');
     return { rows };
   } catch (error) {
     if (error instanceof UnavailableError) return { rows, skipped: error.message };

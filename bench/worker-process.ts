@@ -11,6 +11,7 @@ interface Config {
   queue: string;
   jobs: number;
   concurrency: number;
+  events?: boolean;
 }
 
 const config = childConfig<Config>();
@@ -20,7 +21,13 @@ const stop = stopRequested();
 try {
   const createNaq = await loadCreateNaq();
   const worker = createNaq(
-    { nats: { url: config.url }, roles: ['worker'], worker: { queues: [config.queue], concurrency: config.concurrency }, log: { level: 'warn' } },
+    {
+      nats: { url: config.url },
+      roles: ['worker'],
+      worker: { queues: [config.queue], concurrency: config.concurrency },
+      events: { enabled: config.events !== false },
+      log: { level: 'warn' },
+    },
     {
       handlers: {
         noop: async () => {

@@ -242,7 +242,10 @@ export class EventBuffer implements EventLog {
     if (this.#stopped) return;
     const lane = this.#lane(input.queue);
     if (!lane) return;
-    const event = { ...input, v: EVENT_VERSION, ts: input.ts ?? Date.now() } as NaqEvent;
+    // Emitters hand over a fresh object: completing it in place saves a copy per event.
+    const event = input as NaqEvent;
+    event.v = EVENT_VERSION;
+    event.ts ??= Date.now();
     lane.pending.push(event);
     this.#buffered++;
     if (this.#buffered > this.#maxBuffered) this.#dropOldest();

@@ -290,7 +290,7 @@ export class QueueWorker {
     };
     this.#running.set(job.id, running);
     this.#ensureSweeper();
-    this.#emit('job.started', job, { name: job.name, attempt });
+    this.#emit('job.started', job, { attempt });
     const timeout = job.timeoutMs ? setTimeout(() => abortJob(running, new JobTimeoutError(job.timeoutMs!)), job.timeoutMs) : undefined;
     const ctx = this.#context(running);
 
@@ -328,7 +328,7 @@ export class QueueWorker {
       if (job.resultTtlMs) record.expiresAt = finishedAt + job.resultTtlMs;
       await this.#finish(msg, record);
       this.#processed++;
-      this.#emit('job.completed', job, { name: job.name, attempt, durationMs: finishedAt - startedAt });
+      this.#emit('job.completed', job, { attempt, durationMs: finishedAt - startedAt });
       return;
     }
     if (outcome.error instanceof JobCancelledError) {
