@@ -83,3 +83,38 @@ export function startInspector(options: InspectorOptions): RunningInspector {
     },
   };
 }
+
+/** Flattens a state value ({ active: 'running' }) to 'active.running'. */
+function stateName(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (value && typeof value === 'object') {
+    return Object.entries(value)
+      .map(([k, v]) => `${k}.${stateName(v)}`)
+      .join(',');
+  }
+  return String(value);
+}
+
+/**
+ * Replays a recording (`--inspect-record`): for each actor (by id: 'supervisor',
+ * 'connection', 'worker:emails', 'leader', ...), the sequence of states it went through,
+ * repeats collapsed — what the inspector showed live, examined offline.
+ */
+export function replayRecording(recording: string | RecordedInspectionEvent[]): Map<string, string[]> {
+  const events =
+    typeof recording === 'string'
+      ? recording
+          .split('\n')
+          .filter((l) => l.trim().length > 0)
+          .map((l) => JSON.parse(l) as RecordedInspectionEvent)
+      : recording;
+  const states = new Map<string, string[]>();
+  for (const e of events) {
+    if (e.type !== '@xstate.snapshot' || e.snapshot?.value === undefined) continue;
+    const seq = states.get(e.actorId) ?? [];
+    const name = stateName(e.snapshot.value);
+    if (seq.at(-1) !== name) seq.push(name);
+    states.set(e.actorId, seq);
+  }
+  return states;
+}

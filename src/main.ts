@@ -5,7 +5,8 @@ import { stringify as toYaml } from 'yaml';
 import { configSecrets, loadConfig, redactConfig, type NaqConfig, type NaqConfigInput } from './config.js';
 import { resolveNats } from './embedded.js';
 import { ConfigError, NaqError } from './errors.js';
-import { startInspector, type RunningInspector } from './inspector.js';
+import { replayRecording, startInspector, type RunningInspector } from './inspector.js';
+import { readFile } from 'node:fs/promises';
 import { createLogger, type Logger } from './log.js';
 import { exportMachines } from './machine-export.js';
 import { MACHINES } from './machines/index.js';
@@ -470,6 +471,19 @@ export function buildCli(argv: string[]) {
         }),
     )
     .command(eventsCommand(withNaq as never) as never)
+    .command(
+      'inspect-replay [file]',
+      'replay an --inspect-record file: the states each actor went through, in order',
+      (y) => y.positional('file', { type: 'string' }).check(need('file')),
+      async (args) => {
+        const text = await readFile(args.file!, 'utf8').catch((error: Error) => {
+          throw new UsageError(`cannot read ${args.file}: ${error.message}`);
+        });
+        const states = replayRecording(text);
+        if ((args as GlobalArgs).json) return printJson(Object.fromEntries(states));
+        for (const [actor, seq] of states) out(`${actor}: ${seq.join(' → ')}`);
+      },
+    )
     .command(
       'config',
       'print the effective configuration (secrets redacted)',
