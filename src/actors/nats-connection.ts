@@ -42,10 +42,37 @@ export function natsOf(handle: ConnectionHandle | null | undefined): NatsConnect
 }
 
 /** Client options from naq's config: servers, auth, TLS, and reconnects left to the client. */
+/**
+ * `nats://user:pass@host` (or `nats://token@host`) is a common way to give credentials; the
+ * client does not read them from the URL, so they move into the options here (explicit
+ * user / password / token settings win).
+ */
+function splitCredentials(servers: string[]): { servers: string[]; user?: string; pass?: string; token?: string } {
+  const out: { servers: string[]; user?: string; pass?: string; token?: string } = { servers: [] };
+  for (const server of servers) {
+    const m = /^([a-z]+:\/\/)([^@/]*)@(.*)$/i.exec(server);
+    if (!m) {
+      out.servers.push(server);
+      continue;
+    }
+    const [, scheme, auth, rest] = m as unknown as [string, string, string, string];
+    out.servers.push(`${scheme}${rest}`);
+    const colon = auth.indexOf(':');
+    if (colon >= 0) {
+      out.user ??= decodeURIComponent(auth.slice(0, colon));
+      out.pass ??= decodeURIComponent(auth.slice(colon + 1));
+    } else if (auth) {
+      out.token ??= decodeURIComponent(auth);
+    }
+  }
+  return out;
+}
+
 export async function connectOptions(config: NaqConfig): Promise<NodeConnectionOptions> {
   const n = config.nats;
+  const fromUrl = splitCredentials(natsServers(config));
   const options: NodeConnectionOptions = {
-    servers: natsServers(config),
+    servers: fromUrl.servers,
     name: n.name,
     timeout: n.connectTimeoutMs,
     // The client keeps reconnecting (and buffering) forever; the connection machine decides
@@ -55,9 +82,12 @@ export async function connectOptions(config: NaqConfig): Promise<NodeConnectionO
     reconnectTimeWait: config.reconnect.timeWaitMs,
     waitOnFirstConnect: false,
   };
-  if (n.user !== undefined) options.user = n.user;
-  if (n.password !== undefined) options.pass = n.password;
-  if (n.token !== undefined) options.token = n.token;
+  const user = n.user ?? fromUrl.user;
+  const pass = n.password ?? fromUrl.pass;
+  const token = n.token ?? fromUrl.token;
+  if (user !== undefined) options.user = user;
+  if (pass !== undefined) options.pass = pass;
+  if (token !== undefined) options.token = token;
   if (n.nkeySeed !== undefined) options.authenticator = nkeyAuthenticator(new TextEncoder().encode(n.nkeySeed));
   if (n.credsFile !== undefined) options.authenticator = credsAuthenticator(await readFile(n.credsFile));
   const tls = n.tls;
