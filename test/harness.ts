@@ -18,6 +18,8 @@ export interface StartServerOptions {
   configText?: string;
   /** Default true. */
   jetstream?: boolean;
+  /** A fixed client port (a cluster's config names its nodes' ports); default: a free one. */
+  port?: number;
 }
 
 export interface TestServer extends NatsServerProcess {
@@ -65,7 +67,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<TestSe
   for (let attempt = 0; attempt < START_ATTEMPTS && !proc; attempt++) {
     try {
       proc = await startNatsServer({
-        port: await freePort(),
+        port: opts.port ?? (await freePort()),
         storeDir,
         jetstream: opts.jetstream ?? true,
         ...(configFile ? { configFile } : {}),
@@ -173,4 +175,28 @@ if (!g[HOOKS]) {
   process.on('exit', killLeftovers);
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+}
+
+/**
+ * A JetStream cluster of `size` nodes on loopback: a client port and a route port each,
+ * routes between all of them. Resolves once every node is ready; the JetStream meta leader
+ * may still be being elected, so callers retry their first JetStream call.
+ */
+export async function startCluster(size = 3): Promise<TestServer[]> {
+  const clientPorts = await Promise.all(Array.from({ length: size }, () => freePort()));
+  const routePorts = await Promise.all(Array.from({ length: size }, () => freePort()));
+  const routes = routePorts.map((p) => `nats-route://127.0.0.1:${p}`).join(', ');
+  return Promise.all(
+    clientPorts.map((port, i) =>
+      startServer({
+        port,
+        configText: [
+          `server_name: n${i + 1}`,
+          'jetstream { max_mem: 64MB, max_file: 1GB }',
+          `cluster { name: naq-test, listen: 127.0.0.1:${routePorts[i]}, routes: [${routes}] }`,
+          '',
+        ].join('\n'),
+      }),
+    ),
+  );
 }
