@@ -271,4 +271,16 @@ describe('connection machine', () => {
     actor.send({ type: 'CLOSE' });
     expect(actor.getSnapshot().value).toBe('closed');
   });
+
+  it('tells a subscriber who arrives during an outage that it is disconnected, then that it reconnected', async () => {
+    const w = world(['ok']);
+    const { actor } = start(w);
+    actor.send({ type: 'CONNECT' });
+    await flush();
+    w.status({ type: 'NATS.DISCONNECT', server: 's' });
+    const rec = recorder();
+    actor.send({ type: 'SUBSCRIBE', ref: createActor(rec.logic).start() as AnyActorRef });
+    w.status({ type: 'NATS.RECONNECT', server: 's' });
+    expect(rec.got).toEqual(['DISCONNECTED', 'RECONNECTED']);
+  });
 });

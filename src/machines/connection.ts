@@ -106,6 +106,10 @@ export const connectionMachine = setup({
     close: fromPromise<void, { connection: ConnectionHandle | null }>(notProvided('close')),
   },
   actions: {
+    addSubscriber: assign({
+      subscribers: ({ context, event }) =>
+        event.type === 'SUBSCRIBE' ? [...context.subscribers.filter((r) => r !== event.ref), event.ref] : context.subscribers,
+    }),
     /** Closes the connection without waiting (used when giving up). */
     abandonConnection: (_, _params: { connection: ConnectionHandle | null }) => {},
     notify: enqueueActions(({ context, enqueue }, notification: ConnectionNotification) => {
@@ -140,11 +144,7 @@ export const connectionMachine = setup({
   }),
   initial: 'idle',
   on: {
-    SUBSCRIBE: {
-      actions: [
-        assign({ subscribers: ({ context, event }) => [...context.subscribers.filter((r) => r !== event.ref), event.ref] }),
-      ],
-    },
+    SUBSCRIBE: { actions: 'addSubscriber' },
     UNSUBSCRIBE: {
       actions: assign({ subscribers: ({ context, event }) => context.subscribers.filter((r) => r !== event.ref) }),
     },
@@ -205,25 +205,23 @@ export const connectionMachine = setup({
           }),
         },
         'NATS.ERROR': { actions: assign({ lastError: ({ event }) => event.error }) },
-        SUBSCRIBE: {
-          // A late subscriber learns the current state at once.
-          actions: [
-            assign({
-              subscribers: ({ context, event }) => [...context.subscribers.filter((r) => r !== event.ref), event.ref],
-            }),
-            enqueueActions(({ context, event, enqueue }) => {
-              enqueue.sendTo(event.ref, {
-                type: 'CONNECTED',
-                connection: context.connection!,
-                server: context.server ?? context.connection!.server,
-              } satisfies ConnectionNotification);
-            }),
-          ],
-        },
       },
       states: {
         connected: {
           on: {
+            SUBSCRIBE: {
+              // A late subscriber learns the current state at once.
+              actions: [
+                'addSubscriber',
+                enqueueActions(({ context, event, enqueue }) => {
+                  enqueue.sendTo(event.ref, {
+                    type: 'CONNECTED',
+                    connection: context.connection!,
+                    server: context.server ?? context.connection!.server,
+                  } satisfies ConnectionNotification);
+                }),
+              ],
+            },
             'NATS.DISCONNECT': {
               target: 'reconnecting',
               actions: [
@@ -248,6 +246,14 @@ export const connectionMachine = setup({
             },
           },
           on: {
+            SUBSCRIBE: {
+              actions: [
+                'addSubscriber',
+                enqueueActions(({ context, event, enqueue }) => {
+                  enqueue.sendTo(event.ref, { type: 'DISCONNECTED', server: context.server } satisfies ConnectionNotification);
+                }),
+              ],
+            },
             'NATS.RECONNECTING': [
               {
                 guard: 'reconnectAttemptsExhausted',
