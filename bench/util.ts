@@ -143,7 +143,9 @@ export class BenchChild {
   progress = 0;
 
   constructor(script: string, config: unknown) {
-    this.proc = fork(script, [JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] });
+    // Worker children run with the V8 flags the naq command uses (bin/naq.js), so their
+    // memory is what a deployed worker's is.
+    this.proc = fork(script, [JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--max-semi-space-size=4'] });
     children.add(this.proc);
     this.proc.on('message', (msg: ChildMessage) => {
       this.#lastProgressAt = Date.now();
