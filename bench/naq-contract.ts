@@ -7,7 +7,7 @@ export interface QueueStats {
   pending: number;
   inFlight: number;
   dead: number;
-  consumers: number;
+  workers: number;
 }
 
 export interface EnqueueSpec {
@@ -20,6 +20,7 @@ export interface NaqLike {
   start(options?: { timeoutMs?: number }): Promise<void>;
   stop(): Promise<unknown>;
   enqueueBulk?: (jobs: EnqueueSpec[]) => Promise<string[]>;
+  enqueue?: (name: string, data: unknown, opts?: { queue?: string }) => Promise<string>;
   queueStats?: (queue: string) => Promise<QueueStats>;
 }
 

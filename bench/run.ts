@@ -14,6 +14,8 @@ import { fileURLToPath } from 'node:url';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { runBullmq } from './bullmq.js';
 import { EVENTS_OFF, runNaq } from './naq.js';
+import { loadCreateNaq } from './naq-contract.js';
+import { runLatency, runScaling, type LatencyResult, type ScalingResult } from './naq-extras.js';
 import { connectBench, runRaw } from './raw.js';
 import { fmtBytes, fmtRate, installCleanupHooks, startBenchServer, table, type Category, type Row } from './util.js';
 
@@ -237,6 +239,8 @@ async function main(): Promise<void> {
   log(`starting a private nats-server...`);
   const bench = await startBenchServer();
   const samples: Row[] = [];
+  let scaling: ScalingResult[] = [];
+  let latency: LatencyResult | undefined;
   const notes = new Set<string>();
   try {
     const nc = await connectBench(bench.url, 'bench-raw');
@@ -280,6 +284,18 @@ async function main(): Promise<void> {
           });
           samples.push(...outcome.rows);
           if (outcome.skipped) notes.add(outcome.skipped);
+        }
+      }
+      // Once, after the rounds: how naq scales with worker processes, and its latency at light load.
+      if (options.only.has('naq')) {
+        try {
+          const createNaq = await loadCreateNaq();
+          log(`naq scaling: end to end with 1, 2 and 4 worker processes (${n} jobs each)...`);
+          scaling = await runScaling(createNaq, jsm, bench.url, script('./worker-process.js'), n, options.concurrency);
+          log('naq latency: enqueue to start at 100 jobs/s...');
+          latency = await runLatency(createNaq, jsm, bench.url, script('./worker-process.js'));
+        } catch (error) {
+          notes.add(`naq scaling / latency: ${error instanceof Error ? error.message : String(error)}`);
         }
       }
     } finally {
@@ -376,6 +392,12 @@ async function main(): Promise<void> {
     `load average before the run (1 min): ${conditions.loadAverageAtStart}` +
       (conditions.loadAverageAtStart > conditions.cores * 0.5 ? ' — the machine was busy with other work; treat the figures (and verdicts) with care' : ''),
   );
+  for (const s of scaling) out.push(`naq end to end with ${s.workers} worker process${s.workers === 1 ? '' : 'es'}: ${fmtRate(s.jobsPerSec)} jobs/s (${s.jobs} jobs in ${s.seconds.toFixed(2)} s)`);
+  if (latency) {
+    out.push(
+      `naq enqueue-to-start latency at ${latency.ratePerSec} jobs/s (${latency.jobs} jobs): p50 ${latency.p50Ms.toFixed(2)} ms, p99 ${latency.p99Ms.toFixed(2)} ms, max ${latency.maxMs.toFixed(2)} ms (target p50 < 2 ms: ${latency.p50Ms < 2 ? 'PASS' : 'MISS'})`,
+    );
+  }
   out.push(`total bench time: ${conditions.totalSeconds.toFixed(1)} s`);
   process.stdout.write(`${out.join('\n')}\n`);
 

@@ -124,6 +124,7 @@ export type ChildMessage =
   | { type: 'first'; t: number }
   | { type: 'progress'; count: number }
   | { type: 'done'; t: number; count: number }
+  | { type: 'latency'; count: number; p50: number; p99: number; max: number }
   | { type: 'stopped'; peakRss: number; vmHwm: number | null }
   | { type: 'unavailable'; reason: string }
   | { type: 'error'; message: string };

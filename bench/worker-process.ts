@@ -4,7 +4,7 @@
  * Counts jobs in the handler and tells the parent when the expected number has run.
  */
 import { loadCreateNaq, NAQ_UNAVAILABLE } from './naq-contract.js';
-import { childConfig, childReporter, exitSoon, stopRequested } from './util.js';
+import { childConfig, childReporter, exitSoon, stopRequested, wallNow } from './util.js';
 
 interface Config {
   url: string;
@@ -17,6 +17,7 @@ interface Config {
 const config = childConfig<Config>();
 const reporter = childReporter(config.jobs);
 const stop = stopRequested();
+const latencies: number[] = [];
 
 try {
   const createNaq = await loadCreateNaq();
@@ -31,6 +32,18 @@ try {
     {
       handlers: {
         noop: async () => {
+          reporter.count();
+          return null;
+        },
+        // Enqueue-to-start latency: the job carries its enqueue time (same machine, same clock).
+        timed: async (...args: unknown[]) => {
+          const data = args[0] as { t: number };
+          latencies.push(wallNow() - data.t);
+          if (latencies.length === config.jobs) {
+            const sorted = [...latencies].sort((a, b) => a - b);
+            const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+            reporter.send({ type: 'latency', count: sorted.length, p50: at(50), p99: at(99), max: sorted.at(-1)! });
+          }
           reporter.count();
           return null;
         },
