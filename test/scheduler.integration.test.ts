@@ -174,10 +174,11 @@ describe('scheduler', () => {
     const { naq, started } = await schedulerAndWorker(server, ['worker']);
     const procs = [schedulerProcess(server), schedulerProcess(server)];
     await until(() => procs.some((p) => p.state.leaderAt > 0));
+    // 15 s in all, the leader SIGKILLed half way.
     await naq.schedule('heartbeat', { every: 1000 }, 'tick', null);
-    await new Promise((r) => setTimeout(r, 4000));
+    await new Promise((r) => setTimeout(r, 7500));
     procs.find((p) => p.state.leaderAt > 0)!.child.kill('SIGKILL');
-    await new Promise((r) => setTimeout(r, 6000));
+    await new Promise((r) => setTimeout(r, 7500));
     await naq.removeSchedule('heartbeat');
     await new Promise((r) => setTimeout(r, 500));
     const fireTimes = [...started.keys()].map((id) => Number(id.slice('heartbeat-'.length))).sort((a, b) => a - b);
@@ -190,7 +191,7 @@ describe('scheduler', () => {
       expect(gap % 1000).toBe(0);
       expect(gap).toBeGreaterThanOrEqual(1000);
     }
-    expect(fireTimes.length).toBeGreaterThanOrEqual(6);
+    expect(fireTimes.length).toBeGreaterThanOrEqual(10);
   });
 
   it('schedule CLI: add, ls, show, pause, resume, rm; enqueue --delay; bad input exits 2 naming it', async () => {
