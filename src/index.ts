@@ -2,7 +2,8 @@
  * naq as a library: `createNaq()` for the whole runtime, or the machines and their
  * NATS-backed logic for hosts that run naq's actors inside their own XState system.
  */
-export { createNaq, stateName, type CreateNaqOptions, type HealthReport, type ActorHealth, type Naq, type StartOptions } from './naq.js';
+export { stateName } from './state-name.js';
+export { createNaq, type CreateNaqOptions, type HealthReport, type ActorHealth, type Naq, type StartOptions } from './naq.js';
 export {
   loadConfig,
   resolveConfig,

@@ -3,6 +3,7 @@ import { createWebSocketInspector } from '@statelyai/inspect';
 import { createInspectorServer } from '@statelyai/inspect/server';
 import type { InspectionEvent, Observer } from 'xstate';
 import { createScrubber } from './redact.js';
+import { stateName } from './state-name.js';
 
 export interface InspectorOptions {
   /** Serve the Stately inspector bridge on this port (0: no server, e.g. record only). */
@@ -82,17 +83,6 @@ export function startInspector(options: InspectorOptions): RunningInspector {
       if (file) await new Promise<void>((resolve) => file!.end(resolve));
     },
   };
-}
-
-/** Flattens a state value ({ active: 'running' }) to 'active.running'. */
-function stateName(value: unknown): string {
-  if (typeof value === 'string') return value;
-  if (value && typeof value === 'object') {
-    return Object.entries(value)
-      .map(([k, v]) => `${k}.${stateName(v)}`)
-      .join(',');
-  }
-  return String(value);
 }
 
 /**

@@ -14,6 +14,7 @@ import { KvClient, StreamsClient } from './clients.js';
 import { configSecrets, resolveConfig, type NaqConfig, type NaqConfigInput } from './config.js';
 import { NaqError, NotConnectedError, OperationTimeoutError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
+import { stateName } from './state-name.js';
 import type { ServiceName, SupervisorMachine, SupervisorOutput, SupervisorReport } from './machines/supervisor.js';
 
 export interface CreateNaqOptions<H extends Handlers = Handlers> {
@@ -103,17 +104,6 @@ export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
     stats(filter: StatsFilter): Promise<EventStats>;
     flush(): Promise<EventLogCounters>;
   };
-}
-
-/** Flattens a state value ({ active: 'running' }) to 'active.running'. */
-export function stateName(value: unknown): string {
-  if (typeof value === 'string') return value;
-  if (value && typeof value === 'object') {
-    return Object.entries(value)
-      .map(([k, v]) => `${k}.${stateName(v)}`)
-      .join(',');
-  }
-  return String(value);
 }
 
 export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput = {}, options: CreateNaqOptions<H> = {}): Naq<H> {

@@ -1,8 +1,8 @@
 import { KvWatchInclude, type KvEntry } from '@nats-io/kv';
 import type { QueuedIterator } from '@nats-io/transport-node';
-import { WIRE_VERSION, type JobMessage, type JobRecord } from '../job.js';
+import { recordFromMessage, WIRE_VERSION, type JobMessage, type JobRecord } from '../job.js';
 import type { Logger } from '../log.js';
-import { encodeJson, pendingRecord, type DeadLetter, type JobsRuntime } from './jobs-runtime.js';
+import { encodeJson, type DeadLetter, type JobsRuntime } from './jobs-runtime.js';
 
 /**
  * Releases jobs whose dependencies completed, and fails those with a dependency that failed.
@@ -152,7 +152,7 @@ export class DependencyResolver {
       ts: Date.now(),
     };
     const ack = await this.#rt.publisher.publish(this.#rt.layout.deadSubject(job.queue), encodeJson(dead), { msgId: `${job.id}:dependency-failed` });
-    await this.#rt.putRecord({ ...pendingRecord(job, 'failed'), error, finishedAt: Date.now(), deadSeq: ack.seq });
+    await this.#rt.putRecord({ ...recordFromMessage(job, 'failed'), error, finishedAt: Date.now(), deadSeq: ack.seq });
     this.#rt.events.emit({ type: 'job.failed', queue: job.queue, jobId: job.id, data: { name: job.name, error: error.message, code: error.code, dependency: dep } });
     this.#rt.events.emit({ type: 'job.dead', queue: job.queue, jobId: job.id, data: { reason: dead.reason, deadSeq: ack.seq } });
   }

@@ -12,6 +12,7 @@ import {
   type JobMessage,
   type JobOptions,
   type JobRecord,
+  recordFromMessage,
 } from '../job.js';
 import { layout as makeLayout, validateJobId, validateQueue, type Layout } from '../layout.js';
 import { isTransient, withRetry } from '../retry.js';
@@ -273,9 +274,9 @@ export class JobsRuntime {
       return record;
     }
     const pending = await this.pendingMessage(id);
-    if (pending) return pendingRecord(pending.job, 'pending');
+    if (pending) return recordFromMessage(pending.job, 'pending');
     const waiting = await (await this.waitingKv()).get(id);
-    if (waiting && waiting.operation === 'PUT') return pendingRecord(waiting.json<JobMessage>(), 'waiting');
+    if (waiting && waiting.operation === 'PUT') return recordFromMessage(waiting.json<JobMessage>(), 'waiting');
     return null;
   }
 
@@ -335,7 +336,7 @@ export class JobsRuntime {
     if (waiting && waiting.operation === 'PUT') {
       const job = waiting.json<JobMessage>();
       await waitingKv.delete(id);
-      await this.putRecord({ ...pendingRecord(job, 'cancelled'), finishedAt: Date.now() });
+      await this.putRecord({ ...recordFromMessage(job, 'cancelled'), finishedAt: Date.now() });
       this.events.emit({ type: 'job.cancelled', queue: job.queue, jobId: id, data: { name: job.name, waiting: true } });
       return { id, status: 'cancelled' };
     }
@@ -343,7 +344,7 @@ export class JobsRuntime {
     if (pending) {
       const jsm = await this.jsm();
       await jsm.streams.deleteMessage(this.layout.jobsStream, pending.seq, false).catch(() => false);
-      await this.putRecord({ ...pendingRecord(pending.job, 'cancelled'), finishedAt: Date.now() });
+      await this.putRecord({ ...recordFromMessage(pending.job, 'cancelled'), finishedAt: Date.now() });
       this.events.emit({ type: 'job.cancelled', queue: pending.job.queue, jobId: id, data: { name: pending.job.name, pending: true } });
       // A worker may already hold it (delivered, not started, or running): tell it.
       this.nc.publish(this.layout.cancelSubject(pending.job.queue), id);
@@ -457,20 +458,6 @@ export class JobsRuntime {
   }
 }
 
-export function pendingRecord(job: JobMessage, status: JobRecord['status']): JobRecord {
-  const r: JobRecord = {
-    v: WIRE_VERSION,
-    id: job.id,
-    name: job.name,
-    queue: job.queue,
-    status,
-    maxAttempts: job.attempts,
-    attempts: [],
-    enqueuedAt: job.ts,
-  };
-  if (job.dependsOn) r.dependsOn = job.dependsOn;
-  return r;
-}
 
 const runtimes = new WeakMap<NatsConnection, JobsRuntime>();
 

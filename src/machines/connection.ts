@@ -1,6 +1,6 @@
 import { assign, enqueueActions, fromCallback, fromPromise, setup, type AnyActorRef } from 'xstate';
 import { backoffDelay } from '../backoff.js';
-import type { ErrorInfo } from '../errors.js';
+import { errorInfo, type ErrorInfo } from '../errors.js';
 
 /**
  * The reconnection machine: owns the process's one NATS connection.
@@ -84,14 +84,6 @@ const notProvided = (name: string) => () => {
   throw new Error(`connection machine: actor "${name}" was not provided`);
 };
 
-function describe(error: unknown): ErrorInfo {
-  if (error && typeof error === 'object' && 'message' in error) {
-    const e = error as { name?: string; message: string; code?: unknown };
-    return { name: e.name ?? 'Error', message: e.message, ...(e.code !== undefined ? { code: String(e.code) } : {}) };
-  }
-  return { name: 'Error', message: String(error) };
-}
-
 export const connectionMachine = setup({
   types: {
     context: {} as ConnectionContext,
@@ -174,14 +166,14 @@ export const connectionMachine = setup({
           {
             guard: { type: 'fatalError', params: ({ event }) => ({ error: event.error }) },
             target: 'failed',
-            actions: assign({ lastError: ({ event }) => describe(event.error), fatal: true }),
+            actions: assign({ lastError: ({ event }) => errorInfo(event.error), fatal: true }),
           },
           {
             guard: 'attemptsLeft',
             target: 'waiting',
-            actions: assign({ lastError: ({ event }) => describe(event.error) }),
+            actions: assign({ lastError: ({ event }) => errorInfo(event.error) }),
           },
-          { target: 'failed', actions: assign({ lastError: ({ event }) => describe(event.error) }) },
+          { target: 'failed', actions: assign({ lastError: ({ event }) => errorInfo(event.error) }) },
         ],
       },
       on: { CLOSE: 'closed' },

@@ -1,5 +1,5 @@
 import { assign, enqueueActions, fromPromise, setup } from 'xstate';
-import type { ErrorInfo } from '../errors.js';
+import { errorInfo, type ErrorInfo } from '../errors.js';
 
 /**
  * Leader election on one KV key with a TTL (the `naq_leader` bucket):
@@ -39,11 +39,6 @@ export type LeaderNotification = { type: 'LEADER_ELECTED'; candidateId: string; 
 const notProvided = (name: string) => () => {
   throw new Error(`leader machine: actor "${name}" was not provided`);
 };
-
-function describe(error: unknown): ErrorInfo {
-  const e = error as { name?: string; message?: string; code?: unknown } | undefined;
-  return { name: e?.name ?? 'Error', message: e?.message ?? String(error), ...(e?.code !== undefined ? { code: String(e.code) } : {}) };
-}
 
 export const leaderMachine = setup({
   types: {
@@ -89,7 +84,7 @@ export const leaderMachine = setup({
             { type: 'notify', params: ({ context, event }) => ({ type: 'LEADER_ELECTED', candidateId: context.candidateId, revision: event.output }) },
           ],
         },
-        onError: { target: 'follower', actions: assign({ lastError: ({ event }) => describe(event.error) }) },
+        onError: { target: 'follower', actions: assign({ lastError: ({ event }) => errorInfo(event.error) }) },
       },
       on: { STOP: 'stopped' },
     },
@@ -109,8 +104,8 @@ export const leaderMachine = setup({
         onError: {
           target: 'follower',
           actions: [
-            assign({ revision: null, lastError: ({ event }) => describe(event.error) }),
-            { type: 'notify', params: ({ context, event }) => ({ type: 'LEADER_LOST', candidateId: context.candidateId, reason: describe(event.error).message }) },
+            assign({ revision: null, lastError: ({ event }) => errorInfo(event.error) }),
+            { type: 'notify', params: ({ context, event }) => ({ type: 'LEADER_LOST', candidateId: context.candidateId, reason: errorInfo(event.error).message }) },
           ],
         },
       },

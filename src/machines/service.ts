@@ -1,5 +1,5 @@
 import { assign, enqueueActions, fromCallback, fromPromise, sendParent, setup, type EventObject } from 'xstate';
-import { ActorUnavailableError, type ErrorInfo } from '../errors.js';
+import { ActorUnavailableError, errorInfo, type ErrorInfo } from '../errors.js';
 import type { ReplyTo } from '../ask.js';
 import type { ConnectionHandle } from './connection.js';
 
@@ -57,11 +57,6 @@ function isRequest(event: EventObject): event is ServiceRequest {
   return typeof replyTo === 'object' && replyTo !== null && typeof replyTo.send === 'function';
 }
 
-function describe(error: unknown): ErrorInfo {
-  const e = error as { name?: string; message?: string; code?: unknown } | undefined;
-  return { name: e?.name ?? 'Error', message: e?.message ?? String(error), ...(e?.code !== undefined ? { code: String(e.code) } : {}) };
-}
-
 export const serviceMachine = setup({
   types: {
     context: {} as ServiceContext,
@@ -109,7 +104,7 @@ export const serviceMachine = setup({
           target: 'ready',
           actions: sendParent(({ context }): ServiceReadyEvent => ({ type: 'SERVICE_READY', id: context.name })),
         },
-        onError: { target: 'failed', actions: assign({ error: ({ event }) => describe(event.error) }) },
+        onError: { target: 'failed', actions: assign({ error: ({ event }) => errorInfo(event.error) }) },
       },
       on: {
         STOP: 'stopped',
