@@ -20,6 +20,7 @@ export class DependencyResolver {
   readonly #waiting = new Map<string, { job: JobMessage; revision: number }>();
   readonly #byDependency = new Map<string, Set<string>>();
   readonly #evaluating = new Set<string>();
+  readonly #again = new Set<string>();
   #waitingWatch: QueuedIterator<KvEntry> | null = null;
   #recordsWatch: Promise<QueuedIterator<KvEntry>> | null = null;
   #stopped = false;
@@ -110,7 +111,12 @@ export class DependencyResolver {
 
   async #evaluate(id: string): Promise<void> {
     const entry = this.#waiting.get(id);
-    if (!entry || this.#evaluating.has(id)) return;
+    if (!entry) return;
+    if (this.#evaluating.has(id)) {
+      // A record changed while we were reading the old ones: look again when this pass ends.
+      this.#again.add(id);
+      return;
+    }
     this.#evaluating.add(id);
     try {
       const kv = await this.#rt.jobsKv();
@@ -127,6 +133,7 @@ export class DependencyResolver {
       await (await this.#rt.waitingKv()).delete(id, { previousSeq: entry.revision }).catch(() => {});
     } finally {
       this.#evaluating.delete(id);
+      if (this.#again.delete(id)) void this.#evaluate(id).catch(() => {});
     }
   }
 
