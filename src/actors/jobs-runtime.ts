@@ -303,7 +303,8 @@ export class JobsRuntime {
     const kv = await this.jobsKv();
     const timeoutMs = options.timeoutMs ?? 30_000;
     // A watch delivers the current value first, then every change: no polling, no gap.
-    const watch = await kv.watch({ key: id });
+    // Retried: just after a server restart the watch's consumer may not be creatable yet.
+    const watch = await withRetry(`watch job ${id}`, this.#retry(), () => kv.watch({ key: id }));
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new OperationTimeoutError(`waiting for job ${id}`, timeoutMs)), timeoutMs);

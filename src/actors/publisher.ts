@@ -37,6 +37,8 @@ export class NoStreamError extends NaqError {
 
 interface Pending {
   subject: string;
+  data: Uint8Array | string;
+  hdrs: MsgHdrs | undefined;
   resolve: (ack: PubAck) => void;
   reject: (error: Error) => void;
   expires: number;
@@ -69,7 +71,31 @@ export class AsyncPublisher {
     this.#sub = nc.subscribe(`${inbox}.*`, { callback: (_err, msg) => this.#onAck(msg) });
     this.#sweeper = setInterval(() => this.#sweep(), options.sweepMs ?? Math.max(50, Math.min(1000, options.timeoutMs / 4)));
     this.#sweeper.unref();
+    void this.#resendAfterReconnects();
   }
+
+  /**
+   * The client does not keep what was published while it was disconnected (nor, reliably,
+   * what was in flight when the server went away), so on reconnect every publish still
+   * waiting for its ack is sent again with a fresh deadline. Safe for naq's publishes: a KV
+   * put rewrites the same value, a job is refused as a per-subject duplicate if it made it,
+   * and event batches carry a Nats-Msg-Id.
+   */
+  async #resendAfterReconnects() {
+    const statuses = this.#nc.status();
+    this.#statuses = statuses as { stop?: () => void };
+    for await (const s of statuses) {
+      if (s.type !== 'reconnect' || this.#pending.size === 0) continue;
+      const expires = Date.now() + this.#timeoutMs;
+      if (this.#corked.length === 0) setImmediate(this.#flush);
+      const queued = new Set(this.#corked.map((c) => c.token));
+      for (const [token, entry] of this.#pending) {
+        entry.expires = expires;
+        if (!queued.has(token)) this.#corked.push({ token, subject: entry.subject, data: entry.data, hdrs: entry.hdrs });
+      }
+    }
+  }
+  #statuses: { stop?: () => void } | undefined;
 
   get pending(): number {
     return this.#pending.size;
@@ -85,7 +111,7 @@ export class AsyncPublisher {
       if (options.headers) for (const [k, v] of Object.entries(options.headers)) hdrs.set(k, v);
     }
     return new Promise<PubAck>((resolve, reject) => {
-      this.#pending.set(token, { subject, resolve, reject, expires: Date.now() + this.#timeoutMs });
+      this.#pending.set(token, { subject, data, hdrs, resolve, reject, expires: Date.now() + this.#timeoutMs });
       if (this.#corked.length === 0) setImmediate(this.#flush);
       this.#corked.push({ token, subject, data, hdrs });
     });
@@ -162,6 +188,7 @@ export class AsyncPublisher {
   /** Rejects what is still pending and releases the inbox. */
   close() {
     clearInterval(this.#sweeper);
+    this.#statuses?.stop?.();
     for (const [, entry] of this.#pending) entry.reject(new PublishTimeoutError(entry.subject, 0));
     this.#pending.clear();
     try {

@@ -64,9 +64,13 @@ interface Running {
   progress: unknown;
   progressTimer: NodeJS.Timeout | undefined;
   lastProgress: number;
+  /** Copies of this job delivered again while it ran; acked with its outcome. */
+  duplicates: JsMsg[];
 }
 
 const PROGRESS_EVERY_MS = 250;
+/** How many finished job ids a worker remembers, to ack (not rerun) a redelivery of one. */
+const RECENT_JOBS = 20_000;
 
 /** Aborts a running job: its signal (if the handler took it) and the wait for its outcome. */
 function abortJob(running: Running, reason: unknown) {
@@ -104,6 +108,12 @@ export class QueueWorker {
   #failed = 0;
   #status: 'running' | 'paused' | 'draining' | 'stopped' = 'paused';
   #idle: (() => void) | null = null;
+  /** Until then, even first attempts are checked against their record (see pause()). */
+  #verifyUntil = 0;
+  /** Jobs this worker finished recently (id → enqueue time): a redelivery of one is acked, not run. */
+  readonly #recent = new Map<string, number>();
+  /** Jobs whose handler returned and whose outcome is being recorded: their duplicates, if any. */
+  readonly #finishing = new Map<string, JsMsg[]>();
   #sweeper: NodeJS.Timeout | undefined;
 
   constructor(rt: JobsRuntime, queue: string, handlers: Handlers, settings: QueueWorkerSettings, log: Logger) {
@@ -135,6 +145,7 @@ export class QueueWorker {
   resume(onError: (error: Error) => void): void {
     if (this.#status === 'draining' || this.#status === 'stopped' || this.#messages) return;
     this.#status = 'running';
+    if (this.#verifyUntil === Number.POSITIVE_INFINITY) this.#verifyUntil = Date.now() + 2 * this.#settings.ackWaitMs;
     void this.#pull().catch((error: unknown) => {
       if (this.#status === 'running') onError(error instanceof Error ? error : new Error(String(error)));
     });
@@ -144,6 +155,9 @@ export class QueueWorker {
   pause(): void {
     if (this.#status === 'running') this.#status = 'paused';
     this.#stopPulling();
+    // A server that restarted may have lost which deliveries it made and redeliver jobs
+    // under a first-attempt count: for a while after this, check records before running.
+    this.#verifyUntil = Number.POSITIVE_INFINITY;
   }
 
   async #pull(): Promise<void> {
@@ -156,8 +170,9 @@ export class QueueWorker {
     this.#messages = messages;
     for await (const msg of messages) {
       if (this.#inFlight >= this.#settings.concurrency) await new Promise<void>((r) => this.#slotWaiters.push(r));
-      if (this.#status !== 'running') {
-        // Pulled just as we paused or began draining: give it back at once.
+      // Pulled before a pause, a drain, or a reconnect that started a newer pull: the server
+      // redelivers it (after a restart it already has), so running this copy would run it twice.
+      if (this.#status !== 'running' || this.#messages !== messages) {
         msg.nak();
         continue;
       }
@@ -260,6 +275,18 @@ export class QueueWorker {
       return;
     }
     const attempt = msg.info.deliveryCount;
+    const inProgress = this.#running.get(job.id);
+    const sameJob = inProgress ? inProgress.job.ts === job.ts : this.#finishing.has(job.id);
+    if (sameJob) {
+      // Delivered again while this worker still runs (or records) it: acked with its outcome.
+      (inProgress?.duplicates ?? this.#finishing.get(job.id)!).push(msg);
+      return;
+    }
+    if (this.#recent.get(job.id) === job.ts || ((attempt > 1 || Date.now() < this.#verifyUntil) && (await this.#alreadyFinished(job)))) {
+      // Its outcome was recorded but the ack was lost (a crash, a server restart): done already.
+      this.#rt.publisher.later(() => msg.ack());
+      return;
+    }
     if (this.#cancelled.has(job.id)) {
       await this.#finish(msg, { ...(await this.#baseRecord(job, attempt)), status: 'cancelled', finishedAt: Date.now() });
       this.#emit('job.cancelled', job, { name: job.name, attempt });
@@ -287,6 +314,7 @@ export class QueueWorker {
       progress: undefined,
       progressTimer: undefined,
       lastProgress: 0,
+      duplicates: [],
     };
     this.#running.set(job.id, running);
     this.#ensureSweeper();
@@ -312,11 +340,27 @@ export class QueueWorker {
       if (timeout) clearTimeout(timeout);
       if (running.progressTimer) clearTimeout(running.progressTimer);
       this.#running.delete(job.id);
+      this.#finishing.set(job.id, running.duplicates);
     }
-    if (running.abandoned) return;
+    if (running.abandoned) {
+      this.#releaseDuplicates(job.id);
+      return;
+    }
 
     if (outcome.ok) {
       const finishedAt = Date.now();
+      // A copy that ran twice (a redelivery racing the original after a crash) records its
+      // completion once: if the record already says completed, only the ack is left.
+      if ((attempt > 1 || Date.now() < this.#verifyUntil) && (await this.#alreadyFinished(job))) {
+        const duplicates = this.#finishing.get(job.id) ?? [];
+        this.#finishing.delete(job.id);
+        this.#remember(job.id, job.ts);
+        this.#rt.publisher.later(() => {
+          msg.ack();
+          for (const d of duplicates) d.ack();
+        });
+        return;
+      }
       // A first attempt has no history to read back: no await on the hot path.
       const record = attempt <= 1 ? this.#freshRecord(job) : await this.#baseRecord(job, attempt);
       record.status = 'completed';
@@ -440,6 +484,19 @@ export class QueueWorker {
     return fresh;
   }
 
+  /** A redelivered job whose record already says how it ended (and is for this enqueue). */
+  async #alreadyFinished(job: JobMessage): Promise<boolean> {
+    try {
+      const entry = await (await this.#rt.jobsKv()).get(job.id);
+      if (!entry || entry.operation !== 'PUT') return false;
+      const r = entry.json<JobRecord>();
+      return (r.status === 'completed' || r.status === 'failed' || r.status === 'cancelled') && r.enqueuedAt === job.ts;
+    } catch {
+      // Unknown: run it (at least once beats at most once).
+      return false;
+    }
+  }
+
   async #baseRecord(job: JobMessage, attempt: number): Promise<JobRecord> {
     const fresh = this.#freshRecord(job);
     if (attempt <= 1) return fresh;
@@ -469,6 +526,7 @@ export class QueueWorker {
       await this.#rt.putRecord(record);
       const delayMs = retryDelay(job.backoff, attempt + 1);
       msg.nak(delayMs);
+      this.#releaseDuplicates(job.id);
       this.#emit('job.retrying', job, { name: job.name, attempt, error: error.message, code: error.code, delayMs });
       return;
     }
@@ -535,9 +593,28 @@ export class QueueWorker {
       await this.#rt.putRecord(record);
     } catch (error) {
       // Not recorded: leave the message unacked so it is redelivered after ack_wait.
+      this.#finishing.delete(record.id);
       this.#log.warn({ err: error, jobId: record.id }, 'outcome not recorded; the job will be redelivered');
       return;
     }
-    this.#rt.publisher.later(() => msg.ack());
+    const duplicates = this.#finishing.get(record.id) ?? [];
+    this.#finishing.delete(record.id);
+    if (record.status !== 'retrying') this.#remember(record.id, record.enqueuedAt);
+    this.#rt.publisher.later(() => {
+      msg.ack();
+      for (const d of duplicates) d.ack();
+    });
+  }
+
+  /** The job was given back (retry, drain): its duplicate deliveries go back too. */
+  #releaseDuplicates(id: string) {
+    for (const d of this.#finishing.get(id) ?? []) d.nak();
+    this.#finishing.delete(id);
+  }
+
+  #remember(id: string, enqueuedAt: number) {
+    this.#recent.delete(id);
+    this.#recent.set(id, enqueuedAt);
+    if (this.#recent.size > RECENT_JOBS) this.#recent.delete(this.#recent.keys().next().value!);
   }
 }

@@ -8,7 +8,7 @@ import type { NaqConfig } from '../config.js';
 import { errorInfo, InvalidArgumentError, NotFoundError, RevisionMismatchError } from '../errors.js';
 import { buildJob, type JobOptions } from '../job.js';
 import type { Logger } from '../log.js';
-import { leaderMachine } from '../machines/leader.js';
+import { leaderMachine, type LeaderSettings } from '../machines/leader.js';
 import { schedulerMachine, type SchedulerInput } from '../machines/scheduler.js';
 import { buildOneShot, buildSchedule, nextRun, runJobId, type ScheduleOptions, type ScheduleRecord, type ScheduleSpec } from '../schedule.js';
 import { encodeJson, jobsRuntimeFor, type JobsRuntime } from './jobs-runtime.js';
@@ -283,9 +283,14 @@ export function schedulerLogic(config: NaqConfig, log: Logger) {
   let current: JobsRuntime | null = null;
   return schedulerMachine.provide({
     actors: {
-      setup: fromPromise<void, SchedulerInput>(async ({ input }) => {
+      setup: fromPromise<LeaderSettings | void, SchedulerInput>(async ({ input }) => {
         current = jobsRuntimeFor(natsOf(input.connection), config);
         await current.ensureLayout();
+        // The lease is the leader bucket's TTL, set by whichever process created the bucket:
+        // renew well inside it, whatever this process's config says.
+        const ttlMs = (await (await current.leaderKv()).status()).ttl || input.leader.ttlMs;
+        if (ttlMs !== input.leader.ttlMs) log.warn({ bucketTtlMs: ttlMs, configured: input.leader.ttlMs }, 'leader lease follows the leader bucket TTL');
+        return { ttlMs, renewMs: Math.min(input.leader.renewMs, Math.floor(ttlMs / 3)), retryMs: Math.min(input.leader.retryMs, Math.floor(ttlMs / 3)) };
       }),
       leader,
       dispatcher: fromCallback<{ type: string }, SchedulerInput>(({ input, sendBack }) => {

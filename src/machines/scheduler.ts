@@ -44,7 +44,8 @@ export const schedulerMachine = setup({
     input: {} as SchedulerInput,
   },
   actors: {
-    setup: fromPromise<void, SchedulerInput>(notProvided('setup')),
+    /** Resolves with the leader settings that hold (the lease is the bucket's TTL, whoever made it). */
+    setup: fromPromise<LeaderSettings | void, SchedulerInput>(notProvided('setup')),
     leader: leaderMachine as AnyStateMachine,
     dispatcher: fromCallback<{ type: string }, SchedulerInput>(notProvided('dispatcher')),
   },
@@ -59,7 +60,10 @@ export const schedulerMachine = setup({
         input: ({ context }) => context,
         onDone: {
           target: 'active',
-          actions: sendParent(({ context }): ServiceReadyEvent => ({ type: 'SERVICE_READY', id: context.name })),
+          actions: [
+            assign({ leader: ({ context, event }) => event.output ?? context.leader }),
+            sendParent(({ context }): ServiceReadyEvent => ({ type: 'SERVICE_READY', id: context.name })),
+          ],
         },
         onError: {
           target: 'failed',
