@@ -66,11 +66,13 @@ interface Running {
   lastProgress: number;
   /** Copies of this job delivered again while it ran; acked with its outcome. */
   duplicates: JsMsg[];
+  /** The handler returned; the outcome is being recorded. */
+  finished: boolean;
 }
 
 const PROGRESS_EVERY_MS = 250;
 /** How many finished job ids a worker remembers, to ack (not rerun) a redelivery of one. */
-const RECENT_JOBS = 20_000;
+const RECENT_JOBS = 4096;
 
 /** Aborts a running job: its signal (if the handler took it) and the wait for its outcome. */
 function abortJob(running: Running, reason: unknown) {
@@ -112,8 +114,6 @@ export class QueueWorker {
   #verifyUntil = 0;
   /** Jobs this worker finished recently (id → enqueue time): a redelivery of one is acked, not run. */
   readonly #recent = new Map<string, number>();
-  /** Jobs whose handler returned and whose outcome is being recorded: their duplicates, if any. */
-  readonly #finishing = new Map<string, JsMsg[]>();
   #sweeper: NodeJS.Timeout | undefined;
 
   constructor(rt: JobsRuntime, queue: string, handlers: Handlers, settings: QueueWorkerSettings, log: Logger) {
@@ -205,6 +205,7 @@ export class QueueWorker {
   /** Grace period over: abort what still runs and NAK it, so another worker takes it at once. */
   nakRest(): void {
     for (const [, r] of this.#running) {
+      if (r.finished) continue;
       r.abandoned = true;
       abortJob(r, new DrainAbort());
       r.msg.nak();
@@ -263,7 +264,7 @@ export class QueueWorker {
     this.#cancelled.set(jobId, now);
     for (const [id, at] of this.#cancelled) if (now - at > CANCEL_MEMORY_MS) this.#cancelled.delete(id);
     const running = this.#running.get(jobId);
-    if (running) abortJob(running, new JobCancelledError());
+    if (running && !running.finished) abortJob(running, new JobCancelledError());
   }
 
   async #process(msg: JsMsg): Promise<void> {
@@ -276,10 +277,9 @@ export class QueueWorker {
     }
     const attempt = msg.info.deliveryCount;
     const inProgress = this.#running.get(job.id);
-    const sameJob = inProgress ? inProgress.job.ts === job.ts : this.#finishing.has(job.id);
-    if (sameJob) {
+    if (inProgress && inProgress.job.ts === job.ts) {
       // Delivered again while this worker still runs (or records) it: acked with its outcome.
-      (inProgress?.duplicates ?? this.#finishing.get(job.id)!).push(msg);
+      inProgress.duplicates.push(msg);
       return;
     }
     if (this.#recent.get(job.id) === job.ts || ((attempt > 1 || Date.now() < this.#verifyUntil) && (await this.#alreadyFinished(job)))) {
@@ -315,6 +315,7 @@ export class QueueWorker {
       progressTimer: undefined,
       lastProgress: 0,
       duplicates: [],
+      finished: false,
     };
     this.#running.set(job.id, running);
     this.#ensureSweeper();
@@ -339,49 +340,54 @@ export class QueueWorker {
     } finally {
       if (timeout) clearTimeout(timeout);
       if (running.progressTimer) clearTimeout(running.progressTimer);
-      this.#running.delete(job.id);
-      this.#finishing.set(job.id, running.duplicates);
+      // It stays in #running until its outcome is recorded, so a duplicate delivery finds it.
+      running.finished = true;
     }
-    if (running.abandoned) {
-      this.#releaseDuplicates(job.id);
-      return;
-    }
-
-    if (outcome.ok) {
-      const finishedAt = Date.now();
-      // A copy that ran twice (a redelivery racing the original after a crash) records its
-      // completion once: if the record already says completed, only the ack is left.
-      if ((attempt > 1 || Date.now() < this.#verifyUntil) && (await this.#alreadyFinished(job))) {
-        const duplicates = this.#finishing.get(job.id) ?? [];
-        this.#finishing.delete(job.id);
-        this.#remember(job.id, job.ts);
-        this.#rt.publisher.later(() => {
-          msg.ack();
-          for (const d of duplicates) d.ack();
-        });
+    try {
+      if (running.abandoned) {
+        this.#releaseDuplicates(job.id);
         return;
       }
-      // A first attempt has no history to read back: no await on the hot path.
-      const record = attempt <= 1 ? this.#freshRecord(job) : await this.#baseRecord(job, attempt);
-      record.status = 'completed';
-      record.startedAt = startedAt;
-      record.finishedAt = finishedAt;
-      record.result = outcome.value === undefined ? null : outcome.value;
-      record.attempts.push({ n: attempt, startedAt, finishedAt, workerId: this.id });
-      if (running.progress !== undefined) record.progress = running.progress;
-      if (job.resultTtlMs) record.expiresAt = finishedAt + job.resultTtlMs;
-      await this.#finish(msg, record);
-      this.#processed++;
-      this.#emit('job.completed', job, { attempt, durationMs: finishedAt - startedAt });
-      return;
+
+      if (outcome.ok) {
+        const finishedAt = Date.now();
+        // A copy that ran twice (a redelivery racing the original after a crash) records its
+        // completion once: if the record already says completed, only the ack is left.
+        if ((attempt > 1 || Date.now() < this.#verifyUntil) && (await this.#alreadyFinished(job))) {
+          const { duplicates } = running;
+          this.#running.delete(job.id);
+          this.#remember(job.id, job.ts);
+          this.#rt.publisher.later(() => {
+            msg.ack();
+            for (const d of duplicates) d.ack();
+          });
+          return;
+        }
+        // A first attempt has no history to read back: no await on the hot path.
+        const record = attempt <= 1 ? this.#freshRecord(job) : await this.#baseRecord(job, attempt);
+        record.status = 'completed';
+        record.startedAt = startedAt;
+        record.finishedAt = finishedAt;
+        record.result = outcome.value === undefined ? null : outcome.value;
+        record.attempts.push({ n: attempt, startedAt, finishedAt, workerId: this.id });
+        if (running.progress !== undefined) record.progress = running.progress;
+        if (job.resultTtlMs) record.expiresAt = finishedAt + job.resultTtlMs;
+        await this.#finish(msg, record);
+        this.#processed++;
+        this.#emit('job.completed', job, { attempt, durationMs: finishedAt - startedAt });
+        return;
+      }
+      if (outcome.error instanceof JobCancelledError) {
+        const record = await this.#baseRecord(job, attempt);
+        await this.#finish(msg, { ...record, status: 'cancelled', startedAt, finishedAt: Date.now() });
+        this.#emit('job.cancelled', job, { name: job.name, attempt });
+        return;
+      }
+      await this.#fail(msg, job, attempt, startedAt, errorInfo(outcome.error), false);
+    } finally {
+      // Whatever happened on the way (a failed write, a throw), the job leaves #running.
+      if (this.#running.get(job.id) === running) this.#running.delete(job.id);
     }
-    if (outcome.error instanceof JobCancelledError) {
-      const record = await this.#baseRecord(job, attempt);
-      await this.#finish(msg, { ...record, status: 'cancelled', startedAt, finishedAt: Date.now() });
-      this.#emit('job.cancelled', job, { name: job.name, attempt });
-      return;
-    }
-    await this.#fail(msg, job, attempt, startedAt, errorInfo(outcome.error), false);
   }
 
   #context(running: Running): JobContext {
@@ -417,7 +423,7 @@ export class QueueWorker {
     running.progressTimer = undefined;
     running.lastProgress = Date.now();
     running.marked = true;
-    if (running.abandoned || !this.#running.has(running.job.id)) return;
+    if (running.abandoned || running.finished) return;
     void this.#rt
       .putRecord({ ...this.#activeRecord(running.job, running.attempt, running.startedAt), progress: running.progress })
       .catch(() => {});
@@ -439,7 +445,7 @@ export class QueueWorker {
       const now = Date.now();
       const workingEvery = Math.max(1000, this.#settings.ackWaitMs / 2);
       for (const r of this.#running.values()) {
-        if (r.abandoned) continue;
+        if (r.abandoned || r.finished) continue;
         if (!r.marked && this.#settings.activeAfterMs > 0 && now - r.startedAt >= this.#settings.activeAfterMs) {
           r.marked = true;
           void this.#rt.putRecord(this.#activeRecord(r.job, r.attempt, r.startedAt)).catch(() => {});
@@ -593,12 +599,12 @@ export class QueueWorker {
       await this.#rt.putRecord(record);
     } catch (error) {
       // Not recorded: leave the message unacked so it is redelivered after ack_wait.
-      this.#finishing.delete(record.id);
+      this.#running.delete(record.id);
       this.#log.warn({ err: error, jobId: record.id }, 'outcome not recorded; the job will be redelivered');
       return;
     }
-    const duplicates = this.#finishing.get(record.id) ?? [];
-    this.#finishing.delete(record.id);
+    const duplicates = this.#running.get(record.id)?.duplicates ?? [];
+    this.#running.delete(record.id);
     if (record.status !== 'retrying') this.#remember(record.id, record.enqueuedAt);
     this.#rt.publisher.later(() => {
       msg.ack();
@@ -608,12 +614,11 @@ export class QueueWorker {
 
   /** The job was given back (retry, drain): its duplicate deliveries go back too. */
   #releaseDuplicates(id: string) {
-    for (const d of this.#finishing.get(id) ?? []) d.nak();
-    this.#finishing.delete(id);
+    for (const d of this.#running.get(id)?.duplicates ?? []) d.nak();
+    this.#running.delete(id);
   }
 
   #remember(id: string, enqueuedAt: number) {
-    this.#recent.delete(id);
     this.#recent.set(id, enqueuedAt);
     if (this.#recent.size > RECENT_JOBS) this.#recent.delete(this.#recent.keys().next().value!);
   }
