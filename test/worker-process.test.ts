@@ -145,6 +145,7 @@ describe('job CLI', () => {
     const queues = await naqProcess(['queue', 'ls', '--json', ...url]).exited;
     expect(JSON.parse(queues.stdout)).toEqual([{ queue: 'default', pending: 0, inFlight: 0, dead: 1, workers: 1 }]);
     const workers = await naqProcess(['workers', '--json', ...url]).exited;
+    expect(workers.code, workers.stderr).toBe(0);
     expect(JSON.parse(workers.stdout)[0]).toMatchObject({ queues: ['default'], processed: 1, failed: 1 });
 
     const retried = await naqProcess(['job', 'retry', 'bad-job', ...url]).exited;
