@@ -9,7 +9,6 @@
  * filters by job and type on the client.
  */
 import {
-  DeliverPolicy,
   DiscardPolicy,
   JetStreamApiError,
   jetstream,
