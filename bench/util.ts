@@ -5,12 +5,13 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
-import { createConnection, createServer } from 'node:net';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { startNatsServer, type NatsServerProcess } from '../src/nats-server.js';
+import { freePort } from '../src/nats-server.js';
 
 export type Category = 'enqueue' | 'drain' | 'end-to-end';
 export type System = 'raw' | 'naq' | 'bullmq';
@@ -54,19 +55,6 @@ export interface BenchServer {
   cleanup(): Promise<void>;
 }
 
-/** A TCP port that was free a moment ago; a race with another process shows up as a start failure and a retry. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      srv.close((err) => (err ? reject(err) : port ? resolve(port) : reject(new Error('no port assigned'))));
-    });
-  });
-}
 
 let activeServer: { server: NatsServerProcess; root: string } | undefined;
 
@@ -80,7 +68,7 @@ export async function startBenchServer(): Promise<BenchServer> {
   let lastError: unknown;
   for (let attempt = 0; attempt < 3 && !server; attempt++) {
     try {
-      server = await startNatsServer({ binary: '/usr/sbin/nats-server', port: await freePort(), storeDir: join(root, 'store') });
+      server = await startNatsServer({ port: await freePort(), storeDir: join(root, 'store') });
     } catch (error) {
       lastError = error;
       if (!(error instanceof Error && error.message.includes('address already in use'))) break;

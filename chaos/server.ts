@@ -5,28 +5,15 @@
  */
 import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startNatsServer, type NatsServerProcess } from '../src/nats-server.js';
+import { freePort, startNatsServer, type NatsServerProcess } from '../src/nats-server.js';
 
 export interface ChaosServer extends Pick<NatsServerProcess, 'url' | 'kill' | 'restart' | 'recentLog'> {
   /** Stop the server and delete its store. */
   cleanup(): Promise<void>;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      srv.close((err) => (err ? reject(err) : port ? resolve(port) : reject(new Error('no port assigned'))));
-    });
-  });
-}
 
 const live = new Map<NatsServerProcess, string>();
 let hooked = false;

@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, createWriteStream, statSync, type WriteStream } from 'node:fs';
-import { createConnection } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { NaqError } from './errors.js';
 
@@ -377,4 +377,21 @@ export async function startNatsServer(opts: StartNatsServerOptions): Promise<Nat
   const server = new LocalNatsServer(binaryPath, opts);
   await server.start();
   return server;
+}
+
+/**
+ * A TCP port that was free on 127.0.0.1 a moment ago (for a server to start on). Another
+ * process can take it first: callers treat "address already in use" as a cue to retry.
+ */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const address = srv.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      srv.close((err) => (err ? reject(err) : port ? resolve(port) : reject(new Error('no port assigned'))));
+    });
+  });
 }

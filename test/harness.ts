@@ -6,11 +6,12 @@
  */
 import { rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
-import { startNatsServer, type NatsServerProcess } from '../src/nats-server.js';
+import { freePort, startNatsServer, type NatsServerProcess } from '../src/nats-server.js';
+
+export { freePort };
 
 export interface StartServerOptions {
   /** nats-server config text, written to a temp `.conf` and passed with `-c`; the harness
@@ -35,19 +36,6 @@ const shared = globalThis as { [SERVERS]?: Map<TestServer, string> };
 const servers: Map<TestServer, string> = (shared[SERVERS] ??= new Map<TestServer, string>());
 const clients = new Set<NatsConnection>();
 
-/** A TCP port that was free a moment ago on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      srv.close((err) => (err ? reject(err) : port ? resolve(port) : reject(new Error('no port assigned'))));
-    });
-  });
-}
 
 // freePort() can race with another test process picking the same port before the server
 // binds it; that shows up as a start failure, and a new port fixes it.
