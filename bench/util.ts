@@ -4,14 +4,10 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
 import { createConnection } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { JetStreamManager } from '@nats-io/jetstream';
-import { startNatsServer, type NatsServerProcess } from '../src/nats-server.js';
-import { freePort } from '../src/nats-server.js';
+import { startThrowawayNatsServer, type NatsServerProcess } from '../src/nats-server.js';
 
 export type Category = 'enqueue' | 'drain' | 'end-to-end';
 export type System = 'raw' | 'naq' | 'bullmq';
@@ -63,21 +59,8 @@ let activeServer: { server: NatsServerProcess; root: string } | undefined;
  * whose state (and other users) would make the figures meaningless.
  */
 export async function startBenchServer(): Promise<BenchServer> {
-  const root = await mkdtemp(join(tmpdir(), 'naq-bench-'));
-  let server: NatsServerProcess | undefined;
-  let lastError: unknown;
-  for (let attempt = 0; attempt < 3 && !server; attempt++) {
-    try {
-      server = await startNatsServer({ port: await freePort(), storeDir: join(root, 'store') });
-    } catch (error) {
-      lastError = error;
-      if (!(error instanceof Error && error.message.includes('address already in use'))) break;
-    }
-  }
-  if (!server) {
-    rmSync(root, { recursive: true, force: true });
-    throw lastError;
-  }
+  const throwaway = await startThrowawayNatsServer({ prefix: 'naq-bench-' });
+  const { server, root } = throwaway;
   activeServer = { server, root };
   const version = /Version:\s+(\S+)/.exec(server.recentLog().join('\n'))?.[1] ?? 'unknown';
   const started = server;
@@ -86,8 +69,7 @@ export async function startBenchServer(): Promise<BenchServer> {
     server: started,
     version,
     async cleanup() {
-      await started.stop();
-      rmSync(root, { recursive: true, force: true });
+      await throwaway.cleanup();
       activeServer = undefined;
     },
   };

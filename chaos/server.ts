@@ -4,10 +4,7 @@
  * `ChaosServer`.
  */
 import { rmSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { freePort, startNatsServer, type NatsServerProcess } from '../src/nats-server.js';
+import { startThrowawayNatsServer, type NatsServerProcess } from '../src/nats-server.js';
 
 export interface ChaosServer extends Pick<NatsServerProcess, 'url' | 'kill' | 'restart' | 'recentLog'> {
   /** Stop the server and delete its store. */
@@ -42,22 +39,8 @@ export async function startChaosServer(): Promise<ChaosServer> {
     hooked = true;
     process.on('exit', killLeftovers);
   }
-  const root = await mkdtemp(join(tmpdir(), 'naq-chaos-server-'));
-  let server: NatsServerProcess | undefined;
-  let lastError: unknown;
-  // The free port can be taken by someone else before the server binds it; a new one fixes that.
-  for (let attempt = 0; attempt < 3 && !server; attempt++) {
-    try {
-      server = await startNatsServer({ port: await freePort(), storeDir: join(root, 'store') });
-    } catch (error) {
-      lastError = error;
-      if (!(error instanceof Error && error.message.includes('address already in use'))) break;
-    }
-  }
-  if (!server) {
-    await rm(root, { recursive: true, force: true });
-    throw lastError;
-  }
+  const throwaway = await startThrowawayNatsServer({ prefix: 'naq-chaos-server-' });
+  const { server, root } = throwaway;
   live.set(server, root);
   const s = server;
   return {
@@ -69,8 +52,7 @@ export async function startChaosServer(): Promise<ChaosServer> {
     recentLog: () => s.recentLog(),
     cleanup: async () => {
       live.delete(s);
-      await s.stop();
-      await rm(root, { recursive: true, force: true });
+      await throwaway.cleanup();
     },
   };
 }

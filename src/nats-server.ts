@@ -9,6 +9,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, createWriteStream, statSync, type WriteStream } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { NaqError } from './errors.js';
 
 export interface StartNatsServerOptions {
@@ -394,4 +396,57 @@ export function freePort(): Promise<number> {
       srv.close((err) => (err ? reject(err) : port ? resolve(port) : reject(new Error('no port assigned'))));
     });
   });
+}
+
+export interface ThrowawayNatsServer {
+  server: NatsServerProcess;
+  /** The temp folder holding the store (and the config file, if any). */
+  root: string;
+  /** Stop the server and delete its folder. */
+  cleanup(): Promise<void>;
+}
+
+/**
+ * A nats-server that is nobody else's: a free port (retried when another process takes it
+ * first) and a fresh temp store, removed by `cleanup()`. What tests, the bench and the chaos
+ * runner all need, so it lives here once.
+ */
+export async function startThrowawayNatsServer(
+  options: { prefix: string; configText?: string; port?: number; jetstream?: boolean } = { prefix: 'naq-' },
+): Promise<ThrowawayNatsServer> {
+  const root = await mkdtemp(join(tmpdir(), options.prefix));
+  let configFile: string | undefined;
+  if (options.configText !== undefined) {
+    configFile = join(root, 'server.conf');
+    await writeFile(configFile, options.configText);
+  }
+  let server: NatsServerProcess | undefined;
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 3 && !server; attempt++) {
+    try {
+      server = await startNatsServer({
+        port: options.port ?? (await freePort()),
+        storeDir: join(root, 'store'),
+        jetstream: options.jetstream ?? true,
+        ...(configFile ? { configFile } : {}),
+      });
+    } catch (error) {
+      lastError = error;
+      // A fixed port cannot be helped by retrying; a free one taken meanwhile can.
+      if (options.port !== undefined || !(error instanceof Error && error.message.includes('address already in use'))) break;
+    }
+  }
+  if (!server) {
+    await rm(root, { recursive: true, force: true });
+    throw lastError;
+  }
+  const s = server;
+  return {
+    server: s,
+    root,
+    async cleanup() {
+      await s.stop();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
 }

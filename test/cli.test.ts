@@ -3,7 +3,7 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startServer, stopAllServers, type TestServer } from './harness.js';
+import { cleanEnv, until, freePort, startServer, stopAllServers, type TestServer } from './harness.js';
 
 /** The built CLI, as `npx naq` runs it (`npm test` builds first). */
 const CLI = resolve(import.meta.dirname, '../dist/src/main.js');
@@ -15,14 +15,10 @@ interface Result {
 }
 
 /** Environment without any NAQ_ variables of the runner's, plus the test's own. */
-function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('NAQ_')));
-  return { ...clean, NO_COLOR: '1', ...extra };
-}
 
 function run(args: string[], extra: Record<string, string> = {}, timeoutMs = 20_000): Promise<Result> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: env(extra), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], { env: cleanEnv(extra), stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -40,7 +36,7 @@ function run(args: string[], extra: Record<string, string> = {}, timeoutMs = 20_
 
 /** Starts a long-running command and resolves once its log shows `ready`. */
 function runUntil(args: string[], ready: RegExp, extra: Record<string, string> = {}) {
-  const child: ChildProcess = spawn(process.execPath, [CLI, ...args], { env: env(extra), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(process.execPath, [CLI, ...args], { env: cleanEnv(extra), stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d) => (stdout += d));
@@ -62,14 +58,6 @@ function runUntil(args: string[], ready: RegExp, extra: Record<string, string> =
     });
   });
   return { child, started, exited, output: () => ({ stdout, stderr }) };
-}
-
-async function until(check: () => boolean, timeoutMs = 10_000) {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 let server: TestServer;

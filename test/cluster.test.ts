@@ -97,5 +97,5 @@ describe('on a 3-node nats-server cluster, everything at 3 replicas', () => {
     await until(() => (done.get(-1) ?? 0) > beats, 15_000);
     await naq.removeSchedule('beat');
     await leaderNode!.restart();
-  });
+  }, 180_000);
 });

@@ -23,7 +23,7 @@ import {
   type NaqEventInput,
   type StoredEvent,
 } from '../src/event-log.js';
-import { connectTo, startServer, stopAllServers, type TestServer } from './harness.js';
+import { until, connectTo, startServer, stopAllServers, type TestServer } from './harness.js';
 
 const connections: NatsConnection[] = [];
 afterEach(async () => {
@@ -41,20 +41,6 @@ async function eventsOn(server: TestServer, events: NaqConfigInput['events'] = {
 }
 
 /** Polls `check`; a check that throws (the server is still coming back) counts as not yet. */
-async function until(check: () => boolean | Promise<boolean>, timeoutMs = 15_000) {
-  const end = Date.now() + timeoutMs;
-  const holds = async () => {
-    try {
-      return await check();
-    } catch {
-      return false;
-    }
-  };
-  while (!(await holds())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** The first `n` events a subscription yields. */
 async function take(iterable: AsyncIterable<StoredEvent>, n: number): Promise<StoredEvent[]> {

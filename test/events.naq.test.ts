@@ -2,21 +2,13 @@ import { pino } from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { StoredEvent } from '../src/event-log.js';
 import { createNaq, type Naq } from '../src/naq.js';
-import { startServer, stopAllServers } from './harness.js';
+import { until, startServer, stopAllServers } from './harness.js';
 
 const running: Naq<any>[] = [];
 afterEach(async () => {
   await Promise.all(running.splice(0).map((n) => n.stop()));
 });
 afterAll(stopAllServers);
-
-async function until(check: () => boolean | Promise<boolean>, timeoutMs = 10_000) {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('events from a running system', () => {
   it('records a job’s whole story in order, tails live, and counts what ran', async () => {

@@ -5,11 +5,8 @@
  * servers on the way out instead of leaking them onto later runs.
  */
 import { rmSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
-import { freePort, startNatsServer, type NatsServerProcess } from '../src/nats-server.js';
+import { freePort, startThrowawayNatsServer, type NatsServerProcess } from '../src/nats-server.js';
 
 export { freePort };
 
@@ -37,41 +34,15 @@ const servers: Map<TestServer, string> = (shared[SERVERS] ??= new Map<TestServer
 const clients = new Set<NatsConnection>();
 
 
-// freePort() can race with another test process picking the same port before the server
-// binds it; that shows up as a start failure, and a new port fixes it.
-const START_ATTEMPTS = 3;
-
 export async function startServer(opts: StartServerOptions = {}): Promise<TestServer> {
-  const root = await mkdtemp(join(tmpdir(), 'naq-test-'));
-  const storeDir = join(root, 'store');
-  let configFile: string | undefined;
-  if (opts.configText !== undefined) {
-    configFile = join(root, 'server.conf');
-    await writeFile(configFile, opts.configText);
-  }
+  const throwaway = await startThrowawayNatsServer({
+    prefix: 'naq-test-',
+    ...(opts.configText !== undefined ? { configText: opts.configText } : {}),
+    ...(opts.port !== undefined ? { port: opts.port } : {}),
+    jetstream: opts.jetstream ?? true,
+  });
 
-  let proc: NatsServerProcess | undefined;
-  let lastError: unknown;
-  for (let attempt = 0; attempt < START_ATTEMPTS && !proc; attempt++) {
-    try {
-      proc = await startNatsServer({
-        port: opts.port ?? (await freePort()),
-        storeDir,
-        jetstream: opts.jetstream ?? true,
-        ...(configFile ? { configFile } : {}),
-      });
-    } catch (err) {
-      lastError = err;
-      const inUse = err instanceof Error && err.message.includes('address already in use');
-      if (!inUse) break;
-    }
-  }
-  if (!proc) {
-    await rm(root, { recursive: true, force: true });
-    throw lastError;
-  }
-
-  const p = proc;
+  const p = throwaway.server;
   // Delegates rather than copying: pid, port and exited change across kill and restart.
   const server: TestServer = {
     get url() {
@@ -98,11 +69,10 @@ export async function startServer(opts: StartServerOptions = {}): Promise<TestSe
     recentLog: () => p.recentLog(),
     cleanup: async () => {
       servers.delete(server);
-      await p.stop();
-      await rm(root, { recursive: true, force: true });
+      await throwaway.cleanup();
     },
   };
-  servers.set(server, root);
+  servers.set(server, throwaway.root);
   return server;
 }
 
@@ -187,4 +157,19 @@ export async function startCluster(size = 3): Promise<TestServer[]> {
       }),
     ),
   );
+}
+
+/** Polls `check` until it holds; fails after `timeoutMs` instead of hanging the test. */
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** The runner's environment without its NAQ_ variables, plus the test's own: for subprocesses. */
+export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('NAQ_')));
+  return { ...clean, NO_COLOR: '1', ...extra };
 }

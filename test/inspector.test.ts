@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import { replayRecording, startInspector, type RecordedInspectionEvent } from '../src/inspector.js';
 import { createNaq } from '../src/naq.js';
 import { configSecrets, resolveConfig } from '../src/config.js';
-import { freePort, startServer, stopAllServers } from './harness.js';
+import { until, freePort, startServer, stopAllServers } from './harness.js';
 
 afterAll(stopAllServers);
 
@@ -18,14 +18,6 @@ const PAYLOAD = 'very-private-payload-42';
 
 async function authServer() {
   return startServer({ configText: `authorization { user: alice, password: "${PASSWORD}" }\n` });
-}
-
-async function until(check: () => boolean, timeoutMs = 10_000) {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 describe('inspector', () => {

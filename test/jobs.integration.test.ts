@@ -6,7 +6,7 @@ import type { Handlers } from '../src/actors/queue-worker.js';
 import { InvalidArgumentError } from '../src/errors.js';
 import type { JobRecord } from '../src/job.js';
 import { createNaq, type Naq } from '../src/naq.js';
-import { connectTo, startServer, stopAllServers, type TestServer } from './harness.js';
+import { until, connectTo, startServer, stopAllServers, type TestServer } from './harness.js';
 
 const silent = pino({ level: 'silent' });
 const running: Naq<any>[] = [];
@@ -37,14 +37,6 @@ async function worker<H extends Handlers>(server: TestServer, handlers: H, worke
   running.push(naq);
   await naq.start({ timeoutMs: 10_000 });
   return naq;
-}
-
-async function until(check: () => boolean | Promise<boolean>, timeoutMs = 15_000) {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 async function deadLetters(server: TestServer): Promise<Array<Record<string, any>>> {

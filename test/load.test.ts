@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createNaq, type Naq } from '../src/naq.js';
-import { startServer, stopAllServers } from './harness.js';
+import { cleanEnv, startServer, stopAllServers } from './harness.js';
 
 const CLI = resolve(import.meta.dirname, '../dist/src/main.js');
 /** The V8 flags bin/naq.js runs with: what a deployed naq process uses. */
@@ -20,10 +20,6 @@ afterEach(async () => {
 });
 afterAll(stopAllServers);
 
-function env(): NodeJS.ProcessEnv {
-  return { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('NAQ_'))), NO_COLOR: '1' };
-}
-
 function peakRss(pid: number): number {
   const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(hwm?.[1] ?? 0) * 1024;
@@ -34,7 +30,7 @@ describe('load: memory stays bounded', () => {
     const server = await startServer();
     const N = 100_000;
     const producer = spawn(process.execPath, [...NAQ_NODE_FLAGS, resolve(import.meta.dirname, 'fixtures/produce.mjs'), server.url, String(N)], {
-      env: env(),
+      env: cleanEnv(),
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     children.add(producer);
@@ -54,7 +50,7 @@ describe('load: memory stays bounded', () => {
     const worker = spawn(
       process.execPath,
       [...NAQ_NODE_FLAGS, CLI, 'worker', '--queue', 'load', '--concurrency', '100', '--handlers', resolve(import.meta.dirname, 'fixtures/noop-handlers.mjs'), '--nats-url', server.url],
-      { env: env(), stdio: ['ignore', 'ignore', 'ignore'] },
+      { env: cleanEnv(), stdio: ['ignore', 'ignore', 'ignore'] },
     );
     children.add(worker);
     const end = Date.now() + 120_000;

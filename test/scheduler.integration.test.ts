@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, RevisionMismatchError } from '../src/errors.js';
 import { createNaq, type Naq } from '../src/naq.js';
-import { startServer, stopAllServers, type TestServer } from './harness.js';
+import { cleanEnv, until, startServer, stopAllServers, type TestServer } from './harness.js';
 
 const silent = pino({ level: 'silent' });
 const CLI = resolve(import.meta.dirname, '../dist/src/main.js');
@@ -19,14 +19,6 @@ afterEach(async () => {
 afterAll(stopAllServers);
 
 const FAST_LEADER = { leaderTtlMs: 2000, renewMs: 500, electionRetryMs: 250 };
-
-async function until(check: () => boolean | Promise<boolean>, timeoutMs = 15_000) {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** One process running the scheduler and a worker that records when each job started. */
 async function schedulerAndWorker(server: TestServer, roles: Array<'worker' | 'scheduler'> = ['worker', 'scheduler']) {
@@ -54,14 +46,9 @@ async function schedulerAndWorker(server: TestServer, roles: Array<'worker' | 's
   return { naq, started };
 }
 
-function env(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('NAQ_')));
-  return { ...clean, NO_COLOR: '1', ...extra };
-}
-
 function schedulerProcess(server: TestServer) {
   const child = spawn(process.execPath, [CLI, 'scheduler', '--nats-url', server.url, '--log-level', 'info'], {
-    env: env({
+    env: cleanEnv({
       NAQ_SCHEDULER__LEADER_TTL_MS: String(FAST_LEADER.leaderTtlMs),
       NAQ_SCHEDULER__RENEW_MS: String(FAST_LEADER.renewMs),
       NAQ_SCHEDULER__ELECTION_RETRY_MS: String(FAST_LEADER.electionRetryMs),
@@ -198,7 +185,7 @@ describe('scheduler', () => {
     const server = await startServer();
     const run = (args: string[]) =>
       new Promise<{ code: number | null; stdout: string; stderr: string }>((res) => {
-        const child = spawn(process.execPath, [CLI, ...args, '--nats-url', server.url], { env: env({}), stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn(process.execPath, [CLI, ...args, '--nats-url', server.url], { env: cleanEnv({}), stdio: ['ignore', 'pipe', 'pipe'] });
         let stdout = '';
         let stderr = '';
         child.stdout!.on('data', (d) => (stdout += d));

@@ -4,7 +4,7 @@ import type { AnyActorRef } from 'xstate';
 import { createNaq, type Naq } from '../src/naq.js';
 import { KeyExistsError, NotFoundError, OperationTimeoutError, RevisionMismatchError } from '../src/errors.js';
 import type { ConnectionNotification } from '../src/machines/connection.js';
-import { startServer, stopAllServers, type TestServer } from './harness.js';
+import { until, startServer, stopAllServers, type TestServer } from './harness.js';
 
 const silent = pino({ level: 'silent' });
 const running: Naq[] = [];
@@ -34,14 +34,6 @@ function notifications(naq: Naq): ConnectionNotification['type'][] {
   const conn = naq.get('connection') as AnyActorRef & { on: (t: string, fn: (e: { type: string }) => void) => void };
   for (const t of ['CONNECTED', 'DISCONNECTED', 'RECONNECTED']) conn.on(t, (e) => seen.push(e.type as ConnectionNotification['type']));
   return seen;
-}
-
-async function until(check: () => boolean, timeoutMs = 10_000) {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('naq against a real nats-server', () => {

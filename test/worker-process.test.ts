@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createNaq, type Naq } from '../src/naq.js';
-import { startServer, stopAllServers, type TestServer } from './harness.js';
+import { cleanEnv, until, startServer, stopAllServers, type TestServer } from './harness.js';
 
 const CLI = resolve(import.meta.dirname, '../dist/src/main.js');
 const HANDLERS = resolve(import.meta.dirname, 'fixtures/handlers.ts');
@@ -19,11 +19,6 @@ afterEach(async () => {
 });
 afterAll(stopAllServers);
 
-function env(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('NAQ_')));
-  return { ...clean, NO_COLOR: '1', ...extra };
-}
-
 interface Proc {
   child: ChildProcess;
   exited: Promise<{ code: number | null; stderr: string; stdout: string }>;
@@ -31,7 +26,7 @@ interface Proc {
 }
 
 function naqProcess(args: string[], extra: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, [CLI, ...args], { env: env(extra), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], { env: cleanEnv(extra), stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   let stderr = '';
   let stdout = '';
@@ -39,14 +34,6 @@ function naqProcess(args: string[], extra: Record<string, string> = {}): Proc {
   child.stdout!.on('data', (d) => (stdout += d));
   const exited = new Promise<{ code: number | null; stderr: string; stdout: string }>((r) => child.on('exit', (code) => r({ code, stderr, stdout })));
   return { child, exited, stderr: () => stderr };
-}
-
-async function until(check: () => boolean | Promise<boolean>, timeoutMs = 20_000) {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 async function startWorker(server: TestServer, log: string, extra: Record<string, string> = {}) {
