@@ -8,12 +8,20 @@ import { NaqError, NotConnectedError, OperationTimeoutError } from './errors.js'
  * argument) is final and is not retried.
  */
 export function isTransient(error: unknown): boolean {
+  // The JetStream client wraps what went wrong: a request that found no responders on a
+  // stream between leaders (a cluster electing one) surfaces as "jetstream is not enabled"
+  // with the no-responders error as its cause. So the whole cause chain is looked at.
+  for (let e = error, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    if (isTransientItself(e)) return true;
+  }
+  return false;
+}
+
+function isTransientItself(error: unknown): boolean {
   // naq's own publish path: no ack in time, or no stream answered (server restarting).
   if (error instanceof NaqError) return error.code === 'TIMEOUT' || error.code === 'NO_RESPONDERS';
   if (error instanceof TimeoutError || error instanceof NoRespondersError) return true;
-  if (error instanceof RequestError) {
-    return error.cause instanceof TimeoutError || error.cause instanceof NoRespondersError || /no responders|timeout/i.test(error.message);
-  }
+  if (error instanceof RequestError) return /no responders|timeout/i.test(error.message);
   const code = (error as { code?: unknown })?.code;
   return code === 503 || code === '503' || code === 'TIMEOUT';
 }

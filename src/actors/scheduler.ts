@@ -13,8 +13,12 @@ import { schedulerMachine, type SchedulerInput } from '../machines/scheduler.js'
 import { buildOneShot, buildSchedule, nextRun, runJobId, type ScheduleOptions, type ScheduleRecord, type ScheduleSpec } from '../schedule.js';
 import { encodeJson, jobsRuntimeFor, type JobsRuntime } from './jobs-runtime.js';
 import { natsOf } from './nats-connection.js';
+import { withRetry } from '../retry.js';
+import { retryOptions } from './streams.js';
 
 const LEADER_KEY = 'scheduler';
+/** Wait before firing a schedule again whose advance the bucket did not take. */
+const ADVANCE_RETRY_MS = 500;
 const WRONG_LAST_SEQUENCE = [10071, 10164];
 
 function isRevisionConflict(error: unknown) {
@@ -29,9 +33,14 @@ export class ScheduleStore {
     return this.rt.schedulesKv();
   }
 
+  /** Idempotent bucket operations ride out a reconnect or a cluster electing a leader. */
+  #retry<T>(operation: string, fn: (kv: Awaited<ReturnType<JobsRuntime['schedulesKv']>>) => Promise<T>): Promise<T> {
+    return withRetry(operation, retryOptions(this.rt.config), async () => fn(await this.#kv()));
+  }
+
   async add(id: string, spec: ScheduleSpec, name: string, data: unknown, options?: ScheduleOptions): Promise<ScheduleRecord> {
     const record = buildSchedule(id, spec, name, data, options);
-    await (await this.#kv()).put(id, encodeJson(record));
+    await this.#retry(`add schedule ${id}`, (kv) => kv.put(id, encodeJson(record)));
     this.#emit('schedule.added', record);
     return record;
   }
@@ -43,23 +52,24 @@ export class ScheduleStore {
     // Validate the job now (size, options), not when it fires.
     buildJob(name, data, { ...options, jobId: id }, id, this.rt.defaults);
     const record = buildOneShot(id, when, name, data, { ...options, jobId: id });
-    await (await this.#kv()).put(id, encodeJson(record));
+    await this.#retry(`enqueue ${id} at ${when}`, (kv) => kv.put(id, encodeJson(record)));
     return id;
   }
 
   async get(id: string): Promise<(ScheduleRecord & { revision: number }) | null> {
-    const e = await (await this.#kv()).get(id);
+    const e = await this.#retry(`get schedule ${id}`, (kv) => kv.get(id));
     return e && e.operation === 'PUT' ? { ...e.json<ScheduleRecord>(), revision: e.revision } : null;
   }
 
   async list(): Promise<ScheduleRecord[]> {
-    const kv = await this.#kv();
-    const out: ScheduleRecord[] = [];
-    for await (const key of await kv.keys()) {
-      const e = await kv.get(key);
-      if (e && e.operation === 'PUT') out.push(e.json<ScheduleRecord>());
-    }
-    return out.sort((a, b) => a.id.localeCompare(b.id));
+    return this.#retry('list schedules', async (kv) => {
+      const out: ScheduleRecord[] = [];
+      for await (const key of await kv.keys()) {
+        const e = await kv.get(key);
+        if (e && e.operation === 'PUT') out.push(e.json<ScheduleRecord>());
+      }
+      return out.sort((a, b) => a.id.localeCompare(b.id));
+    });
   }
 
   /** Changes a schedule only if it is still at `expectedRevision` (the one you read). */
@@ -105,10 +115,9 @@ export class ScheduleStore {
   }
 
   async remove(id: string): Promise<boolean> {
-    const kv = await this.#kv();
-    const e = await kv.get(id);
+    const e = await this.#retry(`get schedule ${id}`, (kv) => kv.get(id));
     if (!e || e.operation !== 'PUT') return false;
-    await kv.delete(id);
+    await this.#retry(`remove schedule ${id}`, (kv) => kv.delete(id));
     this.#emit('schedule.removed', e.json<ScheduleRecord>());
     return true;
   }
@@ -140,17 +149,28 @@ export class ScheduleDispatcher {
     this.#log = log;
   }
 
+  /** Resolves once the watch is open; fails only if it cannot be opened within `ops.timeoutMs`. */
   async start(): Promise<void> {
-    const kv = await this.#rt.schedulesKv();
-    this.#watch = await kv.watch();
+    const watch = await withRetry('watch schedules', retryOptions(this.#config), async () => (await this.#rt.schedulesKv()).watch());
+    if (this.#stopped) {
+      watch.stop();
+      return;
+    }
+    this.#watch = watch;
     void (async () => {
-      for await (const e of this.#watch!) {
+      for await (const e of watch) {
         if (this.#stopped) break;
         if (e.operation === 'PUT') this.#schedules.set(e.key, { record: e.json<ScheduleRecord>(), revision: e.revision });
         else this.#schedules.delete(e.key);
         this.#arm();
       }
-    })().catch((error: unknown) => this.#log.warn({ err: error }, 'schedules watch ended'));
+    })()
+      .catch((error: unknown) => this.#log.warn({ err: error }, 'schedules watch ended'))
+      .finally(() => {
+        // The schedules in memory still fire; the watch brings other processes' changes, so
+        // reopen it (its replay of the bucket only refreshes what is held).
+        if (!this.#stopped) setTimeout(() => this.start().catch((error: unknown) => this.#log.error({ err: error }, 'could not reopen the schedules watch')), 1000);
+      });
   }
 
   stop(): void {
@@ -228,7 +248,11 @@ export class ScheduleDispatcher {
       this.#schedules.set(record.id, { record: updated, revision: newRevision });
     } catch (error) {
       // Someone else moved it on (another leader, or an update): the watch brings the new version.
-      if (!isRevisionConflict(error)) this.#log.warn({ err: error, schedule: record.id }, 'could not advance the schedule');
+      if (isRevisionConflict(error)) return;
+      // The bucket did not answer (a cluster electing a leader): firing again is harmless (the
+      // run's Nats-Msg-Id dedups it), but not in a tight loop, so wait before the next try.
+      this.#log.warn({ err: error, schedule: record.id }, 'could not advance the schedule');
+      this.#retryAt.set(record.id, Date.now() + ADVANCE_RETRY_MS);
     }
   }
 
