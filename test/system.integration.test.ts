@@ -1,10 +1,12 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import type { AnyActorRef } from 'xstate';
 import { createNaq, type Naq } from '../src/naq.js';
 import { KeyExistsError, NotFoundError, OperationTimeoutError, RevisionMismatchError } from '../src/errors.js';
 import type { ConnectionNotification } from '../src/machines/connection.js';
-import { until, startServer, stopAllServers, type TestServer } from './harness.js';
+import { cleanEnv, until, startServer, stopAllServers, type TestServer } from './harness.js';
 
 const silent = pino({ level: 'silent' });
 const running: Naq[] = [];
@@ -171,4 +173,25 @@ describe('naq against a real nats-server', () => {
     const output = await naq.done;
     expect(output.status).toBe('failed');
   });
+
+  it('lets an embedding process exit as soon as stop() resolves: nothing of naq keeps it alive', async () => {
+    const server = await startServer();
+    const entry = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
+    // The built library, as a host imports it (npm test builds first). A stop bound far beyond
+    // the test's limit: a timer of naq's left running would hold the process past it.
+    const script = `
+      const { createNaq } = await import(${JSON.stringify(entry)});
+      const naq = createNaq({ nats: { url: ${JSON.stringify(server.url)} }, roles: ['worker', 'scheduler'], worker: { queues: ['exit'] }, supervisor: { stopTimeoutMs: 120000 }, log: { level: 'warn' } }, { handlers: { noop: async () => null } });
+      await naq.start();
+      await naq.enqueue('noop', null, { queue: 'exit' });
+      await naq.stop();
+      console.log('stopped');`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(out).toContain('stopped');
+    expect(code).toBe(0);
+  }, 60_000);
 });

@@ -186,7 +186,11 @@ export function natsConnectionLogic(config: NaqConfig, registry: ConnectionRegis
         const nc = input.connection.nc;
         if (nc.isClosed()) return;
         // Drain flushes what was published and lets subscriptions finish; bounded, then close.
-        await Promise.race([nc.drain(), new Promise((r) => setTimeout(r, config.supervisor.stopTimeoutMs))]).catch(() => {});
+        // The bound's timer must not outlive the drain: it would keep a host's process alive.
+        let bound: NodeJS.Timeout | undefined;
+        await Promise.race([nc.drain(), new Promise((r) => (bound = setTimeout(r, config.supervisor.stopTimeoutMs)))])
+          .catch(() => {})
+          .finally(() => clearTimeout(bound));
         if (!nc.isClosed()) await nc.close().catch(() => {});
         if (registry.current === nc) registry.current = null;
       }),
