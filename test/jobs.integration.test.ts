@@ -135,6 +135,30 @@ describe('jobs', () => {
     await expect(w.waitFor(id, { timeoutMs: 5000 })).resolves.toBe('recovered');
   });
 
+  it('gives a handler its context: ids, attempt numbers, progress recorded while it runs, a logger', async () => {
+    const server = await startServer();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const seen: Record<string, unknown>[] = [];
+    const w = await worker(server, {
+      report: async (_d: null, ctx) => {
+        seen.push({ jobId: ctx.jobId, name: ctx.name, queue: ctx.queue, attempt: ctx.attempt, maxAttempts: ctx.maxAttempts, aborted: ctx.signal.aborted });
+        ctx.log.info('reporting');
+        ctx.progress({ done: 1, of: 2 });
+        await gate;
+        ctx.progress({ done: 2, of: 2 });
+        return 'reported';
+      },
+    });
+    const id = await w.enqueue('report', null, { attempts: 3 });
+    await until(async () => (await w.getJob(id))?.progress !== undefined, 5000);
+    expect(await w.getJob(id)).toMatchObject({ status: 'active', progress: { done: 1, of: 2 } });
+    release();
+    await expect(w.waitFor(id, { timeoutMs: 5000 })).resolves.toBe('reported');
+    expect(seen).toEqual([{ jobId: id, name: 'report', queue: 'default', attempt: 1, maxAttempts: 3, aborted: false }]);
+    expect(await w.getJob(id)).toMatchObject({ status: 'completed', progress: { done: 2, of: 2 } });
+  });
+
   it('times out a handler through its AbortSignal; the attempt fails with a timeout error', async () => {
     const server = await startServer();
     let sawAbort = false;

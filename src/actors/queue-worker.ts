@@ -85,6 +85,77 @@ const SWEEP_EVERY_MS = 250;
 /** How long a pull request lives on the server (see #pull for why it is short). */
 const PULL_EXPIRES_MS = 5000;
 
+/**
+ * The delivery count, read from the ack subject without `msg.info`, whose parse allocates
+ * every token of the subject (measured: ~1 KB per job, 7 % of the worker's allocations).
+ * `$JS.ACK.<stream>.<consumer>.<delivered>.…` has 9 tokens; the form with a domain and an
+ * account hash has 11 or 12, and the count is two tokens later. Anything else goes to the client.
+ */
+export function deliveryCount(msg: JsMsg): number {
+  const reply = (msg as JsMsg & { reply?: string }).reply ?? '';
+  let dots = 0;
+  let fourth = -1;
+  let sixth = -1;
+  for (let i = reply.indexOf('.'); i !== -1; i = reply.indexOf('.', i + 1)) {
+    dots++;
+    if (dots === 4) fourth = i;
+    else if (dots === 6) sixth = i;
+  }
+  const start = dots === 8 ? fourth : dots >= 10 ? sixth : -1;
+  if (start !== -1 && reply.startsWith('$JS.ACK.')) {
+    const n = Number(reply.slice(start + 1, reply.indexOf('.', start + 1)));
+    if (Number.isInteger(n) && n >= 1) return n;
+  }
+  return msg.info.deliveryCount;
+}
+
+/**
+ * The `ctx` a handler gets. A class (shared getters on the prototype) rather than an object
+ * literal with accessors and closures per job: measured ~1 KB less garbage per job.
+ */
+class RunningJobContext implements JobContext {
+  readonly jobId: string;
+  readonly name: string;
+  readonly queue: string;
+  readonly attempt: number;
+  readonly maxAttempts: number;
+  readonly #running: Running;
+  readonly #workerLog: Logger;
+  readonly #scheduleProgress: (running: Running) => void;
+  #log: Logger | undefined;
+
+  constructor(running: Running, workerLog: Logger, scheduleProgress: (running: Running) => void) {
+    this.jobId = running.job.id;
+    this.name = running.job.name;
+    this.queue = running.job.queue;
+    this.attempt = running.attempt;
+    this.maxAttempts = running.job.attempts;
+    this.#running = running;
+    this.#workerLog = workerLog;
+    this.#scheduleProgress = scheduleProgress;
+  }
+
+  /** Made on first read: most handlers never look, and an AbortController per job is costly. */
+  get signal(): AbortSignal {
+    const running = this.#running;
+    if (!running.controller) {
+      running.controller = new AbortController();
+      if (running.abortReason !== undefined) running.controller.abort(running.abortReason);
+    }
+    return running.controller.signal;
+  }
+
+  progress(value: unknown): void {
+    this.#running.progress = value;
+    this.#scheduleProgress(this.#running);
+  }
+
+  /** A child logger per job is costly; most handlers never log. */
+  get log(): Logger {
+    return (this.#log ??= this.#workerLog.child({ jobId: this.jobId, attempt: this.attempt }));
+  }
+}
+
 /** Cancels are remembered this long, for jobs that arrive after their cancel notice. */
 const CANCEL_MEMORY_MS = 10 * 60_000;
 
@@ -281,7 +352,7 @@ export class QueueWorker {
       await this.#deadLetterRaw(msg, error as Error);
       return;
     }
-    const attempt = msg.info.deliveryCount;
+    const attempt = deliveryCount(msg);
     const inProgress = this.#running.get(job.id);
     if (inProgress && inProgress.job.ts === job.ts) {
       // Delivered again while this worker still runs (or records) it: acked with its outcome.
@@ -397,33 +468,14 @@ export class QueueWorker {
   }
 
   #context(running: Running): JobContext {
-    const { job, attempt } = running;
-    let log: Logger | undefined;
-    const worker = this;
-    return {
-      jobId: job.id,
-      name: job.name,
-      queue: job.queue,
-      attempt,
-      maxAttempts: job.attempts,
-      get signal() {
-        if (!running.controller) {
-          running.controller = new AbortController();
-          if (running.abortReason !== undefined) running.controller.abort(running.abortReason);
-        }
-        return running.controller.signal;
-      },
-      progress: (value) => {
-        running.progress = value;
-        if (running.progressTimer) return;
-        running.progressTimer = setTimeout(() => worker.#writeProgress(running), Math.max(0, PROGRESS_EVERY_MS - (Date.now() - running.lastProgress)));
-      },
-      // A child logger per job is costly; most handlers never log.
-      get log() {
-        return (log ??= worker.#log.child({ jobId: job.id, attempt }));
-      },
-    };
+    return new RunningJobContext(running, this.#log, this.#scheduleProgress);
   }
+
+  /** ctx.progress(): at most one record write per PROGRESS_EVERY_MS per job. */
+  readonly #scheduleProgress = (running: Running) => {
+    if (running.progressTimer) return;
+    running.progressTimer = setTimeout(() => this.#writeProgress(running), Math.max(0, PROGRESS_EVERY_MS - (Date.now() - running.lastProgress)));
+  };
 
   #writeProgress(running: Running) {
     running.progressTimer = undefined;
