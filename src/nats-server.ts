@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, createWriteStream, statSync, type WriteStream } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { NaqError } from './errors.js';
 
@@ -221,7 +221,7 @@ class LocalNatsServer implements NatsServerProcess {
       '-p',
       String(this.currentPort === 0 ? -1 : this.currentPort),
       '-sd',
-      this.storeDir,
+      resolve(this.storeDir),
       ...(jetstream ? ['-js'] : []),
       ...(this.opts.extraArgs ?? []),
     ];
@@ -256,7 +256,11 @@ class LocalNatsServer implements NatsServerProcess {
       logStream.on('error', () => (logStream = undefined));
     }
 
-    const child = spawn(this.binaryPath, this.args(), { stdio: ['ignore', 'ignore', 'pipe'] });
+    // Run it in its store directory: nats-server 2.9 in a cluster was seen writing consumer
+    // metadata (meta.inf, meta.sum) to its working directory, which was the project's.
+    const cwd = resolve(this.storeDir);
+    await mkdir(cwd, { recursive: true });
+    const child = spawn(this.binaryPath, this.args(), { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
     this.hasExited = false;
 
