@@ -61,7 +61,11 @@ export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
   readonly logger: Logger;
   /** The root actor (the supervisor); undefined until `start()`. */
   readonly actor: Actor<SupervisorMachine> | undefined;
-  /** Resolves once connected and every service is ready. */
+  /**
+   * Resolves once connected and every service is ready. Rejects with code `SUPERVISOR_FAILED`
+   * (a service or the connection failed for good), `STOPPED` (stop() came first) or
+   * `TIMEOUT` (`timeoutMs` passed).
+   */
   start(options?: StartOptions): Promise<void>;
   /** Stops the services in reverse order, then closes the connection. */
   stop(): Promise<SupervisorOutput | undefined>;
@@ -183,7 +187,12 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
             if (s.matches({ active: 'running' })) finish();
             else if (s.status === 'done') {
               const failure = s.output?.status === 'failed' ? s.output.failure : null;
-              finish(new NaqError('SUPERVISOR_FAILED', `naq could not start: ${failure ? `${failure.child}: ${failure.error?.message}` : 'stopped'}`));
+              // A stop() while starting is not a failure: hosts tell the two apart by code.
+              finish(
+                failure
+                  ? new NaqError('SUPERVISOR_FAILED', `naq could not start: ${failure.child}: ${failure.error?.message}`)
+                  : new NaqError('STOPPED', 'naq was stopped before it finished starting'),
+              );
             }
           },
           error: (err) => finish(err instanceof Error ? err : new Error(String(err))),

@@ -174,6 +174,18 @@ describe('naq against a real nats-server', () => {
     expect(output.status).toBe('failed');
   });
 
+  it('tells a stop during start apart from a failure: start() rejects with STOPPED, stop() reports stopped', async () => {
+    const server = await startServer();
+    const url = server.url;
+    await server.cleanup();
+    // Nothing answers, so start() is still connecting (with retries) when stop() comes.
+    const naq = createNaq({ nats: { url }, connect: { initialDelayMs: 50, maxDelayMs: 100 } }, { logger: silent });
+    const starting = naq.start();
+    await until(() => naq.health().actors.connection?.state !== undefined);
+    await expect(naq.stop()).resolves.toMatchObject({ status: 'stopped' });
+    await expect(starting).rejects.toMatchObject({ code: 'STOPPED', message: 'naq was stopped before it finished starting' });
+  });
+
   it('lets an embedding process exit as soon as stop() resolves: nothing of naq keeps it alive', async () => {
     const server = await startServer();
     const entry = fileURLToPath(new URL('../dist/src/index.js', import.meta.url));
