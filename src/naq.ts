@@ -72,6 +72,8 @@ export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
   /** Resolves with the supervisor's output when it ends, by stop or by failure. */
   readonly done: Promise<SupervisorOutput>;
   health(): HealthReport;
+  /** True while this process's scheduler holds the leader lease and fires the schedules. */
+  isLeader(): boolean;
   /** Finds an actor of the system by its system id ('connection', 'streams', 'kv', ...). */
   get(systemId: string): AnyActorRef | undefined;
   readonly streams: StreamsClient;
@@ -215,6 +217,11 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
       const output = await done;
       await closeLeftovers();
       return output;
+    },
+
+    isLeader() {
+      const scheduler = get('scheduler')?.getSnapshot() as { status: string; matches(state: unknown): boolean } | undefined;
+      return scheduler?.status === 'active' && scheduler.matches({ active: 'leading' });
     },
 
     health() {

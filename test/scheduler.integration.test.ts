@@ -139,6 +139,19 @@ describe('scheduler', () => {
     expect(await naq.getSchedule('s1')).toBeNull();
   });
 
+  it('isLeader() is true in exactly one of two embedded schedulers, and moves when the leader stops', async () => {
+    const server = await startServer();
+    const a = await schedulerAndWorker(server, ['scheduler']);
+    const b = await schedulerAndWorker(server, ['scheduler']);
+    await until(() => a.naq.isLeader() || b.naq.isLeader());
+    const [leader, other] = a.naq.isLeader() ? [a.naq, b.naq] : [b.naq, a.naq];
+    expect(other.isLeader()).toBe(false);
+    await leader.stop();
+    expect(leader.isLeader()).toBe(false);
+    // The leader stepped down (deleted its key), so the other takes over at its next try.
+    await until(() => other.isLeader(), 5000);
+  });
+
   it('three scheduler processes elect exactly one leader; a new one takes over within TTL + a renew interval after SIGKILL', async () => {
     const server = await startServer();
     const procs = [schedulerProcess(server), schedulerProcess(server), schedulerProcess(server)];
