@@ -5,7 +5,7 @@ import { nuid, type QueuedIterator } from '@nats-io/transport-node';
 import { fromCallback, fromPromise } from 'xstate';
 import { backoffDelay } from '../backoff.js';
 import type { NaqConfig } from '../config.js';
-import { errorInfo, InvalidArgumentError, NotFoundError, RevisionMismatchError } from '../errors.js';
+import { errorInfo, InvalidArgumentError, NotConnectedError, NotFoundError, RevisionMismatchError } from '../errors.js';
 import { buildJob, type JobOptions } from '../job.js';
 import type { Logger } from '../log.js';
 import { leaderMachine, type LeaderSettings } from '../machines/leader.js';
@@ -19,6 +19,8 @@ import { retryOptions } from './streams.js';
 const LEADER_KEY = 'scheduler';
 /** Wait before firing a schedule again whose advance the bucket did not take. */
 const ADVANCE_RETRY_MS = 500;
+/** Pause before reopening a schedules watch that ended. */
+const WATCH_REOPEN_MS = 1000;
 const WRONG_LAST_SEQUENCE = [10071, 10164];
 
 function isRevisionConflict(error: unknown) {
@@ -166,11 +168,26 @@ export class ScheduleDispatcher {
       }
     })()
       .catch((error: unknown) => this.#log.warn({ err: error }, 'schedules watch ended'))
-      .finally(() => {
-        // The schedules in memory still fire; the watch brings other processes' changes, so
-        // reopen it (its replay of the bucket only refreshes what is held).
-        if (!this.#stopped) setTimeout(() => this.start().catch((error: unknown) => this.#log.error({ err: error }, 'could not reopen the schedules watch')), 1000);
+      .finally(() => this.#reopen());
+  }
+
+  /**
+   * The schedules in memory still fire without the watch, but it brings other processes'
+   * changes, so it is reopened (its replay of the bucket refreshes what is held) until that
+   * works or the connection is gone for good.
+   */
+  #reopen() {
+    if (this.#stopped) return;
+    setTimeout(() => {
+      this.start().catch((error: unknown) => {
+        if (error instanceof NotConnectedError) {
+          this.#log.warn({ err: error }, 'schedules watch not reopened: the connection is closed');
+          return;
+        }
+        this.#log.error({ err: error }, 'could not reopen the schedules watch; trying again');
+        this.#reopen();
       });
+    }, WATCH_REOPEN_MS).unref();
   }
 
   stop(): void {
