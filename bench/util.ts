@@ -3,11 +3,11 @@
  * across processes, child processes that speak a tiny IPC protocol, and the result table.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { JetStreamManager } from '@nats-io/jetstream';
-import { startThrowawayNatsServer, type NatsServerProcess } from '../src/nats-server.js';
+import { killThrowawayNatsServers, startThrowawayNatsServer, type NatsServerProcess } from '../src/nats-server.js';
 
 export type Category = 'enqueue' | 'drain' | 'end-to-end';
 export type System = 'raw' | 'naq' | 'bullmq';
@@ -52,26 +52,20 @@ export interface BenchServer {
 }
 
 
-let activeServer: { server: NatsServerProcess; root: string } | undefined;
-
 /**
  * Our own nats-server on a free port with a throwaway store: never the system one on 4222,
  * whose state (and other users) would make the figures meaningless.
  */
 export async function startBenchServer(): Promise<BenchServer> {
   const throwaway = await startThrowawayNatsServer({ prefix: 'naq-bench-' });
-  const { server, root } = throwaway;
-  activeServer = { server, root };
+  const { server } = throwaway;
   const version = /Version:\s+(\S+)/.exec(server.recentLog().join('\n'))?.[1] ?? 'unknown';
   const started = server;
   return {
     url: started.url,
     server: started,
     version,
-    async cleanup() {
-      await throwaway.cleanup();
-      activeServer = undefined;
-    },
+    cleanup: () => throwaway.cleanup(),
   };
 }
 
@@ -201,16 +195,12 @@ export class UnavailableError extends Error {}
 export function installCleanupHooks(): void {
   const killAll = (): void => {
     for (const child of children) child.kill('SIGKILL');
-    if (activeServer && !activeServer.server.exited) {
-      process.kill(activeServer.server.pid, 'SIGKILL');
-      rmSync(activeServer.root, { recursive: true, force: true });
-    }
+    killThrowawayNatsServers();
   };
   process.on('exit', killAll);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       killAll();
-      activeServer = undefined;
       process.exit(130);
     });
   }

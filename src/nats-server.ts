@@ -6,7 +6,7 @@
  * already holds the port.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants as fsConstants, createWriteStream, statSync, type WriteStream } from 'node:fs';
+import { accessSync, constants as fsConstants, createWriteStream, rmSync, statSync, type WriteStream } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -402,6 +402,35 @@ export function freePort(): Promise<number> {
   });
 }
 
+// Throwaway servers still running and the folder each owns. Shared through globalThis so a
+// module evaluated twice in one process (vitest does) keeps one list and one exit hook.
+const LIVE = Symbol.for('naq.throwawayNatsServers');
+const liveThrowaways: Map<NatsServerProcess, string> = ((globalThis as { [LIVE]?: Map<NatsServerProcess, string> })[LIVE] ??= new Map());
+
+/**
+ * SIGKILLs every throwaway server still running and deletes its folder, synchronously: for
+ * exit and signal hooks, so a process that dies (Ctrl-C, a crash, a test worker ended early)
+ * leaves no server holding a port and a store. Installed on 'exit' by the first start; a
+ * signal's default action skips 'exit' hooks, so callers that handle signals call it there.
+ */
+export function killThrowawayNatsServers(): void {
+  for (const [server, root] of liveThrowaways) {
+    if (!server.exited) {
+      try {
+        process.kill(server.pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+    try {
+      rmSync(root, { recursive: true, force: true });
+    } catch {
+      // A server still dying may write one last file; a stray temp dir is harmless.
+    }
+  }
+  liveThrowaways.clear();
+}
+
 export interface ThrowawayNatsServer {
   server: NatsServerProcess;
   /** The temp folder holding the store (and the config file, if any). */
@@ -445,10 +474,18 @@ export async function startThrowawayNatsServer(
     throw lastError;
   }
   const s = server;
+  const HOOKED = Symbol.for('naq.throwawayNatsServers.exitHook');
+  const g = globalThis as { [HOOKED]?: boolean };
+  if (!g[HOOKED]) {
+    g[HOOKED] = true;
+    process.on('exit', killThrowawayNatsServers);
+  }
+  liveThrowaways.set(s, root);
   return {
     server: s,
     root,
     async cleanup() {
+      liveThrowaways.delete(s);
       await s.stop();
       await rm(root, { recursive: true, force: true });
     },

@@ -1,4 +1,6 @@
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { NaqError } from '../src/errors.js';
@@ -99,5 +101,20 @@ describe('test harness / nats-server', () => {
     await server.stop();
     expect(server.exited).toBe(true);
     expect(await isNatsReachable(server.url)).toBe(false);
+  });
+
+  it('a process that exits without cleaning up leaves no throwaway server or store behind', () => {
+    const entry = fileURLToPath(new URL('../dist/src/nats-server.js', import.meta.url));
+    const script = `
+      const { startThrowawayNatsServer } = await import(${JSON.stringify(entry)});
+      const t = await startThrowawayNatsServer({ prefix: 'naq-leftover-' });
+      console.log(JSON.stringify({ pid: t.server.pid, root: t.root }));
+      process.exit(0);`;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    const { pid, root } = JSON.parse(out) as { pid: number; root: string };
+    expect(existsSync(root)).toBe(false);
+    // Gone, or a zombie nobody reaped yet (its parent exited): either way not running.
+    const stat = existsSync(`/proc/${pid}/stat`) ? readFileSync(`/proc/${pid}/stat`, 'utf8') : null;
+    expect(stat === null || / Z /.test(stat)).toBe(true);
   });
 });

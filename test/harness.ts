@@ -4,9 +4,8 @@
  * `afterAll(stopAllServers)` cleans up — and a test file that dies early still SIGKILLs its
  * servers on the way out instead of leaking them onto later runs.
  */
-import { rmSync } from 'node:fs';
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
-import { freePort, startThrowawayNatsServer, type NatsServerProcess } from '../src/nats-server.js';
+import { freePort, killThrowawayNatsServers, startThrowawayNatsServer, type NatsServerProcess } from '../src/nats-server.js';
 
 export { freePort };
 
@@ -25,12 +24,8 @@ export interface TestServer extends NatsServerProcess {
   cleanup(): Promise<void>;
 }
 
-// Shared through globalThis so the exit hooks below, installed once per process, also see
-// servers started by a second evaluation of this module in the same worker.
-const SERVERS = Symbol.for('naq.test.harness.servers');
-const shared = globalThis as { [SERVERS]?: Map<TestServer, string> };
-/** Each tracked server and the temp directory (store, config) it owns. */
-const servers: Map<TestServer, string> = (shared[SERVERS] ??= new Map<TestServer, string>());
+/** The servers this test file started and has not cleaned up yet. */
+const servers = new Set<TestServer>();
 const clients = new Set<NatsConnection>();
 
 
@@ -72,7 +67,7 @@ export async function startServer(opts: StartServerOptions = {}): Promise<TestSe
       await throwaway.cleanup();
     },
   };
-  servers.set(server, throwaway.root);
+  servers.add(server);
   return server;
 }
 
@@ -91,34 +86,16 @@ export async function connectTo(
 export async function stopAllServers(): Promise<void> {
   await Promise.allSettled([...clients].map((nc) => nc.close()));
   clients.clear();
-  await Promise.allSettled([...servers.keys()].map((s) => s.cleanup()));
+  await Promise.allSettled([...servers].map((s) => s.cleanup()));
   servers.clear();
 }
 
-function killLeftovers(): void {
-  for (const [server, root] of servers) {
-    if (!server.exited) {
-      try {
-        process.kill(server.pid, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
-    }
-    try {
-      rmSync(root, { recursive: true, force: true });
-    } catch {
-      // A server still dying may write one last file; a stray temp dir is harmless.
-    }
-  }
-  servers.clear();
-}
-
-// vitest ends a fork worker with SIGTERM (then SIGKILL after 500 ms), and a signal's default
-// action skips 'exit' handlers, so the signals need their own. After killing the servers the
-// signal is raised again so the process still dies the way it would have — unless someone
-// else listens for it and has their own plans.
+// Servers are SIGKILLed on exit by src/nats-server.ts. vitest ends a fork worker with SIGTERM
+// (then SIGKILL after 500 ms), and a signal's default action skips 'exit' handlers, so the
+// signals need their own. After killing the servers the signal is raised again so the process
+// still dies the way it would have — unless someone else listens for it and has their own plans.
 function onSignal(signal: NodeJS.Signals): void {
-  killLeftovers();
+  killThrowawayNatsServers();
   if (process.listenerCount(signal) === 1) {
     process.off(signal, onSignal);
     process.kill(process.pid, signal);
@@ -130,7 +107,6 @@ const HOOKS = Symbol.for('naq.test.harness.exitHooks');
 const g = globalThis as { [HOOKS]?: boolean };
 if (!g[HOOKS]) {
   g[HOOKS] = true;
-  process.on('exit', killLeftovers);
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 }
