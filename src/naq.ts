@@ -1,4 +1,4 @@
-import { createActor, type Actor, type AnyActorRef, type InspectionEvent, type Observer } from 'xstate';
+import { createActor, type Actor, type ActorRefFrom, type AnyActorRef, type InspectionEvent, type Observer } from 'xstate';
 import { naqSupervisor, servicesForRoles, supervisorInput } from './actors/system.js';
 import { ask } from './ask.js';
 import { jobsRuntimeFor, type EnqueueItem, type JobsRuntime, type QueueStats, type WorkerInfo } from './actors/jobs-runtime.js';
@@ -16,6 +16,11 @@ import { NaqError, NotConnectedError, OperationTimeoutError } from './errors.js'
 import { createLogger, type Logger } from './log.js';
 import { stateName } from './state-name.js';
 import type { ServiceName, SupervisorMachine, SupervisorOutput, SupervisorReport } from './machines/supervisor.js';
+import type { ConnectionMachine } from './machines/connection.js';
+import type { LeaderMachine } from './machines/leader.js';
+import type { SchedulerMachine } from './machines/scheduler.js';
+import type { ServiceMachine } from './machines/service.js';
+import type { WorkerMachine } from './machines/worker.js';
 
 export interface CreateNaqOptions<H extends Handlers = Handlers> {
   /** Handlers by job name, for the worker role. A job can only run a handler registered here. */
@@ -74,7 +79,12 @@ export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
   health(): HealthReport;
   /** True while this process's scheduler holds the leader lease and fires the schedules. */
   isLeader(): boolean;
-  /** Finds an actor of the system by its system id ('connection', 'streams', 'kv', ...). */
+  /** Finds an actor of the system by its system id; the ids naq gives its actors come typed. */
+  get(systemId: 'connection'): ActorRefFrom<ConnectionMachine> | undefined;
+  get(systemId: 'streams' | 'kv' | 'events' | 'jobs'): ActorRefFrom<ServiceMachine> | undefined;
+  get(systemId: 'scheduler'): ActorRefFrom<SchedulerMachine> | undefined;
+  get(systemId: 'leader'): ActorRefFrom<LeaderMachine> | undefined;
+  get(systemId: `worker:${string}`): ActorRefFrom<WorkerMachine> | undefined;
   get(systemId: string): AnyActorRef | undefined;
   readonly streams: StreamsClient;
   readonly kv: KvClient;
@@ -155,7 +165,7 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
     done,
     streams: new StreamsClient(() => get('streams'), askTimeoutMs),
     kv: new KvClient(() => get('kv'), askTimeoutMs),
-    get,
+    get: get as Naq<H>['get'],
 
     start(startOptions = {}) {
       if (started) return started;

@@ -68,7 +68,7 @@ describe('scheduler', () => {
   it('enqueueIn and enqueueAt run no earlier than asked and within a second after', async () => {
     const server = await startServer();
     const { naq, started } = await schedulerAndWorker(server);
-    await until(() => naq.get('scheduler')?.getSnapshot().value?.active === 'leading');
+    await until(() => naq.isLeader());
     const t0 = Date.now();
     const inId = await naq.enqueueIn(800, 'tick', null);
     const atTime = Date.now() + 1200;

@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { startInspector } from '../src/inspector.js';
 import { configSecrets, resolveConfig } from '../src/config.js';
+import { natsOf } from '../src/actors/nats-connection.js';
 import { createNaq, type Naq } from '../src/naq.js';
 import { startServer, stopAllServers } from './harness.js';
 
@@ -85,7 +86,7 @@ describe('NATS authentication, for real', () => {
     await naq.start({ timeoutMs: 10_000 });
     await naq.kv.ensureBucket('tls');
     expect(await naq.kv.put('tls', 'k', 'over tls')).toBe(1);
-    const nc = (naq.get('connection')!.getSnapshot().context.connection as { nc: { info?: { tls_required?: boolean } } }).nc;
+    const nc = natsOf(naq.get('connection')!.getSnapshot().context.connection);
     expect(nc.info?.tls_required).toBe(true);
 
     // Without the CA the server's certificate is not trusted: a clear failure, not a hang.

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import type { AnyActorRef } from 'xstate';
+import { natsOf } from '../src/actors/nats-connection.js';
 import { createNaq, type Naq } from '../src/naq.js';
 import { KeyExistsError, NotFoundError, OperationTimeoutError, RevisionMismatchError } from '../src/errors.js';
 import type { ConnectionNotification } from '../src/machines/connection.js';
@@ -33,8 +33,8 @@ function naqFor(server: TestServer, extra: Record<string, unknown> = {}) {
 /** Watches connection notifications through the connection actor's emitted events. */
 function notifications(naq: Naq): ConnectionNotification['type'][] {
   const seen: ConnectionNotification['type'][] = [];
-  const conn = naq.get('connection') as AnyActorRef & { on: (t: string, fn: (e: { type: string }) => void) => void };
-  for (const t of ['CONNECTED', 'DISCONNECTED', 'RECONNECTED']) conn.on(t, (e) => seen.push(e.type as ConnectionNotification['type']));
+  const conn = naq.get('connection')!;
+  for (const t of ['CONNECTED', 'DISCONNECTED', 'RECONNECTED'] as const) conn.on(t, (e) => seen.push(e.type));
   return seen;
 }
 
@@ -57,7 +57,7 @@ describe('naq against a real nats-server', () => {
     const updated = await naq.streams.ensure({ name: 'ORDERS', subjects: ['orders.>'], max_msgs: 50 });
     expect(updated.config.max_msgs).toBe(50);
 
-    const nc = (naq.get('connection')!.getSnapshot().context.connection as { nc: import('@nats-io/transport-node').NatsConnection }).nc;
+    const nc = natsOf(naq.get('connection')!.getSnapshot().context.connection);
     const { jetstream } = await import('@nats-io/jetstream');
     const js = jetstream(nc);
     await js.publish('orders.a', 'first');

@@ -19,6 +19,13 @@ function compileOnly() {
   // @ts-expect-error data of the wrong shape is a type error
   void naq.enqueue('resize', { url: 'a' });
   void naq.enqueueBulk([{ name: 'ping', data: undefined }]);
+  // The actors naq names come typed: snapshots, events they accept, events they emit.
+  const server: string | null | undefined = naq.get('connection')?.getSnapshot().context.server;
+  naq.get('leader')?.on('LEADER_ELECTED', (e) => void e.revision);
+  naq.get('worker:default')?.send({ type: 'STOP' });
+  // @ts-expect-error the connection accepts no such event
+  naq.get('connection')?.send({ type: 'NOPE' });
+  void server;
 }
 
 describe('typed API', () => {
