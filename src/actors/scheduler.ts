@@ -308,11 +308,22 @@ export function schedulerLogic(config: NaqConfig, log: Logger) {
         const rt = current;
         if (!rt) throw new Error('scheduler not started');
         const kv = await rt.leaderKv();
-        return kv.create(LEADER_KEY, encodeJson({ candidateId: input.candidateId, host: hostname(), pid: process.pid, ts: Date.now() }));
+        try {
+          return await kv.create(LEADER_KEY, encodeJson({ candidateId: input.candidateId, host: hostname(), pid: process.pid, ts: Date.now() }));
+        } catch (error) {
+          // Someone holding the lease is the normal case for a follower; anything else is worth seeing.
+          if (!isRevisionConflict(error)) log.debug({ err: error, candidate: input.candidateId }, 'leader lease not acquired');
+          throw error;
+        }
       }),
       renew: fromPromise<number, { candidateId: string; revision: number }>(async ({ input }) => {
         const kv = await current!.leaderKv();
-        return kv.update(LEADER_KEY, encodeJson({ candidateId: input.candidateId, host: hostname(), pid: process.pid, ts: Date.now() }), input.revision);
+        try {
+          return await kv.update(LEADER_KEY, encodeJson({ candidateId: input.candidateId, host: hostname(), pid: process.pid, ts: Date.now() }), input.revision);
+        } catch (error) {
+          log.warn({ err: error, candidate: input.candidateId }, 'leader lease not renewed; this process stops firing schedules');
+          throw error;
+        }
       }),
       release: fromPromise<void, { revision: number }>(async ({ input }) => {
         const kv = await current!.leaderKv();
