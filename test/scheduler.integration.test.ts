@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { pino } from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, RevisionMismatchError } from '../src/errors.js';
 import { createNaq, type Naq } from '../src/naq.js';
-import { cleanEnv, until, startServer, stopAllServers, type TestServer } from './harness.js';
+import { cleanEnv, connectTo, until, startServer, stopAllServers, type TestServer } from './harness.js';
 
 const silent = pino({ level: 'silent' });
 const CLI = resolve(import.meta.dirname, '../dist/src/main.js');
@@ -21,7 +22,7 @@ afterAll(stopAllServers);
 const FAST_LEADER = { leaderTtlMs: 2000, renewMs: 500, electionRetryMs: 250 };
 
 /** One process running the scheduler and a worker that records when each job started. */
-async function schedulerAndWorker(server: TestServer, roles: Array<'worker' | 'scheduler'> = ['worker', 'scheduler']) {
+async function schedulerAndWorker(server: TestServer, roles: Array<'worker' | 'scheduler'> = ['worker', 'scheduler'], extra: Record<string, unknown> = {}) {
   const started = new Map<string, number[]>();
   const naq = createNaq(
     {
@@ -30,6 +31,7 @@ async function schedulerAndWorker(server: TestServer, roles: Array<'worker' | 's
       worker: { queues: ['default'], concurrency: 10 },
       scheduler: FAST_LEADER,
       supervisor: { stopTimeoutMs: 3000 },
+      ...extra,
     },
     {
       logger: silent,
@@ -113,6 +115,27 @@ describe('scheduler', () => {
     await until(() => started.size >= atPause + 1, 5000);
     for (const [, times] of started) expect(times).toHaveLength(1);
   });
+
+  it('an outage of the jobs stream, however long, does not fail a schedule: it fires again once the stream is back', async () => {
+    const server = await startServer();
+    // The scheduler alone: the runs it publishes are counted in the stream. A short operation
+    // deadline, so each fire gives up quickly and the failures pile up.
+    const { naq } = await schedulerAndWorker(server, ['scheduler'], { ops: { timeoutMs: 300 } });
+    const nc = await connectTo(server);
+    const jsm = await jetstreamManager(nc);
+    const runs = async () => (await jsm.streams.info('NAQ_JOBS')).state.messages;
+    await naq.schedule('steady', { every: 500 }, 'tick', null);
+    await until(async () => (await runs()) >= 1, 10_000);
+    // No stream for the runs' subjects (as while a cluster elects its leader): each fire fails
+    // with no responders, well over maxFireFailures (5) times in 8 s of backoff.
+    const { config } = await jsm.streams.info('NAQ_JOBS');
+    await jsm.streams.delete('NAQ_JOBS');
+    await new Promise((r) => setTimeout(r, 8000));
+    expect((await naq.getSchedule('steady'))?.status).toBe('active');
+    await jsm.streams.add(config);
+    await until(async () => (await runs()) >= 1, 20_000);
+    expect((await naq.getSchedule('steady'))?.status).toBe('active');
+  }, 60_000);
 
   it('rejects an invalid cron, time zone or period at schedule() time, naming the field', async () => {
     const server = await startServer();

@@ -13,7 +13,7 @@ import { schedulerMachine, type SchedulerInput } from '../machines/scheduler.js'
 import { buildOneShot, buildSchedule, nextRun, runJobId, type ScheduleOptions, type ScheduleRecord, type ScheduleSpec } from '../schedule.js';
 import { encodeJson, jobsRuntimeFor, type JobsRuntime } from './jobs-runtime.js';
 import { natsOf } from './nats-connection.js';
-import { withRetry } from '../retry.js';
+import { isTransient, withRetry } from '../retry.js';
 import { retryOptions } from './streams.js';
 
 const LEADER_KEY = 'scheduler';
@@ -139,6 +139,7 @@ export class ScheduleDispatcher {
   readonly #schedules = new Map<string, { record: ScheduleRecord; revision: number }>();
   readonly #firing = new Set<string>();
   readonly #failures = new Map<string, number>();
+  readonly #refusals = new Map<string, number>();
   readonly #retryAt = new Map<string, number>();
   #watch: QueuedIterator<KvEntry> | null = null;
   #timer: NodeJS.Timeout | undefined;
@@ -238,6 +239,7 @@ export class ScheduleDispatcher {
       this.fired++;
       this.#rt.events.emit({ type: 'schedule.fired', queue: record.queue, jobId, data: { id: record.id, fireTime } });
       this.#failures.delete(id);
+      this.#refusals.delete(id);
       this.#retryAt.delete(id);
       await this.#advance(record, revision, fireTime);
     } catch (error) {
@@ -274,16 +276,22 @@ export class ScheduleDispatcher {
   }
 
   async #failed(id: string, record: ScheduleRecord, revision: number, error: unknown) {
+    // Consecutive failures drive the backoff; only refusals count towards maxFireFailures. An
+    // outage (no ack in time, a stream between leaders) is retried for as long as it lasts,
+    // or a cluster election would fail a cron schedule for good.
     const n = (this.#failures.get(id) ?? 0) + 1;
     this.#failures.set(id, n);
+    const refusals = (this.#refusals.get(id) ?? 0) + (isTransient(error) ? 0 : 1);
+    this.#refusals.set(id, refusals);
     const message = errorInfo(error).message;
-    if (n < this.#config.scheduler.maxFireFailures) {
+    if (refusals < this.#config.scheduler.maxFireFailures) {
       const delay = backoffDelay(n, { initialDelayMs: 200, maxDelayMs: 10_000, jitter: 0.2 });
       this.#retryAt.set(id, Date.now() + delay);
       this.#log.warn({ schedule: id, attempt: n, delay, err: message }, 'schedule fire failed; retrying');
       return;
     }
     this.#failures.delete(id);
+    this.#refusals.delete(id);
     this.#retryAt.delete(id);
     this.#log.error({ schedule: id, err: message }, `schedule failed after ${n} attempts`);
     this.#rt.events.emit({ type: 'schedule.failed', queue: record.queue, data: { id, error: message, attempts: n } });
