@@ -8,6 +8,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { DeadLetter } from '../src/actors/jobs-runtime.js';
 import { layout } from '../src/layout.js';
+import { HANG_TIMEOUT_MS, mayHang, PROGRESS_KINDS, VALUE_KINDS, type Final, type Plan, type Step } from '../test/outcome-model.js';
 
 export interface PoisonCase {
   /** Short label for the summary table. */
@@ -140,4 +141,33 @@ export async function readDeadLetters(nc: NatsConnection, queue: string, prefix 
     }
   }
   return out;
+}
+
+/**
+ * Jobs for the `outcome` handler (test/fixtures/outcome-handlers.ts) with random plans: results,
+ * throws and progress that cannot be stored, hangs past a timeout, hostile log lines.
+ */
+export function poisonOutcomeJobs(count: number, rand: () => number, queue: string): Array<{ name: 'outcome'; data: Plan; opts: { queue: string; jobId: string; attempts: number; timeoutMs?: number; backoff: { type: 'fixed'; delay: number } } }> {
+  const pick = <T>(list: readonly T[]): T => list[Math.floor(rand() * list.length)]!;
+  const step = (): Step => {
+    const r = rand();
+    if (r < 0.4) return { progress: pick(PROGRESS_KINDS), swallow: rand() < 0.3 };
+    if (r < 0.7) return { sleep: Math.floor(rand() * 30) };
+    return { log: pick(['circular', 'bigint', 'error'] as const) };
+  };
+  const final = (): Final => {
+    const r = rand();
+    if (r < 0.5) return { return: pick(VALUE_KINDS) };
+    if (r < 0.75) return { throw: pick(VALUE_KINDS) };
+    if (r < 0.9) return { rejectLater: pick(VALUE_KINDS) };
+    return { hang: true };
+  };
+  return Array.from({ length: count }, (_, i) => {
+    const plan: Plan = { steps: Array.from({ length: Math.floor(rand() * 3) }, step), finals: Array.from({ length: 1 + Math.floor(rand() * 2) }, final) };
+    return {
+      name: 'outcome' as const,
+      data: plan,
+      opts: { queue, jobId: `bad-${i}`, attempts: 1 + Math.floor(rand() * 2), backoff: { type: 'fixed' as const, delay: 50 }, ...(mayHang(plan) ? { timeoutMs: HANG_TIMEOUT_MS } : {}) },
+    };
+  });
 }

@@ -16,7 +16,7 @@ import { InvalidArgumentError } from '../src/errors.js';
 import type { JobRecord } from '../src/job.js';
 import { createNaq, type Naq } from '../src/naq.js';
 import { classifyDuplicates, parseExecutions, type Execution, type Faults } from './analysis.js';
-import { publishPoison, rawOversizedPublish, readDeadLetters, BIG_PAYLOAD_BYTES, type PoisonCase } from './poison.js';
+import { poisonOutcomeJobs, publishPoison, rawOversizedPublish, readDeadLetters, BIG_PAYLOAD_BYTES, type PoisonCase } from './poison.js';
 import { cliPath, handlersPath, NaqProcess, repoRoot } from './processes.js';
 import { startChaosServer, type ChaosServer } from './server.js';
 
@@ -54,6 +54,11 @@ export interface ChaosOptions {
   log?: (line: string) => void;
   /** Publish the poison cases and check the dead letters (default true). */
   poison?: boolean;
+  /**
+   * Jobs whose handler misbehaves on purpose (returns, throws or reports what cannot be
+   * stored, hangs past its timeout), mixed among the others (default: a tenth of `jobs`).
+   */
+  poisonOutcomes?: number;
   /** Keep killing until at least this many kills, even when the work is done (default 0). */
   minKills?: number;
   /** Never kill more than this many workers (default: keep killing until the work is done). */
@@ -129,6 +134,10 @@ export interface ChaosResult {
   deadGot: number;
   deadForRealJobs: number;
   poison: PoisonOutcome[];
+  /** Jobs whose handler misbehaved on purpose, how many ended recorded, how many of those failed. */
+  poisonOutcomes: number;
+  poisonOutcomesEnded: number;
+  poisonOutcomesFailed: number;
   oversizedEnqueue: string;
   rawOversizedPublish: string;
   scheduleFires: number;
@@ -179,6 +188,7 @@ function errorText(error: unknown): string {
 export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const o = {
     poison: true,
+    poisonOutcomes: Math.round(options.jobs / 10),
     minKills: 0,
     maxKills: Infinity,
     enqueueOverMs: 0,
@@ -299,6 +309,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     // --- producer: explicit ids, so a batch retried after an outage is deduplicated, not doubled.
     const ids = Array.from({ length: o.jobs }, (_, i) => `${JOB_PREFIX}${i}`);
     let poisonCases: PoisonCase[] | undefined;
+    // Misbehaving handlers ride along with the real jobs, spread over the same enqueue.
+    const badItems = poisonOutcomeJobs(o.poisonOutcomes, rand, QUEUE);
+    const badIds = badItems.map((b) => b.opts.jobId);
     let producerDone = false;
     const retrying = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
       for (;;) {
@@ -323,6 +336,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
           poisonCases = await publishPoison(raw, QUEUE);
           say(`poison published: ${poisonCases.map((c) => `${c.label}: ${c.published}`).join('; ')}`);
         }
+        const badFrom = Math.floor((i / o.jobs) * badItems.length);
+        const badTo = Math.floor(((i + items.length) / o.jobs) * badItems.length);
+        if (badTo > badFrom) await retrying(`enqueue of poison outcomes ${badFrom}..${badTo - 1}`, () => naq.enqueueBulk(badItems.slice(badFrom, badTo)));
         const wait = perBatchMs - (Date.now() - started);
         if (wait > 0) await sleep(wait);
       }
@@ -471,6 +487,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       await settle(SCHED_QUEUE);
     }
 
+    // --- poison outcomes: each one ended recorded (completed or failed), none left running.
+    const badRecords = await mapLimit(badIds, 64, getRecord);
+    const badEnded = badRecords.filter((r) => r?.status === 'completed' || r?.status === 'failed').length;
+    const badFailed = badRecords.filter((r) => r?.status === 'failed').length;
+    const badUnended = badIds.filter((_, i) => badRecords[i]?.status !== 'completed' && badRecords[i]?.status !== 'failed');
+    if (badUnended.length) notes.push(`poison outcomes not ended: ${badUnended.slice(0, 10).map((id) => `${id}=${badRecords[badIds.indexOf(id)]?.status ?? 'no record'}`).join(' ')}`);
+
     // --- poison: every stored case dead-lettered with its reason, and no real job among them.
     const storedPoison = (poisonCases ?? []).filter((c) => c.stored);
     let dead = await readDeadLetters(raw, QUEUE);
@@ -544,6 +567,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       { name: 'worker restarts', expected: String(counters.kills + workerCrashes), got: String(counters.workerRestarts + workerCrashes), ok: true },
       { name: 'server restarts', expected: o.restartServer ? '1' : '0', got: String(counters.serverRestarts), ok: counters.serverRestarts === (o.restartServer ? 1 : 0) },
       { name: 'processes that died on their own', expected: '0', got: String(crashes.length), ok: crashes.length === 0 },
+      {
+        name: 'poison outcomes ended recorded',
+        expected: String(badIds.length),
+        got: `${badEnded} (${badFailed} failed, ${badEnded - badFailed} completed)`,
+        ok: badEnded === badIds.length,
+      },
       { name: 'oversized enqueue (2 MiB)', expected: 'rejected before sending', got: oversizedEnqueue, ok: oversizedOk },
       { name: 'raw 2 MiB PUB', expected: 'refused by nats-server', got: rawOversized, ok: /Maximum Payload/i.test(rawOversized) },
     ];
@@ -592,6 +621,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       deadGot,
       deadForRealJobs,
       poison,
+      poisonOutcomes: badIds.length,
+      poisonOutcomesEnded: badEnded,
+      poisonOutcomesFailed: badFailed,
       oversizedEnqueue,
       rawOversizedPublish: rawOversized,
       scheduleFires: fires.length,

@@ -32,7 +32,7 @@ interface FilterArgs extends EventsCliArgs {
 
 interface HistoryArgs extends FilterArgs {
   since?: string;
-  limit?: number;
+  limit?: string;
 }
 
 interface StatsArgs extends EventsCliArgs {
@@ -66,10 +66,12 @@ export function parseTypes(values: readonly string[] | undefined): NaqEventType[
   return types.length ? (types as NaqEventType[]) : undefined;
 }
 
-function parseLimit(limit: number | undefined): number | undefined {
+/** Declared as a string so a typo ("abc") or a bare --limit is seen, not turned into NaN or dropped. */
+function parseLimit(limit: unknown): number | undefined {
   if (limit === undefined) return undefined;
-  if (!Number.isInteger(limit) || limit < 1) throw new EventsUsageError(`--limit: expected a positive integer, got ${String(limit)}`);
-  return limit;
+  const n = typeof limit === 'string' && /^\d+$/.test(limit) ? Number(limit) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) throw new EventsUsageError(`invalid --limit: expected an integer >= 1, got ${JSON.stringify(limit)}`);
+  return n;
 }
 
 function filterOf(args: FilterArgs): EventFilter {
@@ -185,7 +187,7 @@ export function eventsCommand(withNaq: WithNaq): CommandModule<EventsCliArgs, Ev
           (c) =>
             withFilterOptions(c)
               .option('since', { type: 'string', describe: 'from this long ago (30s, 10m, 1h, 2d) or this ISO date; default: the start of the log' })
-              .option('limit', { type: 'number', describe: 'at most this many events, the first from --since (default 1000)' }),
+              .option('limit', { type: 'string', describe: 'at most this many events (an integer >= 1), the first from --since (default 1000)' }),
           (args) => runHistory(withNaq, args as HistoryArgs),
         )
         .command(

@@ -105,6 +105,16 @@ const ConfigSchema = section({
     credsFile: filePath().optional(),
     tls: tls.optional(),
     connectTimeoutMs: ms(1).default(5000),
+    // A link that stops delivering without closing (a dropped NAT entry, a peer gone behind
+    // a firewall) shows only as unanswered pings: the client reconnects when maxPingsOut
+    // pings are still unanswered at the next ping, i.e. 20–30 s after the link died here.
+    // The client's own 2 min × 2 would leave a worker idle, and every enqueue timing out,
+    // for 4–6 minutes. Two pings, not one, so a PONG stuck behind a large backlog does not
+    // cost a needless reconnect; a PING every 10 s is negligible traffic. The floors: the
+    // client reads 0 as "its default", and below 100 ms an event-loop stall alone would
+    // look like missed pings.
+    pingIntervalMs: ms(100).default(10_000),
+    maxPingsOut: int(1).default(2),
   }).prefault({}),
   connect: section({
     maxAttempts: int(0).default(0),

@@ -83,10 +83,87 @@ export class InvalidArgumentError extends NaqError {
   }
 }
 
-/** Turns anything thrown into an Error without losing it. */
+/**
+ * The server refused an operation because the connection's user may not publish or subscribe
+ * to `subject`. Never transient: retrying cannot help until the permissions change.
+ */
+export class PermissionDeniedError extends NaqError {
+  readonly subject: string;
+  readonly operation: 'publish' | 'subscribe';
+  constructor(operation: 'publish' | 'subscribe', subject: string, options?: ErrorOptions) {
+    super(
+      'PERMISSION_DENIED',
+      `NATS permission denied: this user may not ${operation} to "${subject}" (docs/security.md lists what each naq role needs)`,
+      options,
+    );
+    this.subject = subject;
+    this.operation = operation;
+  }
+}
+
+/** Longest error message kept in records, dead letters and replies; the rest is cut and marked. */
+export const MAX_ERROR_MESSAGE_CHARS = 4096;
+/** How many `cause`s of an error are kept. */
+const MAX_CAUSES = 3;
+
+/** Cuts `text` to `max` characters, saying how much was cut. */
+export function truncateText(text: string, max: number): string {
+  if (text.length <= max) return text;
+  return `${text.slice(0, max)}… [${text.length - max} more characters cut]`;
+}
+
+/**
+ * A short, never-throwing description of any value: what a handler threw may be circular,
+ * hold a BigInt, be a Proxy that throws on every read, or have a toString that throws.
+ */
+export function describeValue(value: unknown, max = MAX_ERROR_MESSAGE_CHARS): string {
+  try {
+    if (typeof value === 'string') return truncateText(value, max);
+    if (typeof value === 'bigint') return `${value}n`;
+    if (typeof value === 'symbol') return value.toString();
+    if (typeof value === 'function') return `[function ${value.name || 'anonymous'}]`;
+    if (value === undefined) return 'undefined';
+    if (value === null || typeof value !== 'object') return String(value);
+    const seen = new WeakSet<object>();
+    const json = JSON.stringify(value, (_key, v: unknown) => {
+      if (typeof v === 'bigint') return `${v}n`;
+      if (typeof v === 'function') return `[function ${(v as { name?: string }).name || 'anonymous'}]`;
+      if (typeof v === 'symbol') return v.toString();
+      if (v && typeof v === 'object') {
+        if (seen.has(v)) return '[circular]';
+        seen.add(v);
+      }
+      return v;
+    });
+    return truncateText(json ?? Object.prototype.toString.call(value), max);
+  } catch {
+    try {
+      return truncateText(Object.prototype.toString.call(value), max);
+    } catch {
+      return '[unreadable value]';
+    }
+  }
+}
+
+/** Reads `key` of `value`, or undefined when reading it throws (a hostile getter or Proxy). */
+function read(value: unknown, key: string): unknown {
+  try {
+    return (value as Record<string, unknown>)[key];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Turns anything thrown into an Error without losing it; never throws itself. */
 export function toError(value: unknown): Error {
-  if (value instanceof Error) return value;
-  return new Error(typeof value === 'string' ? value : JSON.stringify(value));
+  let isError = false;
+  try {
+    isError = value instanceof Error;
+  } catch {
+    // a Proxy whose getPrototypeOf trap throws
+  }
+  if (isError) return value as Error;
+  return new Error(describeValue(value));
 }
 
 /** A plain, serialisable description of an error, for replies, logs and records. */
@@ -94,14 +171,33 @@ export interface ErrorInfo {
   name: string;
   code?: string;
   message: string;
+  /** What caused it, when the error said (`new Error(msg, { cause })`); at most three deep. */
+  cause?: ErrorInfo;
 }
 
+/**
+ * Whatever was thrown, as an ErrorInfo that always encodes: strings only, message cut at
+ * MAX_ERROR_MESSAGE_CHARS, causes followed three deep. Never throws.
+ */
 export function errorInfo(value: unknown): ErrorInfo {
-  const err = toError(value);
-  const code = (err as { code?: unknown }).code;
-  return {
-    name: err.name,
-    ...(typeof code === 'string' || typeof code === 'number' ? { code: String(code) } : {}),
-    message: err.message,
-  };
+  return infoOf(value, 0);
+}
+
+function infoOf(value: unknown, depth: number): ErrorInfo {
+  try {
+    const err = toError(value);
+    const name = read(err, 'name');
+    const message = read(err, 'message');
+    const code = read(err, 'code');
+    const info: ErrorInfo = {
+      name: typeof name === 'string' && name ? truncateText(name, 200) : 'Error',
+      message: typeof message === 'string' ? truncateText(message, MAX_ERROR_MESSAGE_CHARS) : describeValue(message),
+    };
+    if (typeof code === 'string' || typeof code === 'number') info.code = truncateText(String(code), 200);
+    const cause = err === value ? read(err, 'cause') : undefined;
+    if (cause !== undefined && depth < MAX_CAUSES) info.cause = infoOf(cause, depth + 1);
+    return info;
+  } catch {
+    return { name: 'Error', message: '[an error that could not be read]' };
+  }
 }

@@ -23,7 +23,7 @@ import {
 import { nuid, type NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { jobsRuntimeFor } from './actors/jobs-runtime.js';
-import { ensureStream } from './actors/streams.js';
+import { ensureStream, type EnsureStreamOptions } from './actors/streams.js';
 import type { NaqConfig } from './config.js';
 import { InvalidArgumentError, NotFoundError, OperationTimeoutError } from './errors.js';
 import { layout, validateJobId, validateQueue } from './layout.js';
@@ -474,7 +474,7 @@ export function eventLogFor(nc: NatsConnection, config: NaqConfig, log?: Logger)
 }
 
 function connectionEventLog(nc: NatsConnection, config: NaqConfig, log: Logger): EventBuffer {
-  const rt = jobsRuntimeFor(nc, config);
+  const rt = jobsRuntimeFor(nc, config, log);
   const buffer = new EventBuffer(
     (subject, data, options) => rt.publisher.publish(subject, data, options),
     config.prefix,
@@ -516,7 +516,7 @@ export function eventsStreamOptions(config: NaqConfig): EventsStreamOptions {
   return { maxAgeMs: config.events.maxAgeMs, replicas: config.storage.replicas, storage: config.storage.storage };
 }
 
-export function ensureEventsStream(jsm: JetStreamManager, prefix: string, options: EventsStreamOptions): Promise<StreamInfo> {
+export function ensureEventsStream(jsm: JetStreamManager, prefix: string, options: EventsStreamOptions, ensure?: EnsureStreamOptions): Promise<StreamInfo> {
   const dedupeMs = options.maxAgeMs > 0 ? Math.min(DEDUPE_WINDOW_MS, options.maxAgeMs) : DEDUPE_WINDOW_MS;
   return ensureStream(jsm, {
     name: layout(prefix).eventsStream,
@@ -528,7 +528,7 @@ export function ensureEventsStream(jsm: JetStreamManager, prefix: string, option
     max_age: options.maxAgeMs * NANOS_PER_MS,
     // The server refuses a dedupe window longer than max_age.
     duplicate_window: dedupeMs * NANOS_PER_MS,
-  });
+  }, ensure);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
+import { durationProblem, MAX_DURATION_MS } from './duration.js';
 import { errorInfo, InvalidArgumentError, type ErrorInfo } from './errors.js';
 import { validateJobId, validateQueue } from './layout.js';
+import { jsonProblem } from './wire-value.js';
 
 /**
  * The job model and its wire format (JSON, versioned) — what a client in another language
@@ -74,6 +76,8 @@ export interface JobRecord {
   expiresAt?: number;
   /** The payload, kept only while it is needed again (waiting on dependencies). */
   data?: unknown;
+  /** What was cut so the record fits one message (e.g. "result", "attempts"); see docs/wire-format.md. */
+  trimmed?: string[];
 }
 
 export class JobDecodeError extends Error {
@@ -87,14 +91,24 @@ function isPositiveInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= 1;
 }
 
+/** Handler names are looked up in a registry and shown everywhere; a long one is a mistake. */
+export const MAX_NAME_CHARS = 256;
+/** More than this many dependencies is a batch, not a dependency list. */
+export const MAX_DEPENDENCIES = 1000;
+
 function checkBackoff(b: unknown): string | null {
   if (b === undefined) return null;
   if (!b || typeof b !== 'object') return 'backoff must be an object';
   const o = b as Record<string, unknown>;
   if (o.type === 'fixed' || o.type === 'exponential') {
-    if (typeof o.delay !== 'number' || o.delay < 0) return 'backoff.delay must be a number >= 0';
+    const problem = durationProblem(o.delay, 0);
+    if (problem) return `backoff.delay: ${problem}`;
   } else if (o.type === 'list') {
-    if (!Array.isArray(o.delays) || o.delays.some((d) => typeof d !== 'number' || d < 0)) return 'backoff.delays must be numbers >= 0';
+    if (!Array.isArray(o.delays) || o.delays.length === 0) return 'backoff.delays must be a non-empty array of ms';
+    for (const d of o.delays) {
+      const problem = durationProblem(d, 0);
+      if (problem) return `backoff.delays: ${problem}`;
+    }
   } else return 'backoff.type must be fixed, exponential or list';
   if (o.jitter !== undefined && (typeof o.jitter !== 'number' || o.jitter < 0 || o.jitter > 1)) return 'backoff.jitter must be in [0, 1]';
   return null;
@@ -114,13 +128,18 @@ export function decodeJob(bytes: Uint8Array): JobMessage {
   for (const field of ['id', 'name', 'queue'] as const) {
     if (typeof j[field] !== 'string' || (j[field] as string).length === 0) throw new JobDecodeError(`missing or empty field "${field}"`);
   }
+  if ((j.name as string).length > MAX_NAME_CHARS) throw new JobDecodeError(`field "name" is longer than ${MAX_NAME_CHARS} characters`);
   if (!isPositiveInt(j.attempts)) throw new JobDecodeError('field "attempts" must be an integer >= 1');
   if (typeof j.ts !== 'number') throw new JobDecodeError('field "ts" must be a number');
   const backoffProblem = checkBackoff(j.backoff);
   if (backoffProblem) throw new JobDecodeError(backoffProblem);
-  if (j.timeoutMs !== undefined && !isPositiveInt(j.timeoutMs)) throw new JobDecodeError('field "timeoutMs" must be an integer >= 1');
-  if (j.dependsOn !== undefined && (!Array.isArray(j.dependsOn) || j.dependsOn.some((d) => typeof d !== 'string'))) {
-    throw new JobDecodeError('field "dependsOn" must be an array of job ids');
+  if (j.timeoutMs !== undefined && durationProblem(j.timeoutMs)) throw new JobDecodeError(`field "timeoutMs": ${durationProblem(j.timeoutMs)}`);
+  if (j.resultTtlMs !== undefined && durationProblem(j.resultTtlMs)) throw new JobDecodeError(`field "resultTtlMs": ${durationProblem(j.resultTtlMs)}`);
+  if (
+    j.dependsOn !== undefined &&
+    (!Array.isArray(j.dependsOn) || j.dependsOn.length > MAX_DEPENDENCIES || j.dependsOn.some((d) => typeof d !== 'string'))
+  ) {
+    throw new JobDecodeError(`field "dependsOn" must be an array of at most ${MAX_DEPENDENCIES} job ids`);
   }
   return parsed as JobMessage;
 }
@@ -134,19 +153,24 @@ export interface JobDefaults {
 /** Builds the wire message for an enqueue, rejecting bad options before anything is sent. */
 export function buildJob(name: string, data: unknown, opts: JobOptions, id: string, defaults: JobDefaults): { message: JobMessage; bytes: Uint8Array } {
   if (typeof name !== 'string' || name.length === 0) throw new InvalidArgumentError('a job needs a handler name');
+  if (name.length > MAX_NAME_CHARS) throw new InvalidArgumentError(`a handler name has at most ${MAX_NAME_CHARS} characters, got ${name.length}`);
   const queue = validateQueue(opts.queue ?? 'default');
   validateJobId(id);
   const attempts = opts.attempts ?? defaults.attempts;
-  if (!isPositiveInt(attempts)) throw new InvalidArgumentError(`attempts must be an integer >= 1, got ${attempts}`);
+  if (!isPositiveInt(attempts)) throw new InvalidArgumentError(`attempts must be an integer >= 1, got ${String(attempts)}`);
   const backoff = opts.backoff ?? defaults.backoff;
   const backoffProblem = checkBackoff(backoff);
   if (backoffProblem) throw new InvalidArgumentError(backoffProblem);
-  if (opts.timeoutMs !== undefined && !isPositiveInt(opts.timeoutMs)) throw new InvalidArgumentError('timeoutMs must be an integer >= 1');
-  if (opts.resultTtlMs !== undefined && !isPositiveInt(opts.resultTtlMs)) throw new InvalidArgumentError('resultTtlMs must be an integer >= 1');
+  for (const field of ['timeoutMs', 'resultTtlMs'] as const) {
+    const problem = opts[field] === undefined ? null : durationProblem(opts[field]);
+    if (problem) throw new InvalidArgumentError(`invalid ${field}: ${problem}`);
+  }
+  const dataProblem = jsonProblem(data, 'data');
+  if (dataProblem) throw new InvalidArgumentError(`job data cannot be sent as JSON: ${dataProblem}`);
   const message: JobMessage = { v: WIRE_VERSION, id, name, queue, data: data ?? null, attempts, backoff, ts: Date.now() };
   if (opts.timeoutMs !== undefined) message.timeoutMs = opts.timeoutMs;
   if (opts.resultTtlMs !== undefined) message.resultTtlMs = opts.resultTtlMs;
-  if (opts.dependsOn?.length) message.dependsOn = opts.dependsOn.map(validateJobId);
+  if (opts.dependsOn?.length) message.dependsOn = checkDependencies(id, opts.dependsOn);
   const bytes = encoder.encode(JSON.stringify(message));
   if (bytes.length > defaults.maxPayloadBytes) {
     throw new InvalidArgumentError(`job ${id} is ${bytes.length} bytes encoded, over the ${defaults.maxPayloadBytes}-byte limit (config jobs.maxPayloadBytes)`);
@@ -155,6 +179,15 @@ export function buildJob(name: string, data: unknown, opts: JobOptions, id: stri
 }
 
 const encoder = new TextEncoder();
+
+/** Valid, distinct ids, none of them the job's own. */
+function checkDependencies(id: string, dependsOn: unknown): string[] {
+  if (!Array.isArray(dependsOn)) throw new InvalidArgumentError('dependsOn must be an array of job ids');
+  const ids = [...new Set(dependsOn.map((d) => validateJobId(d as string)))];
+  if (ids.length > MAX_DEPENDENCIES) throw new InvalidArgumentError(`a job depends on at most ${MAX_DEPENDENCIES} others, got ${ids.length}`);
+  if (ids.includes(id)) throw new InvalidArgumentError(`job ${id} depends on itself: it could never run`);
+  return ids;
+}
 
 /** Delay before attempt `nextAttempt` (2-based: the first retry is attempt 2). */
 export function retryDelay(backoff: BackoffOptions | undefined, nextAttempt: number, random: () => number = Math.random): number {
@@ -165,7 +198,8 @@ export function retryDelay(backoff: BackoffOptions | undefined, nextAttempt: num
   else if (backoff.type === 'exponential') base = backoff.delay * 2 ** (retry - 1);
   else base = backoff.delay;
   const jitter = backoff.jitter ?? 0;
-  return Math.max(0, Math.round(base * (1 - jitter * random())));
+  // An exponential backoff grows past anything a server can hold after ~40 retries.
+  return Math.min(MAX_DURATION_MS, Math.max(0, Math.round(base * (1 - jitter * random()))));
 }
 
 export function recordFromMessage(m: JobMessage, status: JobStatus): JobRecord {

@@ -4,7 +4,7 @@ import { hideBin } from 'yargs/helpers';
 import { stringify as toYaml } from 'yaml';
 import { configSecrets, loadConfig, redactConfig, type NaqConfig, type NaqConfigInput } from './config.js';
 import { resolveNats } from './embedded.js';
-import { ConfigError, NaqError } from './errors.js';
+import { ConfigError, InvalidArgumentError, NaqError, toError } from './errors.js';
 import { replayRecording, startInspector, type RunningInspector } from './inspector.js';
 import { readFile } from 'node:fs/promises';
 import { createLogger, type Logger } from './log.js';
@@ -12,9 +12,30 @@ import { exportMachines } from './machine-export.js';
 import { MACHINES } from './machines/index.js';
 import { createNaq, type Naq } from './naq.js';
 import { loadHandlers } from './handlers-module.js';
-import { eventsCommand, EventsUsageError } from './cli-events.js';
+import { eventsCommand, type EventsCliArgs, type WithNaq } from './cli-events.js';
 import { JobFailedError } from './actors/jobs-runtime.js';
-import type { BackoffOptions, JobOptions } from './job.js';
+import type { Handlers } from './actors/queue-worker.js';
+import { buildJob, type JobDefaults, type JobOptions } from './job.js';
+import { buildSchedule, runJobId, type ScheduleOptions, type ScheduleSpec } from './schedule.js';
+import {
+  backoffArg,
+  bucketArg,
+  cronArg,
+  durationArg,
+  integerArg,
+  isoTimeArg,
+  jobIdArg,
+  jobIdsArg,
+  jsonArg,
+  kvFilterArg,
+  kvKeyArg,
+  queueArg,
+  streamArg,
+  subjectArg,
+  textArg,
+  timeZoneArg,
+  UsageError,
+} from './cli-args.js';
 
 /** Exit codes: 0 ok, 1 failure at run time, 2 bad arguments or config. */
 const EXIT_FAILURE = 1;
@@ -36,22 +57,30 @@ function fail(message: string, code: number): never {
   process.exit(code);
 }
 
+function usageFailure(message: string): never {
+  fail(`${message}\nRun "naq --help" for usage.`, EXIT_USAGE);
+}
+
 /** defaults ← file ← environment ← flags; one-shot commands log warnings only unless asked. */
 function configFrom(args: GlobalArgs, extra: NaqConfigInput = {}, quiet = false): NaqConfig {
   const flags: NaqConfigInput = { ...extra };
   if (args['nats-url'] !== undefined) flags.nats = { ...flags.nats, url: args['nats-url'] };
   const level = args['log-level'] ?? (quiet && !process.env.NAQ_LOG_LEVEL ? 'warn' : undefined);
   if (level !== undefined) flags.log = { ...flags.log, level: level as never };
-  return loadConfig({ ...(args.config ? { file: args.config } : {}), env: process.env, flags });
+  // An empty --config is a mistake (an unset variable in a script, say), not "no file".
+  const file = args.config === undefined ? undefined : textArg('--config', args.config, 'a config file ending in .json, .yaml or .yml');
+  return loadConfig({ ...(file !== undefined ? { file } : {}), env: process.env, flags });
 }
 
 function loggerFor(config: NaqConfig): Logger {
   return createLogger({ level: config.log.level, pretty: config.log.pretty, secrets: configSecrets(config) });
 }
 
-/** Runs a one-shot command against a started (producer-only) system, then stops it. */
-async function withNaq<T>(args: GlobalArgs, work: (naq: Naq) => Promise<T>): Promise<T> {
-  const config = configFrom(args, {}, true);
+/**
+ * Runs a one-shot command against a started (producer-only) system, then stops it. Every
+ * argument must have been checked before this is called: from here on it connects.
+ */
+async function withNaq<T>(args: GlobalArgs, work: (naq: Naq) => Promise<T>, config = configFrom(args, {}, true)): Promise<T> {
   const naq = createNaq(config, { logger: loggerFor(config), services: ['streams', 'kv', 'events', 'jobs'] });
   try {
     await naq.start({ timeoutMs: config.nats.connectTimeoutMs + config.ops.timeoutMs });
@@ -60,8 +89,6 @@ async function withNaq<T>(args: GlobalArgs, work: (naq: Naq) => Promise<T>): Pro
     await naq.stop();
   }
 }
-
-class UsageError extends Error {}
 
 /** Positionals are checked here, not by yargs, so the error names the missing argument. */
 function need(...names: string[]) {
@@ -72,13 +99,30 @@ function need(...names: string[]) {
   };
 }
 
+/** A yargs check that validates the parsed arguments (by throwing a UsageError), so a bad one never reaches the handler. */
+function valid(validate: (argv: Record<string, unknown>) => unknown) {
+  return (argv: Record<string, unknown>) => {
+    validate(argv);
+    return true;
+  };
+}
+
+const scheduleId = valid((a) => jobIdArg('<id>', a.id));
+const streamName = valid((a) => streamArg('<name>', a.name));
+/** Whichever of <bucket>, <key> and --filter the kv command has. */
+const kvArgs = valid((a) => {
+  bucketArg('<bucket>', a.bucket);
+  if (a.key !== undefined) kvKeyArg('<key>', a.key);
+  if (a.filter !== undefined) kvFilterArg('--filter', a.filter);
+});
+
 function printJson(value: unknown) {
   out(JSON.stringify(value, null, 2));
 }
 
 interface InspectArgs {
   inspect?: boolean;
-  'inspect-port'?: number;
+  'inspect-port'?: string;
   'inspect-record'?: string;
   'inspect-payloads'?: boolean;
 }
@@ -86,7 +130,7 @@ interface InspectArgs {
 function withInspectOptions<T>(y: Argv<T>) {
   return y
     .option('inspect', { type: 'boolean', describe: 'serve the Stately inspector bridge and stream every actor to it' })
-    .option('inspect-port', { type: 'number', describe: 'port of the inspector bridge (default from config: 5678)' })
+    .option('inspect-port', { type: 'string', describe: 'port of the inspector bridge, 0 to 65535 (default from config: 5678)' })
     .option('inspect-record', { type: 'string', describe: 'write inspection events to FILE as JSON lines' })
     .option('inspect-payloads', { type: 'boolean', describe: 'include job / KV payloads in inspection events' });
 }
@@ -94,32 +138,57 @@ function withInspectOptions<T>(y: Argv<T>) {
 interface WorkerArgs {
   queue?: string[];
   handlers?: string;
-  concurrency?: number;
+  concurrency?: string;
 }
 
 function withWorkerOptions<T>(y: Argv<T>) {
   return y
     .option('queue', { type: 'string', array: true, describe: 'queue(s) to consume (repeatable; default from config: default)' })
     .option('handlers', { type: 'string', describe: 'JS/TS module whose exported functions are the handlers, by job name' })
-    .option('concurrency', { type: 'number', describe: 'jobs run at once per queue (default from config: 10)' });
+    .option('concurrency', { type: 'string', describe: 'jobs run at once per queue, an integer >= 1 (default from config: 10)' });
+}
+
+type RunArgs = GlobalArgs & InspectArgs & WorkerArgs & { roles?: string[]; embedded?: boolean };
+
+/** The run commands' flags as config input, each checked here so that a message names the flag. */
+function runConfigInput(args: RunArgs): NaqConfigInput {
+  const extra: NaqConfigInput = {};
+  if (args.roles) extra.roles = args.roles as NaqConfig['roles'];
+  const worker: NonNullable<NaqConfigInput['worker']> = {};
+  if (args.queue !== undefined) worker.queues = args.queue.flatMap((q) => String(q).split(',')).map((q) => queueArg('--queue', q));
+  if (args.handlers !== undefined) worker.handlers = textArg('--handlers', args.handlers, 'a JS or TS module file');
+  if (args.concurrency !== undefined) worker.concurrency = integerArg('--concurrency', args.concurrency, 1);
+  if (Object.keys(worker).length > 0) extra.worker = worker;
+  if (args.embedded === false) extra.embedded = { enabled: false };
+  const inspect: NonNullable<NaqConfigInput['inspect']> = {};
+  if (args.inspect) inspect.enabled = true;
+  // Passed on even without --inspect: the inspector may be switched on by config or env.
+  if (args['inspect-port'] !== undefined) inspect.port = integerArg('--inspect-port', args['inspect-port'], 0, 65535);
+  if (args['inspect-record'] !== undefined) inspect.recordFile = textArg('--inspect-record', args['inspect-record'], 'a file to write');
+  if (Object.keys(inspect).length > 0) extra.inspect = inspect;
+  return extra;
+}
+
+/**
+ * A handler that leaves a rejected promise unhandled must not take the worker down, and
+ * every job in flight with it, as Node does by default: it is logged and the process keeps
+ * serving. Installed only here, in the process naq owns; an app embedding createNaq decides
+ * for its own process.
+ */
+function keepServingOnUnhandledRejection(logger: Logger) {
+  process.on('unhandledRejection', (reason) => {
+    logger.error({ err: toError(reason) }, 'a promise was rejected and nothing handled it (a handler left it so?); still serving');
+  });
 }
 
 /** `naq supervisor`: runs until SIGINT / SIGTERM, then drains and exits 0. */
-async function runSupervisor(args: GlobalArgs & InspectArgs & WorkerArgs & { roles?: string[]; embedded?: boolean }) {
-  const extra: NaqConfigInput = {};
-  if (args.roles) extra.roles = args.roles as NaqConfig['roles'];
-  if (args.queue || args.handlers || args.concurrency !== undefined) {
-    extra.worker = {
-      ...(args.queue ? { queues: args.queue.flatMap((q) => q.split(',')) } : {}),
-      ...(args.handlers ? { handlers: args.handlers } : {}),
-      ...(args.concurrency !== undefined ? { concurrency: args.concurrency } : {}),
-    };
-  }
-  if (args.embedded === false) extra.embedded = { enabled: false };
-  if (args.inspect) extra.inspect = { enabled: true, ...(args['inspect-port'] ? { port: args['inspect-port'] } : {}) };
-  if (args['inspect-record']) extra.inspect = { ...extra.inspect, recordFile: args['inspect-record'] };
-  const loaded = configFrom(args, extra);
+async function runSupervisor(args: RunArgs) {
+  const loaded = configFrom(args, runConfigInput(args));
   const logger = loggerFor(loaded);
+  keepServingOnUnhandledRejection(logger);
+  // Before resolveNats, which may start an embedded nats-server: a bad handlers module is a
+  // mistake to report at once, not after a server was started for nothing.
+  const handlers = await handlersFor(loaded, logger);
   const { config, embedded } = await resolveNats(loaded, logger);
 
   let inspector: RunningInspector | null = null;
@@ -134,12 +203,6 @@ async function runSupervisor(args: GlobalArgs & InspectArgs & WorkerArgs & { rol
     if (config.inspect.recordFile) logger.info(`recording inspection events to ${config.inspect.recordFile}`);
   }
 
-  let handlers = {};
-  if (config.roles.includes('worker')) {
-    if (!config.worker.handlers) throw new ConfigError('--handlers', 'the worker role needs a handlers module (--handlers FILE or worker.handlers)');
-    handlers = await loadHandlers(config.worker.handlers);
-    logger.info({ queues: config.worker.queues, handlers: Object.keys(handlers), concurrency: config.worker.concurrency }, 'worker handlers loaded');
-  }
   const naq = createNaq(config, { logger, handlers, ...(inspector ? { inspect: inspector.observer } : {}) });
   let stopping = false;
   const shutdown = (signal: string) => {
@@ -165,6 +228,14 @@ async function runSupervisor(args: GlobalArgs & InspectArgs & WorkerArgs & { rol
   process.exit(0);
 }
 
+async function handlersFor(config: NaqConfig, logger: Logger): Promise<Handlers> {
+  if (!config.roles.includes('worker')) return {};
+  if (!config.worker.handlers) throw new ConfigError('--handlers', 'the worker role needs a handlers module (--handlers FILE or worker.handlers)');
+  const handlers = await loadHandlers(config.worker.handlers);
+  logger.info({ queues: config.worker.queues, handlers: Object.keys(handlers), concurrency: config.worker.concurrency }, 'worker handlers loaded');
+  return handlers;
+}
+
 function flushLogs(logger: Logger): Promise<void> {
   return new Promise((resolve) => {
     try {
@@ -176,75 +247,142 @@ function flushLogs(logger: Logger): Promise<void> {
   });
 }
 
-function parseBackoff(text: string): BackoffOptions {
-  const m = /^(fixed|exponential):(\d+)$/.exec(text);
-  if (!m) throw new UsageError(`invalid --backoff ${JSON.stringify(text)}: expected fixed:MS or exponential:MS`);
-  return { type: m[1] as 'fixed' | 'exponential', delay: Number(m[2]) };
-}
-
-function parseData(text: string | undefined): unknown {
-  if (text === undefined) return null;
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw new UsageError(`invalid --data: not JSON (${(error as Error).message})`);
-  }
-}
-
 interface EnqueueArgs extends GlobalArgs {
   name?: string;
   data?: string;
   queue?: string;
   'job-id'?: string;
-  attempts?: number;
+  attempts?: string;
   backoff?: string;
-  timeout?: number;
+  timeout?: string;
   'depends-on'?: string;
   wait?: boolean;
-  'wait-timeout'?: number;
-  delay?: number;
+  'wait-timeout'?: string;
+  delay?: string;
   at?: string;
 }
 
-async function runEnqueue(args: EnqueueArgs) {
-  const data = parseData(args.data);
-  const opts: JobOptions = {};
-  if (args.queue) opts.queue = args.queue;
-  if (args['job-id']) opts.jobId = args['job-id'];
-  if (args.attempts !== undefined) opts.attempts = args.attempts;
-  if (args.backoff) opts.backoff = parseBackoff(args.backoff);
-  if (args.timeout !== undefined) opts.timeoutMs = args.timeout;
-  if (args['depends-on']) opts.dependsOn = args['depends-on'].split(',').filter(Boolean);
-  if (args.delay !== undefined && args.at !== undefined) throw new UsageError('give --delay or --at, not both');
-  let at: number | undefined;
-  if (args.at !== undefined) {
-    at = Date.parse(args.at);
-    if (!Number.isFinite(at)) throw new UsageError(`invalid --at ${JSON.stringify(args.at)}: expected an ISO date such as 2026-12-01T09:00:00Z`);
-  }
-  if (args.delay !== undefined) {
-    if (!Number.isFinite(args.delay) || args.delay < 0) throw new UsageError('invalid --delay: expected a number of ms >= 0');
-    at = Date.now() + args.delay;
-  }
-  if (at !== undefined && opts.dependsOn) throw new UsageError('--depends-on cannot be combined with --delay or --at');
-  await withNaq(args, async (naq) => {
-    const id = at !== undefined ? await naq.enqueueAt(at, args.name!, data, opts) : await naq.enqueue(args.name!, data, opts);
-    if (!args.wait) {
-      if (args.json) printJson({ id });
-      else out(id);
-      return;
-    }
-    try {
-      const result = await naq.waitFor(id, { timeoutMs: args['wait-timeout'] ?? 30_000 });
-      out(JSON.stringify(args.json ? { id, status: 'completed', result } : result));
-    } catch (error) {
-      if (error instanceof JobFailedError) {
-        if (args.json) out(JSON.stringify({ id, status: error.status, error: error.error }));
-        fail(`job ${id} ${error.status}: ${error.error?.message ?? error.message}`, EXIT_FAILURE);
-      }
-      throw error;
-    }
-  });
+interface EnqueueInput {
+  name: string;
+  data: unknown;
+  opts: JobOptions;
+  /** When to run it (--delay or --at), ms since the epoch. */
+  at?: number;
+  waitTimeoutMs: number;
 }
+
+/** Every enqueue flag, checked and converted: each value first, then how they combine. */
+function enqueueInput(args: EnqueueArgs): EnqueueInput {
+  const opts: JobOptions = {};
+  if (args.queue !== undefined) opts.queue = queueArg('--queue', args.queue);
+  if (args['job-id'] !== undefined) opts.jobId = jobIdArg('--job-id', args['job-id']);
+  if (args.attempts !== undefined) opts.attempts = integerArg('--attempts', args.attempts, 1);
+  if (args.backoff !== undefined) opts.backoff = backoffArg('--backoff', args.backoff);
+  if (args.timeout !== undefined) opts.timeoutMs = durationArg('--timeout', args.timeout);
+  if (args['depends-on'] !== undefined) opts.dependsOn = jobIdsArg('--depends-on', args['depends-on']);
+  const data = args.data === undefined ? null : jsonArg('--data', args.data);
+  const at = args.at === undefined ? undefined : isoTimeArg('--at', args.at);
+  const delay = args.delay === undefined ? undefined : durationArg('--delay', args.delay, 0);
+  const waitTimeoutMs = args['wait-timeout'] === undefined ? 30_000 : durationArg('--wait-timeout', args['wait-timeout']);
+  if (delay !== undefined && at !== undefined) throw new UsageError('give --delay or --at, not both');
+  if ((at !== undefined || delay !== undefined) && opts.dependsOn) throw new UsageError('--depends-on cannot be combined with --delay or --at');
+  if (args['wait-timeout'] !== undefined && !args.wait) throw new UsageError('--wait-timeout goes with --wait');
+  const when = delay !== undefined ? Date.now() + delay : at;
+  return { name: args.name!, data, opts, ...(when !== undefined ? { at: when } : {}), waitTimeoutMs };
+}
+
+/** A job enqueued without --job-id gets a 22-character nuid; the size check uses an id as long. */
+const UNASSIGNED_JOB_ID = 'x'.repeat(22);
+
+/** The job defaults the jobs runtime builds from the same config. */
+function jobDefaults(config: NaqConfig): JobDefaults {
+  return {
+    attempts: config.jobs.attempts,
+    backoff: { type: config.jobs.backoffType, delay: config.jobs.backoffDelayMs },
+    maxPayloadBytes: config.jobs.maxPayloadBytes,
+  };
+}
+
+async function runEnqueue(args: EnqueueArgs) {
+  const input = enqueueInput(args);
+  const config = configFrom(args, {}, true);
+  // The library's own check of the whole job (handler name, encoded size against
+  // jobs.maxPayloadBytes, a job that depends on itself), before connecting rather than after.
+  buildJob(input.name, input.data, input.opts, input.opts.jobId ?? UNASSIGNED_JOB_ID, jobDefaults(config));
+  await withNaq(args, (naq) => enqueueAndReport(naq, input, args), config);
+}
+
+/** Enqueues, then prints the id, or with --wait the result (exit 1 if the job failed). */
+async function enqueueAndReport(naq: Naq, input: EnqueueInput, args: EnqueueArgs): Promise<void> {
+  const { name, data, opts, at } = input;
+  const id = at !== undefined ? await naq.enqueueAt(at, name, data, opts) : await naq.enqueue(name, data, opts);
+  if (!args.wait) {
+    if (args.json) printJson({ id });
+    else out(id);
+    return;
+  }
+  try {
+    const result = await naq.waitFor(id, { timeoutMs: input.waitTimeoutMs });
+    out(JSON.stringify(args.json ? { id, status: 'completed', result } : result));
+  } catch (error) {
+    if (error instanceof JobFailedError) {
+      if (args.json) out(JSON.stringify({ id, status: error.status, error: error.error }));
+      fail(`job ${id} ${error.status}: ${error.error?.message ?? error.message}`, EXIT_FAILURE);
+    }
+    throw error;
+  }
+}
+
+interface ScheduleAddArgs extends GlobalArgs {
+  id?: string;
+  name?: string;
+  cron?: string;
+  tz?: string;
+  every?: string;
+  data?: string;
+  queue?: string;
+  repeat?: string;
+}
+
+/**
+ * Every `schedule add` argument, then the library's checks of the whole schedule (one that
+ * would never fire, say) and of the job each run will be (its size), as the scheduler makes them.
+ */
+function scheduleInput(args: ScheduleAddArgs, config: NaqConfig): { id: string; spec: ScheduleSpec; name: string; data: unknown; opts: ScheduleOptions } {
+  const id = jobIdArg('<id>', args.id);
+  if ((args.cron === undefined) === (args.every === undefined)) throw new UsageError('give exactly one of --cron or --every');
+  if (args.tz !== undefined && args.cron === undefined) throw new UsageError('--tz goes with --cron');
+  const tz = args.tz === undefined ? undefined : timeZoneArg('--tz', args.tz);
+  const spec: ScheduleSpec =
+    args.cron !== undefined ? { cron: cronArg('--cron', args.cron, tz), ...(tz !== undefined ? { tz } : {}) } : { every: durationArg('--every', args.every) };
+  const opts: ScheduleOptions = {};
+  if (args.queue !== undefined) opts.queue = queueArg('--queue', args.queue);
+  if (args.repeat !== undefined) opts.repeat = integerArg('--repeat', args.repeat, 1);
+  const data = args.data === undefined ? null : jsonArg('--data', args.data);
+  const record = buildSchedule(id, spec, args.name!, data, opts);
+  buildJob(record.name, data, { ...record.opts, queue: record.queue }, runJobId(record, record.nextRunAt ?? 0), jobDefaults(config));
+  return { id, spec, name: args.name!, data, opts };
+}
+
+type JobAction = { action: 'show' | 'cancel' | 'retry'; id: string };
+
+/** `naq job ID`, `naq job cancel ID` or `naq job retry ID`. */
+function jobAction(action: string, id: string | undefined): JobAction {
+  if (action === 'cancel' || action === 'retry') {
+    if (id === undefined || id === '') throw new UsageError(`missing argument <id> (naq job ${action} ID)`);
+    return { action, id: jobIdArg('<id>', id) };
+  }
+  if (id !== undefined) throw new UsageError(`unknown job action ${JSON.stringify(action)}: expected cancel or retry`);
+  return { action: 'show', id: jobIdArg('<id>', action) };
+}
+
+/** `naq events`: its own module checks --since, --type and --limit; --queue and --job are checked here, before it connects. */
+const eventsWithNaq: WithNaq = (args, work) => {
+  const filter = args as EventsCliArgs & { queue?: string; job?: string };
+  if (filter.queue !== undefined) queueArg('--queue', filter.queue);
+  if (filter.job !== undefined) jobIdArg('--job', filter.job);
+  return withNaq(args as GlobalArgs, work);
+};
 
 function formatTime(ms: number | undefined): string {
   return ms === undefined ? '-' : new Date(ms).toISOString();
@@ -301,24 +439,19 @@ export function buildCli(argv: string[]) {
               .positional('name', { type: 'string', describe: 'handler name' })
               .option('cron', { type: 'string', describe: 'cron expression (5 fields, or 6 with seconds)' })
               .option('tz', { type: 'string', describe: 'IANA time zone for --cron' })
-              .option('every', { type: 'number', describe: 'period in ms' })
+              .option('every', { type: 'string', describe: 'period in ms (1 ms to 10 years)' })
               .option('data', { type: 'string', describe: 'job data as JSON' })
               .option('queue', { type: 'string', describe: 'queue (default: default)' })
-              .option('repeat', { type: 'number', describe: 'fire at most N times' })
+              .option('repeat', { type: 'string', describe: 'fire at most N times (an integer >= 1)' })
               .check(need('id', 'name')),
           (args) => {
-            if ((args.cron === undefined) === (args.every === undefined)) throw new UsageError('give exactly one of --cron or --every');
-            if (args.tz !== undefined && args.cron === undefined) throw new UsageError('--tz goes with --cron');
-            const spec = args.cron !== undefined ? { cron: args.cron, ...(args.tz ? { tz: args.tz } : {}) } : { every: args.every! };
-            const data = parseData(args.data);
+            const config = configFrom(args as GlobalArgs, {}, true);
+            const { id, spec, name, data, opts } = scheduleInput(args as ScheduleAddArgs, config);
             return withNaq(args as GlobalArgs, async (naq) => {
-              const r = await naq.schedule(args.id!, spec, args.name!, data, {
-                ...(args.queue ? { queue: args.queue } : {}),
-                ...(args.repeat !== undefined ? { repeat: args.repeat } : {}),
-              });
+              const r = await naq.schedule(id, spec, name, data, opts);
               if ((args as GlobalArgs).json) printJson(r);
               else out(`${r.id} next run ${formatTime(r.nextRunAt ?? undefined)}`);
-            });
+            }, config);
           },
         )
         .command(
@@ -339,7 +472,7 @@ export function buildCli(argv: string[]) {
         .command(
           'show [id]',
           'show one schedule',
-          (yy) => yy.positional('id', { type: 'string' }).check(need('id')),
+          (yy) => yy.positional('id', { type: 'string' }).check(need('id')).check(scheduleId),
           (args) =>
             withNaq(args as GlobalArgs, async (naq) => {
               const s = await naq.getSchedule(args.id!);
@@ -350,7 +483,7 @@ export function buildCli(argv: string[]) {
         .command(
           'pause [id]',
           'pause a schedule',
-          (yy) => yy.positional('id', { type: 'string' }).check(need('id')),
+          (yy) => yy.positional('id', { type: 'string' }).check(need('id')).check(scheduleId),
           (args) =>
             withNaq(args as GlobalArgs, async (naq) => {
               const s = await naq.pauseSchedule(args.id!);
@@ -361,7 +494,7 @@ export function buildCli(argv: string[]) {
         .command(
           'resume [id]',
           'resume a paused (or failed) schedule from the next run after now',
-          (yy) => yy.positional('id', { type: 'string' }).check(need('id')),
+          (yy) => yy.positional('id', { type: 'string' }).check(need('id')).check(scheduleId),
           (args) =>
             withNaq(args as GlobalArgs, async (naq) => {
               const s = await naq.resumeSchedule(args.id!);
@@ -372,7 +505,7 @@ export function buildCli(argv: string[]) {
         .command(
           'rm [id]',
           'remove a schedule',
-          (yy) => yy.positional('id', { type: 'string' }).check(need('id')),
+          (yy) => yy.positional('id', { type: 'string' }).check(need('id')).check(scheduleId),
           (args) =>
             withNaq(args as GlobalArgs, async (naq) => {
               const removed = await naq.removeSchedule(args.id!);
@@ -392,13 +525,13 @@ export function buildCli(argv: string[]) {
           .option('data', { type: 'string', describe: 'job data as JSON' })
           .option('queue', { type: 'string', describe: 'queue (default: default)' })
           .option('job-id', { type: 'string', describe: 'idempotency key: a pending job with this id is not enqueued twice' })
-          .option('attempts', { type: 'number', describe: 'total attempts' })
+          .option('attempts', { type: 'string', describe: 'total attempts, the first included (an integer >= 1)' })
           .option('backoff', { type: 'string', describe: 'retry backoff: fixed:MS or exponential:MS' })
-          .option('timeout', { type: 'number', describe: 'per-attempt timeout in ms' })
+          .option('timeout', { type: 'string', describe: 'per-attempt timeout in ms (1 ms to 10 years)' })
           .option('depends-on', { type: 'string', describe: 'comma-separated job ids that must complete first' })
           .option('wait', { type: 'boolean', describe: 'wait for the result and print it (exit 1 if the job fails)' })
-          .option('wait-timeout', { type: 'number', describe: 'how long --wait waits, ms (default 30000)' })
-          .option('delay', { type: 'number', describe: 'run no earlier than MS from now (needs a running scheduler)' })
+          .option('wait-timeout', { type: 'string', describe: 'how long --wait waits, ms (default 30000, at most 10 years)' })
+          .option('delay', { type: 'string', describe: 'run no earlier than MS from now, 0 to 10 years (needs a running scheduler)' })
           .option('at', { type: 'string', describe: 'run at this ISO time (needs a running scheduler)' })
           .check(need('name')),
       (args) => runEnqueue(args as EnqueueArgs),
@@ -407,20 +540,18 @@ export function buildCli(argv: string[]) {
       'job [action] [id]',
       'show a job (naq job ID), or: naq job cancel ID, naq job retry ID',
       (y) => y.positional('action', { type: 'string' }).positional('id', { type: 'string' }).check(need('action')),
-      (args) =>
-        withNaq(args as GlobalArgs, async (naq) => {
+      (args) => {
+        const { action, id } = jobAction(args.action!, args.id);
+        return withNaq(args as GlobalArgs, async (naq) => {
           const json = (args as GlobalArgs).json;
-          const action = args.action!;
           if (action === 'cancel' || action === 'retry') {
-            if (!args.id) throw new UsageError(`missing argument <id> (naq job ${action} ID)`);
-            const r = action === 'cancel' ? await naq.cancel(args.id) : await naq.retryDead(args.id);
+            const r = action === 'cancel' ? await naq.cancel(id) : await naq.retryDead(id);
             if (json) printJson(r);
             else out('status' in r ? `${r.id} ${r.status}` : `${r.id} re-enqueued`);
             return;
           }
-          if (args.id) throw new UsageError(`unknown job action ${JSON.stringify(action)}: expected cancel or retry`);
-          const record = await naq.getJob(action);
-          if (!record) fail(`job ${action} not found`, EXIT_FAILURE);
+          const record = await naq.getJob(id);
+          if (!record) fail(`job ${id} not found`, EXIT_FAILURE);
           if (json) return printJson(record);
           out(`${record.id}  ${record.status}  ${record.name} on ${record.queue}`);
           out(`  enqueued ${formatTime(record.enqueuedAt)}  started ${formatTime(record.startedAt)}  finished ${formatTime(record.finishedAt)}`);
@@ -429,7 +560,8 @@ export function buildCli(argv: string[]) {
           if (record.dependsOn) out(`  depends on ${record.dependsOn.join(', ')}`);
           if (record.status === 'completed') out(`  result ${JSON.stringify(record.result)}`);
           if (record.error) out(`  error ${record.error.message}`);
-        }),
+        });
+      },
     )
     .command('queue', 'queue operations', (y) =>
       y
@@ -448,7 +580,7 @@ export function buildCli(argv: string[]) {
         .command(
           'purge [queue]',
           'drop every pending job of a queue',
-          (yy) => yy.positional('queue', { type: 'string' }).check(need('queue')),
+          (yy) => yy.positional('queue', { type: 'string' }).check(need('queue')).check(valid((a) => queueArg('<queue>', a.queue))),
           (args) =>
             withNaq(args as GlobalArgs, async (naq) => {
               const r = await naq.purgeQueue(args.queue!);
@@ -470,7 +602,7 @@ export function buildCli(argv: string[]) {
           for (const w of workers) out(`${w.id}\t${w.queues.join(',')}\t${w.status}\t${w.inFlight}\t${w.processed}\t${w.failed}`);
         }),
     )
-    .command(eventsCommand(withNaq as never) as never)
+    .command(eventsCommand(eventsWithNaq) as never)
     .command(
       'inspect-replay [file]',
       'replay an --inspect-record file: the states each actor went through, in order',
@@ -520,13 +652,19 @@ export function buildCli(argv: string[]) {
         .command(
           'info [name]',
           'show one stream',
-          (yy) => yy.positional('name', { type: 'string' }).check(need('name')),
+          (yy) => yy.positional('name', { type: 'string' }).check(need('name')).check(streamName),
           (args) => withNaq(args as GlobalArgs, async (naq) => printJson(await naq.streams.info(args.name!))),
         )
         .command(
           'purge [name]',
           'purge a stream (or only one subject)',
-          (yy) => yy.positional('name', { type: 'string' }).option('subject', { type: 'string', describe: 'purge only this subject' }).check(need('name')),
+          (yy) =>
+            yy
+              .positional('name', { type: 'string' })
+              .option('subject', { type: 'string', describe: 'purge only this subject' })
+              .check(need('name'))
+              .check(streamName)
+              .check(valid((a) => a.subject === undefined || subjectArg('--subject', a.subject))),
           (args) =>
             withNaq(args as GlobalArgs, async (naq) => {
               const r = await naq.streams.purge(args.name!, args.subject);
@@ -537,7 +675,7 @@ export function buildCli(argv: string[]) {
         .command(
           'rm [name]',
           'delete a stream',
-          (yy) => yy.positional('name', { type: 'string' }).check(need('name')),
+          (yy) => yy.positional('name', { type: 'string' }).check(need('name')).check(streamName),
           (args) =>
             withNaq(args as GlobalArgs, async (naq) => {
               await naq.streams.delete(args.name!);
@@ -552,7 +690,7 @@ export function buildCli(argv: string[]) {
         .command(
           'get [bucket] [key]',
           'print a value',
-          (yy) => yy.positional('bucket', { type: 'string' }).positional('key', { type: 'string' }).check(need('bucket', 'key')),
+          (yy) => yy.positional('bucket', { type: 'string' }).positional('key', { type: 'string' }).check(need('bucket', 'key')).check(kvArgs),
           (args) =>
             withNaq(args as GlobalArgs, async (naq) => {
               const entry = await naq.kv.get(args.bucket!, args.key!);
@@ -569,7 +707,8 @@ export function buildCli(argv: string[]) {
               .positional('bucket', { type: 'string' })
               .positional('key', { type: 'string' })
               .positional('value', { type: 'string' })
-              .check(need('bucket', 'key', 'value')),
+              .check(need('bucket', 'key', 'value'))
+              .check(kvArgs),
           (args) =>
             withNaq(args as GlobalArgs, async (naq) => {
               await naq.kv.ensureBucket(args.bucket!);
@@ -581,7 +720,7 @@ export function buildCli(argv: string[]) {
         .command(
           'del [bucket] [key]',
           'delete a key',
-          (yy) => yy.positional('bucket', { type: 'string' }).positional('key', { type: 'string' }).check(need('bucket', 'key')),
+          (yy) => yy.positional('bucket', { type: 'string' }).positional('key', { type: 'string' }).check(need('bucket', 'key')).check(kvArgs),
           (args) =>
             withNaq(args as GlobalArgs, async (naq) => {
               await naq.kv.delete(args.bucket!, args.key!);
@@ -592,7 +731,12 @@ export function buildCli(argv: string[]) {
         .command(
           'keys [bucket]',
           'list keys',
-          (yy) => yy.positional('bucket', { type: 'string' }).option('filter', { type: 'string', describe: 'subject-style filter, e.g. "jobs.>"' }).check(need('bucket')),
+          (yy) =>
+            yy
+              .positional('bucket', { type: 'string' })
+              .option('filter', { type: 'string', describe: 'subject-style filter, e.g. "jobs.>"' })
+              .check(need('bucket'))
+              .check(kvArgs),
           (args) =>
             withNaq(args as GlobalArgs, async (naq) => {
               const keys = await naq.kv.keys(args.bucket!, args.filter);
@@ -603,7 +747,12 @@ export function buildCli(argv: string[]) {
         .command(
           'watch [bucket]',
           'print current values, then changes as they happen, until SIGINT',
-          (yy) => yy.positional('bucket', { type: 'string' }).option('filter', { type: 'string', describe: 'subject-style filter' }).check(need('bucket')),
+          (yy) =>
+            yy
+              .positional('bucket', { type: 'string' })
+              .option('filter', { type: 'string', describe: 'subject-style filter' })
+              .check(need('bucket'))
+              .check(kvArgs),
           (args) =>
             withNaq(args as GlobalArgs, async (naq) => {
               const watch = await naq.kv.watch(args.bucket!, args.filter);
@@ -626,8 +775,7 @@ export function buildCli(argv: string[]) {
     .wrap(Math.min(110, process.stdout.columns || 110))
     .fail((msg, err) => {
       if (err && !(err instanceof UsageError)) throw err;
-      process.stderr.write(`naq: ${err?.message ?? msg}\nRun "naq --help" for usage.\n`);
-      process.exit(EXIT_USAGE);
+      usageFailure(err?.message ?? msg);
     });
 }
 
@@ -636,7 +784,10 @@ async function main() {
     await buildCli(hideBin(process.argv)).parseAsync();
     process.exit(0);
   } catch (error) {
-    if (error instanceof ConfigError || error instanceof UsageError || error instanceof EventsUsageError) fail(error.message, EXIT_USAGE);
+    // A user's mistake, whether the CLI or the library found it: the message, never a stack.
+    // Whether yargs or this catch sees a UsageError depends on how the handler threw it.
+    if (error instanceof UsageError) usageFailure(error.message);
+    if (error instanceof ConfigError || error instanceof InvalidArgumentError) fail(error.message, EXIT_USAGE);
     if (error instanceof NaqError) fail(error.message, EXIT_FAILURE);
     fail(error instanceof Error ? error.message : String(error), EXIT_FAILURE);
   }

@@ -13,6 +13,7 @@ import type { ConnectionRegistry } from './actors/nats-connection.js';
 import { KvClient, StreamsClient } from './clients.js';
 import { configSecrets, resolveConfig, type NaqConfig, type NaqConfigInput } from './config.js';
 import { NaqError, NotConnectedError, OperationTimeoutError } from './errors.js';
+import { validateDuration } from './duration.js';
 import { createLogger, type Logger } from './log.js';
 import { stateName } from './state-name.js';
 import type { ServiceName, SupervisorMachine, SupervisorOutput, SupervisorReport } from './machines/supervisor.js';
@@ -146,7 +147,7 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
   const runtime = (): JobsRuntime => {
     const nc = registry.current;
     if (!nc || nc.isClosed()) throw new NotConnectedError('naq is not started (or its connection is closed)');
-    return jobsRuntimeFor(nc, config);
+    return jobsRuntimeFor(nc, config, logger);
   };
   const schedules = () => new ScheduleStore(runtime());
   const askEvents = <T>(request: Record<string, unknown> & { type: EventsRequest['type'] }, timeoutMs = askTimeoutMs) =>
@@ -269,7 +270,8 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
     listQueues: () => askJobs({ type: 'jobs.listQueues' }),
     listWorkers: () => askJobs({ type: 'jobs.listWorkers' }),
     enqueueAt: (at, name, data, opts) => Promise.resolve().then(() => schedules().enqueueAt(at, name, data, opts)),
-    enqueueIn: (delayMs, name, data, opts) => Promise.resolve().then(() => schedules().enqueueAt(Date.now() + delayMs, name, data, opts)),
+    enqueueIn: (delayMs, name, data, opts) =>
+      Promise.resolve().then(() => schedules().enqueueAt(Date.now() + validateDuration('delayMs', delayMs, 0), name, data, opts)),
     schedule: (id, spec, name, data, opts) => Promise.resolve().then(() => schedules().add(id, spec, name, data, opts)),
     pauseSchedule: (id) => Promise.resolve().then(() => schedules().pause(id)),
     resumeSchedule: (id) => Promise.resolve().then(() => schedules().resume(id)),

@@ -1,6 +1,9 @@
 import { ClosedConnectionError, NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
 import { backoffDelay } from './backoff.js';
 import { NaqError, NotConnectedError, OperationTimeoutError } from './errors.js';
+import { isPermissionDenied, toPermissionDenied } from './permissions.js';
+
+export { isPermissionDenied, toPermissionDenied } from './permissions.js';
 
 /**
  * Transient failures are the ones a reconnect cures: a request that timed out or found no
@@ -8,6 +11,9 @@ import { NaqError, NotConnectedError, OperationTimeoutError } from './errors.js'
  * argument) is final and is not retried.
  */
 export function isTransient(error: unknown): boolean {
+  // A refused subject stays refused until an operator changes the permissions: retrying only
+  // hides it (a RequestError's text could even mention "timeout" in the subject it names).
+  if (isPermissionDenied(error)) return false;
   // The JetStream client wraps what went wrong: a request that found no responders on a
   // stream between leaders (a cluster electing one) surfaces as "jetstream is not enabled"
   // with the no-responders error as its cause. So the whole cause chain is looked at.
@@ -37,6 +43,10 @@ export interface RetryOptions {
  * Runs `attempt` until it succeeds, fails with a non-transient error, or the deadline
  * passes; then the caller gets an OperationTimeoutError naming the operation, with the last
  * transient error as its cause. It never waits past the deadline, even if one attempt hangs.
+ *
+ * A subject the server refuses (a JetStream API request, a KV read, a publish) fails at
+ * once with a PermissionDeniedError naming the subject. The client reports such a request as
+ * a RequestError caused by a PermissionViolationError, within a round trip.
  */
 export async function withRetry<T>(operation: string, options: RetryOptions, attempt: (remainingMs: number) => Promise<T>): Promise<T> {
   const deadline = Date.now() + options.timeoutMs;
@@ -47,6 +57,8 @@ export async function withRetry<T>(operation: string, options: RetryOptions, att
     try {
       return await raceDeadline(attempt(remaining), remaining);
     } catch (error) {
+      const denied = toPermissionDenied(error);
+      if (denied) throw denied;
       if (error instanceof ClosedConnectionError) throw new NotConnectedError(`${operation}: the NATS connection is closed`, { cause: error });
       if (error === DEADLINE) throw new OperationTimeoutError(operation, options.timeoutMs, { cause: lastError });
       if (!isTransient(error)) throw error;

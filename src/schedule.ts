@@ -1,4 +1,5 @@
 import { CronExpressionParser } from 'cron-parser';
+import { durationProblem } from './duration.js';
 import { InvalidArgumentError } from './errors.js';
 import type { JobOptions } from './job.js';
 import { validateJobId, validateQueue } from './layout.js';
@@ -117,7 +118,8 @@ export function buildSchedule(id: string, spec: ScheduleSpec, name: string, data
     validateCron(spec.cron, spec.tz);
     record.cron = spec.cron;
   } else {
-    if (!Number.isInteger(spec.every) || spec.every < 1) throw new InvalidArgumentError(`invalid every ${JSON.stringify(spec.every)}: expected an integer number of ms >= 1`);
+    const problem = durationProblem(spec.every);
+    if (problem) throw new InvalidArgumentError(`invalid every: ${problem}`);
     record.every = spec.every;
   }
   if (repeat !== undefined) {

@@ -40,6 +40,9 @@ describe('chaos', () => {
     expect(r.serverRestarts, why).toBe(1);
     expect(r.leaderKills, why).toBe(1);
     expect(r.crashes, why).toEqual([]);
+    // Misbehaving handlers mixed in: none killed a worker (above), each ended recorded.
+    expect(r.poisonOutcomes, why).toBe(JOBS / 10);
+    expect(r.poisonOutcomesEnded, why).toBe(r.poisonOutcomes);
 
     expect(r.lost, why).toBe(0);
     expect(r.completed, why).toBe(JOBS);

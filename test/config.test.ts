@@ -13,6 +13,7 @@ import {
   resolveConfig,
   type NaqConfigInput,
 } from '../src/config.js';
+import { connectOptions } from '../src/actors/nats-connection.js';
 import { ConfigError } from '../src/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'naq-config-test-'));
@@ -40,7 +41,7 @@ describe('defaults', () => {
   it('fills every key with its documented default', () => {
     expect(defaultConfig()).toEqual({
       prefix: 'naq',
-      nats: { name: 'naq', connectTimeoutMs: 5000 },
+      nats: { name: 'naq', connectTimeoutMs: 5000, pingIntervalMs: 10_000, maxPingsOut: 2 },
       connect: { maxAttempts: 0, initialDelayMs: 250, maxDelayMs: 5000, jitter: 0.2 },
       reconnect: { timeWaitMs: 500, maxAttempts: 0, giveUpAfterMs: 0 },
       embedded: { enabled: true, storeDir: '.naq/nats', host: '127.0.0.1', port: 4222, binary: 'nats-server' },
@@ -197,6 +198,11 @@ describe('bad values', () => {
     [{ nats: { url: ' , ' } }, 'nats.url', 'one or more'],
     [{ ops: { timeoutMs: 0 } }, 'ops.timeoutMs', 'milliseconds from 1'],
     [{ reconnect: { timeWaitMs: 3_000_000_000 } }, 'reconnect.timeWaitMs', 'to 2147483647'],
+    [{ nats: { pingIntervalMs: 0 } }, 'nats.pingIntervalMs', 'expected an integer number of milliseconds from 100'],
+    [{ nats: { pingIntervalMs: 99 } }, 'nats.pingIntervalMs', 'got 99'],
+    [{ nats: { pingIntervalMs: '10s' } }, 'nats.pingIntervalMs', 'got "10s"'],
+    [{ nats: { maxPingsOut: 0 } }, 'nats.maxPingsOut', 'expected an integer >= 1, got 0'],
+    [{ nats: { maxPingsOut: 2.5 } }, 'nats.maxPingsOut', 'expected an integer >= 1, got 2.5'],
     [{ supervisor: 5 }, 'supervisor', 'expected an object, got 5'],
   ])('%j → %s', (input, key, expected) => {
     const err = configError(() => resolveConfig(input as NaqConfigInput));
@@ -271,6 +277,8 @@ describe('environment', () => {
       credsFile: '/etc/naq.creds',
       tls: { caFile: '/ca.pem', certFile: '/cert.pem', keyFile: '/key.pem' },
       connectTimeoutMs: 5000,
+      pingIntervalMs: 10_000,
+      maxPingsOut: 2,
     });
     expect(config.storage.replicas).toBe(3);
     expect(config.roles).toEqual(['worker', 'scheduler']);
@@ -282,6 +290,8 @@ describe('environment', () => {
         NAQ_SUPERVISOR__MAX_RESTARTS: '3',
         NAQ_EMBEDDED__ENABLED: 'false',
         NAQ_NATS__CONNECT_TIMEOUT_MS: '100',
+        NAQ_NATS__PING_INTERVAL_MS: '2000',
+        NAQ_NATS__MAX_PINGS_OUT: '3',
         NAQ_CONNECT__JITTER: '0.5',
         NAQ_LOG__PRETTY: 'true',
         NAQ_STORAGE__STORAGE: 'memory',
@@ -291,6 +301,8 @@ describe('environment', () => {
     expect(config.supervisor.maxRestarts).toBe(3);
     expect(config.embedded.enabled).toBe(false);
     expect(config.nats.connectTimeoutMs).toBe(100);
+    expect(config.nats.pingIntervalMs).toBe(2000);
+    expect(config.nats.maxPingsOut).toBe(3);
     expect(config.connect.jitter).toBe(0.5);
     expect(config.log.pretty).toBe(true);
     expect(config.storage.storage).toBe('memory');
@@ -313,6 +325,15 @@ describe('environment', () => {
 
     const replicas = configError(() => loadConfig({ env: { NAQ_REPLICAS: '9' } }));
     expect(replicas.key).toBe('NAQ_REPLICAS');
+
+    const pings = configError(() => loadConfig({ env: { NAQ_NATS__PING_INTERVAL_MS: '10s' } }));
+    expect(pings.key).toBe('NAQ_NATS__PING_INTERVAL_MS');
+    expect(pings.message).toContain('nats.pingIntervalMs');
+    expect(pings.message).toContain('milliseconds from 100');
+
+    const missed = configError(() => loadConfig({ env: { NAQ_NATS__MAX_PINGS_OUT: '0' } }));
+    expect(missed.key).toBe('NAQ_NATS__MAX_PINGS_OUT');
+    expect(missed.message).toContain('expected an integer >= 1, got 0');
   });
 
   it('an unknown NAQ_ variable is an error naming it, with a suggestion', () => {
@@ -404,6 +425,12 @@ describe('NATS servers', () => {
     expect(isNatsUrlConfigured(config)).toBe(true);
     expect(natsServers(config)).toEqual(['nats://a:4222', 'b:4222', 'tls://c:4443']);
   });
+
+  it('the ping settings reach the client, so a silent link is noticed in seconds, not minutes', async () => {
+    expect(await connectOptions(defaultConfig())).toMatchObject({ pingInterval: 10_000, maxPingOut: 2 });
+    const config = resolveConfig({ nats: { pingIntervalMs: 500, maxPingsOut: 3 } });
+    expect(await connectOptions(config)).toMatchObject({ pingInterval: 500, maxPingOut: 3 });
+  });
 });
 
 describe('secrets', () => {
@@ -431,6 +458,8 @@ describe('secrets', () => {
       credsFile: '/etc/naq.creds',
       tls: { caFile: '/ca.pem' },
       connectTimeoutMs: 5000,
+      pingIntervalMs: 10_000,
+      maxPingsOut: 2,
     });
     expect(config.nats.password).toBe('hunter2');
     const text = JSON.stringify(redacted);

@@ -1,56 +1,13 @@
-import { jetstreamManager } from '@nats-io/jetstream';
-import { pino } from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { JobFailedError } from '../src/actors/jobs-runtime.js';
-import type { Handlers } from '../src/actors/queue-worker.js';
 import { InvalidArgumentError } from '../src/errors.js';
 import type { JobRecord } from '../src/job.js';
-import { createNaq, type Naq } from '../src/naq.js';
-import { until, connectTo, startServer, stopAllServers, type TestServer } from './harness.js';
+import type { Naq } from '../src/naq.js';
+import { until, connectTo, startServer, stopAllServers } from './harness.js';
+import { deadLetters, producer, stopNaqs, worker } from './naqs.js';
 
-const silent = pino({ level: 'silent' });
-const running: Naq<any>[] = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((n) => n.stop()));
-});
+afterEach(stopNaqs);
 afterAll(stopAllServers);
-
-const base = (server: TestServer) => ({
-  nats: { url: server.url },
-  reconnect: { timeWaitMs: 100 },
-  ops: { timeoutMs: 5000 },
-  supervisor: { stopTimeoutMs: 5000 },
-});
-
-async function producer(server: TestServer) {
-  const naq = createNaq(base(server), { logger: silent });
-  running.push(naq);
-  await naq.start({ timeoutMs: 10_000 });
-  return naq;
-}
-
-async function worker<H extends Handlers>(server: TestServer, handlers: H, worker: Record<string, unknown> = {}) {
-  const naq = createNaq(
-    { ...base(server), roles: ['worker'], worker: { queues: ['default'], concurrency: 4, ackWaitMs: 5000, drainGraceMs: 1000, ...worker } },
-    { logger: silent, handlers },
-  );
-  running.push(naq);
-  await naq.start({ timeoutMs: 10_000 });
-  return naq;
-}
-
-async function deadLetters(server: TestServer): Promise<Array<Record<string, any>>> {
-  const nc = await connectTo(server);
-  const jsm = await jetstreamManager(nc);
-  const info = await jsm.streams.info('NAQ_DEAD');
-  const out: Array<Record<string, any>> = [];
-  for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
-    const m = await jsm.streams.getMessage('NAQ_DEAD', { seq }).catch(() => null);
-    if (m) out.push(m.json());
-  }
-  await nc.close();
-  return out;
-}
 
 describe('jobs', () => {
   it('runs a job and records its result; waitFor returns it', async () => {

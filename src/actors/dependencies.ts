@@ -2,7 +2,11 @@ import { KvWatchInclude, type KvEntry } from '@nats-io/kv';
 import type { QueuedIterator } from '@nats-io/transport-node';
 import { recordFromMessage, WIRE_VERSION, type JobMessage, type JobRecord } from '../job.js';
 import type { Logger } from '../log.js';
+import { encodeDeadLetter } from '../record-codec.js';
 import { encodeJson, type DeadLetter, type JobsRuntime } from './jobs-runtime.js';
+
+/** A watch that ended is opened again after this long. */
+const REOPEN_MS = 1000;
 
 /**
  * Releases jobs whose dependencies completed, and fails those with a dependency that failed.
@@ -23,6 +27,7 @@ export class DependencyResolver {
   readonly #again = new Set<string>();
   #waitingWatch: QueuedIterator<KvEntry> | null = null;
   #recordsWatch: Promise<QueuedIterator<KvEntry>> | null = null;
+  #unfollowRepairs: (() => void) | undefined;
   #stopped = false;
 
   constructor(rt: JobsRuntime, log: Logger) {
@@ -31,8 +36,13 @@ export class DependencyResolver {
   }
 
   async start(): Promise<void> {
+    this.#unfollowRepairs ??= this.#rt.onRepair(() => this.#reopen());
     const kv = await this.#rt.waitingKv();
     const watch = await kv.watch();
+    if (this.#stopped) {
+      watch.stop();
+      return;
+    }
     this.#waitingWatch = watch;
     void (async () => {
       for await (const e of watch) {
@@ -40,11 +50,42 @@ export class DependencyResolver {
         if (e.operation === 'PUT') this.#add(e);
         else this.#remove(e.key);
       }
-    })().catch((error: unknown) => this.#log.warn({ err: error }, 'waiting-jobs watch ended'));
+    })()
+      .catch((error: unknown) => this.#log.warn({ err: error }, 'waiting-jobs watch ended'))
+      .finally(() => {
+        // Ended by a repair (or by the client giving up on it): open it again.
+        if (!this.#stopped && this.#waitingWatch === watch) setTimeout(() => this.#restart(), REOPEN_MS).unref();
+      });
+  }
+
+  #restart(): void {
+    if (this.#stopped) return;
+    this.start().catch((error: unknown) => {
+      this.#log.warn({ err: error }, 'could not reopen the waiting-jobs watch; trying again');
+      setTimeout(() => this.#restart(), REOPEN_MS).unref();
+    });
+  }
+
+  /**
+   * A stream or bucket was recreated: watches on the old ones see nothing more. Both are
+   * opened again; the waiting watch's replay brings back what still waits.
+   */
+  #reopen(): void {
+    if (this.#stopped) return;
+    const waiting = this.#waitingWatch;
+    this.#waitingWatch = null;
+    waiting?.stop();
+    void this.#recordsWatch?.then((w) => w.stop()).catch(() => {});
+    this.#recordsWatch = null;
+    // The replay says what still waits; what was in a deleted bucket waits no more.
+    this.#waiting.clear();
+    this.#byDependency.clear();
+    this.#restart();
   }
 
   stop(): void {
     this.#stopped = true;
+    this.#unfollowRepairs?.();
     this.#waitingWatch?.stop();
     void this.#recordsWatch?.then((w) => w.stop()).catch(() => {});
     this.#recordsWatch = null;
@@ -123,10 +164,13 @@ export class DependencyResolver {
       const deps = entry.job.dependsOn ?? [];
       const records = await Promise.all(deps.map((d) => kv.get(d).then((e) => (e && e.operation === 'PUT' ? e.json<JobRecord>() : null))));
       const broken = records.findIndex((r) => r !== null && (r.status === 'failed' || r.status === 'cancelled'));
+      const cycle = broken >= 0 ? null : this.#cycleThrough(id);
       if (broken >= 0) {
-        await this.#failDependent(entry.job, deps[broken]!, records[broken]!.status);
+        await this.#failDependent(entry.job, `dependency ${deps[broken]} ${records[broken]!.status === 'cancelled' ? 'was cancelled' : 'failed'}`, deps[broken]!);
       } else if (records.every((r) => r?.status === 'completed')) {
         await this.#release(entry.job);
+      } else if (cycle) {
+        await this.#failDependent(entry.job, `dependency cycle ${cycle.join(' → ')}: the job would wait for itself`, cycle[1]!, 'DEPENDENCY_CYCLE');
       } else {
         return;
       }
@@ -135,6 +179,30 @@ export class DependencyResolver {
       this.#evaluating.delete(id);
       if (this.#again.delete(id)) void this.#evaluate(id).catch(() => {});
     }
+  }
+
+  /**
+   * A path from `id` back to itself through waiting jobs, if there is one. Enqueue refuses
+   * cycles, but two enqueues that close one at the same moment can both pass: this ends them.
+   */
+  #cycleThrough(id: string): string[] | null {
+    const via = new Map<string, string>();
+    const stack = [id];
+    while (stack.length > 0) {
+      const at = stack.pop()!;
+      for (const dep of this.#waiting.get(at)?.job.dependsOn ?? []) {
+        if (dep === id) {
+          const path = [at];
+          for (let p = at; p !== id; ) path.unshift((p = via.get(p)!));
+          return [...path, id];
+        }
+        if (!via.has(dep) && this.#waiting.has(dep)) {
+          via.set(dep, at);
+          stack.push(dep);
+        }
+      }
+    }
+    return null;
   }
 
   async #release(job: JobMessage): Promise<void> {
@@ -146,8 +214,8 @@ export class DependencyResolver {
     this.#log.debug({ jobId: job.id }, 'dependencies completed; job released');
   }
 
-  async #failDependent(job: JobMessage, dep: string, status: string): Promise<void> {
-    const error = { name: 'DependencyFailedError', code: 'DEPENDENCY_FAILED', message: `dependency ${dep} ${status === 'cancelled' ? 'was cancelled' : 'failed'}` };
+  async #failDependent(job: JobMessage, message: string, dep: string, code = 'DEPENDENCY_FAILED'): Promise<void> {
+    const error = { name: code === 'DEPENDENCY_CYCLE' ? 'DependencyCycleError' : 'DependencyFailedError', code, message };
     const dead: DeadLetter = {
       v: WIRE_VERSION,
       reason: error.message,
@@ -158,7 +226,9 @@ export class DependencyResolver {
       job,
       ts: Date.now(),
     };
-    const ack = await this.#rt.publisher.publish(this.#rt.layout.deadSubject(job.queue), encodeJson(dead), { msgId: `${job.id}:dependency-failed` });
+    const ack = await this.#rt.publisher.publish(this.#rt.layout.deadSubject(job.queue), encodeDeadLetter(dead, this.#rt.maxMessageBytes), {
+      msgId: `${job.id}:dependency-failed`,
+    });
     await this.#rt.putRecord({ ...recordFromMessage(job, 'failed'), error, finishedAt: Date.now(), deadSeq: ack.seq });
     this.#rt.events.emit({ type: 'job.failed', queue: job.queue, jobId: job.id, data: { name: job.name, error: error.message, code: error.code, dependency: dep } });
     this.#rt.events.emit({ type: 'job.dead', queue: job.queue, jobId: job.id, data: { reason: dead.reason, deadSeq: ack.seq } });

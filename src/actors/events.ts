@@ -20,7 +20,8 @@ import { layout } from '../layout.js';
 import type { Logger } from '../log.js';
 import { withRetry } from '../retry.js';
 import { serviceLogic } from './service-logic.js';
-import { managerFor, retryOptions } from './streams.js';
+import { jobsRuntimeFor } from './jobs-runtime.js';
+import { managerFor, reportDrift, retryOptions } from './streams.js';
 
 /** Requests the events actor accepts. Emitting is not one of them: it is a direct, synchronous call (eventLogFor). */
 export type EventsRequest =
@@ -37,6 +38,7 @@ export function eventsLogic(config: NaqConfig, log: Logger) {
   const retry = retryOptions(config);
   // A scan that stalls this long is a failure; a long scan that keeps receiving is not.
   const query = { idleTimeoutMs: config.ops.timeoutMs };
+  let stopFollowingRepairs: (() => void) | undefined;
   return serviceLogic<EventsRequest>({
     accepts: EVENTS_REQUESTS,
     setup: async (nc) => {
@@ -44,9 +46,17 @@ export function eventsLogic(config: NaqConfig, log: Logger) {
       eventLogFor(nc, config, log);
       if (!config.events.enabled) return;
       const jsm = await withRetry('jetstream manager', retry, () => managerFor(nc, config));
-      await withRetry(`ensure stream ${eventsStream}`, retry, () => ensureEventsStream(jsm, config.prefix, eventsStreamOptions(config)));
+      const ensure = () => withRetry(`ensure stream ${eventsStream}`, retry, () => ensureEventsStream(jsm, config.prefix, eventsStreamOptions(config), reportDrift(log)));
+      await ensure();
+      // When a write found a stream missing, the job layer is checked again; the log is ours.
+      stopFollowingRepairs?.();
+      stopFollowingRepairs = jobsRuntimeFor(nc, config, log).onRepair(() => {
+        ensure().catch((error: unknown) => log.warn({ err: error }, `could not recreate ${eventsStream}`));
+      });
     },
     teardown: async (nc) => {
+      stopFollowingRepairs?.();
+      stopFollowingRepairs = undefined;
       const eventLog = eventLogFor(nc, config, log);
       await eventLog.flush();
       if (eventLog.buffered > 0) log.warn(counters(eventLog), 'events still buffered at stop');

@@ -30,14 +30,22 @@ export const JOBS_REQUESTS: ReadonlyArray<JobsRequest['type']> = [
 export function jobsLogic(config: NaqConfig, log: Logger) {
   return serviceLogic<JobsRequest>({
     accepts: JOBS_REQUESTS,
-    setup: (nc) => jobsRuntimeFor(nc, config).ensureLayout(),
+    setup: (nc) => jobsRuntimeFor(nc, config, log).ensureLayout(),
     background: (nc) => {
-      const resolver = new DependencyResolver(jobsRuntimeFor(nc, config), log.child({ actor: 'jobs' }));
-      resolver.start().catch((error: unknown) => log.warn({ err: error }, 'dependency resolver did not start'));
-      return () => resolver.stop();
+      const resolver = new DependencyResolver(jobsRuntimeFor(nc, config, log), log.child({ actor: 'jobs' }));
+      let stopped = false;
+      resolver.start().catch((error: unknown) => {
+        // A one-shot command that stops while the watch is still starting is not a failure.
+        if (stopped || nc.isClosed() || nc.isDraining()) return;
+        log.warn({ err: error }, 'dependency resolver did not start');
+      });
+      return () => {
+        stopped = true;
+        resolver.stop();
+      };
     },
     handle: (request, nc) => {
-      const rt = jobsRuntimeFor(nc, config);
+      const rt = jobsRuntimeFor(nc, config, log);
       switch (request.type) {
         case 'jobs.cancel':
           return rt.cancel(request.id);

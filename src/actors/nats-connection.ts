@@ -41,7 +41,6 @@ export function natsOf(handle: ConnectionHandle | null | undefined): NatsConnect
   return handle.nc;
 }
 
-/** Client options from naq's config: servers, auth, TLS, and reconnects left to the client. */
 /**
  * `nats://user:pass@host` (or `nats://token@host`) is a common way to give credentials; the
  * client does not read them from the URL, so they move into the options here (explicit
@@ -68,6 +67,7 @@ function splitCredentials(servers: string[]): { servers: string[]; user?: string
   return out;
 }
 
+/** Client options from naq's config: servers, auth, TLS, pings, and reconnects left to the client. */
 export async function connectOptions(config: NaqConfig): Promise<NodeConnectionOptions> {
   const n = config.nats;
   const fromUrl = splitCredentials(natsServers(config));
@@ -81,6 +81,10 @@ export async function connectOptions(config: NaqConfig): Promise<NodeConnectionO
     maxReconnectAttempts: -1,
     reconnectTimeWait: config.reconnect.timeWaitMs,
     waitOnFirstConnect: false,
+    // A half-open link (no FIN, no RST) is only detected by these; the client's defaults
+    // take minutes (see nats.pingIntervalMs in config.ts).
+    pingInterval: n.pingIntervalMs,
+    maxPingOut: n.maxPingsOut,
   };
   const user = n.user ?? fromUrl.user;
   const pass = n.password ?? fromUrl.pass;

@@ -1,5 +1,6 @@
-import { createInbox, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
-import { NaqError } from '../errors.js';
+import { createInbox, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Status, type Subscription } from '@nats-io/transport-node';
+import { NaqError, type PermissionDeniedError } from '../errors.js';
+import { deniedFrom, permissionViolation, type PermissionListener } from '../permissions.js';
 
 /**
  * The publish-async path (DESIGN: the per-job budget). A JetStream publish is a core publish
@@ -54,37 +55,79 @@ export interface PublishOptions {
   headers?: Record<string, string>;
 }
 
+export interface AsyncPublisherOptions {
+  timeoutMs: number;
+  sweepMs?: number;
+  /** Told of every permission refusal on the connection (see onPermissionError). */
+  onPermissionError?: PermissionListener;
+  /**
+   * Told when no stream answered a publish: the stream may have been deleted (or the server
+   * is still starting). The owner decides whether to look; the publish itself still fails.
+   */
+  onNoStream?: (subject: string) => void;
+}
+
 export class AsyncPublisher {
   readonly #nc: NatsConnection;
   readonly #prefix: string;
+  readonly #inboxSubject: string;
   readonly #pending = new Map<string, Pending>();
   readonly #sub: Subscription;
   readonly #sweeper: NodeJS.Timeout;
   readonly #timeoutMs: number;
+  readonly #permissionListeners = new Set<PermissionListener>();
+  readonly #onNoStream: ((subject: string) => void) | undefined;
+  /** Set once the server refused the ack inbox: no publish of ours can be acknowledged. */
+  #inboxDenied: PermissionDeniedError | undefined;
   #next = 0;
 
-  constructor(nc: NatsConnection, options: { timeoutMs: number; sweepMs?: number }) {
+  constructor(nc: NatsConnection, options: AsyncPublisherOptions) {
     this.#nc = nc;
     this.#timeoutMs = options.timeoutMs;
+    if (options.onPermissionError) this.#permissionListeners.add(options.onPermissionError);
+    this.#onNoStream = options.onNoStream;
     const inbox = createInbox();
     this.#prefix = `${inbox}.`;
-    this.#sub = nc.subscribe(`${inbox}.*`, { callback: (_err, msg) => this.#onAck(msg) });
+    this.#inboxSubject = `${inbox}.*`;
+    // Following the status before the first subscribe or publish: no refusal comes before it.
+    void this.#followStatus();
+    this.#sub = nc.subscribe(this.#inboxSubject, {
+      // The client calls back with an error (and an empty message) when the server refuses
+      // the subscription; it closes the subscription itself.
+      callback: (err, msg) => (err ? this.#onInboxError(err) : this.#onAck(msg)),
+    });
     this.#sweeper = setInterval(() => this.#sweep(), options.sweepMs ?? Math.max(50, Math.min(1000, options.timeoutMs / 4)));
     this.#sweeper.unref();
-    void this.#resendAfterReconnects();
   }
 
   /**
-   * The client does not keep what was published while it was disconnected (nor, reliably,
-   * what was in flight when the server went away), so on reconnect every publish still
+   * Every permission refusal the server reports on this connection reaches `listener`, as a
+   * PermissionDeniedError naming the subject — this publisher's writes, and also what has no
+   * caller to fail: acks, naks and `working()` (core publishes to `$JS.ACK.…`), pull requests,
+   * other subscriptions. The publisher is the one reader of the connection's status for
+   * this, so its owner logs refusals in one place. Returns the unsubscribe.
+   */
+  onPermissionError(listener: PermissionListener): () => void {
+    this.#permissionListeners.add(listener);
+    return () => this.#permissionListeners.delete(listener);
+  }
+
+  /**
+   * The connection's status, for two things: permission refusals (#onServerError), and
+   * reconnects. The client does not keep what was published while it was disconnected (nor,
+   * reliably, what was in flight when the server went away), so on reconnect every publish still
    * waiting for its ack is sent again with a fresh deadline. Safe for naq's publishes: a KV
    * put rewrites the same value, a job is refused as a per-subject duplicate if it made it,
    * and event batches carry a Nats-Msg-Id.
    */
-  async #resendAfterReconnects() {
+  async #followStatus() {
     const statuses = this.#nc.status();
     this.#statuses = statuses as { stop?: () => void };
     for await (const s of statuses) {
+      if (s.type === 'error') {
+        this.#onServerError(s);
+        continue;
+      }
       if (s.type !== 'reconnect' || this.#pending.size === 0) continue;
       const expires = Date.now() + this.#timeoutMs;
       if (this.#corked.length === 0) setImmediate(this.#flush);
@@ -97,11 +140,58 @@ export class AsyncPublisher {
   }
   #statuses: { stop?: () => void } | undefined;
 
+  /**
+   * A refused publish never gets an ack: without this its caller would wait out the publish
+   * timeout, and a retry loop would take that for an outage. Every publish of ours to the
+   * refused subject fails now — the server refuses them all, so none will be acked.
+   */
+  #onServerError(status: Extract<Status, { type: 'error' }>) {
+    const violation = permissionViolation(status.error);
+    if (!violation) return;
+    // Our own inbox: already handled by the subscription's callback.
+    if (violation.operation === 'subscription' && violation.subject === this.#inboxSubject) return;
+    const error = deniedFrom(violation);
+    let rejected = 0;
+    if (violation.operation === 'publish') {
+      for (const [token, entry] of this.#pending) {
+        if (entry.subject !== violation.subject) continue;
+        this.#pending.delete(token);
+        entry.reject(deniedFrom(violation));
+        rejected++;
+      }
+    }
+    this.#report(error, rejected);
+  }
+
+  /** Acks can never arrive: fail what waits now, and every later publish at once. */
+  #onInboxError(err: Error) {
+    const violation = permissionViolation(err);
+    const error = violation ? deniedFrom(violation) : undefined;
+    // Anything else ends the subscription too (the connection closed): close() handles that.
+    if (!error) return;
+    this.#inboxDenied = error;
+    const rejected = this.#pending.size;
+    for (const [, entry] of this.#pending) entry.reject(error);
+    this.#pending.clear();
+    this.#report(error, rejected);
+  }
+
+  #report(error: PermissionDeniedError, rejected: number) {
+    for (const listener of this.#permissionListeners) {
+      try {
+        listener(error, { rejected });
+      } catch {
+        // A listener's bug must not stop the others, nor the status loop.
+      }
+    }
+  }
+
   get pending(): number {
     return this.#pending.size;
   }
 
   publish(subject: string, data: Uint8Array | string, options?: PublishOptions): Promise<PubAck> {
+    if (this.#inboxDenied) return Promise.reject(this.#inboxDenied);
     const token = (this.#next++).toString(36);
     let hdrs: MsgHdrs | undefined;
     if (options && (options.msgId !== undefined || options.expectedLastSubjectSequence !== undefined || options.headers)) {
@@ -155,6 +245,7 @@ export class AsyncPublisher {
     // A 503 status with no body: no stream is bound to the subject (or the server is not ready).
     if (msg.data.length === 0) {
       entry.reject(new NoStreamError(entry.subject));
+      this.#onNoStream?.(entry.subject);
       return;
     }
     try {

@@ -1,9 +1,13 @@
 import { hostname } from 'node:os';
-import { jetstream, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { jetstream, JetStreamApiCodes, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
-import { errorInfo, NaqError, type ErrorInfo } from '../errors.js';
+import { setLongTimeout, type LongTimer } from '../duration.js';
+import { errorInfo, NaqError, type ErrorInfo, type PermissionDeniedError } from '../errors.js';
 import { decodeJob, retryDelay, WIRE_VERSION, type AttemptRecord, type JobMessage, type JobRecord } from '../job.js';
 import type { Logger } from '../log.js';
+import { isPermissionDenied, toPermissionDenied } from '../permissions.js';
+import { resultProblem, ResultNotSerializableError, ResultTooLargeError, snapshotProgress } from '../outcome.js';
+import { encodeDeadLetter, tryEncode } from '../record-codec.js';
 import { encodeJson, type DeadLetter, type JobsRuntime, type WorkerInfo } from './jobs-runtime.js';
 import type { NaqEventType } from '../event-log.js';
 
@@ -17,7 +21,10 @@ export interface JobContext {
   maxAttempts: number;
   /** Aborted on timeout, on cancel, and when the worker drains past its grace period. */
   signal: AbortSignal;
-  /** Records progress in the job record (throttled to one write per 250 ms). */
+  /**
+   * Records progress in the job record (throttled to one write per 250 ms). Throws
+   * PROGRESS_NOT_SERIALIZABLE or PROGRESS_TOO_LARGE (64 KiB) for a value that cannot be stored.
+   */
   progress(value: unknown): void;
   log: Logger;
 }
@@ -68,6 +75,11 @@ interface Running {
   duplicates: JsMsg[];
   /** The handler returned; the outcome is being recorded. */
   finished: boolean;
+  /**
+   * The earlier attempts' history, read once (retries only) before this attempt writes its
+   * own 'active' record over it, and reused for every record this attempt writes.
+   */
+  prior: Promise<AttemptRecord[]> | undefined;
 }
 
 const PROGRESS_EVERY_MS = 250;
@@ -82,6 +94,8 @@ function abortJob(running: Running, reason: unknown) {
   running.rejectWait?.(reason);
 }
 const SWEEP_EVERY_MS = 250;
+/** Before pulling again after a pull ended on its own. */
+const REPULL_DELAY_MS = 250;
 /** How long a pull request lives on the server (see #pull for why it is short). */
 const PULL_EXPIRES_MS = 5000;
 
@@ -146,13 +160,33 @@ class RunningJobContext implements JobContext {
   }
 
   progress(value: unknown): void {
-    this.#running.progress = value;
+    // A snapshot, checked now: the handler learns at the call that a value cannot be stored,
+    // and a later change to the object cannot break the write.
+    this.#running.progress = snapshotProgress(value);
     this.#scheduleProgress(this.#running);
   }
 
   /** A child logger per job is costly; most handlers never log. */
   get log(): Logger {
     return (this.#log ??= this.#workerLog.child({ jobId: this.jobId, attempt: this.attempt }));
+  }
+}
+
+/** The stream or consumer a pull needs no longer exists. */
+function isMissingResource(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  if (code === JetStreamApiCodes.StreamNotFound || code === JetStreamApiCodes.ConsumerNotFound) return true;
+  const message = error instanceof Error ? error.message : '';
+  // The server tells a waiting pull so with a 409 status when the consumer (or its stream) goes.
+  return message === 'stream not found' || message === 'consumer not found' || message === 'consumer deleted';
+}
+
+/** `instanceof` on what a handler threw, which may be a Proxy whose traps throw. */
+function isCancel(error: unknown): boolean {
+  try {
+    return error instanceof JobCancelledError;
+  } catch {
+    return false;
   }
 }
 
@@ -177,6 +211,10 @@ export class QueueWorker {
   readonly #slotWaiters: Array<() => void> = [];
   readonly #startedAt = Date.now();
   #messages: ConsumerMessages | null = null;
+  /** Bumped by every stop of pulling; a pull of an older generation ends. */
+  #generation = 0;
+  #pulling = false;
+  #maxAckPending = 1;
   #cancelSub: Subscription | null = null;
   #inFlight = 0;
   #processed = 0;
@@ -188,6 +226,9 @@ export class QueueWorker {
   /** Jobs this worker finished recently (id → enqueue time): a redelivery of one is acked, not run. */
   readonly #recent = new Map<string, number>();
   #sweeper: NodeJS.Timeout | undefined;
+  #onError: ((error: Error) => void) | undefined;
+  #denied: PermissionDeniedError | undefined;
+  #unlisten: (() => void) | undefined;
 
   constructor(rt: JobsRuntime, queue: string, handlers: Handlers, settings: QueueWorkerSettings, log: Logger) {
     this.#rt = rt;
@@ -207,20 +248,46 @@ export class QueueWorker {
 
   /** The queue's consumer exists; cancel notices are heard. Does not pull yet. */
   async prepare(maxAckPending: number): Promise<void> {
+    this.#maxAckPending = maxAckPending;
     await this.#rt.ensureLayout();
     await this.#rt.ensureConsumer(this.#queue, maxAckPending);
-    this.#cancelSub = this.#rt.nc.subscribe(this.#rt.layout.cancelSubject(this.#queue), {
-      callback: (_err, msg) => this.#onCancel(msg.string()),
+    const stream = this.#rt.layout.jobsStream;
+    const consumer = this.#rt.layout.consumerName(this.#queue);
+    const ackPrefix = `$JS.ACK.${stream}.${consumer}.`;
+    const pull = `$JS.API.CONSUMER.MSG.NEXT.${stream}.${consumer}`;
+    const cancel = this.#rt.layout.cancelSubject(this.#queue);
+    this.#unlisten = this.#rt.publisher.onPermissionError((error) => {
+      if (error.subject.startsWith(ackPrefix) || error.subject === pull || error.subject === cancel) this.#refused(error);
+    });
+    this.#cancelSub = this.#rt.nc.subscribe(cancel, {
+      callback: (err, msg) => {
+        if (err) {
+          const denied = toPermissionDenied(err);
+          if (denied) this.#refused(denied);
+          return;
+        }
+        this.#onCancel(msg.string());
+      },
     });
   }
 
   /** Starts (or restarts) pulling. */
   resume(onError: (error: Error) => void): void {
-    if (this.#status === 'draining' || this.#status === 'stopped' || this.#messages) return;
+    if (this.#status === 'draining' || this.#status === 'stopped' || this.#pulling) return;
+    this.#onError = onError;
+    if (this.#denied) {
+      onError(this.#denied);
+      return;
+    }
+    this.#pulling = true;
     this.#status = 'running';
     if (this.#verifyUntil === Number.POSITIVE_INFINITY) this.#verifyUntil = Date.now() + 2 * this.#settings.ackWaitMs;
-    void this.#pull().catch((error: unknown) => {
-      if (this.#status === 'running') onError(error instanceof Error ? error : new Error(String(error)));
+    const generation = this.#generation;
+    void this.#pull(generation).catch((error: unknown) => {
+      // A pull that a pause (or a newer resume) replaced ends quietly.
+      if (this.#status !== 'running' || generation !== this.#generation) return;
+      this.#pulling = false;
+      onError(error instanceof Error ? error : new Error(String(error)));
     });
   }
 
@@ -233,18 +300,54 @@ export class QueueWorker {
     this.#verifyUntil = Number.POSITIVE_INFINITY;
   }
 
-  async #pull(): Promise<void> {
+  /**
+   * Pulls until stopped. Each pause or resume starts a new generation: a pull of an older one
+   * (say, still waiting for the consumer lookup when the link flapped) ends instead of
+   * pulling beside the new one. A stream or consumer that disappears under it (deleted by an
+   * operator, `naq streams rm`) is recreated and the pull starts again.
+   */
+  async #pull(generation: number): Promise<void> {
+    const stale = () => this.#status !== 'running' || generation !== this.#generation;
     const js = jetstream(this.#rt.nc);
-    const consumer = await js.consumers.get(this.#rt.layout.jobsStream, this.#rt.layout.consumerName(this.#queue));
-    if (this.#status !== 'running') return;
-    // At most `concurrency` buffered beyond those running, so a buffered job's ack_wait is
-    // not eaten up waiting for a slot.
-    // Pull requests live on the consumer's leader. When a cluster moves that leader (its node
-    // died), they vanish without a word; the client notices only after two missed idle
-    // heartbeats, which the default 30 s expiry spaces 15 s apart. A 5 s expiry brings the
-    // stall down to ~5 s, for one extra pull request every 5 s when the queue is idle.
-    const messages = await consumer.consume({ max_messages: this.#settings.concurrency, expires: PULL_EXPIRES_MS });
-    this.#messages = messages;
+    for (;;) {
+      let messages: ConsumerMessages;
+      try {
+        const consumer = await js.consumers.get(this.#rt.layout.jobsStream, this.#rt.layout.consumerName(this.#queue));
+        if (stale()) return;
+        // At most `concurrency` buffered beyond those running, so a buffered job's ack_wait is
+        // not eaten up waiting for a slot.
+        // Pull requests live on the consumer's leader. When a cluster moves that leader (its
+        // node died), they vanish without a word; the client notices only after two missed
+        // idle heartbeats, which the default 30 s expiry spaces 15 s apart. A 5 s expiry brings
+        // the stall down to ~5 s, for one extra pull request every 5 s when the queue is idle.
+        messages = await consumer.consume({ max_messages: this.#settings.concurrency, expires: PULL_EXPIRES_MS, abort_on_missing_resource: true });
+      } catch (error) {
+        if (!isMissingResource(error) || stale()) throw error;
+        await this.#recreate(error);
+        continue;
+      }
+      if (stale()) {
+        void messages.close().catch(() => {});
+        return;
+      }
+      this.#messages = messages;
+      try {
+        await this.#consume(messages);
+        if (stale()) return;
+        // Ended without being stopped and without an error (the client gave up on it): a
+        // worker that silently stops pulling is the one failure nobody sees. Pull again.
+        this.#log.warn({ queue: this.#queue }, 'the pull ended on its own; pulling again');
+        this.#messages = null;
+        await new Promise((r) => setTimeout(r, REPULL_DELAY_MS));
+      } catch (error) {
+        if (!isMissingResource(error) || stale()) throw error;
+        this.#messages = null;
+        await this.#recreate(error);
+      }
+    }
+  }
+
+  async #consume(messages: ConsumerMessages): Promise<void> {
     for await (const msg of messages) {
       if (this.#inFlight >= this.#settings.concurrency) await new Promise<void>((r) => this.#slotWaiters.push(r));
       // Pulled before a pause, a drain, or a reconnect that started a newer pull: the server
@@ -254,11 +357,35 @@ export class QueueWorker {
         continue;
       }
       this.#inFlight++;
-      void this.#process(msg).finally(() => this.#release());
+      // One handler pair, not .catch().finally(): a promise less per job on the hot path.
+      void this.#process(msg).then(this.#released, this.#failedOnTheWay);
     }
   }
 
+  readonly #released = () => this.#release();
+
+  /**
+   * A write that failed on the way (the server away past its deadline): the job is not acked,
+   * so it comes back after ack_wait. Never an unhandled rejection.
+   */
+  readonly #failedOnTheWay = (error: unknown) => {
+    this.#release();
+    const denied = toPermissionDenied(error);
+    if (denied) this.#refused(denied);
+    else this.#log.warn({ err: error }, 'job left unacknowledged; it will be redelivered');
+  };
+
+  /** The jobs stream or the queue's consumer is gone: make the layout and the consumer again. */
+  async #recreate(error: unknown): Promise<void> {
+    this.#log.warn({ err: error, queue: this.#queue }, 'the jobs stream or this queue\'s consumer disappeared; recreating it');
+    await this.#rt.repairLayout(`consumer ${this.#rt.layout.consumerName(this.#queue)}: ${(error as Error).message}`);
+    await this.#rt.ensureLayout();
+    await this.#rt.ensureConsumer(this.#queue, this.#maxAckPending);
+  }
+
   #stopPulling() {
+    this.#generation++;
+    this.#pulling = false;
     const m = this.#messages;
     this.#messages = null;
     if (m) void m.close().catch(() => {});
@@ -292,7 +419,17 @@ export class QueueWorker {
     if (this.#idle) this.#idle();
   }
 
+  /** A subject this worker needs is refused: running on would only redeliver jobs for ever. */
+  #refused(error: PermissionDeniedError) {
+    if (this.#denied) return;
+    this.#denied = error;
+    this.#log.error({ err: error, subject: error.subject, queue: this.#queue }, `worker stops: ${error.message}`);
+    this.#stopPulling();
+    this.#onError?.(error);
+  }
+
   async stop(): Promise<void> {
+    this.#unlisten?.();
     this.#status = 'stopped';
     clearInterval(this.#sweeper);
     this.#sweeper = undefined;
@@ -328,7 +465,9 @@ export class QueueWorker {
 
   heartbeat(): void {
     this.#rt.publisher.publish(`$KV.${this.#rt.layout.workersBucket}.${this.id}`, encodeJson(this.info())).catch((error: unknown) => {
-      this.#log.debug({ err: error }, 'heartbeat not written');
+      const denied = toPermissionDenied(error);
+      if (denied) this.#refused(denied);
+      else this.#log.debug({ err: error }, 'heartbeat not written');
     });
   }
 
@@ -393,11 +532,12 @@ export class QueueWorker {
       lastProgress: 0,
       duplicates: [],
       finished: false,
+      prior: undefined,
     };
     this.#running.set(job.id, running);
     this.#ensureSweeper();
     this.#emit('job.started', job, { attempt });
-    const timeout = job.timeoutMs ? setTimeout(() => abortJob(running, new JobTimeoutError(job.timeoutMs!)), job.timeoutMs) : undefined;
+    const timeout: LongTimer | undefined = job.timeoutMs ? setLongTimeout(() => abortJob(running, new JobTimeoutError(job.timeoutMs!)), job.timeoutMs) : undefined;
     const ctx = this.#context(running);
 
     let outcome: { ok: true; value: unknown } | { ok: false; error: unknown };
@@ -415,7 +555,7 @@ export class QueueWorker {
     } catch (error) {
       outcome = { ok: false, error };
     } finally {
-      if (timeout) clearTimeout(timeout);
+      timeout?.clear();
       if (running.progressTimer) clearTimeout(running.progressTimer);
       // It stays in #running until its outcome is recorded, so a duplicate delivery finds it.
       running.finished = true;
@@ -427,10 +567,12 @@ export class QueueWorker {
       }
 
       if (outcome.ok) {
-        const finishedAt = Date.now();
-        // A copy that ran twice (a redelivery racing the original after a crash) records its
-        // completion once: if the record already says completed, only the ack is left.
-        if ((attempt > 1 || Date.now() < this.#verifyUntil) && (await this.#alreadyFinished(job))) {
+        // Inline rather than a helper: one async frame (and promise) less per job.
+        const problem = resultProblem(outcome.value);
+        if (problem) outcome = { ok: false, error: problem };
+        else if ((attempt > 1 || Date.now() < this.#verifyUntil) && (await this.#alreadyFinished(job))) {
+          // A copy that ran twice (a redelivery racing the original after a crash) records its
+          // completion once: if the record already says completed, only the ack is left.
           const { duplicates } = running;
           this.#running.delete(job.id);
           this.#remember(job.id, job.ts);
@@ -439,32 +581,51 @@ export class QueueWorker {
             for (const d of duplicates) d.ack();
           });
           return;
+        } else {
+          const finishedAt = Date.now();
+          // A first attempt has no history to read back: no await on the hot path.
+          const record = attempt <= 1 ? this.#freshRecord(job) : await this.#baseRecord(job, attempt, running);
+          record.status = 'completed';
+          record.startedAt = startedAt;
+          record.finishedAt = finishedAt;
+          record.result = outcome.value === undefined ? null : outcome.value;
+          record.attempts.push({ n: attempt, startedAt, finishedAt, workerId: this.id });
+          if (running.progress !== undefined) record.progress = running.progress;
+          if (job.resultTtlMs) record.expiresAt = finishedAt + job.resultTtlMs;
+          const encoded = this.#encodeCompleted(record);
+          if (encoded instanceof Error) outcome = { ok: false, error: encoded };
+          else {
+            await this.#finish(msg, record, encoded);
+            this.#processed++;
+            this.#emit('job.completed', job, { attempt, durationMs: finishedAt - startedAt });
+            return;
+          }
         }
-        // A first attempt has no history to read back: no await on the hot path.
-        const record = attempt <= 1 ? this.#freshRecord(job) : await this.#baseRecord(job, attempt);
-        record.status = 'completed';
-        record.startedAt = startedAt;
-        record.finishedAt = finishedAt;
-        record.result = outcome.value === undefined ? null : outcome.value;
-        record.attempts.push({ n: attempt, startedAt, finishedAt, workerId: this.id });
-        if (running.progress !== undefined) record.progress = running.progress;
-        if (job.resultTtlMs) record.expiresAt = finishedAt + job.resultTtlMs;
-        await this.#finish(msg, record);
-        this.#processed++;
-        this.#emit('job.completed', job, { attempt, durationMs: finishedAt - startedAt });
-        return;
       }
-      if (outcome.error instanceof JobCancelledError) {
-        const record = await this.#baseRecord(job, attempt);
+      if (running.abortReason instanceof JobCancelledError || isCancel(outcome.error)) {
+        const record = await this.#baseRecord(job, attempt, running);
         await this.#finish(msg, { ...record, status: 'cancelled', startedAt, finishedAt: Date.now() });
         this.#emit('job.cancelled', job, { name: job.name, attempt });
         return;
       }
-      await this.#fail(msg, job, attempt, startedAt, errorInfo(outcome.error), false);
+      await this.#fail(msg, job, attempt, startedAt, errorInfo(outcome.error), false, running);
     } finally {
       // Whatever happened on the way (a failed write, a throw), the job leaves #running.
       if (this.#running.get(job.id) === running) this.#running.delete(job.id);
     }
+  }
+
+  /**
+   * The completed record's bytes, or the error a result that cannot be stored fails the
+   * attempt with. The result was checked before, so encoding can only throw on a value that
+   * changed while it was read (a getter): one encode on the common path.
+   */
+  #encodeCompleted(record: JobRecord): Uint8Array | Error {
+    const bytes = tryEncode(record);
+    if (!bytes) return new ResultNotSerializableError('encoding it threw');
+    const max = this.#rt.maxMessageBytes;
+    if (bytes.length > max) return new ResultTooLargeError(Buffer.byteLength(JSON.stringify(record.result)), max);
+    return bytes;
   }
 
   #context(running: Running): JobContext {
@@ -482,10 +643,22 @@ export class QueueWorker {
     running.lastProgress = Date.now();
     running.marked = true;
     if (running.abandoned || running.finished) return;
-    void this.#rt
-      .putRecord({ ...this.#activeRecord(running.job, running.attempt, running.startedAt), progress: running.progress })
-      .catch(() => {});
+    void this.#writeActive(running, running.progress);
     this.#emit('job.progress', running.job, { progress: running.progress });
+  }
+
+  /** The 'active' record (with its progress); on a retry, with the earlier attempts kept. */
+  async #writeActive(running: Running, progress: unknown): Promise<void> {
+    try {
+      const record = this.#activeRecord(running.job, running.attempt, running.startedAt);
+      if (running.attempt > 1) record.attempts.unshift(...(await this.#priorAttempts(running.job, running.attempt, running)));
+      // The outcome may have been written while the history was read: never write over it.
+      if (running.abandoned || running.finished) return;
+      if (progress !== undefined) record.progress = progress;
+      await this.#rt.putRecord(record);
+    } catch {
+      // Only informative: the outcome write that follows is the one that counts.
+    }
   }
 
   /**
@@ -506,7 +679,7 @@ export class QueueWorker {
         if (r.abandoned || r.finished) continue;
         if (!r.marked && this.#settings.activeAfterMs > 0 && now - r.startedAt >= this.#settings.activeAfterMs) {
           r.marked = true;
-          void this.#rt.putRecord(this.#activeRecord(r.job, r.attempt, r.startedAt)).catch(() => {});
+          void this.#writeActive(r, r.progress);
         }
         if (now - r.lastWorking >= workingEvery) {
           r.lastWorking = now;
@@ -561,25 +734,35 @@ export class QueueWorker {
     }
   }
 
-  async #baseRecord(job: JobMessage, attempt: number): Promise<JobRecord> {
+  async #baseRecord(job: JobMessage, attempt: number, running?: Running): Promise<JobRecord> {
     const fresh = this.#freshRecord(job);
     if (attempt <= 1) return fresh;
-    try {
-      const entry = await (await this.#rt.jobsKv()).get(job.id);
-      if (entry && entry.operation === 'PUT') {
-        const prior = entry.json<JobRecord>();
-        const attempts: AttemptRecord[] = (prior.attempts ?? []).filter((a) => a.finishedAt !== undefined && a.n < attempt);
-        return { ...fresh, attempts };
-      }
-    } catch (error) {
-      this.#log.debug({ err: error, jobId: job.id }, 'could not read the record history');
-    }
+    fresh.attempts = [...(await this.#priorAttempts(job, attempt, running))];
     return fresh;
   }
 
-  async #fail(msg: JsMsg, job: JobMessage, attempt: number, startedAt: number, error: ErrorInfo, permanent: boolean): Promise<void> {
+  /** The finished attempts before this one, from the record (read once per running attempt). */
+  #priorAttempts(job: JobMessage, attempt: number, running?: Running): Promise<AttemptRecord[]> {
+    if (running?.prior) return running.prior;
+    const prior = (async () => {
+      try {
+        const entry = await (await this.#rt.jobsKv()).get(job.id);
+        if (entry && entry.operation === 'PUT') {
+          const record = entry.json<JobRecord>();
+          return (Array.isArray(record.attempts) ? record.attempts : []).filter((a) => a.finishedAt !== undefined && a.n < attempt);
+        }
+      } catch (error) {
+        this.#log.debug({ err: error, jobId: job.id }, 'could not read the record history');
+      }
+      return [];
+    })();
+    if (running) running.prior = prior;
+    return prior;
+  }
+
+  async #fail(msg: JsMsg, job: JobMessage, attempt: number, startedAt: number, error: ErrorInfo, permanent: boolean, running?: Running): Promise<void> {
     const finishedAt = Date.now();
-    const record = await this.#baseRecord(job, attempt);
+    const record = await this.#baseRecord(job, attempt, running);
     record.startedAt = startedAt;
     record.finishedAt = finishedAt;
     record.error = error;
@@ -605,7 +788,7 @@ export class QueueWorker {
       job,
       ts: finishedAt,
     };
-    const ack = await this.#rt.publisher.publish(this.#rt.layout.deadSubject(job.queue), encodeJson(dead));
+    const ack = await this.#rt.publisher.publish(this.#rt.layout.deadSubject(job.queue), encodeDeadLetter(dead, this.#rt.maxMessageBytes));
     record.status = 'failed';
     record.deadSeq = ack.seq;
     await this.#finish(msg, record);
@@ -628,7 +811,7 @@ export class QueueWorker {
       ts: Date.now(),
     };
     this.#failed++;
-    const ack = await this.#rt.publisher.publish(this.#rt.layout.deadSubject(this.#queue), encodeJson(dead));
+    const ack = await this.#rt.publisher.publish(this.#rt.layout.deadSubject(this.#queue), encodeDeadLetter(dead, this.#rt.maxMessageBytes));
     const events = this.#rt.events;
     events.emit({ type: 'job.failed', queue: this.#queue, ...(jobId ? { jobId } : {}), workerId: this.id, data: { error: dead.reason } });
     events.emit({ type: 'job.dead', queue: this.#queue, ...(jobId ? { jobId } : {}), workerId: this.id, data: { reason: dead.reason, deadSeq: ack.seq } });
@@ -652,12 +835,18 @@ export class QueueWorker {
   }
 
   /** At-least-once: the ack goes out only after the outcome is recorded. */
-  async #finish(msg: JsMsg, record: JobRecord): Promise<void> {
+  async #finish(msg: JsMsg, record: JobRecord, bytes?: Uint8Array): Promise<void> {
     try {
-      await this.#rt.putRecord(record);
+      await (bytes ? this.#rt.putRecordBytes(record.id, bytes) : this.#rt.putRecord(record));
     } catch (error) {
       // Not recorded: leave the message unacked so it is redelivered after ack_wait.
       this.#running.delete(record.id);
+      if (isPermissionDenied(error)) {
+        // Another worker (allowed to write records) can take it at once.
+        msg.nak();
+        this.#refused(toPermissionDenied(error)!);
+        return;
+      }
       this.#log.warn({ err: error, jobId: record.id }, 'outcome not recorded; the job will be redelivered');
       return;
     }

@@ -42,6 +42,8 @@ export class ScheduleStore {
 
   async add(id: string, spec: ScheduleSpec, name: string, data: unknown, options?: ScheduleOptions): Promise<ScheduleRecord> {
     const record = buildSchedule(id, spec, name, data, options);
+    // Validate the job each run will be (data, options, size) now, not at every fire.
+    buildJob(name, data, { ...record.opts, queue: record.queue }, runJobId(record, record.nextRunAt ?? 0), this.rt.defaults);
     await this.#retry(`add schedule ${id}`, (kv) => kv.put(id, encodeJson(record)));
     this.#emit('schedule.added', record);
     return record;
@@ -142,6 +144,7 @@ export class ScheduleDispatcher {
   readonly #refusals = new Map<string, number>();
   readonly #retryAt = new Map<string, number>();
   #watch: QueuedIterator<KvEntry> | null = null;
+  #unfollowRepairs: (() => void) | undefined;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   fired = 0;
@@ -154,6 +157,8 @@ export class ScheduleDispatcher {
 
   /** Resolves once the watch is open; fails only if it cannot be opened within `ops.timeoutMs`. */
   async start(): Promise<void> {
+    // A recreated bucket: the watch on the old one sees nothing more; stopping it reopens it.
+    this.#unfollowRepairs ??= this.#rt.onRepair(() => this.#watch?.stop());
     const watch = await withRetry('watch schedules', retryOptions(this.#config), async () => (await this.#rt.schedulesKv()).watch());
     if (this.#stopped) {
       watch.stop();
@@ -193,6 +198,7 @@ export class ScheduleDispatcher {
 
   stop(): void {
     this.#stopped = true;
+    this.#unfollowRepairs?.();
     clearTimeout(this.#timer);
     this.#watch?.stop();
   }
@@ -344,17 +350,22 @@ export function schedulerLogic(config: NaqConfig, log: Logger) {
   return schedulerMachine.provide({
     actors: {
       setup: fromPromise<LeaderSettings | void, SchedulerInput>(async ({ input }) => {
-        current = jobsRuntimeFor(natsOf(input.connection), config);
+        current = jobsRuntimeFor(natsOf(input.connection), config, log);
         await current.ensureLayout();
         // The lease is the leader bucket's TTL, set by whichever process created the bucket:
         // renew well inside it, whatever this process's config says.
         const ttlMs = (await (await current.leaderKv()).status()).ttl || input.leader.ttlMs;
-        if (ttlMs !== input.leader.ttlMs) log.warn({ bucketTtlMs: ttlMs, configured: input.leader.ttlMs }, 'leader lease follows the leader bucket TTL');
+        if (ttlMs !== input.leader.ttlMs) {
+          log.warn(
+            { setting: 'scheduler.leaderTtlMs', bucketTtlMs: ttlMs, configured: input.leader.ttlMs },
+            `scheduler.leaderTtlMs is ${input.leader.ttlMs} but the ${current.layout.leaderBucket} bucket's TTL is ${ttlMs}: the lease follows the bucket (a running leader's lease is never changed under it)`,
+          );
+        }
         return { ttlMs, renewMs: Math.min(input.leader.renewMs, Math.floor(ttlMs / 3)), retryMs: Math.min(input.leader.retryMs, Math.floor(ttlMs / 3)) };
       }),
       leader,
       dispatcher: fromCallback<{ type: string }, SchedulerInput>(({ input, sendBack }) => {
-        const rt = jobsRuntimeFor(natsOf(input.connection), config);
+        const rt = jobsRuntimeFor(natsOf(input.connection), config, log);
         const dispatcher = new ScheduleDispatcher(rt, config, log.child({ actor: 'scheduler' }));
         log.info({ candidate: input.candidateId }, 'elected scheduler leader; firing schedules');
         rt.events.emit({ type: 'leader.elected', queue: '_system', data: { candidateId: input.candidateId } });

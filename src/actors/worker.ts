@@ -17,12 +17,12 @@ export function workerLogic(config: NaqConfig, handlers: Handlers, log: Logger) 
   return workerMachine.provide({
     actors: {
       setup: fromPromise<void, WorkerInput>(async ({ input }) => {
-        const rt = jobsRuntimeFor(natsOf(input.connection), config);
+        const rt = jobsRuntimeFor(natsOf(input.connection), config, log);
         await rt.ensureLayout();
         await rt.ensureConsumer(input.queue, maxAckPending(config));
       }),
       processor: fromCallback<ProcessorCommand, WorkerInput>(({ input, receive, sendBack }) => {
-        const rt = jobsRuntimeFor(natsOf(input.connection), config);
+        const rt = jobsRuntimeFor(natsOf(input.connection), config, log);
         const worker = new QueueWorker(
           rt,
           input.queue,
