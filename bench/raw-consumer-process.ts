@@ -5,7 +5,7 @@
  */
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { AsyncPublisher } from '../src/actors/publisher.js';
+import { AsyncPublisher } from '../src/actors/nats/publisher.js';
 import { connectBench, RAW_BUCKET, startDrain, type RawVariant } from './raw.js';
 import { childConfig, childReporter, exitSoon, stopRequested } from './util.js';
 

@@ -16,7 +16,7 @@ import {
   type JsMsg,
 } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { AsyncPublisher } from '../src/actors/publisher.js';
+import { AsyncPublisher } from '../src/actors/nats/publisher.js';
 import { BenchChild, resetJetStream, row, wallNow, type Row } from './util.js';
 
 export const RAW_STREAM = 'BENCH_RAW';

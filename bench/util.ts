@@ -7,7 +7,8 @@ import { readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { JetStreamManager } from '@nats-io/jetstream';
-import { killThrowawayNatsServers, startThrowawayNatsServer, type NatsServerProcess } from '../src/nats-server.js';
+import { killThrowawayNatsServers, startThrowawayNatsServer } from '../test/support/throwaway-server.js';
+import type { NatsServerProcess } from '../src/nats-server/process.js';
 
 export type Category = 'enqueue' | 'drain' | 'end-to-end';
 export type System = 'raw' | 'naq' | 'bullmq';

@@ -6,9 +6,9 @@ import { randomBytes } from 'node:crypto';
 import { createConnection } from 'node:net';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { DeadLetter } from '../src/actors/jobs-runtime.js';
-import { layout } from '../src/layout.js';
-import { HANG_TIMEOUT_MS, mayHang, PROGRESS_KINDS, VALUE_KINDS, type Final, type Plan, type Step } from '../test/outcome-model.js';
+import type { DeadLetter } from '../src/model/job.js';
+import { layout } from '../src/model/layout.js';
+import { HANG_TIMEOUT_MS, mayHang, PROGRESS_KINDS, VALUE_KINDS, type Final, type Plan, type Step } from '../test/support/outcome-model.js';
 
 export interface PoisonCase {
   /** Short label for the summary table. */
@@ -144,7 +144,7 @@ export async function readDeadLetters(nc: NatsConnection, queue: string, prefix 
 }
 
 /**
- * Jobs for the `outcome` handler (test/fixtures/outcome-handlers.ts) with random plans: results,
+ * Jobs for the `outcome` handler (test/support/fixtures/outcome-handlers.ts) with random plans: results,
  * throws and progress that cannot be stored, hangs past a timeout, hostile log lines.
  */
 export function poisonOutcomeJobs(count: number, rand: () => number, queue: string): Array<{ name: 'outcome'; data: Plan; opts: { queue: string; jobId: string; attempts: number; timeoutMs?: number; backoff: { type: 'fixed'; delay: number } } }> {

@@ -31,8 +31,8 @@ export function cliPath(root = repoRoot()): string {
  * worker serving within a second and one that steals CPU from the others for several.
  */
 export function handlersPath(root = repoRoot()): string {
-  const js = join(root, 'dist/test/fixtures/chaos-handlers.js');
-  return existsSync(js) ? js : join(root, 'test/fixtures/chaos-handlers.ts');
+  const js = join(root, 'dist/test/support/fixtures/chaos-handlers.js');
+  return existsSync(js) ? js : join(root, 'test/support/fixtures/chaos-handlers.ts');
 }
 
 const TAIL_BYTES = 16 * 1024;

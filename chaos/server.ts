@@ -3,7 +3,8 @@
  * 4222 that someone else uses. Tests pass the harness's `startServer` instead; both satisfy
  * `ChaosServer`.
  */
-import { startThrowawayNatsServer, type NatsServerProcess } from '../src/nats-server.js';
+import { startThrowawayNatsServer } from '../test/support/throwaway-server.js';
+import type { NatsServerProcess } from '../src/nats-server/process.js';
 
 export interface ChaosServer extends Pick<NatsServerProcess, 'url' | 'kill' | 'restart' | 'recentLog'> {
   /** Stop the server and delete its store. */

@@ -1,5 +1,5 @@
 // The CLI reference (docs/cli.md), generated from yargs' own --help output so it cannot
-// drift: `node scripts/cli-docs.mjs --write` rewrites it; test/cli-docs.test.ts compares.
+// drift: `node scripts/cli-docs.mjs --write` rewrites it; test/docs.test.ts compares.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

@@ -1,9 +1,11 @@
 /**
- * naq as a library: `createNaq()` for the whole runtime, or the machines and their
- * NATS-backed logic for hosts that run naq's actors inside their own XState system.
+ * naq's public entry: `createNaq()` for the whole runtime; the config helpers; the errors; the
+ * types of jobs, records, schedules and events; the machines and their NATS-backed logic for
+ * hosts that run naq's actors inside their own XState system, with the message types each
+ * actor accepts. Nothing internal: what a host may need beyond this is in `naq/internals`
+ * (src/internals.ts), which promises no stability.
  */
-export { stateName } from './state-name.js';
-export { createNaq, type CreateNaqOptions, type HealthReport, type ActorHealth, type Naq, type StartOptions } from './naq.js';
+export { createNaq, type CreateNaqOptions, type HealthReport, type ActorHealth, type Naq, type StartOptions, type JobData, type JobResult } from './naq.js';
 export {
   loadConfig,
   resolveConfig,
@@ -16,64 +18,52 @@ export {
   type NaqConfig,
   type NaqConfigInput,
   type Role,
-} from './config.js';
-export * from './errors.js';
-export { ask, answer, type Reply, type ReplyTo, type AskOptions } from './ask.js';
-export { StreamsClient, KvClient } from './clients.js';
-export * from './machines/index.js';
-export { natsConnectionLogic, connectOptions, connectionSettings, natsOf, NatsHandle, type ConnectionRegistry } from './actors/nats-connection.js';
-export { streamsLogic, ensureStream, type StreamsRequest, type WantedStream, type StreamMessage } from './actors/streams.js';
-export { kvLogic, BucketPool, type KvRequest, type KvRecord, type KvWatchHandle, type BucketOptions } from './actors/kv.js';
-export { serviceLogic, type ServiceDefinition } from './actors/service-logic.js';
-export { naqSupervisor, servicesForRoles, supervisorInput } from './actors/system.js';
-export { startInspector, type InspectorOptions, type RunningInspector, type RecordedInspectionEvent } from './inspector.js';
-export { machineToJSON, machineToMermaid, exportMachines, mermaidBlocks } from './machine-export.js';
-export { startNatsServer, isNatsReachable, findNatsServerBinary, type NatsServerProcess } from './nats-server.js';
-export { createLogger, type Logger } from './log.js';
-export { jobsLogic, JOBS_REQUESTS, type JobsRequest } from './actors/jobs.js';
-export { workerLogic } from './actors/worker.js';
-export {
-  JobsRuntime,
-  JobFailedError,
-  jobsRuntimeFor,
-  type EnqueueItem,
-  type QueueStats,
-  type WorkerInfo,
-  type DeadLetter,
-} from './actors/jobs-runtime.js';
-export { QueueWorker, JobTimeoutError, JobCancelledError, type Handler, type Handlers, type JobContext } from './actors/queue-worker.js';
-export { AsyncPublisher, type PubAck } from './actors/publisher.js';
-export { loadHandlers } from './handlers-module.js';
-export { layout, validateQueue, validateJobId, type Layout } from './layout.js';
+  type LogLevel,
+} from './config/index.js';
+export { createLogger, type Logger } from './core/log.js';
+export { loadHandlers } from './actors/worker/handlers-module.js';
+export { stateName } from './core/state-name.js';
+
+// Errors: every one has a stable `code`.
+export * from './core/errors.js';
+export { JobFailedError } from './actors/jobs/reads.js';
+export { JobTimeoutError, JobCancelledError, type Handler, type Handlers, type JobContext } from './actors/worker/handler.js';
+export { ResultNotSerializableError, ResultTooLargeError, ProgressNotSerializableError, ProgressTooLargeError } from './actors/worker/outcome.js';
+
+// Jobs, schedules and events as users see them (docs/wire-format.md).
 export {
   WIRE_VERSION,
-  decodeJob,
-  buildJob,
-  retryDelay,
   type JobMessage,
   type JobRecord,
   type JobOptions,
   type JobStatus,
   type BackoffOptions,
   type AttemptRecord,
-} from './job.js';
-export type { JobData, JobResult } from './naq.js';
-export { eventsLogic, EVENTS_REQUESTS, type EventsRequest } from './actors/events.js';
-export {
-  EVENT_TYPES,
-  eventLogFor,
-  history as eventHistory,
-  subscribe as subscribeEvents,
-  stats as eventStats,
-  type NaqEvent,
-  type NaqEventType,
-  type StoredEvent,
-  type EventFilter,
-  type HistoryFilter,
-  type StatsFilter,
-  type EventStats,
-  type EventSubscription,
-  type EventLog,
-} from './event-log.js';
-export { schedulerLogic, ScheduleStore, ScheduleDispatcher } from './actors/scheduler.js';
-export { buildSchedule, nextRun, type ScheduleRecord, type ScheduleSpec, type ScheduleOptions, type ScheduleStatus } from './schedule.js';
+  type DeadLetter,
+  type WorkerInfo,
+  type QueueStats,
+  type EnqueueItem,
+} from './model/job.js';
+export { type ScheduleRecord, type ScheduleSpec, type ScheduleOptions, type ScheduleStatus } from './model/schedule.js';
+export { EVENT_TYPES, type NaqEvent, type NaqEventType, type StoredEvent } from './model/event.js';
+export type { EventFilter, HistoryFilter, StatsFilter, EventStats, EventSubscription } from './actors/events/queries.js';
+export type { EventLogCounters } from './actors/events/buffer.js';
+export { validateQueue, validateJobId } from './model/layout.js';
+
+// The machines, their NATS-backed logic, and how to talk to the actors.
+export * from './machines/index.js';
+export { ask, answer, type Reply, type ReplyTo, type AskOptions } from './core/ask.js';
+export { StreamsClient, KvClient } from './actors/clients.js';
+export { naqSupervisor, servicesForRoles, supervisorInput } from './actors/system.js';
+export { natsConnectionLogic, connectOptions, connectionSettings, natsOf, NatsHandle, type ConnectionRegistry } from './actors/nats/connection.js';
+export { serviceLogic, type ServiceDefinition } from './actors/service-logic.js';
+export { streamsLogic, STREAMS_REQUESTS, type StreamsRequest, type StreamMessage } from './actors/nats/streams.js';
+export type { WantedStream } from './actors/nats/jetstream.js';
+export { kvLogic, KV_REQUESTS, type KvRequest, type KvRecord, type KvWatchHandle, type BucketOptions } from './actors/nats/kv.js';
+export { eventsLogic, EVENTS_REQUESTS, type EventsRequest } from './actors/events/service.js';
+export { jobsLogic, JOBS_REQUESTS, type JobsRequest } from './actors/jobs/service.js';
+export { workerLogic } from './actors/worker/logic.js';
+export { schedulerLogic } from './actors/scheduler/logic.js';
+export { startInspector, replayRecording, type InspectorOptions, type RunningInspector, type RecordedInspectionEvent } from './inspect/inspector.js';
+export { machineToJSON, machineToMermaid, exportMachines, mermaidBlocks } from './inspect/machine-export.js';
+export { startNatsServer, isNatsReachable, findNatsServerBinary, type NatsServerProcess } from './nats-server/process.js';

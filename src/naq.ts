@@ -1,21 +1,26 @@
 import { createActor, type Actor, type ActorRefFrom, type AnyActorRef, type InspectionEvent, type Observer } from 'xstate';
 import { naqSupervisor, servicesForRoles, supervisorInput } from './actors/system.js';
-import { ask } from './ask.js';
-import { jobsRuntimeFor, type EnqueueItem, type JobsRuntime, type QueueStats, type WorkerInfo } from './actors/jobs-runtime.js';
-import type { JobsRequest } from './actors/jobs.js';
-import type { Handler, Handlers } from './actors/queue-worker.js';
-import type { JobOptions, JobRecord } from './job.js';
-import { ScheduleStore } from './actors/scheduler.js';
-import type { EventsRequest } from './actors/events.js';
-import type { EventFilter, EventLogCounters, EventStats, EventSubscription, HistoryFilter, StatsFilter, StoredEvent } from './event-log.js';
-import type { ScheduleOptions, ScheduleRecord, ScheduleSpec } from './schedule.js';
-import type { ConnectionRegistry } from './actors/nats-connection.js';
-import { KvClient, StreamsClient } from './clients.js';
-import { configSecrets, resolveConfig, type NaqConfig, type NaqConfigInput } from './config.js';
-import { NaqError, NotConnectedError, OperationTimeoutError } from './errors.js';
-import { validateDuration } from './duration.js';
-import { createLogger, type Logger } from './log.js';
-import { stateName } from './state-name.js';
+import { ask } from './core/ask.js';
+import { enqueue, enqueueBulk } from './actors/jobs/enqueue.js';
+import { getJob, waitFor } from './actors/jobs/reads.js';
+import { contextOf, type NaqContext } from './actors/nats/context.js';
+import type { EnqueueItem, QueueStats, WorkerInfo } from './model/job.js';
+import type { JobsRequest } from './actors/jobs/service.js';
+import type { Handler, Handlers } from './actors/worker/handler.js';
+import type { JobOptions, JobRecord } from './model/job.js';
+import { ScheduleStore } from './actors/scheduler/store.js';
+import type { EventsRequest } from './actors/events/service.js';
+import type { EventFilter, EventStats, EventSubscription, HistoryFilter, StatsFilter } from './actors/events/queries.js';
+import type { EventLogCounters } from './actors/events/buffer.js';
+import type { StoredEvent } from './model/event.js';
+import type { ScheduleOptions, ScheduleRecord, ScheduleSpec } from './model/schedule.js';
+import type { ConnectionRegistry } from './actors/nats/connection.js';
+import { KvClient, StreamsClient } from './actors/clients.js';
+import { configSecrets, resolveConfig, type NaqConfig, type NaqConfigInput } from './config/index.js';
+import { NaqError, NotConnectedError, OperationTimeoutError } from './core/errors.js';
+import { validateDuration } from './core/duration.js';
+import { createLogger, type Logger } from './core/log.js';
+import { stateName } from './core/state-name.js';
 import type { ServiceName, SupervisorMachine, SupervisorOutput, SupervisorReport } from './machines/supervisor.js';
 import type { ConnectionMachine } from './machines/connection.js';
 import type { LeaderMachine } from './machines/leader.js';
@@ -143,13 +148,19 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
     if (nc && !nc.isClosed()) await nc.close().catch(() => {});
   };
 
-  /** The job data path bypasses actor messages (rule 4); it needs the live connection. */
-  const runtime = (): JobsRuntime => {
-    const nc = registry.current;
-    if (!nc || nc.isClosed()) throw new NotConnectedError('naq is not started (or its connection is closed)');
-    return jobsRuntimeFor(nc, config, logger);
+  /**
+   * The job data path bypasses actor messages (rule 4): it uses the context the connection
+   * actor holds for the live connection.
+   */
+  const context = (): NaqContext => {
+    const snapshot = get('connection')?.getSnapshot() as { context?: { connection?: unknown } } | undefined;
+    try {
+      return contextOf(snapshot?.context?.connection);
+    } catch {
+      throw new NotConnectedError('naq is not started (or its connection is closed)');
+    }
   };
-  const schedules = () => new ScheduleStore(runtime());
+  const schedules = () => new ScheduleStore(context());
   const askEvents = <T>(request: Record<string, unknown> & { type: EventsRequest['type'] }, timeoutMs = askTimeoutMs) =>
     ask<T>(get('events'), (replyTo) => ({ ...request, replyTo }), { timeoutMs });
   // History and stats scan the stream; a stalled scan fails on its own after ops.timeoutMs.
@@ -259,10 +270,10 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
       return { state, healthy, failures: root.context.totalFailures, lastFailure: root.context.lastFailure, actors };
     },
 
-    enqueue: (name, data, opts) => Promise.resolve().then(() => runtime().enqueue(name, data, opts)),
-    enqueueBulk: (jobs) => Promise.resolve().then(() => runtime().enqueueBulk(jobs as EnqueueItem[])),
-    getJob: (id) => Promise.resolve().then(() => runtime().getJob(id)),
-    waitFor: (id, waitOptions) => Promise.resolve().then(() => runtime().waitFor(id, waitOptions)),
+    enqueue: (name, data, opts) => Promise.resolve().then(() => enqueue(context(), name, data, opts)),
+    enqueueBulk: (jobs) => Promise.resolve().then(() => enqueueBulk(context(), jobs as EnqueueItem[])),
+    getJob: (id) => Promise.resolve().then(() => getJob(context(), id)),
+    waitFor: (id, waitOptions) => Promise.resolve().then(() => waitFor(context(), id, waitOptions)),
     cancel: (id) => askJobs({ type: 'jobs.cancel', id }),
     retryDead: (id) => askJobs({ type: 'jobs.retryDead', id }),
     purgeQueue: (queue) => askJobs({ type: 'jobs.purgeQueue', queue }),

@@ -1,15 +1,15 @@
-import type { NaqConfig, Role } from '../config.js';
-import { InvalidArgumentError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { NaqConfig, Role } from '../config/index.js';
+import { InvalidArgumentError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
 import { supervisorMachine, type ServiceName, type SupervisorInput } from '../machines/supervisor.js';
-import { eventsLogic } from './events.js';
-import { jobsLogic } from './jobs.js';
-import { kvLogic } from './kv.js';
-import { connectionSettings, natsConnectionLogic, type ConnectionRegistry } from './nats-connection.js';
-import type { Handlers } from './queue-worker.js';
-import { streamsLogic } from './streams.js';
-import { workerLogic } from './worker.js';
-import { candidateId, schedulerLogic } from './scheduler.js';
+import { eventsLogic } from './events/service.js';
+import { jobsLogic } from './jobs/service.js';
+import { kvLogic } from './nats/kv.js';
+import { connectionSettings, natsConnectionLogic, type ConnectionRegistry } from './nats/connection.js';
+import type { Handlers } from './worker/queue-worker.js';
+import { streamsLogic } from './nats/streams.js';
+import { workerLogic } from './worker/logic.js';
+import { candidateId, schedulerLogic } from './scheduler/logic.js';
 
 /** Which service actors a process runs for its roles, in start order. */
 export function servicesForRoles(roles: readonly Role[], config: NaqConfig): ServiceName[] {
@@ -60,11 +60,11 @@ export function supervisorInput(config: NaqConfig, services: ServiceName[]): Sup
 export function naqSupervisor(config: NaqConfig, registry: ConnectionRegistry, handlers: Handlers, log: Logger) {
   return supervisorMachine.provide({
     actors: {
-      connection: natsConnectionLogic(config, registry),
-      streams: streamsLogic(config),
-      kv: kvLogic(config),
+      connection: natsConnectionLogic(config, registry, log),
+      streams: streamsLogic(),
+      kv: kvLogic(),
       events: eventsLogic(config, log),
-      jobs: jobsLogic(config, log),
+      jobs: jobsLogic(log),
       worker: workerLogic(config, handlers, log),
       scheduler: schedulerLogic(config, log),
     } as never,

@@ -1,6 +1,7 @@
 import { assign, enqueueActions, fromCallback, fromPromise, setup, type AnyActorRef } from 'xstate';
-import { backoffDelay } from '../backoff.js';
-import { errorInfo, type ErrorInfo } from '../errors.js';
+import { notProvided as provideLater, type ConnectionChange, type ConnectionHandle } from './shared.js';
+import { backoffDelay } from '../core/backoff.js';
+import { errorInfo, type ErrorInfo } from '../core/errors.js';
 
 /**
  * The reconnection machine: owns the process's one NATS connection.
@@ -13,10 +14,7 @@ import { errorInfo, type ErrorInfo } from '../errors.js';
  * reconnect give-up), and tells subscribers CONNECTED / DISCONNECTED / RECONNECTED.
  */
 
-/** What the provided `connect` actor resolves to: an opaque handle to the live connection. */
-export interface ConnectionHandle {
-  readonly server: string;
-}
+export type { ConnectionHandle } from './shared.js';
 
 export interface ConnectionSettings {
   /** Initial connect attempts before failing; 0 = forever. */
@@ -65,9 +63,7 @@ export type ConnectionEvent =
 
 /** Notifications sent to subscribers (and emitted for `actor.on(...)`). */
 export type ConnectionNotification =
-  | { type: 'CONNECTED'; connection: ConnectionHandle; server: string }
-  | { type: 'DISCONNECTED'; server: string | null }
-  | { type: 'RECONNECTED'; connection: ConnectionHandle; server: string }
+  | ConnectionChange
   | { type: 'CONNECTION_FAILED'; error: ErrorInfo | null; fatal: boolean }
   | { type: 'CONNECTION_CLOSED' };
 
@@ -80,9 +76,7 @@ export interface ConnectError extends Error {
   fatal?: boolean;
 }
 
-const notProvided = (name: string) => () => {
-  throw new Error(`connection machine: actor "${name}" was not provided`);
-};
+const notProvided = (name: string) => provideLater('connection machine', name);
 
 export const connectionMachine = setup({
   types: {

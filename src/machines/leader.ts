@@ -1,5 +1,6 @@
 import { assign, enqueueActions, fromPromise, setup } from 'xstate';
-import { errorInfo, type ErrorInfo } from '../errors.js';
+import { notProvided as provideLater, type ConnectionHandle } from './shared.js';
+import { errorInfo, type ErrorInfo } from '../core/errors.js';
 
 /**
  * Leader election on one KV key with a TTL (the `naq_leader` bucket):
@@ -23,6 +24,14 @@ export interface LeaderInput {
   settings: LeaderSettings;
   /** Who this candidate is (written into the key). */
   candidateId: string;
+  /** The connection the lease is held on, passed to the provided actors (opaque here). */
+  connection?: ConnectionHandle;
+}
+
+/** What the provided lease actors are given. */
+export interface LeaseInput {
+  candidateId: string;
+  connection?: ConnectionHandle | undefined;
 }
 
 export interface LeaderContext extends LeaderInput {
@@ -36,9 +45,7 @@ export type LeaderEvent = { type: 'STOP' };
 /** Sent to the parent and emitted, so hosts can follow leadership. */
 export type LeaderNotification = { type: 'LEADER_ELECTED'; candidateId: string; revision: number } | { type: 'LEADER_LOST'; candidateId: string; reason: string };
 
-const notProvided = (name: string) => () => {
-  throw new Error(`leader machine: actor "${name}" was not provided`);
-};
+const notProvided = (name: string) => provideLater('leader machine', name);
 
 export const leaderMachine = setup({
   types: {
@@ -49,11 +56,11 @@ export const leaderMachine = setup({
   },
   actors: {
     /** Creates the key if absent; resolves with its revision, rejects if someone holds it. */
-    acquire: fromPromise<number, { candidateId: string }>(notProvided('acquire')),
+    acquire: fromPromise<number, LeaseInput>(notProvided('acquire')),
     /** Updates the key at `revision`; resolves with the new revision. */
-    renew: fromPromise<number, { candidateId: string; revision: number }>(notProvided('renew')),
+    renew: fromPromise<number, LeaseInput & { revision: number }>(notProvided('renew')),
     /** Deletes the key at `revision` (stepping down). */
-    release: fromPromise<void, { revision: number }>(notProvided('release')),
+    release: fromPromise<void, { revision: number; connection?: ConnectionHandle | undefined }>(notProvided('release')),
   },
   actions: {
     /** Tells the parent (when there is one: hosts may run this machine alone) and emits. */
@@ -76,7 +83,7 @@ export const leaderMachine = setup({
     candidate: {
       invoke: {
         src: 'acquire',
-        input: ({ context }) => ({ candidateId: context.candidateId }),
+        input: ({ context }) => ({ candidateId: context.candidateId, connection: context.connection }),
         onDone: {
           target: 'leader',
           actions: [
@@ -99,7 +106,7 @@ export const leaderMachine = setup({
     renewing: {
       invoke: {
         src: 'renew',
-        input: ({ context }) => ({ candidateId: context.candidateId, revision: context.revision! }),
+        input: ({ context }) => ({ candidateId: context.candidateId, connection: context.connection, revision: context.revision! }),
         onDone: { target: 'leader', actions: assign({ revision: ({ event }) => event.output }) },
         onError: {
           target: 'follower',
@@ -124,7 +131,7 @@ export const leaderMachine = setup({
       entry: { type: 'notify', params: ({ context }) => ({ type: 'LEADER_LOST', candidateId: context.candidateId, reason: 'stepped down' }) },
       invoke: {
         src: 'release',
-        input: ({ context }) => ({ revision: context.revision! }),
+        input: ({ context }) => ({ connection: context.connection, revision: context.revision! }),
         onDone: 'stopped',
         onError: 'stopped',
       },

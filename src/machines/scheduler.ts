@@ -1,5 +1,6 @@
 import { assign, fromCallback, fromPromise, sendParent, sendTo, setup, type AnyStateMachine } from 'xstate';
-import type { ErrorInfo } from '../errors.js';
+import { notProvided as provideLater, type ConnectionChange } from './shared.js';
+import type { ErrorInfo } from '../core/errors.js';
 import type { ConnectionHandle } from './connection.js';
 import { leaderMachine, type LeaderNotification, type LeaderSettings } from './leader.js';
 import type { ServiceReadyEvent } from './service.js';
@@ -26,16 +27,12 @@ export interface SchedulerContext extends SchedulerInput {
 
 export type SchedulerEvent =
   | { type: 'STOP' }
-  | { type: 'CONNECTED'; connection: ConnectionHandle; server: string }
-  | { type: 'DISCONNECTED'; server: string | null }
-  | { type: 'RECONNECTED'; connection: ConnectionHandle; server: string }
+  | ConnectionChange
   | LeaderNotification
   | { type: 'DISPATCHER.FAILED'; error: ErrorInfo }
   | { type: `xstate.done.actor.${string}` };
 
-const notProvided = (name: string) => () => {
-  throw new Error(`scheduler machine: actor "${name}" was not provided`);
-};
+const notProvided = (name: string) => provideLater('scheduler machine', name);
 
 export const schedulerMachine = setup({
   types: {
@@ -77,7 +74,7 @@ export const schedulerMachine = setup({
         id: 'leader',
         systemId: 'leader',
         src: 'leader',
-        input: ({ context }: { context: SchedulerContext }) => ({ settings: context.leader, candidateId: context.candidateId }),
+        input: ({ context }: { context: SchedulerContext }) => ({ settings: context.leader, candidateId: context.candidateId, connection: context.connection }),
       },
       initial: 'standby',
       on: {

@@ -1,6 +1,7 @@
 import { assign, enqueueActions, fromCallback, fromPromise, sendParent, setup, type EventObject } from 'xstate';
-import { ActorUnavailableError, errorInfo, type ErrorInfo } from '../errors.js';
-import type { ReplyTo } from '../ask.js';
+import { notProvided as provideLater, type ConnectionChange } from './shared.js';
+import { ActorUnavailableError, errorInfo, type ErrorInfo } from '../core/errors.js';
+import type { ReplyTo } from '../core/ask.js';
 import type { ConnectionHandle } from './connection.js';
 
 /**
@@ -27,9 +28,7 @@ export interface ServiceRequest extends EventObject {
 
 export type ServiceControlEvent =
   | { type: 'STOP' }
-  | { type: 'CONNECTED'; connection: ConnectionHandle; server: string }
-  | { type: 'DISCONNECTED'; server: string | null }
-  | { type: 'RECONNECTED'; connection: ConnectionHandle; server: string };
+  | ConnectionChange;
 
 export type ServiceEvent = ServiceControlEvent | ServiceRequest;
 
@@ -48,9 +47,7 @@ export interface ServiceContext {
 
 export type ServiceOutput = { status: 'stopped' } | { status: 'failed'; error: ErrorInfo | null };
 
-const notProvided = (name: string) => () => {
-  throw new Error(`service machine: actor "${name}" was not provided`);
-};
+const notProvided = (name: string) => provideLater('service machine', name);
 
 function isRequest(event: EventObject): event is ServiceRequest {
   const replyTo = (event as Partial<ServiceRequest>).replyTo;

@@ -1,6 +1,7 @@
 import { assign, emit, enqueueActions, fromPromise, setup, type AnyEventObject } from 'xstate';
-import { backoffDelay } from '../backoff.js';
-import type { ErrorInfo } from '../errors.js';
+import { notProvided as provideLater } from './shared.js';
+import { backoffDelay } from '../core/backoff.js';
+import type { ErrorInfo } from '../core/errors.js';
 import type { ConnectionHandle, ConnectionInput, ConnectionNotification } from './connection.js';
 import type { ServiceReadyEvent } from './service.js';
 
@@ -82,10 +83,7 @@ function report(level: SupervisorReport['level'], msg: string, data?: Record<str
   return { type: 'report', level, msg, ...(data ? { data } : {}) };
 }
 
-const notProvided = (name: string) =>
-  fromPromise<never>(() => {
-    throw new Error(`supervisor: actor "${name}" was not provided`);
-  });
+const notProvided = (name: string) => fromPromise<never>(provideLater('supervisor', name));
 
 function childId(event: AnyEventObject): string {
   if (typeof event.actorId === 'string') return event.actorId;

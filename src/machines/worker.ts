@@ -1,5 +1,6 @@
 import { assign, fromCallback, fromPromise, sendParent, sendTo, setup } from 'xstate';
-import type { ErrorInfo } from '../errors.js';
+import { notProvided as provideLater, type ConnectionChange } from './shared.js';
+import type { ErrorInfo } from '../core/errors.js';
 import type { ConnectionHandle } from './connection.js';
 import type { ServiceReadyEvent } from './service.js';
 
@@ -29,9 +30,7 @@ export interface WorkerContext extends WorkerInput {
 /** Events the worker accepts (from the supervisor and from its processor). */
 export type WorkerEvent =
   | { type: 'STOP' }
-  | { type: 'CONNECTED'; connection: ConnectionHandle; server: string }
-  | { type: 'DISCONNECTED'; server: string | null }
-  | { type: 'RECONNECTED'; connection: ConnectionHandle; server: string }
+  | ConnectionChange
   | { type: 'PROCESSOR.DRAINED' }
   | { type: 'PROCESSOR.FAILED'; error: ErrorInfo };
 
@@ -45,9 +44,7 @@ export type ProcessorCommand =
 
 export type WorkerOutput = { status: 'stopped' } | { status: 'failed'; error: ErrorInfo | null };
 
-const notProvided = (name: string) => () => {
-  throw new Error(`worker machine: actor "${name}" was not provided`);
-};
+const notProvided = (name: string) => provideLater('worker machine', name);
 
 export const workerMachine = setup({
   types: {

@@ -1,0 +1,129 @@
+/**
+ * Enqueue: one publish per job (DESIGN: the per-job budget), validated before anything is
+ * sent; a job with dependencies is parked in the waiting bucket instead, after a check that it
+ * cannot wait for itself.
+ */
+import { nuid } from '@nats-io/transport-node';
+import { InvalidArgumentError } from '../../core/errors.js';
+import { buildJob, encodeJson, type EnqueueItem, type JobMessage, type JobOptions } from '../../model/job.js';
+import { isTransient, withRetry } from '../../core/retry.js';
+import type { NaqContext } from '../nats/context.js';
+import { ERR_MAX_MSGS_PER_SUBJECT, PublishRejectedError } from '../nats/publisher.js';
+
+/** Publishes of one enqueueBulk in flight at once. */
+const BULK_WINDOW = 1000;
+/** How many waiting jobs an enqueue looks through for a dependency cycle. */
+const MAX_CYCLE_LOOKUPS = 10_000;
+
+/**
+ * Publishes a job; an id that is already pending is not an error — it is the idempotent case.
+ * `msgId` (Nats-Msg-Id) makes a retried publish safe within the server's 2-minute window; it is
+ * sent for ids the caller chose. Generated ids skip it: a header costs both the producer and
+ * every worker, and the one-message-per-subject rule already refuses a second copy while the
+ * job is pending.
+ */
+export async function publishJob(ctx: NaqContext, message: JobMessage, bytes: Uint8Array, msgId?: string): Promise<void> {
+  const options = msgId !== undefined ? { msgId } : undefined;
+  const once = async () => {
+    try {
+      await ctx.publisher.publish(ctx.layout.jobSubject(message.queue, message.id), bytes, options);
+    } catch (error) {
+      // Already pending: the idempotent case, not a new job (and not a new event).
+      if (error instanceof PublishRejectedError && error.errCode === ERR_MAX_MSGS_PER_SUBJECT) return;
+      throw error;
+    }
+    ctx.events.emit({ type: 'job.enqueued', queue: message.queue, jobId: message.id, data: { name: message.name, attempts: message.attempts } });
+  };
+  // The common case costs one publish; the retry loop (and its deadline timer) only starts
+  // after a transient failure. The Nats-Msg-Id makes the retry safe.
+  try {
+    await once();
+  } catch (error) {
+    if (!isTransient(error)) throw error;
+    await withRetry(`enqueue ${message.id}`, ctx.retry, once);
+  }
+}
+
+export async function enqueue(ctx: NaqContext, name: string, data: unknown, opts: JobOptions = {}): Promise<string> {
+  const id = opts.jobId ?? nuid.next();
+  const { message, bytes } = buildJob(name, data, opts, id, ctx.defaults);
+  if (message.dependsOn?.length) {
+    await refuseCycle(ctx, message);
+    await park(ctx, message);
+  } else await publishJob(ctx, message, bytes, opts.jobId);
+  return id;
+}
+
+/** Validates every job first (nothing is sent if one is bad), then pipelines the publishes. */
+export async function enqueueBulk(ctx: NaqContext, items: EnqueueItem[]): Promise<string[]> {
+  const built = items.map((item) => buildJob(item.name, item.data, item.opts ?? {}, item.opts?.jobId ?? nuid.next(), ctx.defaults));
+  const waiting = new Map(built.filter((b) => b.message.dependsOn?.length).map((b) => [b.message.id, b.message.dependsOn!] as const));
+  for (const { message } of built) if (waiting.has(message.id)) await refuseCycle(ctx, message, waiting);
+  // Pipelined in windows: a window keeps the socket busy, and a bound on what is in flight
+  // keeps memory flat however large the bulk (measured, 100k jobs in calls of 5,000: peak
+  // RSS 194 MiB with all of a call in flight at once, ~145 MiB with windows of 1,000).
+  for (let start = 0; start < built.length; start += BULK_WINDOW) {
+    await Promise.all(
+      built
+        .slice(start, start + BULK_WINDOW)
+        .map(({ message, bytes }, i) => (message.dependsOn?.length ? park(ctx, message) : publishJob(ctx, message, bytes, items[start + i]!.opts?.jobId))),
+    );
+  }
+  return built.map((b) => b.message.id);
+}
+
+/** A job with dependencies waits in the waiting bucket until the resolver releases it. */
+async function park(ctx: NaqContext, message: JobMessage): Promise<void> {
+  await withRetry(`enqueue ${message.id}`, ctx.retry, () => ctx.publisher.publish(`$KV.${ctx.layout.waitingBucket}.${message.id}`, encodeJson(message)));
+  ctx.events.emit({
+    type: 'job.enqueued',
+    queue: message.queue,
+    jobId: message.id,
+    data: { name: message.name, attempts: message.attempts, waiting: true, dependsOn: message.dependsOn },
+  });
+}
+
+/**
+ * A job that depends, through jobs still waiting, on itself could never run: refused, naming
+ * the cycle. Follows the waiting jobs' dependencies (and those of the jobs being enqueued with
+ * it), one level at a time, up to MAX_CYCLE_LOOKUPS jobs. Two enqueues that close a cycle at
+ * the same moment both pass here; the resolver fails such a cycle when it sees it
+ * (dependencies.ts).
+ */
+async function refuseCycle(ctx: NaqContext, message: JobMessage, batch?: ReadonlyMap<string, readonly string[]>): Promise<void> {
+  const kv = await ctx.storage.waitingKv();
+  const dependenciesOf = async (id: string): Promise<readonly string[]> => {
+    const inBatch = batch?.get(id);
+    if (inBatch) return inBatch;
+    const entry = await withRetry(`check dependencies of ${message.id}`, ctx.retry, () => kv.get(id));
+    if (!entry || entry.operation !== 'PUT') return [];
+    try {
+      return entry.json<JobMessage>().dependsOn ?? [];
+    } catch {
+      return [];
+    }
+  };
+  const via = new Map<string, string>();
+  let frontier = [...(message.dependsOn ?? [])];
+  for (const id of frontier) via.set(id, message.id);
+  let looked = 0;
+  while (frontier.length > 0 && looked < MAX_CYCLE_LOOKUPS) {
+    looked += frontier.length;
+    const next: string[] = [];
+    const all = await Promise.all(frontier.map(async (id) => [id, await dependenciesOf(id)] as const));
+    for (const [id, deps] of all) {
+      for (const dep of deps) {
+        if (dep === message.id) {
+          const path = [id];
+          for (let at = id; at !== message.id; ) path.unshift((at = via.get(at)!));
+          throw new InvalidArgumentError(`job ${message.id} would wait for itself: dependency cycle ${[...path, message.id].join(' → ')}`);
+        }
+        if (!via.has(dep)) {
+          via.set(dep, id);
+          next.push(dep);
+        }
+      }
+    }
+    frontier = next;
+  }
+}

@@ -1,0 +1,68 @@
+import type { ReplyTo } from '../../core/ask.js';
+import type { JobRecord } from '../../model/job.js';
+import type { Logger } from '../../core/log.js';
+import { DependencyResolver } from './dependencies.js';
+import type { QueueStats, WorkerInfo } from '../../model/job.js';
+import { cancel, listQueues, listWorkers, purgeQueue, queueStats, retryDead } from './admin.js';
+import { getJob } from './reads.js';
+import { serviceLogic } from '../service-logic.js';
+
+/** Control-plane requests the jobs actor accepts (enqueue and reads take the direct path). */
+export type JobsRequest =
+  | { type: 'jobs.cancel'; id: string; replyTo: ReplyTo<{ id: string; status: string }> }
+  | { type: 'jobs.retryDead'; id: string; replyTo: ReplyTo<{ id: string }> }
+  | { type: 'jobs.purgeQueue'; queue: string; replyTo: ReplyTo<{ purged: number }> }
+  | { type: 'jobs.queueStats'; queue: string; replyTo: ReplyTo<QueueStats> }
+  | { type: 'jobs.listQueues'; replyTo: ReplyTo<QueueStats[]> }
+  | { type: 'jobs.listWorkers'; replyTo: ReplyTo<WorkerInfo[]> }
+  | { type: 'jobs.getJob'; id: string; replyTo: ReplyTo<JobRecord | null> };
+
+export const JOBS_REQUESTS: ReadonlyArray<JobsRequest['type']> = [
+  'jobs.cancel',
+  'jobs.retryDead',
+  'jobs.purgeQueue',
+  'jobs.queueStats',
+  'jobs.listQueues',
+  'jobs.listWorkers',
+  'jobs.getJob',
+];
+
+/** The jobs service actor: ensures the job layer's streams and buckets, serves control requests, resolves dependencies. */
+export function jobsLogic(log: Logger) {
+  return serviceLogic<JobsRequest>({
+    accepts: JOBS_REQUESTS,
+    setup: (ctx) => ctx.storage.ensureLayout(),
+    background: (ctx) => {
+      const nc = ctx.nc;
+      const resolver = new DependencyResolver(ctx, log.child({ actor: 'jobs' }));
+      let stopped = false;
+      resolver.start().catch((error: unknown) => {
+        // A one-shot command that stops while the watch is still starting is not a failure.
+        if (stopped || nc.isClosed() || nc.isDraining()) return;
+        log.warn({ err: error }, 'dependency resolver did not start');
+      });
+      return () => {
+        stopped = true;
+        resolver.stop();
+      };
+    },
+    handle: (request, ctx) => {
+      switch (request.type) {
+        case 'jobs.cancel':
+          return cancel(ctx, request.id);
+        case 'jobs.retryDead':
+          return retryDead(ctx, request.id);
+        case 'jobs.purgeQueue':
+          return purgeQueue(ctx, request.queue);
+        case 'jobs.queueStats':
+          return queueStats(ctx, request.queue);
+        case 'jobs.listQueues':
+          return listQueues(ctx);
+        case 'jobs.listWorkers':
+          return listWorkers(ctx);
+        case 'jobs.getJob':
+          return getJob(ctx, request.id);
+      }
+    },
+  });
+}

@@ -1,0 +1,256 @@
+/**
+ * The job layer's streams and buckets on one connection: made to match the config on start,
+ * recreated when something finds one missing, and the handles the job path reads and writes.
+ */
+import { AckPolicy, DiscardPolicy, JetStreamApiCodes, JetStreamApiError, RetentionPolicy, StorageType, type JetStreamManager } from '@nats-io/jetstream';
+import type { KV, Kvm } from '@nats-io/kv';
+import type { NaqConfig } from '../../config/index.js';
+import type { Logger } from '../../core/log.js';
+import type { JobRecord } from '../../model/job.js';
+import type { Layout } from '../../model/layout.js';
+import { encodeRecord } from '../../model/record-codec.js';
+import { toPermissionDenied } from '../../core/permissions.js';
+import { withRetry, type RetryOptions } from '../../core/retry.js';
+import { ensureStream, reportDrift } from './jetstream.js';
+import type { AsyncPublisher, PubAck } from './publisher.js';
+
+/** nats-server's default max_payload, for the moment before the server said its own. */
+const DEFAULT_MAX_PAYLOAD = 1_048_576;
+/** A layout check after a missing stream is noticed runs at most this often, */
+const REPAIR_EVERY_MS = 1000;
+/** and this long after it was noticed (see repairLayout). */
+const REPAIR_AFTER_MS = 500;
+const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export interface JobStorageDeps {
+  config: NaqConfig;
+  layout: Layout;
+  log: Logger;
+  retry: RetryOptions;
+  jsm(): Promise<JetStreamManager>;
+  kvm(): Kvm;
+  publisher: AsyncPublisher;
+  /** The server's max_payload, once the connection knows it. */
+  maxPayload(): number | undefined;
+}
+
+function isStreamNotFound(error: unknown): boolean {
+  return error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound;
+}
+
+export class JobStorage {
+  readonly #d: JobStorageDeps;
+  #jobsKv: Promise<KV> | undefined;
+  #workersKv: Promise<KV> | undefined;
+  #waitingKv: Promise<KV> | undefined;
+  #schedulesKv: Promise<KV> | undefined;
+  #leaderKv: Promise<KV> | undefined;
+  #ready: Promise<void> | undefined;
+  #repairing: Promise<void> | undefined;
+  #lastRepair = 0;
+  /** What the last ensureLayout created. */
+  #created: string[] = [];
+  readonly #afterRepair = new Set<() => void>();
+
+  constructor(deps: JobStorageDeps) {
+    this.#d = deps;
+  }
+
+  /** The largest message the server takes (its max_payload). */
+  get maxMessageBytes(): number {
+    return this.#d.maxPayload() ?? DEFAULT_MAX_PAYLOAD;
+  }
+
+  #storage() {
+    return this.#d.config.storage.storage === 'memory' ? StorageType.Memory : StorageType.File;
+  }
+
+  /**
+   * Streams and buckets of the job layer: created when missing, updated to match the config
+   * where they differ (a setting the server will not change is left, with a warning naming it
+   * and both values). Runs once, and again after repairLayout().
+   */
+  ensureLayout(): Promise<void> {
+    this.#ready ??= this.#ensure().catch((error: unknown) => {
+      // A refused subject reaches the caller as naq's error naming it, not the client's RequestError.
+      throw toPermissionDenied(error) ?? error;
+    });
+    this.#ready.catch(() => (this.#ready = undefined));
+    return this.#ready;
+  }
+
+  async #ensure(): Promise<void> {
+    const { config, layout, log } = this.#d;
+    const jsm = await this.#d.jsm();
+    const replicas = config.storage.replicas;
+    const storage = this.#storage();
+    const created: string[] = [];
+    this.#created = created;
+    const drift = { ...reportDrift(log), onCreated: (name: string) => created.push(name) };
+    await ensureStream(
+      jsm,
+      {
+        name: layout.jobsStream,
+        subjects: [layout.allJobs],
+        retention: RetentionPolicy.Workqueue,
+        storage,
+        num_replicas: replicas,
+        // One pending message per job id: a second enqueue of a pending id is refused by the
+        // server, which makes enqueue idempotent beyond the Nats-Msg-Id window.
+        max_msgs_per_subject: 1,
+        discard: DiscardPolicy.New,
+        discard_new_per_subject: true,
+      },
+      drift,
+    );
+    await ensureStream(jsm, { name: layout.deadStream, subjects: [layout.allDead], storage, num_replicas: replicas }, drift);
+    const kvm = this.#d.kvm();
+    // A heartbeat TTL belongs to the workers that write those keys: a producer with another
+    // worker.heartbeatMs must not change it under them. The leader bucket's TTL is the lease
+    // a running leader renews against, so it is never changed under it: a scheduler follows
+    // the bucket's TTL and says so (scheduler/logic.ts). Each process creates a missing bucket.
+    const roles = config.roles;
+    const bucket = async (name: string, ttlMs: number, ownsTtl = true) => {
+      const existed = await jsm.streams.info(`KV_${name}`).then(
+        () => true,
+        (error: unknown) => {
+          if (isStreamNotFound(error)) return false;
+          throw error;
+        },
+      );
+      const kv = await kvm.create(name, { ...(ttlMs ? { ttl: ttlMs } : {}), history: 1, storage, replicas });
+      // The client only creates a missing bucket; an existing one keeps whatever it had.
+      const wanted = { name: `KV_${name}`, ...(ownsTtl ? { max_age: ttlMs * 1_000_000 } : {}), max_msgs_per_subject: 1, storage, num_replicas: replicas };
+      if (existed) await ensureStream(jsm, wanted, drift);
+      else created.push(`KV_${name}`);
+      return kv;
+    };
+    this.#jobsKv = bucket(layout.jobsBucket, config.jobs.resultTtlMs);
+    this.#workersKv = bucket(layout.workersBucket, config.worker.heartbeatMs * 3, roles.includes('worker'));
+    this.#waitingKv = bucket(layout.waitingBucket, 0);
+    this.#schedulesKv = bucket(layout.schedulesBucket, 0);
+    this.#leaderKv = bucket(layout.leaderBucket, config.scheduler.leaderTtlMs, false);
+    await Promise.all([this.#jobsKv, this.#workersKv, this.#waitingKv, this.#schedulesKv, this.#leaderKv]);
+  }
+
+  /**
+   * Something naq needs was missing (a stream or bucket deleted by an operator, `naq streams
+   * rm`): check the whole layout again and recreate what is gone. At most one check at a time,
+   * and one every REPAIR_EVERY_MS, however many writes noticed.
+   */
+  repairLayout(why: string): Promise<void> {
+    if (this.#repairing) return this.#repairing;
+    if (Date.now() - this.#lastRepair < REPAIR_EVERY_MS) return Promise.resolve();
+    this.#lastRepair = Date.now();
+    this.#ready = undefined;
+    const { log } = this.#d;
+    // What noticed it may be early: the server tells a pull its consumer is gone while it is
+    // still deleting the stream, and a stream and consumer made again within those
+    // milliseconds were seen (nats-server 2.9.10) to hold a job and a waiting pull and never
+    // deliver. So the layout is checked a moment later.
+    const repairing = delay(REPAIR_AFTER_MS)
+      .then(() => this.ensureLayout())
+      .then(
+        () => {
+          // Also noticed while a server restarts (nothing answers yet): only a real loss is news.
+          if (this.#created.length) log.warn({ why, recreated: this.#created }, `recreated ${this.#created.join(', ')}: it had disappeared`);
+          for (const fn of this.#afterRepair) fn();
+        },
+        (error: unknown) => log.warn({ err: error, why }, 'could not check the streams and buckets naq needs; trying again when next noticed'),
+      );
+    this.#repairing = repairing.finally(() => (this.#repairing = undefined));
+    return this.#repairing;
+  }
+
+  /** Runs `fn` after each repair (watches reopen, the events stream is ensured by its service). */
+  onRepair(fn: () => void): () => void {
+    this.#afterRepair.add(fn);
+    return () => this.#afterRepair.delete(fn);
+  }
+
+  /**
+   * `withRetry`, and a bucket found missing (deleted under a running process) is recreated
+   * and the operation tried once more, instead of failing every read until someone writes.
+   */
+  async withLayout<T>(operation: string, attempt: () => Promise<T>): Promise<T> {
+    try {
+      return await withRetry(operation, this.#d.retry, attempt);
+    } catch (error) {
+      if (!isStreamNotFound(error)) throw error;
+      await this.repairLayout(`${operation}: ${(error as Error).message}`);
+      await this.ensureLayout();
+      return withRetry(operation, this.#d.retry, attempt);
+    }
+  }
+
+  async jobsKv(): Promise<KV> {
+    await this.ensureLayout();
+    return this.#jobsKv!;
+  }
+  async workersKv(): Promise<KV> {
+    await this.ensureLayout();
+    return this.#workersKv!;
+  }
+  async waitingKv(): Promise<KV> {
+    await this.ensureLayout();
+    return this.#waitingKv!;
+  }
+  async schedulesKv(): Promise<KV> {
+    await this.ensureLayout();
+    return this.#schedulesKv!;
+  }
+  async leaderKv(): Promise<KV> {
+    await this.ensureLayout();
+    return this.#leaderKv!;
+  }
+
+  /**
+   * A KV put through the publish-async path: one pipelined write, acked by the server. The
+   * record is cut down to fit one message if it has to be (record-codec.ts), never refused.
+   */
+  putRecord(record: JobRecord): Promise<PubAck> {
+    return this.putRecordBytes(record.id, encodeRecord(record, this.maxMessageBytes));
+  }
+
+  /** A record already encoded (and known to fit). */
+  putRecordBytes(id: string, bytes: Uint8Array): Promise<PubAck> {
+    return this.#d.publisher.publish(`$KV.${this.#d.layout.jobsBucket}.${id}`, bytes);
+  }
+
+  /** The durable consumer a queue's workers share; its stream is recreated if it is gone. */
+  async ensureConsumer(queue: string, maxAckPending: number): Promise<void> {
+    try {
+      await this.#ensureConsumer(queue, maxAckPending);
+    } catch (error) {
+      if (!isStreamNotFound(error)) throw error;
+      await this.repairLayout(`stream ${this.#d.layout.jobsStream} not found`);
+      await this.ensureLayout();
+      await this.#ensureConsumer(queue, maxAckPending);
+    }
+  }
+
+  async #ensureConsumer(queue: string, maxAckPending: number): Promise<void> {
+    const { layout, config } = this.#d;
+    const jsm = await this.#d.jsm();
+    const name = layout.consumerName(queue);
+    const wanted = {
+      durable_name: name,
+      filter_subject: layout.queueFilter(queue),
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: config.worker.ackWaitMs * 1_000_000,
+      max_ack_pending: maxAckPending,
+      max_deliver: -1,
+    };
+    let info;
+    try {
+      info = await jsm.consumers.info(layout.jobsStream, name);
+    } catch (error) {
+      if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.ConsumerNotFound)) throw error;
+      await jsm.consumers.add(layout.jobsStream, wanted);
+      return;
+    }
+    if (info.config.ack_wait !== wanted.ack_wait || info.config.max_ack_pending !== wanted.max_ack_pending) {
+      await jsm.consumers.update(layout.jobsStream, name, { ack_wait: wanted.ack_wait, max_ack_pending: wanted.max_ack_pending });
+    }
+  }
+}

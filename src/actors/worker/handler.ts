@@ -1,0 +1,43 @@
+/** What a handler is, what it is given, and the errors that end an attempt from outside it. */
+import { NaqError } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
+
+/** What a handler gets besides the job's data. */
+export interface JobContext {
+  jobId: string;
+  name: string;
+  queue: string;
+  /** 1-based; counts deliveries, so a worker that died mid-job used one. */
+  attempt: number;
+  maxAttempts: number;
+  /** Aborted on timeout, on cancel, and when the worker drains past its grace period. */
+  signal: AbortSignal;
+  /**
+   * Records progress in the job record (throttled to one write per 250 ms). Throws
+   * PROGRESS_NOT_SERIALIZABLE or PROGRESS_TOO_LARGE (64 KiB) for a value that cannot be stored.
+   */
+  progress(value: unknown): void;
+  log: Logger;
+}
+
+export type Handler<D = any, R = unknown> = (data: D, ctx: JobContext) => Promise<R> | R;
+export type Handlers = Record<string, Handler>;
+
+export class JobTimeoutError extends NaqError {
+  constructor(ms: number) {
+    super('JOB_TIMEOUT', `job timed out after ${ms} ms`);
+  }
+}
+
+export class JobCancelledError extends NaqError {
+  constructor() {
+    super('JOB_CANCELLED', 'job was cancelled');
+  }
+}
+
+/** The worker stopped before the job finished; it goes back to the queue, no attempt recorded. */
+export class DrainAbort extends NaqError {
+  constructor() {
+    super('DRAINED', 'worker stopped before the job finished; it goes back to the queue');
+  }
+}

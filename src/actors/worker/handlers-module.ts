@@ -1,0 +1,34 @@
+import { existsSync } from 'node:fs';
+import { extname, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Handlers } from './queue-worker.js';
+import { ConfigError } from '../../core/errors.js';
+
+/**
+ * Loads the handlers a worker may run from a module: every exported function is a handler
+ * named by its export (a default export that is an object of functions counts too). Only
+ * these can ever run — a job names a handler, it never carries code. TypeScript modules are
+ * loaded through tsx, so `--handlers jobs.ts` works without a build step.
+ */
+export async function loadHandlers(file: string): Promise<Handlers> {
+  const path = resolve(file);
+  if (!existsSync(path)) throw new ConfigError('--handlers', `no such file: ${path}`);
+  const url = pathToFileURL(path).href;
+  let mod: Record<string, unknown>;
+  if (['.ts', '.mts', '.cts', '.tsx'].includes(extname(path))) {
+    const { tsImport } = await import('tsx/esm/api');
+    mod = (await tsImport(url, import.meta.url)) as Record<string, unknown>;
+  } else {
+    mod = (await import(url)) as Record<string, unknown>;
+  }
+  const handlers: Handlers = {};
+  const collect = (source: Record<string, unknown>) => {
+    for (const [name, value] of Object.entries(source)) if (typeof value === 'function' && name !== 'default') handlers[name] = value as Handlers[string];
+  };
+  if (mod.default && typeof mod.default === 'object') collect(mod.default as Record<string, unknown>);
+  collect(mod);
+  if (Object.keys(handlers).length === 0) {
+    throw new ConfigError('--handlers', `${path} exports no functions; export each handler by its job name`);
+  }
+  return handlers;
+}

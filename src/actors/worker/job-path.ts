@@ -1,0 +1,473 @@
+/**
+ * The per-job path of a worker, as steps: decode → already finished / cancelled → run
+ * (timeout, cancel, progress) → outcome (one record builder) → ack, NAK with the backoff
+ * delay, or dead letter. Its I/O and its clock are given to it (JobIO, Clock), so every step
+ * is tested without a server (test/unit/job-path.test.ts); queue-worker.ts feeds it deliveries.
+ *
+ * At least once: a delivery is acked only after its outcome is recorded.
+ */
+import type { Clock } from '../../core/clock.js';
+import { errorInfo, type ErrorInfo, type PermissionDeniedError } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
+import type { NaqEventInput, NaqEventType } from '../../model/event.js';
+import { decodeJob, recordFromMessage, retryDelay, WIRE_VERSION, type AttemptRecord, type DeadLetter, type JobMessage, type JobRecord } from '../../model/job.js';
+import { encodeDeadLetter, encodeRecord, tryEncode } from '../../model/record-codec.js';
+import { toPermissionDenied } from '../../core/permissions.js';
+import type { Delivery } from './delivery.js';
+import { DrainAbort, JobCancelledError, JobTimeoutError, type Handler, type Handlers } from './handler.js';
+import { resultProblem, ResultNotSerializableError, ResultTooLargeError } from './outcome.js';
+import { Liveness } from './liveness.js';
+import { abortJob, runningJob, RunningJobContext, type RunningJob } from './running-job.js';
+
+/** What the job path reads and writes, as functions (the worker gives it NATS-backed ones). */
+export interface JobIO {
+  /** The job's record, or null (none, or deleted). */
+  readRecord(id: string): Promise<JobRecord | null>;
+  /** One record write; resolves once the server stored it. */
+  writeRecord(id: string, bytes: Uint8Array): Promise<unknown>;
+  /** A dead letter for `queue`; resolves with its stream sequence. */
+  deadLetter(queue: string, bytes: Uint8Array): Promise<number>;
+  /** Runs `fn` (acks, naks) together with the next batch of writes. */
+  later(fn: () => void): void;
+  emit(event: NaqEventInput): void;
+  /** The largest message the server takes. */
+  maxMessageBytes(): number;
+}
+
+export interface JobPathOptions {
+  queue: string;
+  workerId: string;
+  handlers: Handlers;
+  ackWaitMs: number;
+  /** A job running this long gets an 'active' record (0: never). */
+  activeAfterMs: number;
+  clock: Clock;
+  io: JobIO;
+  log: Logger;
+  /** A write the server refused for permissions: the worker must stop, not redeliver for ever. */
+  onRefused(error: PermissionDeniedError): void;
+}
+
+/** A completed record, encoded and known to fit. */
+interface Completion {
+  record: JobRecord;
+  bytes: Uint8Array;
+}
+
+/** A copy whose completion another run already recorded: only its ack is left. */
+const ALREADY_RECORDED = Symbol('already recorded');
+
+/** How many finished job ids a worker remembers, to ack (not rerun) a redelivery of one. */
+const RECENT_JOBS = 4096;
+/** Cancels are remembered this long, for jobs that arrive after their cancel notice. */
+const CANCEL_MEMORY_MS = 10 * 60_000;
+
+/** `instanceof` on what a handler threw, which may be a Proxy whose traps throw. */
+function isCancel(error: unknown): boolean {
+  try {
+    return error instanceof JobCancelledError;
+  } catch {
+    return false;
+  }
+}
+
+export class JobPath {
+  readonly #o: JobPathOptions;
+  readonly #running = new Map<string, RunningJob>();
+  readonly #cancelled = new Map<string, number>();
+  /** Jobs this worker finished recently (id → enqueue time): a redelivery of one is acked, not run. */
+  readonly #recent = new Map<string, number>();
+  /** Until then, even first attempts are checked against their record (see verifyAfterRestart). */
+  #verifyUntil = 0;
+  readonly #liveness: Liveness;
+  processed = 0;
+  failed = 0;
+
+  constructor(options: JobPathOptions) {
+    this.#o = options;
+    this.#liveness = new Liveness({
+      clock: options.clock,
+      workerId: options.workerId,
+      ackWaitMs: options.ackWaitMs,
+      activeAfterMs: options.activeAfterMs,
+      running: () => this.#running,
+      priorAttempts: (job, attempt, running) => this.#priorAttempts(job, attempt, running),
+      write: (record) => this.#write(record),
+      emitProgress: (running) => this.#emit('job.progress', running.job, { progress: running.progress }),
+    });
+  }
+
+  /** Jobs running (or having their outcome recorded) now. */
+  get running(): number {
+    return this.#running.size;
+  }
+
+  /**
+   * The link went away: a server that restarted may have lost which deliveries it made and
+   * redeliver jobs under a first-attempt count. Until pulling resumes (then for two ack waits),
+   * first attempts are checked against their record before they run.
+   */
+  verifyAfterRestart(): void {
+    this.#verifyUntil = Number.POSITIVE_INFINITY;
+  }
+
+  /** Pulling resumed: the check lasts two ack waits more. */
+  resumed(): void {
+    if (this.#verifyUntil === Number.POSITIVE_INFINITY) this.#verifyUntil = this.#o.clock.now() + 2 * this.#o.ackWaitMs;
+  }
+
+  /** A cancel notice: a running job is aborted; a job that arrives later is not run. */
+  cancel(jobId: string): void {
+    const now = this.#o.clock.now();
+    this.#cancelled.set(jobId, now);
+    for (const [id, at] of this.#cancelled) if (now - at > CANCEL_MEMORY_MS) this.#cancelled.delete(id);
+    const running = this.#running.get(jobId);
+    if (running && !running.finished) abortJob(running, new JobCancelledError());
+  }
+
+  /** The drain's grace is over: abort what still runs and NAK it, so another worker takes it at once. */
+  abandonAll(): void {
+    for (const [, r] of this.#running) {
+      if (r.finished) continue;
+      r.abandoned = true;
+      abortJob(r, new DrainAbort());
+      r.msg.nak();
+    }
+    this.#running.clear();
+  }
+
+  stop(): void {
+    this.#liveness.stop();
+  }
+
+  /**
+   * One delivery, through every step. The common case (a first attempt that completes) awaits
+   * only the handler and the one record write; every step is a plain call, not an async
+   * function of its own. Rejects only when a write failed (the job is then redelivered).
+   */
+  async process(msg: Delivery, attempt: number): Promise<void> {
+    // 1. Decode.
+    let job: JobMessage;
+    try {
+      job = decodeJob(msg.data);
+    } catch (error) {
+      return this.#deadLetterUndecodable(msg, error as Error);
+    }
+    // 2. Running here already, finished already, or cancelled: decided at once unless a record must be read.
+    const early = this.#early(msg, job, attempt);
+    if (early === true || (early !== false && (await early))) return;
+    const handler = Object.hasOwn(this.#o.handlers, job.name) ? this.#o.handlers[job.name] : undefined;
+    const startedAt = this.#o.clock.now();
+    if (!handler) {
+      const error: ErrorInfo = { name: 'UnknownHandlerError', code: 'UNKNOWN_HANDLER', message: `no handler named ${job.name} on this worker` };
+      return this.#fail(msg, job, attempt, startedAt, error, true);
+    }
+    // 3. Run.
+    const running = runningJob(msg, job, attempt, startedAt);
+    this.#running.set(job.id, running);
+    this.#liveness.ensureSweeper();
+    this.#emit('job.started', job, { attempt });
+    let value: unknown;
+    let error: unknown;
+    let failed = false;
+    try {
+      value = await this.#wait(running, handler);
+    } catch (thrown) {
+      failed = true;
+      error = thrown;
+    } finally {
+      running.timeout?.clear();
+      running.progressTimer?.clear();
+      // It stays in #running until its outcome is recorded, so a duplicate delivery finds it.
+      running.finished = true;
+    }
+    // 4. Outcome: one record write, then ack; NAK with the backoff delay; or dead letter.
+    try {
+      if (running.abandoned) return this.#releaseDuplicates(job.id);
+      if (!failed) {
+        const pending = this.#completion(running, value);
+        const completion = pending instanceof Promise ? await pending : pending;
+        if (completion === ALREADY_RECORDED) return;
+        if (!(completion instanceof Error)) {
+          try {
+            await this.#o.io.writeRecord(job.id, completion.bytes);
+          } catch (thrown) {
+            return this.#notRecorded(msg, job.id, thrown);
+          }
+          this.#recorded(msg, completion.record);
+          this.processed++;
+          this.#emit('job.completed', job, { attempt, durationMs: completion.record.finishedAt! - startedAt });
+          return;
+        }
+        // A result that cannot be stored fails the attempt with the error that says why.
+        error = completion;
+      }
+      if (running.abortReason instanceof JobCancelledError || isCancel(error)) return this.#recordCancel(msg, job, attempt, running);
+      return this.#fail(msg, job, attempt, startedAt, errorInfo(error), false, running);
+    } finally {
+      // Whatever happened on the way (a failed write, a throw), the job leaves #running.
+      if (this.#running.get(job.id) === running) this.#running.delete(job.id);
+    }
+  }
+
+  /**
+   * A copy of a job this worker runs now (acked with its outcome), one whose outcome is
+   * already recorded (acked: the ack was lost to a crash or a restart), or one cancelled
+   * before it arrived (recorded as cancelled): true when there is nothing left to run. A
+   * promise only when a record has to be read or written.
+   */
+  #early(msg: Delivery, job: JobMessage, attempt: number): boolean | Promise<boolean> {
+    const inProgress = this.#running.get(job.id);
+    if (inProgress && inProgress.job.ts === job.ts) {
+      (inProgress.duplicates ??= []).push(msg);
+      return true;
+    }
+    if (this.#recent.get(job.id) === job.ts) {
+      this.#o.io.later(() => msg.ack());
+      return true;
+    }
+    if (!this.#mustVerify(attempt)) return this.#cancelledEarly(msg, job, attempt);
+    return this.#alreadyFinished(job).then((finished) => {
+      if (!finished) return this.#cancelledEarly(msg, job, attempt);
+      this.#o.io.later(() => msg.ack());
+      return true;
+    });
+  }
+
+  #cancelledEarly(msg: Delivery, job: JobMessage, attempt: number): boolean | Promise<boolean> {
+    if (this.#cancelled.size === 0 || !this.#cancelled.has(job.id)) return false;
+    return this.#recordCancel(msg, job, attempt).then(() => true);
+  }
+
+  async #recordCancel(msg: Delivery, job: JobMessage, attempt: number, running?: RunningJob): Promise<void> {
+    const record = await this.#baseRecord(job, attempt, running);
+    record.status = 'cancelled';
+    if (running) record.startedAt = running.startedAt;
+    record.finishedAt = this.#o.clock.now();
+    await this.#finish(msg, record);
+    this.#emit('job.cancelled', job, { name: job.name, attempt });
+  }
+
+  #mustVerify(attempt: number): boolean {
+    return attempt > 1 || this.#o.clock.now() < this.#verifyUntil;
+  }
+
+  /** Runs the handler; settles with its outcome, or with the abort (timeout, cancel, drain), whichever comes first. */
+  #wait(running: RunningJob, handler: Handler): Promise<unknown> {
+    const { job } = running;
+    if (job.timeoutMs) {
+      const ms = job.timeoutMs;
+      running.timeout = this.#o.clock.setTimeout(() => abortJob(running, new JobTimeoutError(ms)), ms);
+    }
+    const ctx = new RunningJobContext(running, this.#o.log, this.#liveness.scheduleProgress);
+    return new Promise<unknown>((resolve, reject) => {
+      running.rejectWait = reject;
+      if (running.abortReason !== undefined) return reject(running.abortReason);
+      try {
+        Promise.resolve(handler(job.data, ctx)).then(resolve, reject);
+      } catch (thrown) {
+        reject(thrown);
+      }
+    });
+  }
+
+  /**
+   * The completed record and its bytes; or the error a result that cannot be stored fails the
+   * attempt with; or, for a copy whose completion another run already recorded, only its ack.
+   * Synchronous for a first attempt: it has no history to read back.
+   */
+  #completion(running: RunningJob, value: unknown): Completion | Error | Promise<Completion | Error | typeof ALREADY_RECORDED> {
+    const problem = resultProblem(value);
+    if (problem) return problem;
+    if (!this.#mustVerify(running.attempt)) return this.#completed(running, value, recordFromMessage(running.job, 'completed'));
+    return this.#completionOfCopy(running, value);
+  }
+
+  async #completionOfCopy(running: RunningJob, value: unknown): Promise<Completion | Error | typeof ALREADY_RECORDED> {
+    const { msg, job, attempt } = running;
+    // A copy that ran twice (a redelivery racing the original after a crash) records its
+    // completion once: if the record already says completed, only the ack is left.
+    if (await this.#alreadyFinished(job)) {
+      const duplicates = running.duplicates;
+      this.#running.delete(job.id);
+      this.#remember(job.id, job.ts);
+      this.#o.io.later(() => {
+        msg.ack();
+        if (duplicates) for (const d of duplicates) d.ack();
+      });
+      return ALREADY_RECORDED;
+    }
+    return this.#completed(running, value, await this.#baseRecord(job, attempt, running));
+  }
+
+  #completed(running: RunningJob, value: unknown, record: JobRecord): Completion | Error {
+    const { job, attempt, startedAt } = running;
+    const finishedAt = this.#o.clock.now();
+    record.status = 'completed';
+    record.startedAt = startedAt;
+    record.finishedAt = finishedAt;
+    record.result = value === undefined ? null : value;
+    record.attempts.push({ n: attempt, startedAt, finishedAt, workerId: this.#o.workerId });
+    if (running.progress !== undefined) record.progress = running.progress;
+    if (job.resultTtlMs) record.expiresAt = finishedAt + job.resultTtlMs;
+    // The result was checked, so encoding can only throw on a value that changed while it
+    // was read (a getter): one encode on the common path.
+    const bytes = tryEncode(record);
+    if (!bytes) return new ResultNotSerializableError('encoding it threw');
+    const max = this.#o.io.maxMessageBytes();
+    if (bytes.length > max) return new ResultTooLargeError(Buffer.byteLength(JSON.stringify(record.result)), max);
+    return { record, bytes };
+  }
+
+  /** A failed attempt: retry (record 'retrying', NAK with the backoff delay), or dead letter and record 'failed'. */
+  async #fail(msg: Delivery, job: JobMessage, attempt: number, startedAt: number, error: ErrorInfo, permanent: boolean, running?: RunningJob): Promise<void> {
+    const finishedAt = this.#o.clock.now();
+    const record = await this.#baseRecord(job, attempt, running);
+    record.startedAt = startedAt;
+    record.error = error;
+    record.attempts.push({ n: attempt, startedAt, finishedAt, error, workerId: this.#o.workerId });
+    if (!permanent && attempt < job.attempts) {
+      record.status = 'retrying';
+      await this.#write(record);
+      const delayMs = retryDelay(job.backoff, attempt + 1);
+      msg.nak(delayMs);
+      this.#releaseDuplicates(job.id);
+      this.#emit('job.retrying', job, { name: job.name, attempt, error: error.message, code: error.code, delayMs });
+      return;
+    }
+    record.finishedAt = finishedAt;
+    this.failed++;
+    const dead: DeadLetter = {
+      v: WIRE_VERSION,
+      reason: permanent ? error.message : `failed after ${attempt} attempt${attempt === 1 ? '' : 's'}: ${error.message}`,
+      error,
+      queue: job.queue,
+      subject: msg.subject,
+      jobId: job.id,
+      job,
+      ts: finishedAt,
+    };
+    const seq = await this.#o.io.deadLetter(job.queue, encodeDeadLetter(dead, this.#o.io.maxMessageBytes()));
+    record.status = 'failed';
+    record.deadSeq = seq;
+    await this.#finish(msg, record);
+    this.#emit('job.failed', job, { name: job.name, attempt, error: error.message, code: error.code, durationMs: finishedAt - startedAt });
+    this.#emit('job.dead', job, { reason: dead.reason, deadSeq: seq });
+  }
+
+  /** Bad input loses nothing: the raw payload and the decode error go to the dead letters. */
+  async #deadLetterUndecodable(msg: Delivery, error: Error): Promise<void> {
+    const jobId = msg.subject.split('.').at(-1);
+    const now = this.#o.clock.now();
+    const dead: DeadLetter = {
+      v: WIRE_VERSION,
+      reason: `undecodable job: ${error.message}`,
+      error: errorInfo(error),
+      queue: this.#o.queue,
+      subject: msg.subject,
+      ...(jobId ? { jobId } : {}),
+      raw: new TextDecoder().decode(msg.data.subarray(0, 64 * 1024)),
+      ts: now,
+    };
+    this.failed++;
+    const seq = await this.#o.io.deadLetter(this.#o.queue, encodeDeadLetter(dead, this.#o.io.maxMessageBytes()));
+    const base = { queue: this.#o.queue, ...(jobId ? { jobId } : {}), workerId: this.#o.workerId };
+    this.#o.io.emit({ type: 'job.failed', ...base, data: { error: dead.reason } });
+    this.#o.io.emit({ type: 'job.dead', ...base, data: { reason: dead.reason, deadSeq: seq } });
+    if (jobId) {
+      const record = recordFromMessage({ id: jobId, name: '(undecodable)', queue: this.#o.queue, attempts: 1, ts: now }, 'failed');
+      record.finishedAt = now;
+      record.error = dead.error!;
+      record.deadSeq = seq;
+      await this.#write(record).catch(() => {});
+    }
+    msg.ack();
+  }
+
+  /** At-least-once: the ack goes out only after the outcome is recorded. */
+  async #finish(msg: Delivery, record: JobRecord): Promise<void> {
+    try {
+      await this.#write(record);
+    } catch (error) {
+      return this.#notRecorded(msg, record.id, error);
+    }
+    this.#recorded(msg, record);
+  }
+
+  /** The outcome is stored: ack it (and any copy delivered meanwhile) with the next batch. */
+  #recorded(msg: Delivery, record: JobRecord): void {
+    const duplicates = this.#running.get(record.id)?.duplicates;
+    this.#running.delete(record.id);
+    if (record.status !== 'retrying') this.#remember(record.id, record.enqueuedAt);
+    this.#o.io.later(() => {
+      msg.ack();
+      if (duplicates) for (const d of duplicates) d.ack();
+    });
+  }
+
+  /** Not recorded: the message stays unacked, so it is redelivered after ack_wait. */
+  #notRecorded(msg: Delivery, id: string, error: unknown): void {
+    this.#running.delete(id);
+    const denied = toPermissionDenied(error);
+    if (denied) {
+      // Another worker (allowed to write records) can take it at once.
+      msg.nak();
+      this.#o.onRefused(denied);
+      return;
+    }
+    this.#o.log.warn({ err: error, jobId: id }, 'outcome not recorded; the job will be redelivered');
+  }
+
+  /** A record write, cut down to fit one message if it has to be. */
+  #write(record: JobRecord): Promise<unknown> {
+    return this.#o.io.writeRecord(record.id, encodeRecord(record, this.#o.io.maxMessageBytes()));
+  }
+
+  /** The job was given back (retry, drain): its duplicate deliveries go back too. */
+  #releaseDuplicates(id: string) {
+    const duplicates = this.#running.get(id)?.duplicates;
+    if (duplicates) for (const d of duplicates) d.nak();
+    this.#running.delete(id);
+  }
+
+  #remember(id: string, enqueuedAt: number) {
+    this.#recent.set(id, enqueuedAt);
+    if (this.#recent.size > RECENT_JOBS) this.#recent.delete(this.#recent.keys().next().value!);
+  }
+
+  #emit(type: NaqEventType, job: JobMessage, data: Record<string, unknown>) {
+    this.#o.io.emit({ type, queue: job.queue, jobId: job.id, workerId: this.#o.workerId, data });
+  }
+
+  /** A redelivered job whose record already says how it ended (and is for this enqueue). */
+  async #alreadyFinished(job: JobMessage): Promise<boolean> {
+    try {
+      const r = await this.#o.io.readRecord(job.id);
+      return r !== null && (r.status === 'completed' || r.status === 'failed' || r.status === 'cancelled') && r.enqueuedAt === job.ts;
+    } catch {
+      // Unknown: run it (at least once beats at most once).
+      return false;
+    }
+  }
+
+  /** The record so far: fresh on a first attempt; on a retry, with the earlier attempts. */
+  async #baseRecord(job: JobMessage, attempt: number, running?: RunningJob): Promise<JobRecord> {
+    return recordFromMessage(job, 'pending', attempt <= 1 ? [] : [...(await this.#priorAttempts(job, attempt, running))]);
+  }
+
+  /** The finished attempts before this one, from the record (read once per running attempt). */
+  #priorAttempts(job: JobMessage, attempt: number, running?: RunningJob): Promise<AttemptRecord[]> {
+    if (running?.prior) return running.prior;
+    const prior = (async () => {
+      try {
+        const record = await this.#o.io.readRecord(job.id);
+        if (record) return (Array.isArray(record.attempts) ? record.attempts : []).filter((a) => a.finishedAt !== undefined && a.n < attempt);
+      } catch (error) {
+        this.#o.log.debug({ err: error, jobId: job.id }, 'could not read the record history');
+      }
+      return [];
+    })();
+    if (running) running.prior = prior;
+    return prior;
+  }
+}

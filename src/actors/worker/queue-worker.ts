@@ -1,0 +1,328 @@
+/**
+ * Consumes one queue: pulls in batches through the queue's shared durable consumer, runs up to
+ * `concurrency` jobs at once through the job path (job-path.ts), sends heartbeats and cancel
+ * notices, and stops loudly when the server refuses a subject it needs.
+ */
+import { hostname } from 'node:os';
+import { jetstream, JetStreamApiCodes, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import type { Subscription } from '@nats-io/transport-node';
+import { systemClock, type Clock } from '../../core/clock.js';
+import type { PermissionDeniedError } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
+import { encodeJson, type JobRecord, type WorkerInfo } from '../../model/job.js';
+import { toPermissionDenied } from '../../core/permissions.js';
+import type { NaqContext } from '../nats/context.js';
+import { deliveryCount } from './delivery.js';
+import type { Handlers } from './handler.js';
+import { JobPath, type JobIO } from './job-path.js';
+
+export interface QueueWorkerSettings {
+  concurrency: number;
+  ackWaitMs: number;
+  activeAfterMs: number;
+}
+
+/** Before pulling again after a pull ended on its own. */
+const REPULL_DELAY_MS = 250;
+/** How long a pull request lives on the server (see #pull for why it is short). */
+const PULL_EXPIRES_MS = 5000;
+
+/** The stream or consumer a pull needs no longer exists. */
+function isMissingResource(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  if (code === JetStreamApiCodes.StreamNotFound || code === JetStreamApiCodes.ConsumerNotFound) return true;
+  const message = error instanceof Error ? error.message : '';
+  // The server tells a waiting pull so with a 409 status when the consumer (or its stream) goes.
+  return message === 'stream not found' || message === 'consumer not found' || message === 'consumer deleted';
+}
+
+/** The job path's I/O on this connection. */
+function jobIO(ctx: NaqContext): JobIO {
+  return {
+    readRecord: async (id) => {
+      const entry = await (await ctx.storage.jobsKv()).get(id);
+      return entry && entry.operation === 'PUT' ? entry.json<JobRecord>() : null;
+    },
+    writeRecord: (id, bytes) => ctx.storage.putRecordBytes(id, bytes),
+    deadLetter: async (queue, bytes) => (await ctx.publisher.publish(ctx.layout.deadSubject(queue), bytes)).seq,
+    later: (fn) => ctx.publisher.later(fn),
+    emit: (event) => ctx.events.emit(event),
+    maxMessageBytes: () => ctx.storage.maxMessageBytes,
+  };
+}
+
+export class QueueWorker {
+  readonly id: string;
+  readonly #ctx: NaqContext;
+  readonly #queue: string;
+  readonly #settings: QueueWorkerSettings;
+  readonly #log: Logger;
+  readonly #path: JobPath;
+  readonly #slotWaiters: Array<() => void> = [];
+  readonly #startedAt: number;
+  #messages: ConsumerMessages | null = null;
+  /** Bumped by every stop of pulling; a pull of an older generation ends. */
+  #generation = 0;
+  #pulling = false;
+  #maxAckPending = 1;
+  #cancelSub: Subscription | null = null;
+  #inFlight = 0;
+  #status: 'running' | 'paused' | 'draining' | 'stopped' = 'paused';
+  #idle: (() => void) | null = null;
+  #onError: ((error: Error) => void) | undefined;
+  #denied: PermissionDeniedError | undefined;
+  #unlisten: (() => void) | undefined;
+
+  constructor(ctx: NaqContext, queue: string, handlers: Handlers, settings: QueueWorkerSettings, log: Logger, clock: Clock = systemClock) {
+    this.#ctx = ctx;
+    this.#queue = queue;
+    this.#settings = settings;
+    this.#log = log;
+    this.#startedAt = clock.now();
+    this.id = `${hostname()}-${process.pid}-${queue}`.replace(/[^A-Za-z0-9_=-]/g, '_');
+    this.#path = new JobPath({
+      queue,
+      workerId: this.id,
+      handlers,
+      ackWaitMs: settings.ackWaitMs,
+      activeAfterMs: settings.activeAfterMs,
+      clock,
+      io: jobIO(ctx),
+      log,
+      onRefused: (error) => this.#refused(error),
+    });
+  }
+
+  get inFlight() {
+    return this.#inFlight;
+  }
+  get processed() {
+    return this.#path.processed;
+  }
+
+  /** The queue's consumer exists; cancel notices are heard; refusals are watched. Does not pull yet. */
+  async prepare(maxAckPending: number): Promise<void> {
+    this.#maxAckPending = maxAckPending;
+    const ctx = this.#ctx;
+    await ctx.storage.ensureLayout();
+    await ctx.storage.ensureConsumer(this.#queue, maxAckPending);
+    const consumer = ctx.layout.consumerName(this.#queue);
+    const ackPrefix = `$JS.ACK.${ctx.layout.jobsStream}.${consumer}.`;
+    const pull = `$JS.API.CONSUMER.MSG.NEXT.${ctx.layout.jobsStream}.${consumer}`;
+    const cancel = ctx.layout.cancelSubject(this.#queue);
+    this.#unlisten = ctx.publisher.onPermissionError((error) => {
+      if (error.subject.startsWith(ackPrefix) || error.subject === pull || error.subject === cancel) this.#refused(error);
+    });
+    this.#cancelSub = ctx.nc.subscribe(cancel, {
+      callback: (err, msg) => {
+        if (err) {
+          const denied = toPermissionDenied(err);
+          if (denied) this.#refused(denied);
+          return;
+        }
+        this.#path.cancel(msg.string());
+      },
+    });
+  }
+
+  /** Starts (or restarts) pulling. */
+  resume(onError: (error: Error) => void): void {
+    if (this.#status === 'draining' || this.#status === 'stopped' || this.#pulling) return;
+    this.#onError = onError;
+    if (this.#denied) {
+      onError(this.#denied);
+      return;
+    }
+    this.#pulling = true;
+    this.#status = 'running';
+    this.#path.resumed();
+    const generation = this.#generation;
+    void this.#pull(generation).catch((error: unknown) => {
+      // A pull that a pause (or a newer resume) replaced ends quietly.
+      if (this.#status !== 'running' || generation !== this.#generation) return;
+      this.#pulling = false;
+      onError(error instanceof Error ? error : new Error(String(error)));
+    });
+  }
+
+  /** Stops pulling; jobs already running go on. */
+  pause(): void {
+    if (this.#status === 'running') this.#status = 'paused';
+    this.#stopPulling();
+    this.#path.verifyAfterRestart();
+  }
+
+  /**
+   * Pulls until stopped. Each pause or resume starts a new generation: a pull of an older one
+   * (say, still waiting for the consumer lookup when the link flapped) ends instead of
+   * pulling beside the new one. A stream or consumer that disappears under it (deleted by an
+   * operator, `naq streams rm`) is recreated and the pull starts again.
+   */
+  async #pull(generation: number): Promise<void> {
+    const stale = () => this.#status !== 'running' || generation !== this.#generation;
+    const ctx = this.#ctx;
+    const js = jetstream(ctx.nc);
+    for (;;) {
+      let messages: ConsumerMessages;
+      try {
+        const consumer = await js.consumers.get(ctx.layout.jobsStream, ctx.layout.consumerName(this.#queue));
+        if (stale()) return;
+        // At most `concurrency` buffered beyond those running, so a buffered job's ack_wait is
+        // not eaten up waiting for a slot.
+        // Pull requests live on the consumer's leader. When a cluster moves that leader (its
+        // node died), they vanish without a word; the client notices only after two missed
+        // idle heartbeats, which the default 30 s expiry spaces 15 s apart. A 5 s expiry brings
+        // the stall down to ~5 s, for one extra pull request every 5 s when the queue is idle.
+        messages = await consumer.consume({ max_messages: this.#settings.concurrency, expires: PULL_EXPIRES_MS, abort_on_missing_resource: true });
+      } catch (error) {
+        if (!isMissingResource(error) || stale()) throw error;
+        await this.#recreate(error);
+        continue;
+      }
+      if (stale()) {
+        void messages.close().catch(() => {});
+        return;
+      }
+      this.#messages = messages;
+      try {
+        await this.#consume(messages);
+        if (stale()) return;
+        // Ended without being stopped and without an error (the client gave up on it): a
+        // worker that silently stops pulling is the one failure nobody sees. Pull again.
+        this.#log.warn({ queue: this.#queue }, 'the pull ended on its own; pulling again');
+        this.#messages = null;
+        await new Promise((r) => setTimeout(r, REPULL_DELAY_MS));
+      } catch (error) {
+        if (!isMissingResource(error) || stale()) throw error;
+        this.#messages = null;
+        await this.#recreate(error);
+      }
+    }
+  }
+
+  async #consume(messages: ConsumerMessages): Promise<void> {
+    for await (const msg of messages) {
+      if (this.#inFlight >= this.#settings.concurrency) await new Promise<void>((r) => this.#slotWaiters.push(r));
+      // Pulled before a pause, a drain, or a reconnect that started a newer pull: the server
+      // redelivers it (after a restart it already has), so running this copy would run it twice.
+      if (this.#status !== 'running' || this.#messages !== messages) {
+        msg.nak();
+        continue;
+      }
+      this.#inFlight++;
+      // One handler pair, not .catch().finally(): a promise less per job on the hot path.
+      void this.#path.process(msg, deliveryCount(msg as JsMsg)).then(this.#released, this.#failedOnTheWay);
+    }
+  }
+
+  readonly #released = () => this.#release();
+
+  /**
+   * A write that failed on the way (the server away past its deadline): the job is not acked,
+   * so it comes back after ack_wait. Never an unhandled rejection.
+   */
+  readonly #failedOnTheWay = (error: unknown) => {
+    this.#release();
+    const denied = toPermissionDenied(error);
+    if (denied) this.#refused(denied);
+    else this.#log.warn({ err: error }, 'job left unacknowledged; it will be redelivered');
+  };
+
+  /** The jobs stream or the queue's consumer is gone: make the layout and the consumer again. */
+  async #recreate(error: unknown): Promise<void> {
+    this.#log.warn({ err: error, queue: this.#queue }, "the jobs stream or this queue's consumer disappeared; recreating it");
+    const storage = this.#ctx.storage;
+    await storage.repairLayout(`consumer ${this.#ctx.layout.consumerName(this.#queue)}: ${(error as Error).message}`);
+    await storage.ensureLayout();
+    await storage.ensureConsumer(this.#queue, this.#maxAckPending);
+  }
+
+  #stopPulling() {
+    this.#generation++;
+    this.#pulling = false;
+    const m = this.#messages;
+    this.#messages = null;
+    if (m) void m.close().catch(() => {});
+  }
+
+  #release() {
+    this.#inFlight--;
+    this.#slotWaiters.shift()?.();
+    if (this.#inFlight === 0 && this.#idle) this.#idle();
+  }
+
+  /** Stops pulling and resolves once every running job has finished (or was given back). */
+  drain(): Promise<void> {
+    this.#status = 'draining';
+    this.#stopPulling();
+    if (this.#inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => (this.#idle = resolve));
+  }
+
+  /** Grace period over: abort what still runs and NAK it, so another worker takes it at once. */
+  nakRest(): void {
+    this.#path.abandonAll();
+    // Their handlers may never settle; the drain does not wait for them.
+    if (this.#idle) this.#idle();
+  }
+
+  /** A subject this worker needs is refused: running on would only redeliver jobs for ever. */
+  #refused(error: PermissionDeniedError) {
+    if (this.#denied) return;
+    this.#denied = error;
+    this.#log.error({ err: error, subject: error.subject, queue: this.#queue }, `worker stops: ${error.message}`);
+    this.#stopPulling();
+    this.#onError?.(error);
+  }
+
+  async stop(): Promise<void> {
+    this.#unlisten?.();
+    this.#status = 'stopped';
+    this.#path.stop();
+    this.#stopPulling();
+    this.#cancelSub?.unsubscribe();
+    this.#cancelSub = null;
+  }
+
+  info(): WorkerInfo {
+    return {
+      id: this.id,
+      host: hostname(),
+      pid: process.pid,
+      queues: [this.#queue],
+      inFlight: this.#inFlight,
+      processed: this.#path.processed,
+      failed: this.#path.failed,
+      status: this.#status,
+      concurrency: this.#settings.concurrency,
+      startedAt: this.#startedAt,
+      ts: Date.now(),
+    };
+  }
+
+  /** Worker lifecycle events (started, paused, resumed, stopped). */
+  emitWorker(type: 'worker.started' | 'worker.paused' | 'worker.resumed' | 'worker.stopped'): void {
+    this.#ctx.events.emit({
+      type,
+      queue: this.#queue,
+      workerId: this.id,
+      data: { concurrency: this.#settings.concurrency, processed: this.#path.processed, failed: this.#path.failed, pid: process.pid },
+    });
+  }
+
+  heartbeat(): void {
+    this.#ctx.publisher.publish(`$KV.${this.#ctx.layout.workersBucket}.${this.id}`, encodeJson(this.info())).catch((error: unknown) => {
+      const denied = toPermissionDenied(error);
+      if (denied) this.#refused(denied);
+      else this.#log.debug({ err: error }, 'heartbeat not written');
+    });
+  }
+
+  async removeHeartbeat(): Promise<void> {
+    await (await this.#ctx.storage.workersKv()).delete(this.id).catch(() => {});
+  }
+}
+
+// What handler modules and hosts import from the worker.
+export { JobCancelledError, JobTimeoutError, type Handler, type Handlers, type JobContext } from './handler.js';
+export { deliveryCount } from './delivery.js';

@@ -1,0 +1,116 @@
+/** One job while a worker runs it, and the `ctx` its handler is given. */
+import type { LongTimer } from '../../core/duration.js';
+import type { Logger } from '../../core/log.js';
+import type { AttemptRecord, JobMessage } from '../../model/job.js';
+import type { Delivery } from './delivery.js';
+import type { JobContext } from './handler.js';
+import { snapshotProgress } from './outcome.js';
+
+export interface RunningJob {
+  readonly msg: Delivery;
+  readonly job: JobMessage;
+  readonly attempt: number;
+  readonly startedAt: number;
+  /** Made only when the handler reads `ctx.signal`: most never do, and it is costly per job. */
+  controller: AbortController | undefined;
+  abortReason: unknown;
+  /** Settles the wait for the handler early (timeout, cancel, drain). */
+  rejectWait: ((reason: unknown) => void) | undefined;
+  timeout: LongTimer | undefined;
+  /** Set when the drain gave the job back: its late outcome must not be recorded. */
+  abandoned: boolean;
+  lastWorking: number;
+  /** An 'active' record was written. */
+  marked: boolean;
+  progress: unknown;
+  progressTimer: LongTimer | undefined;
+  lastProgress: number;
+  /** Copies of this job delivered again while it ran; acked with its outcome. */
+  duplicates: Delivery[] | undefined;
+  /** The handler returned; the outcome is being recorded. */
+  finished: boolean;
+  /**
+   * The earlier attempts' history, read once (retries only) before this attempt writes its
+   * own 'active' record over it, and reused for every record this attempt writes.
+   */
+  prior: Promise<AttemptRecord[]> | undefined;
+}
+
+export function runningJob(msg: Delivery, job: JobMessage, attempt: number, startedAt: number): RunningJob {
+  return {
+    msg,
+    job,
+    attempt,
+    startedAt,
+    controller: undefined,
+    abortReason: undefined,
+    rejectWait: undefined,
+    timeout: undefined,
+    abandoned: false,
+    lastWorking: startedAt,
+    marked: false,
+    progress: undefined,
+    progressTimer: undefined,
+    lastProgress: 0,
+    duplicates: undefined,
+    finished: false,
+    prior: undefined,
+  };
+}
+
+/** Aborts a running job: its signal (if the handler took it) and the wait for its outcome. */
+export function abortJob(running: RunningJob, reason: unknown): void {
+  if (running.abortReason !== undefined) return;
+  running.abortReason = reason;
+  running.controller?.abort(reason);
+  running.rejectWait?.(reason);
+}
+
+/**
+ * The `ctx` a handler gets. A class (shared getters on the prototype) rather than an object
+ * literal with accessors and closures per job: measured ~1 KB less garbage per job.
+ */
+export class RunningJobContext implements JobContext {
+  readonly jobId: string;
+  readonly name: string;
+  readonly queue: string;
+  readonly attempt: number;
+  readonly maxAttempts: number;
+  readonly #running: RunningJob;
+  readonly #workerLog: Logger;
+  readonly #scheduleProgress: (running: RunningJob) => void;
+  #log: Logger | undefined;
+
+  constructor(running: RunningJob, workerLog: Logger, scheduleProgress: (running: RunningJob) => void) {
+    this.jobId = running.job.id;
+    this.name = running.job.name;
+    this.queue = running.job.queue;
+    this.attempt = running.attempt;
+    this.maxAttempts = running.job.attempts;
+    this.#running = running;
+    this.#workerLog = workerLog;
+    this.#scheduleProgress = scheduleProgress;
+  }
+
+  /** Made on first read: most handlers never look, and an AbortController per job is costly. */
+  get signal(): AbortSignal {
+    const running = this.#running;
+    if (!running.controller) {
+      running.controller = new AbortController();
+      if (running.abortReason !== undefined) running.controller.abort(running.abortReason);
+    }
+    return running.controller.signal;
+  }
+
+  progress(value: unknown): void {
+    // A snapshot, checked now: the handler learns at the call that a value cannot be stored,
+    // and a later change to the object cannot break the write.
+    this.#running.progress = snapshotProgress(value);
+    this.#scheduleProgress(this.#running);
+  }
+
+  /** A child logger per job is costly; most handlers never log. */
+  get log(): Logger {
+    return (this.#log ??= this.#workerLog.child({ jobId: this.jobId, attempt: this.attempt }));
+  }
+}

@@ -1,0 +1,145 @@
+/** `naq enqueue` and `naq job [cancel | retry] ID`: one job in, one job looked at or acted on. */
+import type { Argv } from 'yargs';
+import type { NaqConfig } from '../config/index.js';
+import type { Naq } from '../naq.js';
+import { JobFailedError } from '../actors/jobs/reads.js';
+import { buildJob, type JobDefaults, type JobOptions, type JobRecord } from '../model/job.js';
+import { backoffArg, durationArg, integerArg, isoTimeArg, jobIdArg, jobIdsArg, jsonArg, queueArg, UsageError } from './args.js';
+import { formatTime, show, showLine } from './output.js';
+import { configFrom, defineCommand, EXIT_FAILURE, fail, need, withNaq, type BuiltArgs, type GlobalArgs } from './shared.js';
+
+/** The job defaults the jobs runtime builds from the same config. */
+export function jobDefaults(config: NaqConfig): JobDefaults {
+  return {
+    attempts: config.jobs.attempts,
+    backoff: { type: config.jobs.backoffType, delay: config.jobs.backoffDelayMs },
+    maxPayloadBytes: config.jobs.maxPayloadBytes,
+  };
+}
+
+/** A job enqueued without --job-id gets a 22-character nuid; the size check uses an id as long. */
+const UNASSIGNED_JOB_ID = 'x'.repeat(22);
+
+function enqueueOptions(y: Argv<GlobalArgs>) {
+  return y
+    .positional('name', { type: 'string', describe: 'handler name' })
+    .option('data', { type: 'string', describe: 'job data as JSON' })
+    .option('queue', { type: 'string', describe: 'queue (default: default)' })
+    .option('job-id', { type: 'string', describe: 'idempotency key: a pending job with this id is not enqueued twice' })
+    .option('attempts', { type: 'string', describe: 'total attempts, the first included (an integer >= 1)' })
+    .option('backoff', { type: 'string', describe: 'retry backoff: fixed:MS or exponential:MS' })
+    .option('timeout', { type: 'string', describe: 'per-attempt timeout in ms (1 ms to 10 years)' })
+    .option('depends-on', { type: 'string', describe: 'comma-separated job ids that must complete first' })
+    .option('wait', { type: 'boolean', describe: 'wait for the result and print it (exit 1 if the job fails)' })
+    .option('wait-timeout', { type: 'string', describe: 'how long --wait waits, ms (default 30000, at most 10 years)' })
+    .option('delay', { type: 'string', describe: 'run no earlier than MS from now, 0 to 10 years (needs a running scheduler)' })
+    .option('at', { type: 'string', describe: 'run at this ISO time (needs a running scheduler)' })
+    .check(need('name'));
+}
+
+type EnqueueArgs = BuiltArgs<typeof enqueueOptions>;
+
+interface EnqueueInput {
+  name: string;
+  data: unknown;
+  opts: JobOptions;
+  /** When to run it (--delay or --at), ms since the epoch. */
+  at?: number;
+  waitTimeoutMs: number;
+}
+
+/** Every enqueue flag, checked and converted: each value first, then how they combine. */
+function enqueueInput(args: EnqueueArgs): EnqueueInput {
+  const opts: JobOptions = {};
+  if (args.queue !== undefined) opts.queue = queueArg('--queue', args.queue);
+  if (args['job-id'] !== undefined) opts.jobId = jobIdArg('--job-id', args['job-id']);
+  if (args.attempts !== undefined) opts.attempts = integerArg('--attempts', args.attempts, 1);
+  if (args.backoff !== undefined) opts.backoff = backoffArg('--backoff', args.backoff);
+  if (args.timeout !== undefined) opts.timeoutMs = durationArg('--timeout', args.timeout);
+  if (args['depends-on'] !== undefined) opts.dependsOn = jobIdsArg('--depends-on', args['depends-on']);
+  const data = args.data === undefined ? null : jsonArg('--data', args.data);
+  const at = args.at === undefined ? undefined : isoTimeArg('--at', args.at);
+  const delay = args.delay === undefined ? undefined : durationArg('--delay', args.delay, 0);
+  const waitTimeoutMs = args['wait-timeout'] === undefined ? 30_000 : durationArg('--wait-timeout', args['wait-timeout']);
+  if (delay !== undefined && at !== undefined) throw new UsageError('give --delay or --at, not both');
+  if ((at !== undefined || delay !== undefined) && opts.dependsOn) throw new UsageError('--depends-on cannot be combined with --delay or --at');
+  if (args['wait-timeout'] !== undefined && !args.wait) throw new UsageError('--wait-timeout goes with --wait');
+  const when = delay !== undefined ? Date.now() + delay : at;
+  return { name: args.name!, data, opts, ...(when !== undefined ? { at: when } : {}), waitTimeoutMs };
+}
+
+async function runEnqueue(args: EnqueueArgs) {
+  const input = enqueueInput(args);
+  const config = configFrom(args, {}, true);
+  // The library's own check of the whole job (handler name, encoded size against
+  // jobs.maxPayloadBytes, a job that depends on itself), before connecting rather than after.
+  buildJob(input.name, input.data, input.opts, input.opts.jobId ?? UNASSIGNED_JOB_ID, jobDefaults(config));
+  await withNaq(args, (naq) => enqueueAndReport(naq, input, args), config);
+}
+
+/** Enqueues, then prints the id, or with --wait the result (exit 1 if the job failed). */
+async function enqueueAndReport(naq: Naq, input: EnqueueInput, args: EnqueueArgs): Promise<void> {
+  const { name, data, opts, at } = input;
+  const id = at !== undefined ? await naq.enqueueAt(at, name, data, opts) : await naq.enqueue(name, data, opts);
+  if (!args.wait) return show(args, { id }, () => id);
+  try {
+    const result = await naq.waitFor(id, { timeoutMs: input.waitTimeoutMs });
+    // The result is JSON either way: a script pipes it on, --json adds the id and status.
+    showLine(args, { id, status: 'completed', result }, () => JSON.stringify(result));
+  } catch (error) {
+    if (error instanceof JobFailedError) {
+      showLine(args, { id, status: error.status, error: error.error }, () => []);
+      fail(`job ${id} ${error.status}: ${error.error?.message ?? error.message}`, EXIT_FAILURE);
+    }
+    throw error;
+  }
+}
+
+const enqueue = defineCommand({
+  command: 'enqueue [name]',
+  describe: 'enqueue a job; prints its id (with --wait, its result)',
+  builder: enqueueOptions,
+  handler: (args) => runEnqueue(args),
+});
+
+type JobAction = { action: 'show' | 'cancel' | 'retry'; id: string };
+
+/** `naq job ID`, `naq job cancel ID` or `naq job retry ID`. */
+function jobAction(action: string, id: string | undefined): JobAction {
+  if (action === 'cancel' || action === 'retry') {
+    if (id === undefined || id === '') throw new UsageError(`missing argument <id> (naq job ${action} ID)`);
+    return { action, id: jobIdArg('<id>', id) };
+  }
+  if (id !== undefined) throw new UsageError(`unknown job action ${JSON.stringify(action)}: expected cancel or retry`);
+  return { action: 'show', id: jobIdArg('<id>', action) };
+}
+
+function recordText(record: JobRecord): string[] {
+  return [
+    `${record.id}  ${record.status}  ${record.name} on ${record.queue}`,
+    `  enqueued ${formatTime(record.enqueuedAt)}  started ${formatTime(record.startedAt)}  finished ${formatTime(record.finishedAt)}`,
+    `  attempts ${record.attempts.length}/${record.maxAttempts}`,
+    ...record.attempts.map((a) => `    #${a.n} ${formatTime(a.startedAt)} ${a.error ? `error: ${a.error.message}` : a.finishedAt ? 'ok' : 'running'}`),
+    ...(record.dependsOn ? [`  depends on ${record.dependsOn.join(', ')}`] : []),
+    ...(record.status === 'completed' ? [`  result ${JSON.stringify(record.result)}`] : []),
+    ...(record.error ? [`  error ${record.error.message}`] : []),
+  ];
+}
+
+const job = defineCommand({
+  command: 'job [action] [id]',
+  describe: 'show a job (naq job ID), or: naq job cancel ID, naq job retry ID',
+  builder: (y) => y.positional('action', { type: 'string' }).positional('id', { type: 'string' }).check(need('action')),
+  handler: (args) => {
+    const { action, id } = jobAction(args.action!, args.id);
+    return withNaq(args, async (naq) => {
+      if (action === 'cancel') return show(args, await naq.cancel(id), (r) => `${r.id} ${r.status}`);
+      if (action === 'retry') return show(args, await naq.retryDead(id), (r) => `${r.id} re-enqueued`);
+      const record = await naq.getJob(id);
+      if (!record) fail(`job ${id} not found`, EXIT_FAILURE);
+      show(args, record, recordText);
+    });
+  },
+});
+
+export const jobsCommands = { enqueue, job };

@@ -1,0 +1,185 @@
+/**
+ * `naq supervisor | worker | scheduler`: the long-running commands. Each runs the supervisor
+ * with its roles until SIGINT / SIGTERM, then drains and exits 0 (1 if it failed).
+ */
+import type { Argv } from 'yargs';
+import { configSecrets, ROLES, type NaqConfig, type NaqConfigInput, type Role } from '../config/index.js';
+import { resolveNats } from '../nats-server/embedded.js';
+import { ConfigError, toError } from '../core/errors.js';
+import { loadHandlers } from '../actors/worker/handlers-module.js';
+import { startInspector, type RunningInspector } from '../inspect/inspector.js';
+import type { Logger } from '../core/log.js';
+import { createNaq } from '../naq.js';
+import type { Handlers } from '../actors/worker/queue-worker.js';
+import { integerArg, queueArg, textArg } from './args.js';
+import { configFrom, defineCommand, EXIT_FAILURE, loggerFor, type GlobalArgs } from './shared.js';
+
+/** Everything a run command may have been given; each command declares its own subset. */
+interface RunArgs extends GlobalArgs {
+  roles?: string[] | undefined;
+  queue?: string[] | undefined;
+  handlers?: string | undefined;
+  concurrency?: string | undefined;
+  embedded?: boolean | undefined;
+  inspect?: boolean | undefined;
+  'inspect-port'?: string | undefined;
+  'inspect-record'?: string | undefined;
+  'inspect-payloads'?: boolean | undefined;
+}
+
+function withInspectOptions<T>(y: Argv<T>) {
+  return y
+    .option('inspect', { type: 'boolean', describe: 'serve the Stately inspector bridge and stream every actor to it' })
+    .option('inspect-port', { type: 'string', describe: 'port of the inspector bridge, 0 to 65535 (default from config: 5678)' })
+    .option('inspect-record', { type: 'string', describe: 'write inspection events to FILE as JSON lines' })
+    .option('inspect-payloads', { type: 'boolean', describe: 'include job / KV payloads in inspection events' });
+}
+
+function withWorkerOptions<T>(y: Argv<T>) {
+  return y
+    .option('queue', { type: 'string', array: true, describe: 'queue(s) to consume (repeatable; default from config: default)' })
+    .option('handlers', { type: 'string', describe: 'JS/TS module whose exported functions are the handlers, by job name' })
+    .option('concurrency', { type: 'string', describe: 'jobs run at once per queue, an integer >= 1 (default from config: 10)' });
+}
+
+function isRole(value: string): value is Role {
+  return ROLES.some((role) => role === value);
+}
+
+/**
+ * `--roles`, typed for the config, whose flag input takes known roles only: an unknown one is
+ * refused here, in the words the config uses for a file or NAQ_ROLES; an empty list is left to
+ * the config to refuse.
+ */
+function rolesInput(roles: readonly string[]): Role[] {
+  const checked: Role[] = [];
+  for (const [i, role] of roles.entries()) {
+    if (!isRole(role)) throw new ConfigError(`roles[${i}]`, `expected one of ${ROLES.map((r) => JSON.stringify(r)).join(', ')}, got ${JSON.stringify(role)} (from flags)`);
+    checked.push(role);
+  }
+  return checked;
+}
+
+/** The run commands' flags as config input, each checked here so that a message names the flag. */
+function runConfigInput(args: RunArgs): NaqConfigInput {
+  const extra: NaqConfigInput = {};
+  const worker: NonNullable<NaqConfigInput['worker']> = {};
+  if (args.queue !== undefined) worker.queues = args.queue.flatMap((q) => String(q).split(',')).map((q) => queueArg('--queue', q));
+  if (args.handlers !== undefined) worker.handlers = textArg('--handlers', args.handlers, 'a JS or TS module file');
+  if (args.concurrency !== undefined) worker.concurrency = integerArg('--concurrency', args.concurrency, 1);
+  if (Object.keys(worker).length > 0) extra.worker = worker;
+  if (args.embedded === false) extra.embedded = { enabled: false };
+  const inspect: NonNullable<NaqConfigInput['inspect']> = {};
+  if (args.inspect) inspect.enabled = true;
+  // Passed on even without --inspect: the inspector may be switched on by config or env.
+  if (args['inspect-port'] !== undefined) inspect.port = integerArg('--inspect-port', args['inspect-port'], 0, 65535);
+  if (args['inspect-record'] !== undefined) inspect.recordFile = textArg('--inspect-record', args['inspect-record'], 'a file to write');
+  if (Object.keys(inspect).length > 0) extra.inspect = inspect;
+  // Last: the config reports a bad role after the flags checked above, and so does this.
+  if (args.roles) extra.roles = rolesInput(args.roles);
+  return extra;
+}
+
+/**
+ * A handler that leaves a rejected promise unhandled must not take the worker down, and
+ * every job in flight with it, as Node does by default: it is logged and the process keeps
+ * serving. Installed only here, in the process naq owns; an app embedding createNaq decides
+ * for its own process.
+ */
+function keepServingOnUnhandledRejection(logger: Logger) {
+  process.on('unhandledRejection', (reason) => {
+    logger.error({ err: toError(reason) }, 'a promise was rejected and nothing handled it (a handler left it so?); still serving');
+  });
+}
+
+async function handlersFor(config: NaqConfig, logger: Logger): Promise<Handlers> {
+  if (!config.roles.includes('worker')) return {};
+  if (!config.worker.handlers) throw new ConfigError('--handlers', 'the worker role needs a handlers module (--handlers FILE or worker.handlers)');
+  const handlers = await loadHandlers(config.worker.handlers);
+  logger.info({ queues: config.worker.queues, handlers: Object.keys(handlers), concurrency: config.worker.concurrency }, 'worker handlers loaded');
+  return handlers;
+}
+
+function flushLogs(logger: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    try {
+      logger.flush(() => resolve());
+    } catch {
+      resolve();
+    }
+    setTimeout(resolve, 200).unref();
+  });
+}
+
+/** Runs until SIGINT / SIGTERM, then drains and exits 0; exits 1 if the supervisor failed. */
+async function runSupervisor(args: RunArgs) {
+  const loaded = configFrom(args, runConfigInput(args));
+  const logger = loggerFor(loaded);
+  keepServingOnUnhandledRejection(logger);
+  // Before resolveNats, which may start an embedded nats-server: a bad handlers module is a
+  // mistake to report at once, not after a server was started for nothing.
+  const handlers = await handlersFor(loaded, logger);
+  const { config, embedded } = await resolveNats(loaded, logger);
+
+  let inspector: RunningInspector | null = null;
+  if (config.inspect.enabled || config.inspect.recordFile) {
+    inspector = startInspector({
+      port: config.inspect.enabled ? config.inspect.port : 0,
+      ...(config.inspect.recordFile ? { recordFile: config.inspect.recordFile } : {}),
+      secrets: configSecrets(config),
+      payloads: Boolean(args['inspect-payloads']),
+    });
+    if (inspector.url) logger.info(`inspector: open ${inspector.url} to watch the actors live`);
+    if (config.inspect.recordFile) logger.info(`recording inspection events to ${config.inspect.recordFile}`);
+  }
+
+  const naq = createNaq(config, { logger, handlers, ...(inspector ? { inspect: inspector.observer } : {}) });
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info(`${signal}: draining`);
+    void naq.stop();
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+
+  naq.start().catch(() => {});
+  const output = await naq.done;
+  await inspector?.stop();
+  if (embedded) await embedded.stop();
+  if (output.status === 'failed') {
+    logger.error({ failure: output.failure }, 'supervisor failed');
+    await flushLogs(logger);
+    process.exit(EXIT_FAILURE);
+  }
+  logger.info('bye');
+  await flushLogs(logger);
+  process.exit(0);
+}
+
+const supervisor = defineCommand({
+  command: 'supervisor',
+  describe: 'run the naq supervisor: connection, services and roles, until SIGINT / SIGTERM',
+  builder: (y) =>
+    withWorkerOptions(withInspectOptions(y))
+      .option('roles', { type: 'string', array: true, describe: 'roles to run (producer, worker, scheduler)' })
+      .option('embedded', { type: 'boolean', describe: 'start a local nats-server when none is configured or answering (--no-embedded turns it off)' }),
+  handler: (args) => runSupervisor(args),
+});
+
+const worker = defineCommand({
+  command: 'worker',
+  describe: 'run workers for one or more queues (the supervisor with the worker role), until SIGINT / SIGTERM',
+  builder: (y) => withWorkerOptions(withInspectOptions(y)).option('embedded', { type: 'boolean', describe: 'start a local nats-server when none answers' }),
+  handler: (args) => runSupervisor({ ...args, roles: ['producer', 'worker'] }),
+});
+
+const scheduler = defineCommand({
+  command: 'scheduler',
+  describe: 'run a scheduler (the supervisor with the scheduler role): one leader among all of them fires due schedules',
+  builder: (y) => withInspectOptions(y).option('embedded', { type: 'boolean', describe: 'start a local nats-server when none answers' }),
+  handler: (args) => runSupervisor({ ...args, roles: ['producer', 'scheduler'] }),
+});
+
+export const runCommands = { supervisor, worker, scheduler };

@@ -1,0 +1,276 @@
+import { durationProblem, MAX_DURATION_MS } from '../core/duration.js';
+import { InvalidArgumentError, type ErrorInfo } from '../core/errors.js';
+import { validateJobId, validateQueue } from './layout.js';
+import { jsonProblem } from './wire-value.js';
+
+/**
+ * The job model and its wire format (JSON, versioned) — what a client in another language
+ * publishes to enqueue a job, and what a worker reads back. Documented in docs/wire-format.md.
+ */
+export const WIRE_VERSION = 1;
+
+export type BackoffOptions =
+  | { type: 'fixed' | 'exponential'; delay: number; jitter?: number }
+  | { type: 'list'; delays: number[]; jitter?: number };
+
+export interface JobOptions {
+  queue?: string;
+  /** Idempotency key: while a job with this id is pending, enqueueing it again is a no-op. */
+  jobId?: string;
+  /** Total attempts, the first included (default from config.jobs.attempts). */
+  attempts?: number;
+  backoff?: BackoffOptions;
+  timeoutMs?: number;
+  dependsOn?: string[];
+  /** How long the result is kept (logically; the bucket's TTL bounds it physically). */
+  resultTtlMs?: number;
+}
+
+/** A job on the wire (one message on `<prefix>.jobs.<queue>.<id>`). */
+export interface JobMessage {
+  v: typeof WIRE_VERSION;
+  id: string;
+  name: string;
+  queue: string;
+  data: unknown;
+  attempts: number;
+  backoff?: BackoffOptions;
+  timeoutMs?: number;
+  dependsOn?: string[];
+  resultTtlMs?: number;
+  /** Enqueue time, ms since the epoch. */
+  ts: number;
+}
+
+export type JobStatus = 'pending' | 'waiting' | 'active' | 'retrying' | 'completed' | 'failed' | 'cancelled';
+
+export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(['completed', 'failed', 'cancelled']);
+
+export interface AttemptRecord {
+  n: number;
+  startedAt: number;
+  finishedAt?: number;
+  error?: ErrorInfo;
+  workerId?: string;
+}
+
+/** A job record in the jobs bucket, keyed by job id. */
+export interface JobRecord {
+  v: typeof WIRE_VERSION;
+  id: string;
+  name: string;
+  queue: string;
+  status: JobStatus;
+  maxAttempts: number;
+  attempts: AttemptRecord[];
+  enqueuedAt: number;
+  startedAt?: number;
+  finishedAt?: number;
+  progress?: unknown;
+  result?: unknown;
+  error?: ErrorInfo;
+  dependsOn?: string[];
+  /** Where the dead-lettered copy is: its sequence in the dead stream. */
+  deadSeq?: number;
+  /** Past this time the record counts as gone (per-job result TTL). */
+  expiresAt?: number;
+  /** The payload, kept only while it is needed again (waiting on dependencies). */
+  data?: unknown;
+  /** What was cut so the record fits one message (e.g. "result", "attempts"); see docs/wire-format.md. */
+  trimmed?: string[];
+}
+
+/** What lands in the dead-letter stream: the job (or raw payload) and why. */
+export interface DeadLetter {
+  v: typeof WIRE_VERSION;
+  reason: string;
+  error?: ErrorInfo;
+  queue: string;
+  subject: string;
+  jobId?: string;
+  job?: JobMessage;
+  /** The undecodable payload, as text, when the job could not be read at all. */
+  raw?: string;
+  /** Set when the job's data did not fit beside the reason: `job.data` is null, this says what it was. */
+  dataTruncated?: { bytes: number; preview: string };
+  ts: number;
+}
+
+/** A worker's heartbeat in the workers bucket. */
+export interface WorkerInfo {
+  id: string;
+  host: string;
+  pid: number;
+  queues: string[];
+  inFlight: number;
+  processed: number;
+  failed: number;
+  status: string;
+  concurrency: number;
+  startedAt: number;
+  ts: number;
+}
+
+export interface QueueStats {
+  queue: string;
+  /** Waiting to be delivered to a worker. */
+  pending: number;
+  /** Delivered, not yet acknowledged. */
+  inFlight: number;
+  /** In the dead-letter stream. */
+  dead: number;
+  /** Live workers consuming the queue (by heartbeat). */
+  workers: number;
+}
+
+export interface EnqueueItem<N extends string = string, D = unknown> {
+  name: N;
+  data?: D;
+  opts?: JobOptions;
+}
+
+export class JobDecodeError extends Error {
+  override name = 'JobDecodeError';
+  readonly code = 'DECODE';
+}
+
+const decoder = new TextDecoder();
+
+function isPositiveInt(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 1;
+}
+
+/** Handler names are looked up in a registry and shown everywhere; a long one is a mistake. */
+export const MAX_NAME_CHARS = 256;
+/** More than this many dependencies is a batch, not a dependency list. */
+export const MAX_DEPENDENCIES = 1000;
+
+function checkBackoff(b: unknown): string | null {
+  if (b === undefined) return null;
+  if (!b || typeof b !== 'object') return 'backoff must be an object';
+  const o = b as Record<string, unknown>;
+  if (o.type === 'fixed' || o.type === 'exponential') {
+    const problem = durationProblem(o.delay, 0);
+    if (problem) return `backoff.delay: ${problem}`;
+  } else if (o.type === 'list') {
+    if (!Array.isArray(o.delays) || o.delays.length === 0) return 'backoff.delays must be a non-empty array of ms';
+    for (const d of o.delays) {
+      const problem = durationProblem(d, 0);
+      if (problem) return `backoff.delays: ${problem}`;
+    }
+  } else return 'backoff.type must be fixed, exponential or list';
+  if (o.jitter !== undefined && (typeof o.jitter !== 'number' || o.jitter < 0 || o.jitter > 1)) return 'backoff.jitter must be in [0, 1]';
+  return null;
+}
+
+/** Validates a job message; hand-written because it runs once per job on the hot path. */
+export function decodeJob(bytes: Uint8Array): JobMessage {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(decoder.decode(bytes));
+  } catch (error) {
+    throw new JobDecodeError(`not JSON: ${(error as Error).message}`);
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new JobDecodeError('not a JSON object');
+  const j = parsed as Record<string, unknown>;
+  if (j.v !== WIRE_VERSION) throw new JobDecodeError(`unsupported wire version ${JSON.stringify(j.v)} (this worker reads v${WIRE_VERSION})`);
+  for (const field of ['id', 'name', 'queue'] as const) {
+    if (typeof j[field] !== 'string' || (j[field] as string).length === 0) throw new JobDecodeError(`missing or empty field "${field}"`);
+  }
+  if ((j.name as string).length > MAX_NAME_CHARS) throw new JobDecodeError(`field "name" is longer than ${MAX_NAME_CHARS} characters`);
+  if (!isPositiveInt(j.attempts)) throw new JobDecodeError('field "attempts" must be an integer >= 1');
+  if (typeof j.ts !== 'number') throw new JobDecodeError('field "ts" must be a number');
+  const backoffProblem = checkBackoff(j.backoff);
+  if (backoffProblem) throw new JobDecodeError(backoffProblem);
+  if (j.timeoutMs !== undefined && durationProblem(j.timeoutMs)) throw new JobDecodeError(`field "timeoutMs": ${durationProblem(j.timeoutMs)}`);
+  if (j.resultTtlMs !== undefined && durationProblem(j.resultTtlMs)) throw new JobDecodeError(`field "resultTtlMs": ${durationProblem(j.resultTtlMs)}`);
+  if (
+    j.dependsOn !== undefined &&
+    (!Array.isArray(j.dependsOn) || j.dependsOn.length > MAX_DEPENDENCIES || j.dependsOn.some((d) => typeof d !== 'string'))
+  ) {
+    throw new JobDecodeError(`field "dependsOn" must be an array of at most ${MAX_DEPENDENCIES} job ids`);
+  }
+  return parsed as JobMessage;
+}
+
+export interface JobDefaults {
+  attempts: number;
+  backoff: BackoffOptions;
+  maxPayloadBytes: number;
+}
+
+/** Builds the wire message for an enqueue, rejecting bad options before anything is sent. */
+export function buildJob(name: string, data: unknown, opts: JobOptions, id: string, defaults: JobDefaults): { message: JobMessage; bytes: Uint8Array } {
+  if (typeof name !== 'string' || name.length === 0) throw new InvalidArgumentError('a job needs a handler name');
+  if (name.length > MAX_NAME_CHARS) throw new InvalidArgumentError(`a handler name has at most ${MAX_NAME_CHARS} characters, got ${name.length}`);
+  const queue = validateQueue(opts.queue ?? 'default');
+  validateJobId(id);
+  const attempts = opts.attempts ?? defaults.attempts;
+  if (!isPositiveInt(attempts)) throw new InvalidArgumentError(`attempts must be an integer >= 1, got ${String(attempts)}`);
+  const backoff = opts.backoff ?? defaults.backoff;
+  const backoffProblem = checkBackoff(backoff);
+  if (backoffProblem) throw new InvalidArgumentError(backoffProblem);
+  for (const field of ['timeoutMs', 'resultTtlMs'] as const) {
+    const problem = opts[field] === undefined ? null : durationProblem(opts[field]);
+    if (problem) throw new InvalidArgumentError(`invalid ${field}: ${problem}`);
+  }
+  const dataProblem = jsonProblem(data, 'data');
+  if (dataProblem) throw new InvalidArgumentError(`job data cannot be sent as JSON: ${dataProblem}`);
+  const message: JobMessage = { v: WIRE_VERSION, id, name, queue, data: data ?? null, attempts, backoff, ts: Date.now() };
+  if (opts.timeoutMs !== undefined) message.timeoutMs = opts.timeoutMs;
+  if (opts.resultTtlMs !== undefined) message.resultTtlMs = opts.resultTtlMs;
+  if (opts.dependsOn?.length) message.dependsOn = checkDependencies(id, opts.dependsOn);
+  const bytes = encoder.encode(JSON.stringify(message));
+  if (bytes.length > defaults.maxPayloadBytes) {
+    throw new InvalidArgumentError(`job ${id} is ${bytes.length} bytes encoded, over the ${defaults.maxPayloadBytes}-byte limit (config jobs.maxPayloadBytes)`);
+  }
+  return { message, bytes };
+}
+
+const encoder = new TextEncoder();
+
+export function encodeJson(value: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify(value));
+}
+
+/** Valid, distinct ids, none of them the job's own. */
+function checkDependencies(id: string, dependsOn: unknown): string[] {
+  if (!Array.isArray(dependsOn)) throw new InvalidArgumentError('dependsOn must be an array of job ids');
+  const ids = [...new Set(dependsOn.map((d) => validateJobId(d as string)))];
+  if (ids.length > MAX_DEPENDENCIES) throw new InvalidArgumentError(`a job depends on at most ${MAX_DEPENDENCIES} others, got ${ids.length}`);
+  if (ids.includes(id)) throw new InvalidArgumentError(`job ${id} depends on itself: it could never run`);
+  return ids;
+}
+
+/** Delay before attempt `nextAttempt` (2-based: the first retry is attempt 2). */
+export function retryDelay(backoff: BackoffOptions | undefined, nextAttempt: number, random: () => number = Math.random): number {
+  if (!backoff) return 0;
+  const retry = nextAttempt - 1;
+  let base: number;
+  if (backoff.type === 'list') base = backoff.delays[Math.min(retry - 1, backoff.delays.length - 1)] ?? 0;
+  else if (backoff.type === 'exponential') base = backoff.delay * 2 ** (retry - 1);
+  else base = backoff.delay;
+  const jitter = backoff.jitter ?? 0;
+  // An exponential backoff grows past anything a server can hold after ~40 retries.
+  return Math.min(MAX_DURATION_MS, Math.max(0, Math.round(base * (1 - jitter * random()))));
+}
+
+/**
+ * The one way a job record is made: from the job's message, with a status and the attempts
+ * so far; callers set the rest (times, result, error) on it.
+ */
+export function recordFromMessage(m: Pick<JobMessage, 'id' | 'name' | 'queue' | 'attempts' | 'ts' | 'dependsOn'>, status: JobStatus, attempts: AttemptRecord[] = []): JobRecord {
+  const r: JobRecord = {
+    v: WIRE_VERSION,
+    id: m.id,
+    name: m.name,
+    queue: m.queue,
+    status,
+    maxAttempts: m.attempts,
+    attempts,
+    enqueuedAt: m.ts,
+  };
+  if (m.dependsOn) r.dependsOn = m.dependsOn;
+  return r;
+}
+

@@ -1,0 +1,157 @@
+import type { ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { createNaq, type Naq } from '../../src/naq.js';
+import { cleanEnv, until, startServer, stopAllServers, type TestServer } from '../support/harness.js';
+import { CLI, fixture } from '../support/paths.js';
+import { killSpawned, spawned } from '../support/processes.js';
+
+const HANDLERS = fixture('handlers.ts');
+const clients: Naq[] = [];
+
+afterEach(async () => {
+  killSpawned();
+  await Promise.all(clients.splice(0).map((n) => n.stop()));
+});
+afterAll(stopAllServers);
+
+interface Proc {
+  child: ChildProcess;
+  exited: Promise<{ code: number | null; stderr: string; stdout: string }>;
+  stderr: () => string;
+}
+
+function naqProcess(args: string[], extra: Record<string, string> = {}): Proc {
+  const child = spawned(process.execPath, [CLI, ...args], { env: cleanEnv(extra), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  let stdout = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  child.stdout!.on('data', (d) => (stdout += d));
+  const exited = new Promise<{ code: number | null; stderr: string; stdout: string }>((r) => child.on('exit', (code) => r({ code, stderr, stdout })));
+  return { child, exited, stderr: () => stderr };
+}
+
+async function startWorker(server: TestServer, log: string, extra: Record<string, string> = {}) {
+  const p = naqProcess(['worker', '--handlers', HANDLERS, '--nats-url', server.url, '--log-level', 'info'], {
+    NAQ_TEST_LOG: log,
+    NAQ_WORKER__ACK_WAIT_MS: '2000',
+    ...extra,
+  });
+  await until(() => p.stderr().includes('all services running') || p.child.exitCode !== null);
+  if (p.child.exitCode !== null) throw new Error(`worker exited early:\n${p.stderr()}`);
+  return p;
+}
+
+async function client(server: TestServer) {
+  const naq = createNaq({ nats: { url: server.url } }, { logger: pino({ level: 'silent' }) });
+  clients.push(naq);
+  await naq.start({ timeoutMs: 10_000 });
+  return naq;
+}
+
+const starts = async (log: string) => (await readFile(log, 'utf8').catch(() => '')).trim().split('\n').filter(Boolean);
+
+describe('worker processes', () => {
+  it('a worker SIGKILLed mid-job loses nothing: another worker completes the job after ack_wait', async () => {
+    const server = await startServer();
+    const log = join(await mkdtemp(join(tmpdir(), 'naq-w-')), 'starts.log');
+    const a = await startWorker(server, log);
+    const naq = await client(server);
+    const id = await naq.enqueue('sleepy', { ms: 1500 });
+    await until(async () => (await starts(log)).length === 1);
+    a.child.kill('SIGKILL');
+    await a.exited;
+    const b = await startWorker(server, log);
+    const result = await naq.waitFor<{ pid: number }>(id, { timeoutMs: 15_000 });
+    expect(result.pid).toBe(b.child.pid);
+    const lines = await starts(log);
+    expect(lines).toEqual([`start ${id} ${a.child.pid} 1`, `start ${id} ${b.child.pid} 2`]);
+    const record = (await naq.getJob(id))!;
+    expect(record.status).toBe('completed');
+  });
+
+  it('drains on SIGTERM: running jobs finish, the heartbeat is removed, exit 0', async () => {
+    const server = await startServer();
+    const log = join(await mkdtemp(join(tmpdir(), 'naq-w-')), 'starts.log');
+    const w = await startWorker(server, log, { NAQ_WORKER__DRAIN_GRACE_MS: '5000', NAQ_WORKER__HEARTBEAT_MS: '200' });
+    const naq = await client(server);
+    const ids = await naq.enqueueBulk([0, 1, 2].map(() => ({ name: 'sleepy', data: { ms: 700 } })));
+    await until(async () => (await starts(log)).length === 3);
+    await until(async () => (await naq.listWorkers()).length === 1);
+    w.child.kill('SIGTERM');
+    const r = await w.exited;
+    expect(r.code).toBe(0);
+    for (const id of ids) expect((await naq.getJob(id))?.status).toBe('completed');
+    expect(await naq.listWorkers()).toEqual([]);
+  });
+
+  it('gives unfinished jobs back at once when the drain grace runs out', async () => {
+    const server = await startServer();
+    const log = join(await mkdtemp(join(tmpdir(), 'naq-w-')), 'starts.log');
+    const w = await startWorker(server, log, { NAQ_WORKER__DRAIN_GRACE_MS: '200' });
+    const naq = await client(server);
+    const id = await naq.enqueue('sleepy', { ms: 60_000 });
+    await until(async () => (await starts(log)).length === 1);
+    const stoppedAt = Date.now();
+    w.child.kill('SIGTERM');
+    const r = await w.exited;
+    expect(r.code).toBe(0);
+    expect(Date.now() - stoppedAt).toBeLessThan(5000);
+    // NAKed, not waiting out ack_wait: pending again right away, for the next worker.
+    await until(async () => (await naq.queueStats('default')).pending === 1, 1500);
+    expect((await naq.getJob(id))?.status).toBe('pending');
+  });
+});
+
+describe('job CLI', () => {
+  it('enqueue --wait prints the result; a failing job exits 1 with its error; job / queue / workers show state', async () => {
+    const server = await startServer();
+    const log = join(await mkdtemp(join(tmpdir(), 'naq-w-')), 'starts.log');
+    await startWorker(server, log, { NAQ_WORKER__HEARTBEAT_MS: '200' });
+    const url = ['--nats-url', server.url];
+    const ok = naqProcess(['enqueue', 'add', '--data', '{"a":20,"b":22}', '--wait', ...url]);
+    const okr = await ok.exited;
+    expect(okr.code).toBe(0);
+    expect(okr.stdout.trim()).toBe('42');
+
+    const bad = naqProcess(['enqueue', 'explode', '--attempts', '2', '--backoff', 'fixed:50', '--job-id', 'bad-job', '--wait', ...url]);
+    const badr = await bad.exited;
+    expect(badr.code).toBe(1);
+    expect(badr.stderr).toContain('job bad-job failed: exploded on purpose');
+
+    const show = await naqProcess(['job', 'bad-job', '--json', ...url]).exited;
+    const record = JSON.parse(show.stdout);
+    expect(record).toMatchObject({ id: 'bad-job', status: 'failed', maxAttempts: 2 });
+    expect(record.attempts).toHaveLength(2);
+
+    const queues = await naqProcess(['queue', 'ls', '--json', ...url]).exited;
+    expect(JSON.parse(queues.stdout)).toEqual([{ queue: 'default', pending: 0, inFlight: 0, dead: 1, workers: 1 }]);
+    const workers = await naqProcess(['workers', '--json', ...url]).exited;
+    expect(workers.code, workers.stderr).toBe(0);
+    expect(JSON.parse(workers.stdout)[0]).toMatchObject({ queues: ['default'], processed: 1, failed: 1 });
+
+    const retried = await naqProcess(['job', 'retry', 'bad-job', ...url]).exited;
+    expect(retried.stdout.trim()).toBe('bad-job re-enqueued');
+
+    const pending = await naqProcess(['enqueue', 'add', '--queue', 'nobody', '--job-id', 'p1', ...url]).exited;
+    expect(pending.stdout.trim()).toBe('p1');
+    const cancelled = await naqProcess(['job', 'cancel', 'p1', ...url]).exited;
+    expect(cancelled.stdout.trim()).toBe('p1 cancelled');
+    await naqProcess(['enqueue', 'add', '--queue', 'nobody', ...url]).exited;
+    const purged = await naqProcess(['queue', 'purge', 'nobody', ...url]).exited;
+    expect(purged.stdout.trim()).toBe('purged 1 jobs from nobody');
+
+    const badArgs = await naqProcess(['enqueue', 'add', '--backoff', 'linear:5', ...url]).exited;
+    expect(badArgs.code).toBe(2);
+    expect(badArgs.stderr).toContain('invalid --backoff');
+    const badData = await naqProcess(['enqueue', 'add', '--data', '{nope', ...url]).exited;
+    expect(badData.code).toBe(2);
+    expect(badData.stderr).toContain('invalid --data');
+    const noHandlers = await naqProcess(['worker', ...url]).exited;
+    expect(noHandlers.code).toBe(2);
+    expect(noHandlers.stderr).toContain('--handlers');
+  });
+});

@@ -1,0 +1,102 @@
+/**
+ * The deployment changing under a running system: streams and buckets deleted by an operator
+ * (or `naq streams rm`), and settings in the config that differ from what the server has.
+ */
+import { Writable } from 'node:stream';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { pino } from 'pino';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { connectTo, startServer, stopAllServers, until } from '../support/harness.js';
+import { startNaq, stopNaqs } from '../support/naqs.js';
+
+afterEach(stopNaqs);
+afterAll(stopAllServers);
+
+/** A logger whose lines the test can read. */
+function capture() {
+  const lines: Array<Record<string, any>> = [];
+  const logger = pino(
+    { level: 'warn' },
+    new Writable({
+      write(chunk, _enc, done) {
+        for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+        done();
+      },
+    }),
+  );
+  return { logger, lines };
+}
+
+describe('streams and buckets that disappear', () => {
+  it('a worker whose jobs stream is deleted recreates it and consumes again', async () => {
+    const server = await startServer();
+    const w = await startNaq(server, { roles: ['worker'], worker: { queues: ['default'], concurrency: 2, ackWaitMs: 5000 } }, { echo: async (d: unknown) => d });
+    await expect(w.waitFor(await w.enqueue('echo', 1), { timeoutMs: 5000 })).resolves.toBe(1);
+
+    const nc = await connectTo(server);
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.delete('NAQ_JOBS');
+    await until(async () => (await jsm.streams.info('NAQ_JOBS').catch(() => null)) !== null, 20_000);
+    await until(async () => (await jsm.consumers.info('NAQ_JOBS', 'naq-default').catch(() => null)) !== null, 20_000);
+    await expect(w.waitFor(await w.enqueue('echo', 2), { timeoutMs: 15_000 })).resolves.toBe(2);
+    expect(w.health().failures).toBe(0);
+  });
+
+  it('the results bucket, the dead letters and the event log, deleted under a running system, are recreated at the next write', async () => {
+    const server = await startServer();
+    const { logger, lines } = capture();
+    const w = await startNaq(
+      server,
+      { roles: ['worker'], worker: { queues: ['default'], concurrency: 2, ackWaitMs: 2000 }, events: { flushMs: 20 } },
+      {
+        echo: async (d: unknown) => d,
+        fails: async () => {
+          throw new Error('no');
+        },
+      },
+      logger,
+    );
+    await expect(w.waitFor(await w.enqueue('echo', 1), { timeoutMs: 5000 })).resolves.toBe(1);
+    const nc = await connectTo(server);
+    const jsm = await jetstreamManager(nc);
+    for (const stream of ['KV_naq_jobs', 'KV_naq_waiting', 'NAQ_DEAD', 'NAQ_EVENTS']) await jsm.streams.delete(stream);
+
+    // The outcome write finds no stream: the layout is repaired, the job comes back and is recorded.
+    const id = await w.enqueue('echo', 2);
+    await until(async () => (await w.getJob(id).catch(() => null))?.status === 'completed', 20_000);
+    // The dependency resolver follows the recreated buckets.
+    await expect(w.waitFor(await w.enqueue('echo', 3, { dependsOn: [id] }), { timeoutMs: 15_000 })).resolves.toBe(3);
+    const failed = await w.enqueue('fails', null);
+    await until(async () => (await w.getJob(failed).catch(() => null))?.status === 'failed', 20_000);
+    expect((await w.queueStats('default')).dead).toBe(1);
+    await until(async () => (await jsm.streams.info('NAQ_EVENTS').catch(() => null)) !== null, 10_000);
+    const recreated = lines.filter((l) => /recreated .* it had disappeared/.test(l.msg)).flatMap((l) => l.recreated as string[]);
+    expect(recreated).toEqual(expect.arrayContaining(['KV_naq_jobs', 'KV_naq_waiting', 'NAQ_DEAD']));
+    // Events flow again into the recreated stream.
+    await w.events.flush();
+    await until(async () => (await jsm.streams.info('NAQ_EVENTS')).state.messages > 0, 10_000);
+  });
+});
+
+describe('settings that differ from the server', () => {
+  it('applies what the server allows on start, and names what it cannot change with both values', async () => {
+    const server = await startServer();
+    const first = await startNaq(server, { jobs: { resultTtlMs: 60_000 } });
+    await first.stop();
+
+    const { logger, lines } = capture();
+    const second = await startNaq(server, { jobs: { resultTtlMs: 120_000 }, storage: { storage: 'memory' } }, undefined, logger);
+    const nc = await connectTo(server);
+    const jsm = await jetstreamManager(nc);
+    // Updatable: the results bucket's TTL follows the config.
+    expect((await jsm.streams.info('KV_naq_jobs')).config.max_age).toBe(120_000 * 1_000_000);
+    expect(lines).toContainEqual(expect.objectContaining({ stream: 'KV_naq_jobs', setting: 'max_age', from: 60_000 * 1_000_000, to: 120_000 * 1_000_000 }));
+    // Not updatable: storage stays, and a warning says so with both values.
+    expect((await jsm.streams.info('NAQ_JOBS')).config.storage).toBe('file');
+    const refused = lines.find((l) => l.stream === 'NAQ_JOBS' && l.setting === 'storage');
+    expect(refused).toMatchObject({ have: 'file', want: 'memory', level: 40 });
+    expect(refused!.msg).toContain('NAQ_JOBS: storage is "file" on the server but the config wants "memory"');
+    // And the process works on what the server has.
+    expect(await second.enqueue('later', null)).toBeTypeOf('string');
+  });
+});

@@ -1,0 +1,327 @@
+/**
+ * The job path without a server: deliveries, records, dead letters and the clock are fakes
+ * (test doubles of JobIO, Delivery and Clock), so each step is checked exactly — what is
+ * written, in which order, and what is acked, NAKed (with which delay) or dead-lettered.
+ */
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import type { Clock } from '../../src/core/clock.js';
+import type { Delivery } from '../../src/actors/worker/delivery.js';
+import type { Handlers } from '../../src/actors/worker/handler.js';
+import { JobPath, type JobIO } from '../../src/actors/worker/job-path.js';
+import type { NaqEventInput } from '../../src/model/event.js';
+import type { BackoffOptions, DeadLetter, JobMessage, JobRecord } from '../../src/model/job.js';
+
+/** Time moved by hand: timers fire only when the test advances past them. */
+class ManualClock implements Clock {
+  t = 1_000_000;
+  #timers: Array<{ due: number; fn: () => void; cleared: boolean }> = [];
+  now = () => this.t;
+  setTimeout = (fn: () => void, ms: number) => {
+    const timer = { due: this.t + ms, fn, cleared: false };
+    this.#timers.push(timer);
+    return { clear: () => (timer.cleared = true) };
+  };
+  async advance(ms: number): Promise<void> {
+    const end = this.t + ms;
+    for (;;) {
+      const next = this.#timers.filter((x) => !x.cleared && x.due <= end).sort((a, b) => a.due - b.due)[0];
+      if (!next) break;
+      this.t = next.due;
+      next.cleared = true;
+      next.fn();
+      await settle();
+    }
+    this.t = end;
+  }
+}
+
+/** Lets pending promise reactions run. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+}
+
+/** A delivery that remembers what was done with it. */
+function delivery(job: Partial<JobMessage> | Uint8Array, subject = 'naq.jobs.q.j1') {
+  const calls: string[] = [];
+  const data = job instanceof Uint8Array ? job : new TextEncoder().encode(JSON.stringify(message(job)));
+  const msg: Delivery & { calls: string[] } = {
+    data,
+    subject,
+    calls,
+    ack: () => void calls.push('ack'),
+    nak: (delay?: number) => void calls.push(delay === undefined ? 'nak' : `nak ${delay}`),
+    working: () => void calls.push('working'),
+  };
+  return msg;
+}
+
+function message(over: Partial<JobMessage> = {}): JobMessage {
+  return { v: 1, id: 'j1', name: 'work', queue: 'q', data: { n: 1 }, attempts: 1, ts: 500, ...over };
+}
+
+/** Records and dead letters in memory; acks run when the test flushes `later`. */
+function memoryIO() {
+  const records = new Map<string, JobRecord>();
+  const writes: JobRecord[] = [];
+  const dead: DeadLetter[] = [];
+  const events: NaqEventInput[] = [];
+  const later: Array<() => void> = [];
+  const io: JobIO = {
+    readRecord: async (id) => records.get(id) ?? null,
+    writeRecord: async (id, bytes) => {
+      const record = JSON.parse(new TextDecoder().decode(bytes)) as JobRecord;
+      records.set(id, record);
+      writes.push(record);
+    },
+    deadLetter: async (_queue, bytes) => {
+      dead.push(JSON.parse(new TextDecoder().decode(bytes)) as DeadLetter);
+      return dead.length;
+    },
+    later: (fn) => void later.push(fn),
+    emit: (event) => void events.push(event),
+    maxMessageBytes: () => 1_048_576,
+  };
+  const flush = () => later.splice(0).forEach((fn) => fn());
+  return { io, records, writes, dead, events, flush, types: () => events.map((e) => e.type) };
+}
+
+function path(handlers: Handlers, extra: { clock?: ManualClock; ackWaitMs?: number; activeAfterMs?: number } = {}) {
+  const clock = extra.clock ?? new ManualClock();
+  const mem = memoryIO();
+  const refused: unknown[] = [];
+  const p = new JobPath({
+    queue: 'q',
+    workerId: 'w1',
+    handlers,
+    ackWaitMs: extra.ackWaitMs ?? 30_000,
+    activeAfterMs: extra.activeAfterMs ?? 0,
+    clock,
+    io: mem.io,
+    log: pino({ level: 'silent' }),
+    onRefused: (e) => void refused.push(e),
+  });
+  return { p, clock, refused, ...mem };
+}
+
+describe('the job path', () => {
+  it('first attempt: runs the handler, records the completion with its result, then acks', async () => {
+    const { p, records, writes, flush, types } = path({ work: async (d: { n: number }) => ({ doubled: d.n * 2 }) });
+    const msg = delivery({});
+    await p.process(msg, 1);
+    expect(writes).toHaveLength(1);
+    expect(records.get('j1')).toMatchObject({ status: 'completed', result: { doubled: 2 }, enqueuedAt: 500, attempts: [{ n: 1, workerId: 'w1' }] });
+    // The ack waits for the record write, and goes out with the next batch.
+    expect(msg.calls).toEqual([]);
+    flush();
+    expect(msg.calls).toEqual(['ack']);
+    expect(types()).toEqual(['job.started', 'job.completed']);
+    expect(p.processed).toBe(1);
+  });
+
+  it.each<[string, BackoffOptions, number[]]>([
+    ['fixed', { type: 'fixed', delay: 100 }, [100, 100]],
+    ['exponential', { type: 'exponential', delay: 100 }, [100, 200]],
+    ['list', { type: 'list', delays: [10, 20] }, [10, 20]],
+  ])('retry with %s backoff: records "retrying" with each error, NAKs with the delay, keeps the history', async (_name, backoff, delays) => {
+    let runs = 0;
+    const { p, records } = path({
+      work: async () => {
+        runs++;
+        throw new Error(`boom ${runs}`);
+      },
+    });
+    const job = { attempts: 3, backoff };
+    const first = delivery(job);
+    await p.process(first, 1);
+    expect(first.calls).toEqual([`nak ${delays[0]}`]);
+    expect(records.get('j1')).toMatchObject({ status: 'retrying', attempts: [{ n: 1, error: { message: 'boom 1' } }] });
+    const second = delivery(job);
+    await p.process(second, 2);
+    expect(second.calls).toEqual([`nak ${delays[1]}`]);
+    expect(records.get('j1')!.attempts.map((a) => a.error?.message)).toEqual(['boom 1', 'boom 2']);
+  });
+
+  it('dead letter after the last attempt: reason, payload and sequence recorded, acked, job.failed and job.dead emitted', async () => {
+    const { p, records, dead, flush, types } = path({
+      work: async () => {
+        throw Object.assign(new Error('boom'), { code: 'E_BOOM' });
+      },
+    });
+    records.set('j1', { v: 1, id: 'j1', name: 'work', queue: 'q', status: 'retrying', maxAttempts: 2, attempts: [{ n: 1, startedAt: 1, finishedAt: 2, error: { name: 'Error', message: 'first' } }], enqueuedAt: 500 });
+    const msg = delivery({ attempts: 2 });
+    await p.process(msg, 2);
+    flush();
+    expect(msg.calls).toEqual(['ack']);
+    expect(dead).toEqual([expect.objectContaining({ reason: 'failed after 2 attempts: boom', jobId: 'j1', job: expect.objectContaining({ data: { n: 1 } }) })]);
+    expect(records.get('j1')).toMatchObject({ status: 'failed', deadSeq: 1, error: { code: 'E_BOOM' }, attempts: [{ n: 1 }, { n: 2, error: { message: 'boom' } }] });
+    expect(types()).toEqual(['job.started', 'job.failed', 'job.dead']);
+    expect(p.failed).toBe(1);
+  });
+
+  it('timeout: the handler is aborted through its signal when the clock passes timeoutMs; the attempt fails with JOB_TIMEOUT', async () => {
+    let aborted: unknown;
+    const { p, clock, records, dead } = path({
+      work: (_d, ctx) =>
+        new Promise((_, reject) =>
+          ctx.signal.addEventListener('abort', () => {
+            aborted = ctx.signal.reason;
+            reject(ctx.signal.reason);
+          }),
+        ),
+    });
+    const done = p.process(delivery({ timeoutMs: 1000 }), 1);
+    await settle();
+    await clock.advance(999);
+    expect(records.get('j1')).toBeUndefined();
+    await clock.advance(1);
+    await done;
+    expect(aborted).toMatchObject({ code: 'JOB_TIMEOUT' });
+    expect(records.get('j1')).toMatchObject({ status: 'failed', error: { code: 'JOB_TIMEOUT', message: 'job timed out after 1000 ms' } });
+    expect(dead).toHaveLength(1);
+  });
+
+  it('a timeout ends the wait even when the handler ignores its signal', async () => {
+    const { p, clock, records } = path({ work: () => new Promise(() => {}) });
+    const done = p.process(delivery({ timeoutMs: 5000 }), 1);
+    await settle();
+    await clock.advance(4999);
+    expect(records.size).toBe(0);
+    await clock.advance(1);
+    await done;
+    expect(records.get('j1')).toMatchObject({ status: 'failed', error: { code: 'JOB_TIMEOUT' } });
+  });
+
+  it('cancel while running: the handler is aborted and the job recorded cancelled, then acked', async () => {
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    const { p, records, flush, types } = path({
+      work: (_d, ctx) =>
+        new Promise((_, reject) => {
+          started();
+          ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason));
+        }),
+    });
+    const msg = delivery({ attempts: 3 });
+    const done = p.process(msg, 1);
+    await running;
+    p.cancel('j1');
+    await done;
+    flush();
+    expect(records.get('j1')).toMatchObject({ status: 'cancelled' });
+    expect(msg.calls).toEqual(['ack']);
+    expect(types()).toEqual(['job.started', 'job.cancelled']);
+  });
+
+  it('a cancel notice that came first: the job is recorded cancelled without running', async () => {
+    let runs = 0;
+    const { p, records } = path({ work: async () => void runs++ });
+    p.cancel('j1');
+    const msg = delivery({});
+    await p.process(msg, 1);
+    expect(runs).toBe(0);
+    expect(records.get('j1')).toMatchObject({ status: 'cancelled' });
+  });
+
+  it('a duplicate delivery while the job runs: not run again, acked with the outcome', async () => {
+    let release!: () => void;
+    let runs = 0;
+    const { p, flush } = path({
+      work: () => {
+        runs++;
+        return new Promise<string>((r) => (release = () => r('ok')));
+      },
+    });
+    const original = delivery({});
+    const copy = delivery({});
+    const done = p.process(original, 1);
+    await settle();
+    await p.process(copy, 2);
+    expect(copy.calls).toEqual([]);
+    release();
+    await done;
+    flush();
+    expect(runs).toBe(1);
+    expect(original.calls).toEqual(['ack']);
+    expect(copy.calls).toEqual(['ack']);
+  });
+
+  it('a redelivery after the outcome was recorded (its ack was lost): acked, not run', async () => {
+    let runs = 0;
+    const { p, records, writes, flush } = path({ work: async () => void runs++ });
+    records.set('j1', { v: 1, id: 'j1', name: 'work', queue: 'q', status: 'completed', maxAttempts: 3, attempts: [{ n: 1, startedAt: 1, finishedAt: 2 }], enqueuedAt: 500 });
+    const msg = delivery({ attempts: 3 });
+    await p.process(msg, 2);
+    flush();
+    expect(runs).toBe(0);
+    expect(writes).toHaveLength(0);
+    expect(msg.calls).toEqual(['ack']);
+    // The same id enqueued again later (another enqueue time) is a new job: it runs.
+    await p.process(delivery({ attempts: 3, ts: 600 }), 2);
+    expect(runs).toBe(1);
+  });
+
+  it('unknown handler: dead-lettered at once with UNKNOWN_HANDLER, whatever attempts remain', async () => {
+    const { p, records, dead, flush } = path({ work: async () => 1 });
+    const msg = delivery({ name: 'nope', attempts: 5 });
+    await p.process(msg, 1);
+    flush();
+    expect(msg.calls).toEqual(['ack']);
+    expect(dead).toEqual([expect.objectContaining({ reason: 'no handler named nope on this worker', error: expect.objectContaining({ code: 'UNKNOWN_HANDLER' }) })]);
+    expect(records.get('j1')).toMatchObject({ status: 'failed', deadSeq: 1 });
+  });
+
+  it('undecodable message: dead-lettered with its raw text and the reason, recorded failed under the subject id, acked', async () => {
+    const { p, records, dead, types } = path({ work: async () => 1 });
+    const msg = delivery(new TextEncoder().encode('{"v":1,"id":'), 'naq.jobs.q.broken');
+    await p.process(msg, 1);
+    expect(msg.calls).toEqual(['ack']);
+    expect(dead).toEqual([expect.objectContaining({ jobId: 'broken', raw: '{"v":1,"id":', reason: expect.stringMatching(/^undecodable job: not JSON/) })]);
+    expect(records.get('broken')).toMatchObject({ name: '(undecodable)', status: 'failed', error: { code: 'DECODE' } });
+    expect(types()).toEqual(['job.failed', 'job.dead']);
+  });
+
+  it('a record write refused for permissions: the job goes back at once and the worker is told to stop', async () => {
+    const { p, io, refused } = path({ work: async () => 1 });
+    const violation = Object.assign(new Error('Permissions Violation for Publish to "$KV.naq_jobs.j1"'), {
+      name: 'PermissionViolationError',
+      operation: 'publish',
+      subject: '$KV.naq_jobs.j1',
+    });
+    io.writeRecord = async () => {
+      throw violation;
+    };
+    const msg = delivery({});
+    await p.process(msg, 1);
+    expect(msg.calls).toEqual(['nak']);
+    expect(refused).toEqual([expect.objectContaining({ code: 'PERMISSION_DENIED', subject: '$KV.naq_jobs.j1' })]);
+  });
+
+  it('a long job is marked active in its record and kept alive with working() while it runs', async () => {
+    let release!: () => void;
+    const { p, clock, records, writes } = path({ work: () => new Promise<void>((r) => (release = r)) }, { ackWaitMs: 2000, activeAfterMs: 500 });
+    const msg = delivery({});
+    const done = p.process(msg, 1);
+    await settle();
+    await clock.advance(2600);
+    expect(writes[0]).toMatchObject({ status: 'active', attempts: [{ n: 1 }] });
+    expect(msg.calls.filter((c) => c === 'working')).toHaveLength(2);
+    release();
+    await done;
+    expect(records.get('j1')).toMatchObject({ status: 'completed' });
+  });
+
+  it('after a restart, a first attempt is checked against its record before it runs, for two ack waits after pulling resumed', async () => {
+    let runs = 0;
+    const clock = new ManualClock();
+    const { p, records } = path({ work: async () => void runs++ }, { clock, ackWaitMs: 1000 });
+    records.set('j1', { v: 1, id: 'j1', name: 'work', queue: 'q', status: 'completed', maxAttempts: 1, attempts: [], enqueuedAt: 500 });
+    p.verifyAfterRestart();
+    p.resumed();
+    await p.process(delivery({}), 1);
+    expect(runs).toBe(0);
+    await clock.advance(2001);
+    await p.process(delivery({}), 1);
+    expect(runs).toBe(1);
+  });
+});
