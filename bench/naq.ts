@@ -112,6 +112,7 @@ export async function runNaq(ctx: NaqContext): Promise<NaqOutcome> {
     rows.push(
       row('drain', 'naq', `1 worker process, concurrency ${settings.concurrency}`, n, empty.t - first.t, {
         ...(rss ? { peakRssBytes: rss.vmHwm ?? rss.peakRss } : {}),
+        ...(done.cpuUs !== undefined ? { cpuUsPerJob: done.cpuUs / n } : {}),
         ...(empty.note ? { note: empty.note } : {}),
       }),
     );
@@ -151,7 +152,7 @@ export async function runNaq(ctx: NaqContext): Promise<NaqOutcome> {
     const offEmpty = await queueEmptyAt(producer, offDone.t);
     await child.stop();
     child = undefined;
-    rows.push(row('drain', 'naq', EVENTS_OFF, n, offEmpty.t - offFirst.t));
+    rows.push(row('drain', 'naq', EVENTS_OFF, n, offEmpty.t - offFirst.t, offDone.cpuUs !== undefined ? { cpuUsPerJob: offDone.cpuUs / n } : {}));
     await producer.stop();
     producer = undefined;
 

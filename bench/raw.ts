@@ -181,7 +181,7 @@ export interface RawContext {
 }
 
 const ENQUEUE_LABEL: Record<RawVariant, string> = { js: 'js.publish (windowed)', async: 'publish-async' };
-const DRAIN_LABEL: Record<RawVariant, string> = { js: 'kv.put (awaited, 100 concurrent)', async: 'publish-async to $KV' };
+export const DRAIN_LABEL: Record<RawVariant, string> = { js: 'kv.put (awaited, 100 concurrent)', async: 'publish-async to $KV' };
 const E2E_LABEL: Record<RawVariant, string> = { js: 'js.publish + kv.put', async: 'publish-async' };
 
 /**
@@ -221,10 +221,13 @@ export async function runRaw(ctx: RawContext): Promise<Row[]> {
 
       const state = await jsm.streams.info(RAW_STREAM);
       if (state.state.messages !== n) throw new Error(`backlog has ${state.state.messages} messages, expected ${n}`);
+      // The drain runs in this process, which does nothing else meanwhile: its CPU is the consumer's.
+      const cpu0 = process.cpuUsage();
       const drain = await startDrain(nc, js, kv, pub, settings, n);
       const end = await drain.done;
+      const cpu = process.cpuUsage(cpu0);
       t0 = await drain.first;
-      rows.push(row('drain', 'raw', DRAIN_LABEL[variant], n, end - t0));
+      rows.push(row('drain', 'raw', DRAIN_LABEL[variant], n, end - t0, { cpuUsPerJob: (cpu.user + cpu.system) / n }));
       ctx.log(`  raw drain ${DRAIN_LABEL[variant]}: done`);
     } finally {
       pub?.close();

@@ -16,7 +16,7 @@ import { runBullmq } from './bullmq.js';
 import { EVENTS_OFF, runNaq } from './naq.js';
 import { loadCreateNaq } from './naq-contract.js';
 import { runLatency, runScaling, type LatencyResult, type ScalingResult } from './naq-extras.js';
-import { connectBench, runRaw } from './raw.js';
+import { connectBench, DRAIN_LABEL, runRaw } from './raw.js';
 import { fmtBytes, fmtRate, installCleanupHooks, startBenchServer, table, type Category, type Row } from './util.js';
 
 const DEFAULT_JOBS = 50_000;
@@ -152,6 +152,12 @@ interface Aggregated extends Row {
   rounds: number[];
 }
 
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
 /**
  * One row per line and variant: the median round by time (the mean of the middle two for
  * an even count), the highest peak RSS of any round. Grouped by line, raw first.
@@ -165,10 +171,9 @@ function aggregate(samples: Row[]): Aggregated[] {
   const rows: Aggregated[] = [];
   for (const group of groups.values()) {
     const first = group[0]!;
-    const times = group.map((r) => r.seconds).sort((a, b) => a - b);
-    const mid = Math.floor(times.length / 2);
-    const seconds = times.length % 2 === 1 ? times[mid]! : (times[mid - 1]! + times[mid]!) / 2;
+    const seconds = median(group.map((r) => r.seconds));
     const rss = group.map((r) => r.peakRssBytes).filter((v): v is number => v !== undefined);
+    const cpu = group.map((r) => r.cpuUsPerJob).filter((v): v is number => v !== undefined);
     const notes = [...new Set(group.map((r) => r.note).filter((v): v is string => v !== undefined))];
     rows.push({
       line: first.line,
@@ -178,6 +183,7 @@ function aggregate(samples: Row[]): Aggregated[] {
       seconds,
       jobsPerSec: seconds > 0 ? first.jobs / seconds : 0,
       ...(rss.length > 0 ? { peakRssBytes: Math.max(...rss) } : {}),
+      ...(cpu.length > 0 ? { cpuUsPerJob: median(cpu) } : {}),
       ...(notes.length > 0 ? { note: notes.join('; ') } : {}),
       rounds: group.map((r) => r.jobsPerSec),
     });
@@ -375,6 +381,18 @@ async function main(): Promise<void> {
     out.push(
       `peak RSS (VmHWM) of the ${r.system === 'naq' ? 'naq' : 'BullMQ'} worker process while draining a ${r.jobs}-job backlog: ` +
         `${fmtBytes(r.peakRssBytes!)}${options.repeat > 1 ? ' (highest of the rounds)' : ''}`,
+    );
+  }
+  // CPU per job of the consuming process while draining: naq's worker against the raw consumer.
+  const cpuOf = (system: string, pick: (r: Aggregated) => boolean) => rows.find((r) => r.line === 'drain' && r.system === system && pick(r))?.cpuUsPerJob;
+  const rawCpu = cpuOf('raw', (r) => r.variant === DRAIN_LABEL.async);
+  const naqCpu = cpuOf('naq', (r) => r.variant !== EVENTS_OFF);
+  const naqOffCpu = cpuOf('naq', (r) => r.variant === EVENTS_OFF);
+  const us = (v: number | undefined) => (v === undefined ? '-' : `${v.toFixed(1)} µs`);
+  if (rawCpu !== undefined || naqCpu !== undefined) {
+    out.push(
+      `CPU per job while draining (median of the rounds): naq worker ${us(naqCpu)} (events off ${us(naqOffCpu)}), raw consumer (${DRAIN_LABEL.async}) ${us(rawCpu)}` +
+        (naqCpu !== undefined && rawCpu ? `: naq/raw ${(naqCpu / rawCpu).toFixed(2)}x` : ''),
     );
   }
   // What the event log costs the job path (the issue's target: within 10 % of events off).

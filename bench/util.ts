@@ -22,6 +22,8 @@ export interface Row {
   jobsPerSec: number;
   /** Peak RSS of the process that did the consuming, when measured. */
   peakRssBytes?: number;
+  /** CPU time (user + system) of the consuming process per job, in µs, when measured. */
+  cpuUsPerJob?: number;
   note?: string;
 }
 
@@ -88,7 +90,7 @@ export type ChildMessage =
   | { type: 'ready' }
   | { type: 'first'; t: number }
   | { type: 'progress'; count: number }
-  | { type: 'done'; t: number; count: number }
+  | { type: 'done'; t: number; count: number; /** CPU µs (user + system) from the first job to the last. */ cpuUs?: number }
   | { type: 'latency'; count: number; p50: number; p99: number; max: number }
   | { type: 'stopped'; peakRss: number; vmHwm: number | null }
   | { type: 'unavailable'; reason: string }
@@ -231,6 +233,11 @@ export function childReporter(expected: number) {
   };
   let count = 0;
   let firstSent = false;
+  let cpuAtFirst: NodeJS.CpuUsage | undefined;
+  const cpuSinceFirst = (): number => {
+    const used = process.cpuUsage(cpuAtFirst);
+    return used.user + used.system;
+  };
   let peakRss = process.memoryUsage.rss();
   const sampler = setInterval(() => {
     peakRss = Math.max(peakRss, process.memoryUsage.rss());
@@ -239,6 +246,7 @@ export function childReporter(expected: number) {
   const first = (t = wallNow()): void => {
     if (!firstSent) {
       firstSent = true;
+      cpuAtFirst = process.cpuUsage();
       send({ type: 'first', t });
     }
   };
@@ -248,13 +256,15 @@ export function childReporter(expected: number) {
     count(): void {
       count++;
       if (!firstSent) first();
-      if (count === expected) send({ type: 'done', t: wallNow(), count });
+      if (count === expected) send({ type: 'done', t: wallNow(), count, cpuUs: cpuSinceFirst() });
     },
     /** Call when the first job arrives, if that is earlier than its completion. */
     first,
     get processed(): number {
       return count;
     },
+    /** CPU µs (user + system) this process used since its first job. */
+    cpuSinceFirst,
     finish(): { peakRss: number; vmHwm: number | null } {
       clearInterval(sampler);
       clearInterval(ticker);

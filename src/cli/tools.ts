@@ -1,7 +1,7 @@
 /** `naq inspect-replay`, `naq config`, `naq machines`: commands that never connect. */
 import { readFile } from 'node:fs/promises';
-import { stringify as toYaml } from 'yaml';
 import { redactConfig } from '../config/index.js';
+import { yaml } from '../config/file.js';
 import { replayRecording } from '../inspect/inspector.js';
 import { exportMachines } from '../inspect/machine-export.js';
 import { MACHINES } from '../machines/index.js';
@@ -27,7 +27,7 @@ const config = defineCommand({
   describe: 'print the effective configuration (secrets redacted)',
   builder: (y) => y,
   // A YAML document ends with its own newline; print adds one.
-  handler: (args) => show(args, redactConfig(configFrom(args)), (c) => toYaml(c).replace(/\n$/, '')),
+  handler: (args) => show(args, redactConfig(configFrom(args)), (c) => yaml().stringify(c).replace(/\n$/, '')),
 });
 
 const machines = defineCommand({

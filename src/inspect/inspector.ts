@@ -1,6 +1,7 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { createWebSocketInspector } from '@statelyai/inspect';
-import { createInspectorServer } from '@statelyai/inspect/server';
+import { createRequire } from 'node:module';
+import type * as Inspect from '@statelyai/inspect';
+import type * as InspectServer from '@statelyai/inspect/server';
 import type { InspectionEvent, Observer } from 'xstate';
 import { createScrubber } from '../core/redact.js';
 import { stateName } from '../core/state-name.js';
@@ -52,15 +53,23 @@ export function recordEvent(e: InspectionEvent, scrub: <T>(v: T) => T): Recorded
  * the observer the actor system reports to. Every event is scrubbed of secrets (and of
  * payloads unless asked) before it leaves the process.
  */
+const require = createRequire(import.meta.url);
+
+/** Loaded only when the inspector is asked for: ~8 MB of memory every other process is spared. */
+function inspectModules(): { ws: typeof Inspect; server: typeof InspectServer } {
+  return { ws: require('@statelyai/inspect') as typeof Inspect, server: require('@statelyai/inspect/server') as typeof InspectServer };
+}
+
 export function startInspector(options: InspectorOptions): RunningInspector {
   const scrub = createScrubber({ secrets: options.secrets, payloads: options.payloads ?? false });
   let server: { stop(): void } | null = null;
-  let ws: ReturnType<typeof createWebSocketInspector> | null = null;
+  let ws: ReturnType<typeof Inspect.createWebSocketInspector> | null = null;
   let url: string | null = null;
   if (options.port) {
-    server = createInspectorServer({ port: options.port, autoOpen: false });
+    const { ws: inspect, server: inspectServer } = inspectModules();
+    server = inspectServer.createInspectorServer({ port: options.port, autoOpen: false });
     url = `http://localhost:${options.port}`;
-    ws = createWebSocketInspector({
+    ws = inspect.createWebSocketInspector({
       url: `ws://localhost:${options.port}`,
       sanitizeEvent: (event) => scrub(event),
       sanitizeContext: (context) => scrub(context),

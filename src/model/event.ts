@@ -69,8 +69,62 @@ export function isEventType(value: string): value is NaqEventType {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-export function encodeBatch(events: readonly NaqEvent[]): Uint8Array {
-  return encoder.encode(JSON.stringify({ v: EVENT_VERSION, events }));
+/**
+ * The batch format written: 2 carries the queue once and each worker id once per batch
+ * (events refer to it by index): a worker's batches are about a third smaller than in format 1.
+ * Batches of format 1 (every field on every event) are still read.
+ */
+export const BATCH_VERSION = 2;
+
+/** An event as the buffer holds it: its version is the batch's business. */
+export type BufferedEvent = Omit<NaqEvent, 'v'> & { v?: number };
+
+/** One event in a format-2 batch; undefined fields are left out of the JSON. */
+interface CompactEvent {
+  type: string;
+  ts: number;
+  queue: string | undefined;
+  jobId: string | undefined;
+  w: number | undefined;
+  data: Record<string, unknown> | undefined;
+}
+
+/**
+ * One batch message (format 2, docs/wire-format.md). Reshaped into compact objects of one
+ * shape and encoded by one JSON.stringify: measured faster than both format 1 and writing the
+ * JSON by hand.
+ */
+export function encodeBatch(events: readonly BufferedEvent[]): Uint8Array {
+  const queue = events[0]?.queue ?? SYSTEM_QUEUE;
+  const workers: string[] = [];
+  const compact = new Array<CompactEvent>(events.length);
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i]!;
+    let w: number | undefined;
+    if (e.workerId !== undefined) {
+      w = workers.indexOf(e.workerId);
+      if (w === -1) w = workers.push(e.workerId) - 1;
+    }
+    // The buffer's batches are of one queue (one lane per queue); any other is encodable too.
+    compact[i] = { type: e.type, ts: e.ts, queue: e.queue === queue ? undefined : e.queue, jobId: e.jobId, w, data: e.data };
+  }
+  return encoder.encode(JSON.stringify({ v: BATCH_VERSION, queue, workers, events: compact }));
+}
+
+function isEvent(e: unknown): e is NaqEvent {
+  const x = e as NaqEvent;
+  return typeof x === 'object' && x !== null && typeof x.type === 'string' && typeof x.ts === 'number' && typeof x.queue === 'string';
+}
+
+/** A format-2 event with its queue and worker id put back; null when it is not one. */
+function expand(e: unknown, queue: unknown, workers: unknown[]): NaqEvent | null {
+  if (typeof e !== 'object' || e === null) return null;
+  const c = e as { type?: unknown; ts?: unknown; queue?: unknown; jobId?: unknown; w?: unknown; data?: unknown };
+  const event = { v: EVENT_VERSION, type: c.type, ts: c.ts, queue: c.queue ?? queue } as NaqEvent;
+  if (typeof c.jobId === 'string') event.jobId = c.jobId;
+  if (typeof c.w === 'number' && typeof workers[c.w] === 'string') event.workerId = workers[c.w] as string;
+  if (c.data !== undefined) event.data = c.data as Record<string, unknown>;
+  return isEvent(event) ? event : null;
 }
 
 /** The events of one message; a message naq cannot read yields none rather than failing a query. */
@@ -81,9 +135,15 @@ export function decodeBatch(data: Uint8Array): NaqEvent[] {
   } catch {
     return [];
   }
-  const batch = body as { v?: unknown; events?: unknown };
-  if (batch?.v !== EVENT_VERSION || !Array.isArray(batch.events)) return [];
-  return batch.events.filter(
-    (e): e is NaqEvent => typeof e === 'object' && e !== null && typeof e.type === 'string' && typeof e.ts === 'number' && typeof e.queue === 'string',
-  );
+  const batch = body as { v?: unknown; queue?: unknown; workers?: unknown; events?: unknown };
+  if (!Array.isArray(batch?.events)) return [];
+  if (batch.v === 1) return batch.events.filter(isEvent);
+  if (batch.v !== 2) return [];
+  const workers = Array.isArray(batch.workers) ? (batch.workers as unknown[]) : [];
+  const events: NaqEvent[] = [];
+  for (const e of batch.events) {
+    const event = expand(e, batch.queue, workers);
+    if (event) events.push(event);
+  }
+  return events;
 }

@@ -163,6 +163,8 @@ function checkBackoff(b: unknown): string | null {
   return null;
 }
 
+const REQUIRED_STRINGS = ['id', 'name', 'queue'] as const;
+
 /** Validates a job message; hand-written because it runs once per job on the hot path. */
 export function decodeJob(bytes: Uint8Array): JobMessage {
   let parsed: unknown;
@@ -174,7 +176,7 @@ export function decodeJob(bytes: Uint8Array): JobMessage {
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new JobDecodeError('not a JSON object');
   const j = parsed as Record<string, unknown>;
   if (j.v !== WIRE_VERSION) throw new JobDecodeError(`unsupported wire version ${JSON.stringify(j.v)} (this worker reads v${WIRE_VERSION})`);
-  for (const field of ['id', 'name', 'queue'] as const) {
+  for (const field of REQUIRED_STRINGS) {
     if (typeof j[field] !== 'string' || (j[field] as string).length === 0) throw new JobDecodeError(`missing or empty field "${field}"`);
   }
   if ((j.name as string).length > MAX_NAME_CHARS) throw new JobDecodeError(`field "name" is longer than ${MAX_NAME_CHARS} characters`);

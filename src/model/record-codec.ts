@@ -5,7 +5,7 @@
  * written is cut down until it fits, in order of what matters least, and says what was cut.
  */
 import type { ErrorInfo } from '../core/errors.js';
-import type { AttemptRecord, DeadLetter, JobRecord } from './job.js';
+import { WIRE_VERSION, type AttemptRecord, type DeadLetter, type JobMessage, type JobRecord } from './job.js';
 
 const encoder = new TextEncoder();
 
@@ -16,6 +16,25 @@ export function tryEncode(value: unknown): Uint8Array | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * The record of a first attempt that completed, as JSON text, written without building the
+ * record object, its attempts array and the attempt (the common outcome of every job). Parsed,
+ * it equals the record `recordFromMessage(job, 'completed')` gets once the attempt, the times,
+ * the result, the progress and the expiry are set (test/unit/record-codec.test.ts holds it to
+ * that). Throws what JSON.stringify throws on the result.
+ */
+export function completedFirstAttemptJson(job: JobMessage, attempt: number, workerId: string, startedAt: number, finishedAt: number, result: unknown, progress: unknown): string {
+  let json = `{"v":${WIRE_VERSION},"id":${JSON.stringify(job.id)},"name":${JSON.stringify(job.name)},"queue":${JSON.stringify(job.queue)},"status":"completed","maxAttempts":${job.attempts},"attempts":[{"n":${attempt},"startedAt":${startedAt},"finishedAt":${finishedAt},"workerId":${JSON.stringify(workerId)}}],"enqueuedAt":${job.ts}`;
+  if (job.dependsOn) json += `,"dependsOn":${JSON.stringify(job.dependsOn)}`;
+  json += `,"startedAt":${startedAt},"finishedAt":${finishedAt}`;
+  // A toJSON() that returns undefined leaves the key out, as encoding the record object would.
+  const resultJson = result === undefined ? 'null' : JSON.stringify(result);
+  if (resultJson !== undefined) json += `,"result":${resultJson}`;
+  if (progress !== undefined) json += `,"progress":${JSON.stringify(progress)}`;
+  if (job.resultTtlMs) json += `,"expiresAt":${finishedAt + job.resultTtlMs}`;
+  return `${json}}`;
 }
 
 const SHORT_MESSAGE = 512;

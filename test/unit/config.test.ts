@@ -66,7 +66,7 @@ describe('defaults', () => {
         publishTimeoutMs: 5000,
       },
       worker: { queues: ['default'], concurrency: 10, maxAckPending: 1000, heartbeatMs: 5000, ackWaitMs: 30_000, drainGraceMs: 10_000 },
-      events: { enabled: true, maxBatch: 500, flushMs: 100, maxBuffered: 50_000, maxAgeMs: 604_800_000 },
+      events: { enabled: true, maxBatch: 200, flushMs: 100, maxBuffered: 50_000, maxAgeMs: 604_800_000 },
       scheduler: { leaderTtlMs: 10_000, renewMs: 3000, electionRetryMs: 1000, maxFireFailures: 5 },
       roles: ['producer'],
     });

@@ -60,13 +60,13 @@ function message(over: Partial<JobMessage> = {}): JobMessage {
   return { v: 1, id: 'j1', name: 'work', queue: 'q', data: { n: 1 }, attempts: 1, ts: 500, ...over };
 }
 
-/** Records and dead letters in memory; acks run when the test flushes `later`. */
+/** Records and dead letters in memory; acks queued with `ackLater` go out when the test flushes. */
 function memoryIO() {
   const records = new Map<string, JobRecord>();
   const writes: JobRecord[] = [];
   const dead: DeadLetter[] = [];
   const events: NaqEventInput[] = [];
-  const later: Array<() => void> = [];
+  const acks: Array<{ ack(): void }> = [];
   const io: JobIO = {
     readRecord: async (id) => records.get(id) ?? null,
     writeRecord: async (id, bytes) => {
@@ -78,11 +78,11 @@ function memoryIO() {
       dead.push(JSON.parse(new TextDecoder().decode(bytes)) as DeadLetter);
       return dead.length;
     },
-    later: (fn) => void later.push(fn),
+    ackLater: (msg) => void acks.push(msg),
     emit: (event) => void events.push(event),
     maxMessageBytes: () => 1_048_576,
   };
-  const flush = () => later.splice(0).forEach((fn) => fn());
+  const flush = () => acks.splice(0).forEach((m) => m.ack());
   return { io, records, writes, dead, events, flush, types: () => events.map((e) => e.type) };
 }
 

@@ -5,10 +5,10 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { durationProblem, MAX_DURATION_MS, MAX_TIMER_MS, setLongTimeout, validateDuration } from '../../src/core/duration.js';
 import { errorInfo, MAX_ERROR_MESSAGE_CHARS } from '../../src/core/errors.js';
-import type { JobRecord } from '../../src/model/job.js';
-import { retryDelay } from '../../src/model/job.js';
+import type { JobMessage, JobRecord } from '../../src/model/job.js';
+import { recordFromMessage, retryDelay } from '../../src/model/job.js';
 import { resultProblem, snapshotProgress } from '../../src/actors/worker/outcome.js';
-import { encodeDeadLetter, encodeRecord } from '../../src/model/record-codec.js';
+import { completedFirstAttemptJson, encodeDeadLetter, encodeRecord } from '../../src/model/record-codec.js';
 import { jsonProblem } from '../../src/model/wire-value.js';
 
 describe('jsonProblem: what JSON cannot carry faithfully, with its path', () => {
@@ -175,6 +175,42 @@ describe('records and dead letters always fit one message', () => {
     expect(out.dataTruncated.bytes).toBe(JSON.stringify(job.data).length);
     expect(out.dataTruncated.preview.startsWith('{"blob":"bbb')).toBe(true);
     expect(JSON.parse(new TextDecoder().decode(encodeDeadLetter(dead, 200_000)))).toEqual(dead);
+  });
+});
+
+describe('the completed record of a first attempt, written as text', () => {
+  const job: JobMessage = { v: 1, id: 'j1', name: 'rés"ize\n', queue: 'q', data: null, attempts: 3, backoff: { type: 'fixed', delay: 10 }, ts: 1000 };
+
+  /** What the record object path writes for the same outcome. */
+  function viaObject(j: JobMessage, result: unknown, progress: unknown): unknown {
+    const r = recordFromMessage(j, 'completed');
+    r.startedAt = 1010;
+    r.finishedAt = 1020;
+    r.result = result === undefined ? null : result;
+    r.attempts.push({ n: 1, startedAt: 1010, finishedAt: 1020, workerId: 'w-"1' });
+    if (progress !== undefined) r.progress = progress;
+    if (j.resultTtlMs) r.expiresAt = 1020 + j.resultTtlMs;
+    return JSON.parse(JSON.stringify(r));
+  }
+
+  it.each([
+    ['a plain result', job, { ok: [1, 'two'] }, undefined],
+    ['no result', job, undefined, undefined],
+    ['a string result, progress, a TTL and dependencies', { ...job, resultTtlMs: 500, dependsOn: ['a', 'b'] }, 'done', { pct: 50 }],
+    ['a result whose toJSON gives undefined', job, { toJSON: () => undefined }, null],
+    ['a Date result', job, new Date(0), undefined],
+  ])('equals the record object path: %s', (_name, j, result, progress) => {
+    const text = completedFirstAttemptJson(j, 1, 'w-"1', 1010, 1020, result, progress);
+    expect(JSON.parse(text)).toEqual(viaObject(j, result, progress));
+  });
+
+  it('throws what encoding the result throws', () => {
+    const result = {
+      get x() {
+        throw new Error('getter');
+      },
+    };
+    expect(() => completedFirstAttemptJson(job, 1, 'w', 1, 2, result, undefined)).toThrow('getter');
   });
 });
 

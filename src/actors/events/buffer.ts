@@ -6,7 +6,7 @@
 import { nuid, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../../core/log.js';
 import { validateQueue } from '../../model/layout.js';
-import { encodeBatch, eventsSubject, SYSTEM_QUEUE, type NaqEvent, type NaqEventInput, EVENT_VERSION } from '../../model/event.js';
+import { encodeBatch, eventsSubject, SYSTEM_QUEUE, type BufferedEvent, type NaqEventInput } from '../../model/event.js';
 
 export type EventPublish = (subject: string, data: Uint8Array, options: { msgId: string }) => Promise<unknown>;
 
@@ -54,14 +54,14 @@ interface Batch {
   n: number;
   /** Nats-Msg-Id: a retried batch the server already stored is dropped as a duplicate. */
   msgId: string;
-  events: NaqEvent[];
+  events: BufferedEvent[];
 }
 
 /** One queue's events: failed batches (older) first, then events not yet sent. */
 interface Lane {
   subject: string;
   retry: Batch[];
-  pending: NaqEvent[];
+  pending: BufferedEvent[];
 }
 
 const DEFAULT_MAX_BYTES = 512 * 1024;
@@ -127,8 +127,7 @@ export class EventBuffer implements EventLog {
     const lane = this.#lane(input.queue);
     if (!lane) return;
     // Emitters hand over a fresh object: completing it in place saves a copy per event.
-    const event = input as NaqEvent;
-    event.v = EVENT_VERSION;
+    const event = input as BufferedEvent;
     event.ts ??= Date.now();
     lane.pending.push(event);
     this.#buffered++;
@@ -216,7 +215,7 @@ export class EventBuffer implements EventLog {
     for (const batch of batches) this.#send(lane, batch);
   }
 
-  #batch(events: NaqEvent[]): Batch {
+  #batch(events: BufferedEvent[]): Batch {
     const n = this.#batches++;
     return { n, msgId: `${this.#id}-${n}`, events };
   }
@@ -251,7 +250,7 @@ export class EventBuffer implements EventLog {
       this.#send(lane, this.#batch(batch.events.slice(half)));
       return undefined;
     }
-    const [event] = batch.events as [NaqEvent];
+    const [event] = batch.events as [BufferedEvent];
     const { data: _omitted, ...rest } = event;
     batch.events = [{ ...rest, data: { truncated: true, bytes: data.length } }];
     return encodeBatch(batch.events);

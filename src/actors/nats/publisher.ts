@@ -36,7 +36,9 @@ export class NoStreamError extends NaqError {
   }
 }
 
+/** A publish waiting for its ack; the same object waits in the cork until it is written. */
 interface Pending {
+  token: string;
   subject: string;
   data: Uint8Array | string;
   hdrs: MsgHdrs | undefined;
@@ -130,11 +132,11 @@ export class AsyncPublisher {
       }
       if (s.type !== 'reconnect' || this.#pending.size === 0) continue;
       const expires = Date.now() + this.#timeoutMs;
-      if (this.#corked.length === 0) setImmediate(this.#flush);
-      const queued = new Set(this.#corked.map((c) => c.token));
-      for (const [token, entry] of this.#pending) {
+      this.#wake();
+      const queued = new Set(this.#corked);
+      for (const [, entry] of this.#pending) {
         entry.expires = expires;
-        if (!queued.has(token)) this.#corked.push({ token, subject: entry.subject, data: entry.data, hdrs: entry.hdrs });
+        if (!queued.has(entry)) this.#corked.push(entry);
       }
     }
   }
@@ -201,10 +203,16 @@ export class AsyncPublisher {
       if (options.headers) for (const [k, v] of Object.entries(options.headers)) hdrs.set(k, v);
     }
     return new Promise<PubAck>((resolve, reject) => {
-      this.#pending.set(token, { subject, data, hdrs, resolve, reject, expires: Date.now() + this.#timeoutMs });
-      if (this.#corked.length === 0) setImmediate(this.#flush);
-      this.#corked.push({ token, subject, data, hdrs });
+      const entry: Pending = { token, subject, data, hdrs, resolve, reject, expires: Date.now() + this.#timeoutMs };
+      this.#pending.set(token, entry);
+      this.#wake();
+      this.#corked.push(entry);
     });
+  }
+
+  /** The next turn's flush is scheduled once, by whatever is queued first. */
+  #wake() {
+    if (this.#corked.length === 0 && this.#acks.length === 0) setImmediate(this.#flush);
   }
 
   /**
@@ -212,29 +220,34 @@ export class AsyncPublisher {
    * them to the socket in one go, instead of one write per job when each job's publish
    * happens in its own microtask (measured: ~17% of a worker's CPU was socket writes).
    */
-  readonly #corked: Array<{ token: string; subject: string; data: Uint8Array | string; hdrs: MsgHdrs | undefined }> = [];
+  #corked: Pending[] = [];
+  #acks: Array<{ ack(): void }> = [];
   readonly #flush = () => {
-    const batch = this.#corked.splice(0);
+    // Swapped, not spliced: what a callback queues meanwhile goes out with the next turn.
+    const batch = this.#corked;
+    const acks = this.#acks;
+    this.#corked = [];
+    this.#acks = [];
     for (const m of batch) {
+      // Answered meanwhile (a reconnect re-queued it) or failed: nothing to send.
+      if (this.#pending.get(m.token) !== m) continue;
       try {
         this.#nc.publish(m.subject, m.data, m.hdrs ? { reply: this.#prefix + m.token, headers: m.hdrs } : { reply: this.#prefix + m.token });
       } catch (error) {
-        const entry = this.#pending.get(m.token);
         this.#pending.delete(m.token);
-        entry?.reject(error as Error);
+        m.reject(error as Error);
       }
     }
-    for (const fn of this.#afterFlush.splice(0)) fn();
+    for (const m of acks) m.ack();
   };
-  readonly #afterFlush: Array<() => void> = [];
 
   /**
-   * Runs `fn` (an ack, a nak) with the next batch of publishes, or in the next turn when
-   * none is queued, so acknowledgements are written together too.
+   * Acks `msg` with the next batch of publishes, or in the next turn when none is queued, so
+   * acknowledgements are written together too.
    */
-  later(fn: () => void): void {
-    if (this.#corked.length === 0 && this.#afterFlush.length === 0) setImmediate(this.#flush);
-    this.#afterFlush.push(fn);
+  ackLater(msg: { ack(): void }): void {
+    this.#wake();
+    this.#acks.push(msg);
   }
 
   #onAck(msg: Msg) {

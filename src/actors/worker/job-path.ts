@@ -11,7 +11,7 @@ import { errorInfo, type ErrorInfo, type PermissionDeniedError } from '../../cor
 import type { Logger } from '../../core/log.js';
 import type { NaqEventInput, NaqEventType } from '../../model/event.js';
 import { decodeJob, recordFromMessage, retryDelay, WIRE_VERSION, type AttemptRecord, type DeadLetter, type JobMessage, type JobRecord } from '../../model/job.js';
-import { encodeDeadLetter, encodeRecord, tryEncode } from '../../model/record-codec.js';
+import { completedFirstAttemptJson, encodeDeadLetter, encodeRecord, tryEncode } from '../../model/record-codec.js';
 import { toPermissionDenied } from '../../core/permissions.js';
 import type { Delivery } from './delivery.js';
 import { DrainAbort, JobCancelledError, JobTimeoutError, type Handler, type Handlers } from './handler.js';
@@ -27,8 +27,8 @@ export interface JobIO {
   writeRecord(id: string, bytes: Uint8Array): Promise<unknown>;
   /** A dead letter for `queue`; resolves with its stream sequence. */
   deadLetter(queue: string, bytes: Uint8Array): Promise<number>;
-  /** Runs `fn` (acks, naks) together with the next batch of writes. */
-  later(fn: () => void): void;
+  /** Acks the delivery together with the next batch of writes. */
+  ackLater(msg: Delivery): void;
   emit(event: NaqEventInput): void;
   /** The largest message the server takes. */
   maxMessageBytes(): number;
@@ -50,14 +50,16 @@ export interface JobPathOptions {
 
 /** A completed record, encoded and known to fit. */
 interface Completion {
-  record: JobRecord;
   bytes: Uint8Array;
+  finishedAt: number;
 }
+
+const encoder = new TextEncoder();
 
 /** A copy whose completion another run already recorded: only its ack is left. */
 const ALREADY_RECORDED = Symbol('already recorded');
 
-/** How many finished job ids a worker remembers, to ack (not rerun) a redelivery of one. */
+/** How many finished job ids a worker remembers (at least; at most twice), to ack (not rerun) a redelivery of one. */
 const RECENT_JOBS = 4096;
 /** Cancels are remembered this long, for jobs that arrive after their cancel notice. */
 const CANCEL_MEMORY_MS = 10 * 60_000;
@@ -75,8 +77,13 @@ export class JobPath {
   readonly #o: JobPathOptions;
   readonly #running = new Map<string, RunningJob>();
   readonly #cancelled = new Map<string, number>();
-  /** Jobs this worker finished recently (id → enqueue time): a redelivery of one is acked, not run. */
-  readonly #recent = new Map<string, number>();
+  /**
+   * Jobs this worker finished recently (id → enqueue time): a redelivery of one is acked, not
+   * run. Two generations of RECENT_JOBS each, swapped when the newer fills: no per-job
+   * eviction (a Map iterator per delete was ~1 % of the worker's CPU).
+   */
+  #recent = new Map<string, number>();
+  #recentOld = new Map<string, number>();
   /** Until then, even first attempts are checked against their record (see verifyAfterRestart). */
   #verifyUntil = 0;
   readonly #liveness: Liveness;
@@ -194,9 +201,9 @@ export class JobPath {
           } catch (thrown) {
             return this.#notRecorded(msg, job.id, thrown);
           }
-          this.#recorded(msg, completion.record);
+          this.#recorded(msg, job.id, job.ts);
           this.processed++;
-          this.#emit('job.completed', job, { attempt, durationMs: completion.record.finishedAt! - startedAt });
+          this.#emit('job.completed', job, { attempt, durationMs: completion.finishedAt - startedAt });
           return;
         }
         // A result that cannot be stored fails the attempt with the error that says why.
@@ -222,14 +229,14 @@ export class JobPath {
       (inProgress.duplicates ??= []).push(msg);
       return true;
     }
-    if (this.#recent.get(job.id) === job.ts) {
-      this.#o.io.later(() => msg.ack());
+    if ((this.#recent.get(job.id) ?? this.#recentOld.get(job.id)) === job.ts) {
+      this.#o.io.ackLater(msg);
       return true;
     }
     if (!this.#mustVerify(attempt)) return this.#cancelledEarly(msg, job, attempt);
     return this.#alreadyFinished(job).then((finished) => {
       if (!finished) return this.#cancelledEarly(msg, job, attempt);
-      this.#o.io.later(() => msg.ack());
+      this.#o.io.ackLater(msg);
       return true;
     });
   }
@@ -279,8 +286,28 @@ export class JobPath {
   #completion(running: RunningJob, value: unknown): Completion | Error | Promise<Completion | Error | typeof ALREADY_RECORDED> {
     const problem = resultProblem(value);
     if (problem) return problem;
-    if (!this.#mustVerify(running.attempt)) return this.#completed(running, value, recordFromMessage(running.job, 'completed'));
+    if (!this.#mustVerify(running.attempt)) return this.#completedFirst(running, value);
     return this.#completionOfCopy(running, value);
+  }
+
+  /** The common case, without a record object: a first attempt has no history to keep. */
+  #completedFirst(running: RunningJob, value: unknown): Completion | Error {
+    const finishedAt = this.#o.clock.now();
+    let json: string;
+    try {
+      json = completedFirstAttemptJson(running.job, running.attempt, this.#o.workerId, running.startedAt, finishedAt, value, running.progress);
+    } catch (error) {
+      // The result was checked: only a value that changed while it was read (a getter) gets here.
+      return new ResultNotSerializableError(`encoding it threw: ${(error as Error).message}`);
+    }
+    return this.#fits(encoder.encode(json), finishedAt, value);
+  }
+
+  /** Within the server's max_payload, or the error that fails the attempt. */
+  #fits(bytes: Uint8Array, finishedAt: number, value: unknown): Completion | Error {
+    const max = this.#o.io.maxMessageBytes();
+    if (bytes.length > max) return new ResultTooLargeError(Buffer.byteLength(JSON.stringify(value) ?? ''), max);
+    return { bytes, finishedAt };
   }
 
   async #completionOfCopy(running: RunningJob, value: unknown): Promise<Completion | Error | typeof ALREADY_RECORDED> {
@@ -291,10 +318,7 @@ export class JobPath {
       const duplicates = running.duplicates;
       this.#running.delete(job.id);
       this.#remember(job.id, job.ts);
-      this.#o.io.later(() => {
-        msg.ack();
-        if (duplicates) for (const d of duplicates) d.ack();
-      });
+      this.#ackLater(msg, duplicates);
       return ALREADY_RECORDED;
     }
     return this.#completed(running, value, await this.#baseRecord(job, attempt, running));
@@ -311,12 +335,10 @@ export class JobPath {
     if (running.progress !== undefined) record.progress = running.progress;
     if (job.resultTtlMs) record.expiresAt = finishedAt + job.resultTtlMs;
     // The result was checked, so encoding can only throw on a value that changed while it
-    // was read (a getter): one encode on the common path.
+    // was read (a getter).
     const bytes = tryEncode(record);
     if (!bytes) return new ResultNotSerializableError('encoding it threw');
-    const max = this.#o.io.maxMessageBytes();
-    if (bytes.length > max) return new ResultTooLargeError(Buffer.byteLength(JSON.stringify(record.result)), max);
-    return { record, bytes };
+    return this.#fits(bytes, finishedAt, value);
   }
 
   /** A failed attempt: retry (record 'retrying', NAK with the backoff delay), or dead letter and record 'failed'. */
@@ -391,18 +413,23 @@ export class JobPath {
     } catch (error) {
       return this.#notRecorded(msg, record.id, error);
     }
-    this.#recorded(msg, record);
+    this.#recorded(msg, record.id, record.status === 'retrying' ? undefined : record.enqueuedAt);
   }
 
-  /** The outcome is stored: ack it (and any copy delivered meanwhile) with the next batch. */
-  #recorded(msg: Delivery, record: JobRecord): void {
-    const duplicates = this.#running.get(record.id)?.duplicates;
-    this.#running.delete(record.id);
-    if (record.status !== 'retrying') this.#remember(record.id, record.enqueuedAt);
-    this.#o.io.later(() => {
-      msg.ack();
-      if (duplicates) for (const d of duplicates) d.ack();
-    });
+  /**
+   * The outcome is stored: ack it (and any copy delivered meanwhile) with the next batch. A
+   * final outcome is remembered (`enqueuedAt`), so a redelivery is acked without a run.
+   */
+  #recorded(msg: Delivery, id: string, enqueuedAt: number | undefined): void {
+    const duplicates = this.#running.get(id)?.duplicates;
+    this.#running.delete(id);
+    if (enqueuedAt !== undefined) this.#remember(id, enqueuedAt);
+    this.#ackLater(msg, duplicates);
+  }
+
+  #ackLater(msg: Delivery, duplicates: Delivery[] | undefined) {
+    this.#o.io.ackLater(msg);
+    if (duplicates) for (const d of duplicates) this.#o.io.ackLater(d);
   }
 
   /** Not recorded: the message stays unacked, so it is redelivered after ack_wait. */
@@ -432,11 +459,15 @@ export class JobPath {
 
   #remember(id: string, enqueuedAt: number) {
     this.#recent.set(id, enqueuedAt);
-    if (this.#recent.size > RECENT_JOBS) this.#recent.delete(this.#recent.keys().next().value!);
+    if (this.#recent.size >= RECENT_JOBS) {
+      this.#recentOld = this.#recent;
+      this.#recent = new Map();
+    }
   }
 
   #emit(type: NaqEventType, job: JobMessage, data: Record<string, unknown>) {
-    this.#o.io.emit({ type, queue: job.queue, jobId: job.id, workerId: this.#o.workerId, data });
+    // Every field set at once (ts too): the buffer then adds none to it.
+    this.#o.io.emit({ type, ts: this.#o.clock.now(), queue: job.queue, jobId: job.id, workerId: this.#o.workerId, data });
   }
 
   /** A redelivered job whose record already says how it ended (and is for this enqueue). */

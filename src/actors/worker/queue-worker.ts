@@ -45,7 +45,7 @@ function jobIO(ctx: NaqContext): JobIO {
     },
     writeRecord: (id, bytes) => ctx.storage.putRecordBytes(id, bytes),
     deadLetter: async (queue, bytes) => (await ctx.publisher.publish(ctx.layout.deadSubject(queue), bytes)).seq,
-    later: (fn) => ctx.publisher.later(fn),
+    ackLater: (msg) => ctx.publisher.ackLater(msg),
     emit: (event) => ctx.events.emit(event),
     maxMessageBytes: () => ctx.storage.maxMessageBytes,
   };
