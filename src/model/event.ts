@@ -2,6 +2,8 @@
  * The event model and its wire format (DESIGN: NAQ_EVENTS): every job, worker and scheduler
  * transition is an event; one message on `<prefix>.events.<queue>` carries a batch of them.
  */
+import { utf8 } from '../core/utf8.js';
+
 export const EVENT_VERSION = 1;
 
 export const EVENT_TYPES = [
@@ -66,7 +68,6 @@ export function isEventType(value: string): value is NaqEventType {
 }
 
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /**
@@ -108,7 +109,7 @@ export function encodeBatch(events: readonly BufferedEvent[]): Uint8Array {
     // The buffer's batches are of one queue (one lane per queue); any other is encodable too.
     compact[i] = { type: e.type, ts: e.ts, queue: e.queue === queue ? undefined : e.queue, jobId: e.jobId, w, data: e.data };
   }
-  return encoder.encode(JSON.stringify({ v: BATCH_VERSION, queue, workers, events: compact }));
+  return utf8(JSON.stringify({ v: BATCH_VERSION, queue, workers, events: compact }));
 }
 
 function isEvent(e: unknown): e is NaqEvent {

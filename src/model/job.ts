@@ -2,6 +2,7 @@ import { durationProblem, MAX_DURATION_MS } from '../core/duration.js';
 import { InvalidArgumentError, type ErrorInfo } from '../core/errors.js';
 import { validateJobId, validateQueue } from './layout.js';
 import { jsonProblem } from './wire-value.js';
+import { utf8 } from '../core/utf8.js';
 
 /**
  * The job model and its wire format (JSON, versioned) — what a client in another language
@@ -222,17 +223,15 @@ export function buildJob(name: string, data: unknown, opts: JobOptions, id: stri
   if (opts.timeoutMs !== undefined) message.timeoutMs = opts.timeoutMs;
   if (opts.resultTtlMs !== undefined) message.resultTtlMs = opts.resultTtlMs;
   if (opts.dependsOn?.length) message.dependsOn = checkDependencies(id, opts.dependsOn);
-  const bytes = encoder.encode(JSON.stringify(message));
+  const bytes = utf8(JSON.stringify(message));
   if (bytes.length > defaults.maxPayloadBytes) {
     throw new InvalidArgumentError(`job ${id} is ${bytes.length} bytes encoded, over the ${defaults.maxPayloadBytes}-byte limit (config jobs.maxPayloadBytes)`);
   }
   return { message, bytes };
 }
 
-const encoder = new TextEncoder();
-
 export function encodeJson(value: unknown): Uint8Array {
-  return encoder.encode(JSON.stringify(value));
+  return utf8(JSON.stringify(value));
 }
 
 /** Valid, distinct ids, none of them the job's own. */

@@ -6,13 +6,12 @@
  */
 import type { ErrorInfo } from '../core/errors.js';
 import { WIRE_VERSION, type AttemptRecord, type DeadLetter, type JobMessage, type JobRecord } from './job.js';
-
-const encoder = new TextEncoder();
+import { utf8 } from '../core/utf8.js';
 
 /** The record as JSON bytes, or null when it cannot be encoded (only an unchecked value can do that). */
 export function tryEncode(value: unknown): Uint8Array | null {
   try {
-    return encoder.encode(JSON.stringify(value));
+    return utf8(JSON.stringify(value));
   } catch {
     return null;
   }
@@ -100,7 +99,7 @@ export function encodeRecord(record: JobRecord, maxBytes: number): Uint8Array {
   };
   for (const k of ['startedAt', 'finishedAt', 'deadSeq', 'expiresAt'] as const) if (record[k] !== undefined) bones[k] = record[k];
   if (record.error) bones.error = shortError(record.error);
-  return encoder.encode(JSON.stringify(bones));
+  return utf8(JSON.stringify(bones));
 }
 
 /** How much of an oversized payload a dead letter keeps, as text, so a person can see what it was. */
@@ -140,5 +139,5 @@ export function encodeDeadLetter(dead: DeadLetter, maxBytes: number): Uint8Array
     ...(smaller.error ? { error: smaller.error } : {}),
     ...(smaller.dataTruncated ? { dataTruncated: { bytes: smaller.dataTruncated.bytes, preview: smaller.dataTruncated.preview.slice(0, 1024) } } : {}),
   };
-  return encoder.encode(JSON.stringify(bones));
+  return utf8(JSON.stringify(bones));
 }

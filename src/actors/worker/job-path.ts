@@ -13,6 +13,7 @@ import type { NaqEventInput, NaqEventType } from '../../model/event.js';
 import { decodeJob, recordFromMessage, retryDelay, WIRE_VERSION, type AttemptRecord, type DeadLetter, type JobMessage, type JobRecord } from '../../model/job.js';
 import { completedFirstAttemptJson, encodeDeadLetter, encodeRecord, tryEncode } from '../../model/record-codec.js';
 import { toPermissionDenied } from '../../core/permissions.js';
+import { utf8 } from '../../core/utf8.js';
 import type { Delivery } from './delivery.js';
 import { DrainAbort, JobCancelledError, JobTimeoutError, type Handler, type Handlers } from './handler.js';
 import { resultProblem, ResultNotSerializableError, ResultTooLargeError } from './outcome.js';
@@ -53,8 +54,6 @@ interface Completion {
   bytes: Uint8Array;
   finishedAt: number;
 }
-
-const encoder = new TextEncoder();
 
 /** A copy whose completion another run already recorded: only its ack is left. */
 const ALREADY_RECORDED = Symbol('already recorded');
@@ -300,7 +299,7 @@ export class JobPath {
       // The result was checked: only a value that changed while it was read (a getter) gets here.
       return new ResultNotSerializableError(`encoding it threw: ${(error as Error).message}`);
     }
-    return this.#fits(encoder.encode(json), finishedAt, value);
+    return this.#fits(utf8(json), finishedAt, value);
   }
 
   /** Within the server's max_payload, or the error that fails the attempt. */
