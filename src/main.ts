@@ -4,6 +4,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ConfigError, InvalidArgumentError, NaqError } from './core/errors.js';
 import { UsageError } from './cli/args.js';
+import { conformanceCommand } from './cli/conformance.js';
 import { eventsCommand } from './cli/events.js';
 import { jobsCommands } from './cli/jobs.js';
 import { kvCommand, streamsCommand } from './cli/ops.js';
@@ -34,6 +35,7 @@ function buildCli(argv: string[]) {
     .command(toolCommands.machines)
     .command(streamsCommand)
     .command(kvCommand)
+    .command(conformanceCommand)
     .demandCommand(1, 'name a command')
     .strict()
     .help()
@@ -47,9 +49,15 @@ function buildCli(argv: string[]) {
 }
 
 async function main() {
+  // A reader that stopped reading (`naq job ID | head -1`) is not a failure of the command.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+    throw error;
+  });
   try {
     await buildCli(hideBin(process.argv)).parseAsync();
-    process.exit(0);
+    // A command that reports failure without throwing (the conformance kit) sets exitCode.
+    process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
   } catch (error) {
     // A user's mistake, whether the CLI or the library found it: the message, never a stack.
     // Whether yargs or this catch sees a UsageError depends on how the handler threw it.

@@ -37,6 +37,11 @@ export interface CreateNaqOptions<H extends Handlers = Handlers> {
   inspect?: Observer<InspectionEvent>;
   /** Services to run; by default those of `config.roles`. */
   services?: ServiceName[];
+  /**
+   * Release jobs waiting on dependencies while running (default true). Some long-running
+   * process must: a short-lived one (a script that enqueues and exits) may turn it off.
+   */
+  resolveDependencies?: boolean;
 }
 
 export interface ActorHealth {
@@ -181,7 +186,7 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
 
     start(startOptions = {}) {
       if (started) return started;
-      const root = createActor(naqSupervisor(config, registry, handlers, logger), {
+      const root = createActor(naqSupervisor(config, registry, handlers, logger, { resolveDependencies: options.resolveDependencies !== false }), {
         input: supervisorInput(config, services),
         id: 'supervisor',
         systemId: 'supervisor',

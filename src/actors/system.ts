@@ -3,7 +3,7 @@ import { InvalidArgumentError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { supervisorMachine, type ServiceName, type SupervisorInput } from '../machines/supervisor.js';
 import { eventsLogic } from './events/service.js';
-import { jobsLogic } from './jobs/service.js';
+import { jobsLogic, type JobsOptions } from './jobs/service.js';
 import { kvLogic } from './nats/kv.js';
 import { connectionSettings, natsConnectionLogic, type ConnectionRegistry } from './nats/connection.js';
 import type { Handlers } from './worker/queue-worker.js';
@@ -57,14 +57,14 @@ export function supervisorInput(config: NaqConfig, services: ServiceName[]): Sup
 }
 
 /** The supervisor machine with every child's real, NATS-backed logic provided. */
-export function naqSupervisor(config: NaqConfig, registry: ConnectionRegistry, handlers: Handlers, log: Logger) {
+export function naqSupervisor(config: NaqConfig, registry: ConnectionRegistry, handlers: Handlers, log: Logger, jobs: JobsOptions = {}) {
   return supervisorMachine.provide({
     actors: {
       connection: natsConnectionLogic(config, registry, log),
       streams: streamsLogic(),
       kv: kvLogic(),
       events: eventsLogic(config, log),
-      jobs: jobsLogic(log),
+      jobs: jobsLogic(log, jobs),
       worker: workerLogic(config, handlers, log),
       scheduler: schedulerLogic(config, log),
     } as never,

@@ -25,7 +25,7 @@ function enqueueOptions(y: Argv<GlobalArgs>) {
     .positional('name', { type: 'string', describe: 'handler name' })
     .option('data', { type: 'string', describe: 'job data as JSON' })
     .option('queue', { type: 'string', describe: 'queue (default: default)' })
-    .option('job-id', { type: 'string', describe: 'idempotency key: a pending job with this id is not enqueued twice' })
+    .option('job-id', { type: 'string', describe: 'idempotency key: while a job with this id is pending or running, it is not enqueued again' })
     .option('attempts', { type: 'string', describe: 'total attempts, the first included (an integer >= 1)' })
     .option('backoff', { type: 'string', describe: 'retry backoff: fixed:MS or exponential:MS' })
     .option('timeout', { type: 'string', describe: 'per-attempt timeout in ms (1 ms to 10 years)' })

@@ -84,7 +84,8 @@ export function loggerFor(config: NaqConfig): Logger {
  * argument must have been checked before this is called: from here on it connects.
  */
 export async function withNaq<T>(args: GlobalArgs, work: (naq: Naq) => Promise<T>, config = configFrom(args, {}, true)): Promise<T> {
-  const naq = createNaq(config, { logger: loggerFor(config), services: ['streams', 'kv', 'events', 'jobs'] });
+  // One command, then stop: no dependency resolver (its watch would only start to be torn down).
+  const naq = createNaq(config, { logger: loggerFor(config), services: ['streams', 'kv', 'events', 'jobs'], resolveDependencies: false });
   try {
     await naq.start({ timeoutMs: config.nats.connectTimeoutMs + config.ops.timeoutMs });
     return await work(naq);

@@ -16,7 +16,10 @@ export type BackoffOptions =
 
 export interface JobOptions {
   queue?: string;
-  /** Idempotency key: while a job with this id is pending, enqueueing it again is a no-op. */
+  /**
+   * Idempotency key: while the job with this id is pending, waiting or running, enqueueing it
+   * again is a no-op; once its outcome is recorded, the id runs again.
+   */
   jobId?: string;
   /** Total attempts, the first included (default from config.jobs.attempts). */
   attempts?: number;
@@ -194,6 +197,30 @@ export function decodeJob(bytes: Uint8Array): JobMessage {
     throw new JobDecodeError(`field "dependsOn" must be an array of at most ${MAX_DEPENDENCIES} job ids`);
   }
   return parsed as JobMessage;
+}
+
+const STATUSES: ReadonlySet<string> = new Set<JobStatus>(['pending', 'waiting', 'active', 'retrying', 'completed', 'failed', 'cancelled']);
+
+/**
+ * What is wrong with a stored record (docs/wire-format.md, 5.1), or null. Records may come
+ * from workers in other languages: readers check them instead of trusting them.
+ */
+export function recordProblem(value: unknown): string | null {
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return 'it is not a JSON object';
+  const r = value as Record<string, unknown>;
+  if (r.v !== WIRE_VERSION) return `v is ${JSON.stringify(r.v)}, expected ${WIRE_VERSION}`;
+  for (const field of ['id', 'name', 'queue'] as const) if (typeof r[field] !== 'string') return `${field} is ${JSON.stringify(r[field])}, expected a string`;
+  if (typeof r.status !== 'string' || !STATUSES.has(r.status)) return `status is ${JSON.stringify(r.status)}, expected one of ${[...STATUSES].join(', ')}`;
+  for (const field of ['maxAttempts', 'enqueuedAt'] as const) if (!Number.isInteger(r[field])) return `${field} is ${JSON.stringify(r[field])}, expected an integer`;
+  if (!Array.isArray(r.attempts)) return `attempts is ${JSON.stringify(r.attempts)}, expected an array`;
+  for (const [i, a] of (r.attempts as unknown[]).entries()) {
+    const at = a as Record<string, unknown> | null;
+    if (!at || typeof at !== 'object' || !Number.isInteger(at.n) || !Number.isInteger(at.startedAt)) return `attempts[${i}] is ${JSON.stringify(a)}, expected { n, startedAt, ... }`;
+  }
+  for (const field of ['startedAt', 'finishedAt', 'expiresAt', 'deadSeq'] as const) {
+    if (r[field] !== undefined && !Number.isInteger(r[field])) return `${field} is ${JSON.stringify(r[field])}, expected an integer`;
+  }
+  return null;
 }
 
 export interface JobDefaults {

@@ -1,3 +1,4 @@
+import { Kvm } from '@nats-io/kv';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { JobFailedError } from '../../src/actors/jobs/reads.js';
 import { InvalidArgumentError } from '../../src/core/errors.js';
@@ -151,6 +152,52 @@ describe('jobs', () => {
       return stats.pending === 0 && stats.inFlight === 0;
     });
     expect(runs).toBe(1);
+  });
+
+  it('one rule for a job id at every moment: a no-op while pending or waiting, a new run once its outcome is recorded', async () => {
+    const server = await startServer();
+    let runs = 0;
+    const w = await worker(server, { count: async () => ++runs });
+    await w.enqueue('count', null, { jobId: 'again' });
+    await expect(w.waitFor('again', { timeoutMs: 5000 })).resolves.toBe(1);
+    // At once, well inside the server's 2-minute duplicate window: it runs again, and waitFor
+    // answers with the new run, not the recorded one.
+    await w.enqueue('count', null, { jobId: 'again' });
+    await expect(w.waitFor('again', { timeoutMs: 5000 })).resolves.toBe(2);
+    expect(runs).toBe(2);
+
+    // On a queue no worker serves, the new enqueue is what the id is now: pending, not the old result.
+    await w.enqueue('count', null, { jobId: 'again', queue: 'unserved' });
+    expect(await w.getJob('again')).toMatchObject({ status: 'pending', queue: 'unserved' });
+    await expect(w.waitFor('again', { timeoutMs: 300 })).rejects.toMatchObject({ code: 'TIMEOUT' });
+
+    // Waiting on a dependency that never completes: enqueueing the id again, with or without
+    // dependencies, changes nothing.
+    await w.enqueue('count', null, { jobId: 'parked', dependsOn: ['never-runs'] });
+    const first = await w.getJob('parked');
+    expect(first).toMatchObject({ status: 'waiting' });
+    await new Promise((r) => setTimeout(r, 5)); // a later enqueue time, which would show
+    await w.enqueue('count', null, { jobId: 'parked', dependsOn: ['never-runs'] });
+    await w.enqueue('count', null, { jobId: 'parked' });
+    expect(await w.getJob('parked')).toEqual(first);
+    expect((await w.queueStats('default')).pending).toBe(0);
+    expect(runs).toBe(2);
+  });
+
+  it('a stored record that breaks the wire format (a foreign worker wrote it) is a clear error naming the field', async () => {
+    const server = await startServer();
+    const p = await producer(server);
+    const nc = await connectTo(server);
+    const kv = await new Kvm(nc).open('naq_jobs');
+    const record = { v: 1, id: 'foreign', name: 'x', queue: 'default', status: 'completed', maxAttempts: 1, enqueuedAt: 1, attempts: null };
+    await kv.put('foreign', JSON.stringify(record));
+    await expect(p.getJob('foreign')).rejects.toMatchObject({
+      code: 'BAD_RECORD',
+      message: 'the record of job foreign does not follow the wire format: attempts is null, expected an array',
+    });
+    await kv.put('foreign', JSON.stringify({ ...record, attempts: [{ n: 1, startedAt: 2, finishedAt: 3 }] }));
+    await expect(p.getJob('foreign')).resolves.toMatchObject({ status: 'completed' });
+    await nc.close();
   });
 
   it('runs a dependent only after its dependencies completed', async () => {

@@ -223,6 +223,31 @@ describe('the job path', () => {
     expect(records.get('j1')).toMatchObject({ status: 'cancelled' });
   });
 
+  it('a cancel notice covers the jobs enqueued before it: the same id enqueued after it runs', async () => {
+    let runs = 0;
+    const { p, records, clock } = path({ work: async () => void runs++ });
+    p.cancel('j1');
+    await p.process(delivery({ ts: clock.now() + 1 }), 1);
+    expect(runs).toBe(1);
+    expect(records.get('j1')).toMatchObject({ status: 'completed' });
+  });
+
+  it('a retry keeps the history of its own enqueue only, not of an earlier run of the same id', async () => {
+    const { p, records, writes } = path({
+      work: async () => {
+        throw new Error('again');
+      },
+    });
+    // An earlier enqueue of j1 (enqueued at 100) ran and failed; this one was enqueued at 500.
+    records.set('j1', {
+      v: 1, id: 'j1', name: 'work', queue: 'q', status: 'failed', maxAttempts: 2, enqueuedAt: 100,
+      attempts: [{ n: 1, startedAt: 1, finishedAt: 2 }, { n: 2, startedAt: 3, finishedAt: 4 }],
+    });
+    await p.process(delivery({ attempts: 3, ts: 500 }), 2);
+    expect(writes.at(-1)).toMatchObject({ status: 'retrying', enqueuedAt: 500 });
+    expect(writes.at(-1)!.attempts.map((a) => a.n)).toEqual([2]);
+  });
+
   it('a duplicate delivery while the job runs: not run again, acked with the outcome', async () => {
     let release!: () => void;
     let runs = 0;
@@ -279,6 +304,22 @@ describe('the job path', () => {
     expect(dead).toEqual([expect.objectContaining({ jobId: 'broken', raw: '{"v":1,"id":', reason: expect.stringMatching(/^undecodable job: not JSON/) })]);
     expect(records.get('broken')).toMatchObject({ name: '(undecodable)', status: 'failed', error: { code: 'DECODE' } });
     expect(types()).toEqual(['job.failed', 'job.dead']);
+  });
+
+  it('a body whose queue or id is not its subject\'s: dead-lettered as undecodable under the subject\'s id, acked', async () => {
+    for (const over of [{ queue: 'other' }, { queue: 'a b' }, { id: 'j2' }]) {
+      let runs = 0;
+      const { p, records, dead, flush } = path({ work: async () => void runs++ });
+      const msg = delivery(over);
+      await p.process(msg, 1);
+      flush();
+      expect(runs).toBe(0);
+      expect(dead).toHaveLength(1);
+      expect(dead[0]).toMatchObject({ queue: 'q', jobId: 'j1', subject: 'naq.jobs.q.j1', error: { code: 'DECODE' } });
+      expect(dead[0]!.reason).toMatch(/are not those of its subject naq\.jobs\.q\.j1/);
+      expect(records.get('j1')).toMatchObject({ status: 'failed', error: { code: 'DECODE' } });
+      expect(msg.calls).toEqual(['ack']);
+    }
   });
 
   it('a record write refused for permissions: the job goes back at once and the worker is told to stop', async () => {

@@ -107,7 +107,11 @@ export class DependencyResolver {
     }
     void this.#watchRecords()
       .then(() => this.#evaluate(job.id))
-      .catch((error: unknown) => this.#log.warn({ err: error, jobId: job.id }, 'could not evaluate dependencies'));
+      .catch((error: unknown) => {
+        // Stopped meanwhile (the process is shutting down): another resolver, or this one after a restart, takes it up.
+        if (this.#stopped) return;
+        this.#log.warn({ err: error, jobId: job.id }, 'could not evaluate dependencies');
+      });
   }
 
   #remove(id: string) {
@@ -207,11 +211,12 @@ export class DependencyResolver {
   }
 
   async #release(job: JobMessage): Promise<void> {
-    // Released once already and run (its record exists)? Then only the waiting entry is left.
+    // Released once already and run (a record of this enqueue exists)? Then only the waiting entry is left.
     const existing = await (await this.#ctx.storage.jobsKv()).get(job.id);
-    if (existing && existing.operation === 'PUT') return;
+    if (existing && existing.operation === 'PUT' && recordOf(existing)?.enqueuedAt === job.ts) return;
     const released: JobMessage = { ...job, ts: job.ts };
-    await publishJob(this.#ctx, released, encodeJson(released), `${job.id}:release`);
+    // Per enqueue (its ts), so a later enqueue of the same id is not taken for a duplicate.
+    await publishJob(this.#ctx, released, encodeJson(released), `${job.id}:${job.ts}:release`);
     this.#log.debug({ jobId: job.id }, 'dependencies completed; job released');
   }
 
@@ -228,10 +233,18 @@ export class DependencyResolver {
       ts: Date.now(),
     };
     const ack = await this.#ctx.publisher.publish(this.#ctx.layout.deadSubject(job.queue), encodeDeadLetter(dead, this.#ctx.storage.maxMessageBytes), {
-      msgId: `${job.id}:dependency-failed`,
+      msgId: `${job.id}:${job.ts}:dependency-failed`,
     });
     await this.#ctx.storage.putRecord({ ...recordFromMessage(job, 'failed'), error, finishedAt: Date.now(), deadSeq: ack.seq });
     this.#ctx.events.emit({ type: 'job.failed', queue: job.queue, jobId: job.id, data: { name: job.name, error: error.message, code: error.code, dependency: dep } });
     this.#ctx.events.emit({ type: 'job.dead', queue: job.queue, jobId: job.id, data: { reason: dead.reason, deadSeq: ack.seq } });
+  }
+}
+
+function recordOf(entry: KvEntry): JobRecord | null {
+  try {
+    return entry.json<JobRecord>();
+  } catch {
+    return null;
   }
 }

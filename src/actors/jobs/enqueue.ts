@@ -9,6 +9,7 @@ import { buildJob, encodeJson, type EnqueueItem, type JobMessage, type JobOption
 import { isTransient, withRetry } from '../../core/retry.js';
 import type { NaqContext } from '../nats/context.js';
 import { ERR_MAX_MSGS_PER_SUBJECT, PublishRejectedError } from '../nats/publisher.js';
+import { isWrongLastSequence } from '../nats/jetstream.js';
 
 /** Publishes of one enqueueBulk in flight at once. */
 const BULK_WINDOW = 1000;
@@ -16,11 +17,13 @@ const BULK_WINDOW = 1000;
 const MAX_CYCLE_LOOKUPS = 10_000;
 
 /**
- * Publishes a job; an id that is already pending is not an error — it is the idempotent case.
- * `msgId` (Nats-Msg-Id) makes a retried publish safe within the server's 2-minute window; it is
- * sent for ids the caller chose. Generated ids skip it: a header costs both the producer and
- * every worker, and the one-message-per-subject rule already refuses a second copy while the
- * job is pending.
+ * Publishes a job; an id that is already pending or running is not an error — it is the
+ * idempotent case (docs/wire-format.md, 3.2 "Enqueue and the dedupe rule"). `msgId` (Nats-Msg-Id) makes
+ * a retried publish safe within the server's duplicate window; for ids the caller chose it is
+ * `<id>:<ts>`, one value per enqueue call, so the window never swallows a later enqueue of an
+ * id whose job has finished. Generated ids skip it: a header costs both the producer and every
+ * worker, and the one-message-per-subject rule already refuses a second copy while the job is
+ * pending.
  */
 export async function publishJob(ctx: NaqContext, message: JobMessage, bytes: Uint8Array, msgId?: string): Promise<void> {
   const options = msgId !== undefined ? { msgId } : undefined;
@@ -50,8 +53,19 @@ export async function enqueue(ctx: NaqContext, name: string, data: unknown, opts
   if (message.dependsOn?.length) {
     await refuseCycle(ctx, message);
     await park(ctx, message);
-  } else await publishJob(ctx, message, bytes, opts.jobId);
+  } else if (opts.jobId === undefined) await publishJob(ctx, message, bytes);
+  else if (!(await isWaiting(ctx, id))) await publishJob(ctx, message, bytes, enqueueMsgId(message));
   return id;
+}
+
+/**
+ * A job waiting on its dependencies is not in the jobs stream, whose one-message-per-id rule
+ * cannot refuse a second copy: an id the caller chose is looked up in the waiting bucket.
+ */
+async function isWaiting(ctx: NaqContext, id: string): Promise<boolean> {
+  const kv = await ctx.storage.waitingKv();
+  const entry = await withRetry(`enqueue ${id}`, ctx.retry, () => kv.get(id));
+  return entry !== null && entry.operation === 'PUT';
 }
 
 /** Validates every job first (nothing is sent if one is bad), then pipelines the publishes. */
@@ -66,15 +80,39 @@ export async function enqueueBulk(ctx: NaqContext, items: EnqueueItem[]): Promis
     await Promise.all(
       built
         .slice(start, start + BULK_WINDOW)
-        .map(({ message, bytes }, i) => (message.dependsOn?.length ? park(ctx, message) : publishJob(ctx, message, bytes, items[start + i]!.opts?.jobId))),
+        .map(({ message, bytes }, i) =>
+          message.dependsOn?.length
+            ? park(ctx, message)
+            : items[start + i]!.opts?.jobId === undefined
+              ? publishJob(ctx, message, bytes)
+              : isWaiting(ctx, message.id).then((waiting) => (waiting ? undefined : publishJob(ctx, message, bytes, enqueueMsgId(message)))),
+        ),
     );
   }
   return built.map((b) => b.message.id);
 }
 
-/** A job with dependencies waits in the waiting bucket until the resolver releases it. */
+/** The Nats-Msg-Id of one enqueue call: its retries share it, a later enqueue of the id does not. */
+function enqueueMsgId(message: JobMessage): string {
+  return `${message.id}:${message.ts}`;
+}
+
+/**
+ * A job with dependencies waits in the waiting bucket until the resolver releases it. Created,
+ * never put over another: a job already waiting under this id is the idempotent case.
+ */
 async function park(ctx: NaqContext, message: JobMessage): Promise<void> {
-  await withRetry(`enqueue ${message.id}`, ctx.retry, () => ctx.publisher.publish(`$KV.${ctx.layout.waitingBucket}.${message.id}`, encodeJson(message)));
+  const kv = await ctx.storage.waitingKv();
+  const created = await withRetry(`enqueue ${message.id}`, ctx.retry, async () => {
+    try {
+      await kv.create(message.id, encodeJson(message));
+      return true;
+    } catch (error) {
+      if (isWrongLastSequence(error)) return false;
+      throw error;
+    }
+  });
+  if (!created) return;
   ctx.events.emit({
     type: 'job.enqueued',
     queue: message.queue,

@@ -2,7 +2,7 @@
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import { setLongTimeout, validateDuration, type LongTimer } from '../../core/duration.js';
 import { NaqError, OperationTimeoutError, type ErrorInfo } from '../../core/errors.js';
-import { decodeJob, recordFromMessage, TERMINAL_STATUSES, type JobMessage, type JobRecord } from '../../model/job.js';
+import { decodeJob, recordFromMessage, recordProblem, TERMINAL_STATUSES, type JobMessage, type JobRecord } from '../../model/job.js';
 import { validateJobId } from '../../model/layout.js';
 import type { NaqContext } from '../nats/context.js';
 
@@ -30,14 +30,40 @@ export async function getJob(ctx: NaqContext, id: string): Promise<JobRecord | n
   const kv = await ctx.storage.jobsKv();
   const entry = await ctx.storage.withLayout(`get job ${id}`, () => kv.get(id));
   if (entry && entry.operation === 'PUT') {
-    const record = entry.json<JobRecord>();
+    const record = storedRecord(id, entry.string());
+    // A finished job's id may be enqueued again: then the new enqueue is what the id is now.
+    if (TERMINAL_STATUSES.has(record.status)) {
+      const again = await notStarted(ctx, id, record.enqueuedAt);
+      if (again) return again;
+    }
     if (record.expiresAt !== undefined && record.expiresAt < Date.now()) return null;
     return record;
   }
+  return notStarted(ctx, id);
+}
+
+/** The stored record, checked: one a foreign worker wrote wrong gets a clear error, not a crash later. */
+function storedRecord(id: string, text: string): JobRecord {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new NaqError('BAD_RECORD', `the record of job ${id} is not JSON`);
+  }
+  const problem = recordProblem(value);
+  if (problem) throw new NaqError('BAD_RECORD', `the record of job ${id} does not follow the wire format: ${problem}`);
+  return value as JobRecord;
+}
+
+/** A job enqueued (after `after`, when given) that has not started: pending in its queue, or waiting on dependencies. */
+async function notStarted(ctx: NaqContext, id: string, after = Number.NEGATIVE_INFINITY): Promise<JobRecord | null> {
   const pending = await pendingMessage(ctx, id);
-  if (pending) return recordFromMessage(pending.job, 'pending');
+  if (pending && pending.job.ts > after) return recordFromMessage(pending.job, 'pending');
   const waiting = await (await ctx.storage.waitingKv()).get(id);
-  if (waiting && waiting.operation === 'PUT') return recordFromMessage(waiting.json<JobMessage>(), 'waiting');
+  if (waiting && waiting.operation === 'PUT') {
+    const job = waiting.json<JobMessage>();
+    if (job.ts > after) return recordFromMessage(job, 'waiting');
+  }
   return null;
 }
 
@@ -71,11 +97,22 @@ export async function waitFor<T = unknown>(ctx: NaqContext, id: string, options:
     timer = setLongTimeout(() => reject(new OperationTimeoutError(`waiting for job ${id}`, timeoutMs)), timeoutMs);
   });
   const result = (async () => {
+    // Records of earlier enqueues of this id (a finished job's id enqueued again) are not the answer.
+    let since = Number.NEGATIVE_INFINITY;
     for await (const e of watch) {
       if (e.operation !== 'PUT') continue;
       const record = e.json<JobRecord>();
+      if (record.enqueuedAt < since || !TERMINAL_STATUSES.has(record.status)) continue;
+      const again = await notStarted(ctx, id, record.enqueuedAt);
+      if (again) {
+        since = again.enqueuedAt;
+        continue;
+      }
+      // A newer enqueue may have run and been acked since this record was read: the watch brings its record next.
+      const latest = await kv.get(id);
+      if (latest && latest.revision > e.revision) continue;
       if (record.status === 'completed') return record.result as T;
-      if (TERMINAL_STATUSES.has(record.status)) throw new JobFailedError(record);
+      throw new JobFailedError(record);
     }
     throw new NaqError('WATCH_ENDED', `the watch on job ${id} ended`);
   })();

@@ -27,12 +27,21 @@ export const JOBS_REQUESTS: ReadonlyArray<JobsRequest['type']> = [
   'jobs.getJob',
 ];
 
+export interface JobsOptions {
+  /**
+   * Release jobs waiting on dependencies (default true). Off in a process that lives for one
+   * command: it would start a watch only to tear it down, and release nothing meanwhile.
+   */
+  resolveDependencies?: boolean;
+}
+
 /** The jobs service actor: ensures the job layer's streams and buckets, serves control requests, resolves dependencies. */
-export function jobsLogic(log: Logger) {
+export function jobsLogic(log: Logger, options: JobsOptions = {}) {
   return serviceLogic<JobsRequest>({
     accepts: JOBS_REQUESTS,
     setup: (ctx) => ctx.storage.ensureLayout(),
     background: (ctx) => {
+      if (options.resolveDependencies === false) return () => {};
       const nc = ctx.nc;
       const resolver = new DependencyResolver(ctx, log.child({ actor: 'jobs' }));
       let stopped = false;

@@ -10,7 +10,7 @@ import type { Clock } from '../../core/clock.js';
 import { errorInfo, type ErrorInfo, type PermissionDeniedError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { NaqEventInput, NaqEventType } from '../../model/event.js';
-import { decodeJob, recordFromMessage, retryDelay, WIRE_VERSION, type AttemptRecord, type DeadLetter, type JobMessage, type JobRecord } from '../../model/job.js';
+import { decodeJob, JobDecodeError, recordFromMessage, retryDelay, WIRE_VERSION, type AttemptRecord, type DeadLetter, type JobMessage, type JobRecord } from '../../model/job.js';
 import { completedFirstAttemptJson, encodeDeadLetter, encodeRecord, tryEncode } from '../../model/record-codec.js';
 import { toPermissionDenied } from '../../core/permissions.js';
 import { utf8 } from '../../core/utf8.js';
@@ -159,6 +159,11 @@ export class JobPath {
     } catch (error) {
       return this.#deadLetterUndecodable(msg, error as Error);
     }
+    // Records, dead letters and events are keyed by the body's id and queue: one that is not
+    // the subject's would land elsewhere (or, not a valid subject token, never land at all).
+    if (job.queue !== this.#o.queue || !msg.subject.endsWith(`.${job.queue}.${job.id}`)) {
+      return this.#deadLetterUndecodable(msg, new JobDecodeError(`the body's queue ${JSON.stringify(job.queue)} and id ${JSON.stringify(job.id)} are not those of its subject ${msg.subject}`));
+    }
     // 2. Running here already, finished already, or cancelled: decided at once unless a record must be read.
     const early = this.#early(msg, job, attempt);
     if (early === true || (early !== false && (await early))) return;
@@ -240,8 +245,11 @@ export class JobPath {
     });
   }
 
+  /** A cancel notice covers the jobs enqueued before it: a later enqueue of the same id runs. */
   #cancelledEarly(msg: Delivery, job: JobMessage, attempt: number): boolean | Promise<boolean> {
-    if (this.#cancelled.size === 0 || !this.#cancelled.has(job.id)) return false;
+    if (this.#cancelled.size === 0) return false;
+    const at = this.#cancelled.get(job.id);
+    if (at === undefined || job.ts > at) return false;
     return this.#recordCancel(msg, job, attempt).then(() => true);
   }
 
@@ -491,7 +499,10 @@ export class JobPath {
     const prior = (async () => {
       try {
         const record = await this.#o.io.readRecord(job.id);
-        if (record) return (Array.isArray(record.attempts) ? record.attempts : []).filter((a) => a.finishedAt !== undefined && a.n < attempt);
+        // Only this enqueue's history: the id may have run before, under another enqueue.
+        if (record && record.enqueuedAt === job.ts) {
+          return (Array.isArray(record.attempts) ? record.attempts : []).filter((a) => a.finishedAt !== undefined && a.n < attempt);
+        }
       } catch (error) {
         this.#o.log.debug({ err: error, jobId: job.id }, 'could not read the record history');
       }
