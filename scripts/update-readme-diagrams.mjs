@@ -1,14 +1,14 @@
 // Rewrites the README's mermaid blocks from `naq machines` (run after `npm run build`).
 // test/readme.test.ts fails when they drift, so run this whenever a machine changes.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { mermaidBlocks } from '../dist/src/machine-export.js';
+import { mermaidBlocks } from '../dist/src/inspect/machine-export.js';
 import { MACHINES } from '../dist/src/machines/index.js';
 
 const TITLES = {
   supervisor: 'Supervisor — starts children in order, restarts failures with backoff, drains in reverse',
   connection: 'Connection — the reconnection machine',
   service: 'Service — the lifecycle shared by streams, kv and jobs',
-  worker: 'Worker — one per queue consumed: pause on disconnect, heartbeats, drain',
+  worker: 'Worker — one per queue consumed: pause on disconnect or by an operator, heartbeats, drain',
   scheduler: 'Scheduler — standby until this process leads, then fires due schedules',
   leader: 'Leader — election on a KV key with a TTL and revision-checked renewals',
 };

@@ -109,6 +109,9 @@ export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
   cancel(id: string): Promise<{ id: string; status: string }>;
   retryDead(id: string): Promise<{ id: string }>;
   purgeQueue(queue: string): Promise<{ purged: number }>;
+  /** Every worker of the queue stops taking new jobs (running ones finish); persisted until resumeQueue. */
+  pauseQueue(queue: string): Promise<{ queue: string; paused: boolean }>;
+  resumeQueue(queue: string): Promise<{ queue: string; paused: boolean }>;
   queueStats(queue: string): Promise<QueueStats>;
   listQueues(): Promise<QueueStats[]>;
   listWorkers(): Promise<WorkerInfo[]>;
@@ -282,6 +285,8 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
     cancel: (id) => askJobs({ type: 'jobs.cancel', id }),
     retryDead: (id) => askJobs({ type: 'jobs.retryDead', id }),
     purgeQueue: (queue) => askJobs({ type: 'jobs.purgeQueue', queue }),
+    pauseQueue: (queue) => askJobs({ type: 'jobs.setQueuePaused', queue, paused: true }),
+    resumeQueue: (queue) => askJobs({ type: 'jobs.setQueuePaused', queue, paused: false }),
     queueStats: (queue) => askJobs({ type: 'jobs.queueStats', queue }),
     listQueues: () => askJobs({ type: 'jobs.listQueues' }),
     listWorkers: () => askJobs({ type: 'jobs.listWorkers' }),

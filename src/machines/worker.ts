@@ -8,10 +8,13 @@ import type { ServiceReadyEvent } from './service.js';
  * A worker consuming one queue. Control plane only: the per-job path is plain async code in
  * the provided `processor` (rule 4: no actor per job).
  *
- *   starting (ensure the queue's consumer) → active: serving (running ⇄ paused, heartbeat)
- *                                                    → draining → stopped
+ *   starting (ensure the queue's consumer) → active: serving (running ⇄ paused, open ⇄ held,
+ *                                                    heartbeat) → draining → stopped
  *
- * Pauses pulling on DISCONNECTED and resumes on RECONNECTED; STOP drains: the processor stops
+ * Pauses pulling on DISCONNECTED and resumes on RECONNECTED. Independently, an operator's pause
+ * of the queue (`naq queue pause`, seen by the processor as QUEUE.PAUSED) holds it until
+ * QUEUE.RESUMED: the processor pulls only while the link is up and the queue is not held, and
+ * running jobs finish either way. STOP drains: the processor stops
  * pulling and lets in-flight jobs finish; after `drainGraceMs` the rest are NAKed so another
  * worker gets them at once; then the heartbeat is removed and the actor ends.
  */
@@ -31,6 +34,8 @@ export interface WorkerContext extends WorkerInput {
 export type WorkerEvent =
   | { type: 'STOP' }
   | ConnectionChange
+  | { type: 'QUEUE.PAUSED' }
+  | { type: 'QUEUE.RESUMED' }
   | { type: 'PROCESSOR.DRAINED' }
   | { type: 'PROCESSOR.FAILED'; error: ErrorInfo };
 
@@ -38,6 +43,8 @@ export type WorkerEvent =
 export type ProcessorCommand =
   | { type: 'PAUSE' }
   | { type: 'RESUME' }
+  | { type: 'HOLD' }
+  | { type: 'RELEASE' }
   | { type: 'HEARTBEAT' }
   | { type: 'DRAIN' }
   | { type: 'NAK_REST' };
@@ -104,6 +111,13 @@ export const workerMachine = setup({
                     CONNECTED: { target: 'running', actions: sendTo('processor', { type: 'RESUME' }) },
                   },
                 },
+              },
+            },
+            hold: {
+              initial: 'open',
+              states: {
+                open: { on: { 'QUEUE.PAUSED': { target: 'held', actions: sendTo('processor', { type: 'HOLD' }) } } },
+                held: { on: { 'QUEUE.RESUMED': { target: 'open', actions: sendTo('processor', { type: 'RELEASE' }) } } },
               },
             },
             heartbeat: {

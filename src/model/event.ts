@@ -19,6 +19,8 @@ export const EVENT_TYPES = [
   'worker.stopped',
   'worker.paused',
   'worker.resumed',
+  'queue.paused',
+  'queue.resumed',
   'schedule.added',
   'schedule.paused',
   'schedule.resumed',

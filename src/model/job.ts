@@ -125,6 +125,8 @@ export interface QueueStats {
   dead: number;
   /** Live workers consuming the queue (by heartbeat). */
   workers: number;
+  /** Paused by an operator: its workers take no new jobs. */
+  paused: boolean;
 }
 
 export interface EnqueueItem<N extends string = string, D = unknown> {

@@ -13,6 +13,8 @@ export interface Layout {
   workersBucket: string;
   waitingBucket: string;
   schedulesBucket: string;
+  /** Per-queue settings an operator sets (paused), by queue name. */
+  queuesBucket: string;
   leaderBucket: string;
   jobSubject(queue: string, jobId: string): string;
   queueFilter(queue: string): string;
@@ -35,6 +37,7 @@ export function layout(prefix: string): Layout {
     workersBucket: `${prefix}_workers`,
     waitingBucket: `${prefix}_waiting`,
     schedulesBucket: `${prefix}_schedules`,
+    queuesBucket: `${prefix}_queues`,
     leaderBucket: `${prefix}_leader`,
     jobSubject: (queue, jobId) => `${prefix}.jobs.${queue}.${jobId}`,
     queueFilter: (queue) => `${prefix}.jobs.${queue}.>`,

@@ -109,6 +109,23 @@ describe('naq CLI: usage and config', () => {
 });
 
 describe('naq CLI against a real nats-server', () => {
+  it('queue pause / resume: persisted, shown by queue ls; a bad queue name exits 2 naming it', async () => {
+    const url = ['--nats-url', server.url];
+    const pause = await run(['queue', 'pause', 'held', ...url]);
+    expect(pause.code, pause.stderr).toBe(0);
+    expect(pause.stdout.trim()).toBe('paused held');
+    const ls = await run(['queue', 'ls', ...url]);
+    expect(ls.stdout).toMatch(/^held\t0\t0\t0\t0\tpaused$/m);
+    const json = await run(['queue', 'ls', '--json', ...url]);
+    expect(JSON.parse(json.stdout)).toContainEqual(expect.objectContaining({ queue: 'held', paused: true }));
+    const resume = await run(['queue', 'resume', 'held', ...url]);
+    expect(resume.stdout.trim()).toBe('resumed held');
+    expect((await run(['queue', 'ls', ...url])).stdout).toMatch(/^held\t0\t0\t0\t0\trunning$/m);
+    const bad = await run(['queue', 'pause', 'a b', ...url]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('<queue>');
+  });
+
   it('kv put / get / keys / del', async () => {
     const url = ['--nats-url', server.url];
     const put = await run(['kv', 'put', 'cli', 'greeting', 'hello', ...url]);

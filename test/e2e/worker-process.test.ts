@@ -128,7 +128,7 @@ describe('job CLI', () => {
     expect(record.attempts).toHaveLength(2);
 
     const queues = await naqProcess(['queue', 'ls', '--json', ...url]).exited;
-    expect(JSON.parse(queues.stdout)).toEqual([{ queue: 'default', pending: 0, inFlight: 0, dead: 1, workers: 1 }]);
+    expect(JSON.parse(queues.stdout)).toEqual([{ queue: 'default', pending: 0, inFlight: 0, dead: 1, workers: 1, paused: false }]);
     const workers = await naqProcess(['workers', '--json', ...url]).exited;
     expect(workers.code, workers.stderr).toBe(0);
     expect(JSON.parse(workers.stdout)[0]).toMatchObject({ queues: ['default'], processed: 1, failed: 1 });

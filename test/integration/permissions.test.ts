@@ -436,7 +436,7 @@ describe('a missing permission fails loudly and at once', () => {
     producer = naqAs(server, 'naq-producer');
     await producer.start({ timeoutMs: 20_000 });
     expect((await producer.streams.list()).map((s) => s.config.name).sort()).toEqual(
-      ['KV_naq_jobs', 'KV_naq_leader', 'KV_naq_schedules', 'KV_naq_waiting', 'KV_naq_workers', 'NAQ_DEAD', 'NAQ_EVENTS', 'NAQ_JOBS'].sort(),
+      ['KV_naq_jobs', 'KV_naq_leader', 'KV_naq_queues', 'KV_naq_schedules', 'KV_naq_waiting', 'KV_naq_workers', 'NAQ_DEAD', 'NAQ_EVENTS', 'NAQ_JOBS'].sort(),
     );
     expect(violations(server, 'naq-producer')).toEqual([]);
   }, 30_000);

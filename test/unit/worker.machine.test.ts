@@ -57,7 +57,7 @@ describe('worker machine', () => {
     const { worker, seen } = startUnderParent(w, clock);
     await flush();
     expect(seen).toContain('SERVICE_READY');
-    expect(worker().getSnapshot().value).toEqual({ active: { serving: { flow: 'running', heartbeat: 'waiting' } } });
+    expect(worker().getSnapshot().value).toEqual({ active: { serving: { flow: 'running', hold: 'open', heartbeat: 'waiting' } } });
     clock.increment(999);
     expect(w.commands).toEqual([]);
     clock.increment(1);
@@ -74,6 +74,33 @@ describe('worker machine', () => {
     worker().send({ type: 'RECONNECTED', connection: { server: 's' }, server: 's' });
     expect(worker().getSnapshot().value).toMatchObject({ active: { serving: { flow: 'running' } } });
     expect(w.commands).toEqual(['PAUSE', 'RESUME']);
+  });
+
+  it('holds while its queue is paused by an operator, independently of the link, and releases on resume', async () => {
+    const w = world();
+    const { worker } = startUnderParent(w, new SimulatedClock());
+    await flush();
+    w.send({ type: 'QUEUE.PAUSED' });
+    expect(worker().getSnapshot().value).toMatchObject({ active: { serving: { flow: 'running', hold: 'held' } } });
+    // A repeated notice (the watch replays the current value) changes nothing.
+    w.send({ type: 'QUEUE.PAUSED' });
+    worker().send({ type: 'DISCONNECTED', server: 's' });
+    worker().send({ type: 'RECONNECTED', connection: { server: 's' }, server: 's' });
+    expect(worker().getSnapshot().value).toMatchObject({ active: { serving: { flow: 'running', hold: 'held' } } });
+    w.send({ type: 'QUEUE.RESUMED' });
+    w.send({ type: 'QUEUE.RESUMED' });
+    expect(worker().getSnapshot().value).toMatchObject({ active: { serving: { flow: 'running', hold: 'open' } } });
+    expect(w.commands).toEqual(['HOLD', 'PAUSE', 'RESUME', 'RELEASE']);
+  });
+
+  it('drains on STOP while held: running jobs finish as on any drain', async () => {
+    const w = world();
+    const { worker } = startUnderParent(w, new SimulatedClock());
+    await flush();
+    w.send({ type: 'QUEUE.PAUSED' });
+    worker().send({ type: 'STOP' });
+    expect(worker().getSnapshot().value).toEqual({ active: 'draining' });
+    expect(w.commands).toEqual(['HOLD', 'DRAIN']);
   });
 
   it('drains on STOP; NAKs the rest after the grace period; ends stopped when the processor is drained', async () => {

@@ -1,7 +1,8 @@
 /** Operating jobs and queues: cancel, re-run a dead job, purge, stats, live workers. */
 import { JetStreamApiError } from '@nats-io/jetstream';
 import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
-import { encodeJson, recordFromMessage, TERMINAL_STATUSES, type DeadLetter, type JobMessage, type JobRecord, type QueueStats, type WorkerInfo } from '../../model/job.js';
+import { encodeJson, recordFromMessage, TERMINAL_STATUSES, WIRE_VERSION, type DeadLetter, type JobMessage, type JobRecord, type QueueStats, type WorkerInfo } from '../../model/job.js';
+import { isPausedEntry, type QueueSettings } from '../../model/queue-settings.js';
 import { validateJobId, validateQueue } from '../../model/layout.js';
 import { toPermissionDenied } from '../../core/permissions.js';
 import { withRetry } from '../../core/retry.js';
@@ -98,6 +99,25 @@ export async function listWorkers(ctx: NaqContext): Promise<WorkerInfo[]> {
   });
 }
 
+/**
+ * Pauses (or resumes) a queue for every worker, persisted in the queues bucket: each worker
+ * follows its key and stops pulling within a moment (running jobs finish); a worker started
+ * later reads it before its first pull.
+ */
+export async function setQueuePaused(ctx: NaqContext, queue: string, paused: boolean): Promise<{ queue: string; paused: boolean }> {
+  validateQueue(queue);
+  const kv = await ctx.storage.queuesKv();
+  const settings: QueueSettings = { v: WIRE_VERSION, paused, updatedAt: Date.now() };
+  await withRetry(`${paused ? 'pause' : 'resume'} queue ${queue}`, ctx.retry, () => kv.put(queue, encodeJson(settings)));
+  ctx.events.emit({ type: paused ? 'queue.paused' : 'queue.resumed', queue });
+  return { queue, paused };
+}
+
+async function isPaused(ctx: NaqContext, queue: string): Promise<boolean> {
+  const entry = await (await ctx.storage.queuesKv()).get(queue);
+  return entry?.operation === 'PUT' && isPausedEntry(entry.string());
+}
+
 export async function queueStats(ctx: NaqContext, queue: string): Promise<QueueStats> {
   validateQueue(queue);
   const jsm = await ctx.jsm();
@@ -116,7 +136,7 @@ export async function queueStats(ctx: NaqContext, queue: string): Promise<QueueS
   const dead = await jsm.streams.info(ctx.layout.deadStream, { subjects_filter: ctx.layout.deadSubject(queue) });
   const deadCount = Object.values(dead.state.subjects ?? {}).reduce((a, b) => a + b, 0);
   const workers = (await listWorkers(ctx)).filter((w) => w.queues.includes(queue)).length;
-  return { queue, pending, inFlight, dead: deadCount, workers };
+  return { queue, pending, inFlight, dead: deadCount, workers, paused: await isPaused(ctx, queue) };
 }
 
 /** Queues that have a consumer (every queue a worker ever served) and their stats. */
@@ -127,6 +147,11 @@ export async function listQueues(ctx: NaqContext): Promise<QueueStats[]> {
   for await (const c of jsm.consumers.list(ctx.layout.jobsStream)) {
     if (c.name.startsWith(prefix)) queues.add(c.name.slice(prefix.length));
   }
+  // A paused queue is listed even when it has neither a consumer nor jobs yet.
+  await ctx.storage.queuesKv();
+  const settingsPrefix = `$KV.${ctx.layout.queuesBucket}.`;
+  const settings = await jsm.streams.info(`KV_${ctx.layout.queuesBucket}`, { subjects_filter: `${settingsPrefix}>` });
+  for (const subject of Object.keys(settings.state.subjects ?? {})) queues.add(subject.slice(settingsPrefix.length));
   const info = await jsm.streams.info(ctx.layout.jobsStream, { subjects_filter: ctx.layout.allJobs });
   for (const subject of Object.keys(info.state.subjects ?? {})) {
     const queue = subject.split('.')[2];

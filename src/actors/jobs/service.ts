@@ -3,7 +3,7 @@ import type { JobRecord } from '../../model/job.js';
 import type { Logger } from '../../core/log.js';
 import { DependencyResolver } from './dependencies.js';
 import type { QueueStats, WorkerInfo } from '../../model/job.js';
-import { cancel, listQueues, listWorkers, purgeQueue, queueStats, retryDead } from './admin.js';
+import { cancel, listQueues, listWorkers, purgeQueue, queueStats, retryDead, setQueuePaused } from './admin.js';
 import { getJob } from './reads.js';
 import { serviceLogic } from '../service-logic.js';
 
@@ -12,6 +12,7 @@ export type JobsRequest =
   | { type: 'jobs.cancel'; id: string; replyTo: ReplyTo<{ id: string; status: string }> }
   | { type: 'jobs.retryDead'; id: string; replyTo: ReplyTo<{ id: string }> }
   | { type: 'jobs.purgeQueue'; queue: string; replyTo: ReplyTo<{ purged: number }> }
+  | { type: 'jobs.setQueuePaused'; queue: string; paused: boolean; replyTo: ReplyTo<{ queue: string; paused: boolean }> }
   | { type: 'jobs.queueStats'; queue: string; replyTo: ReplyTo<QueueStats> }
   | { type: 'jobs.listQueues'; replyTo: ReplyTo<QueueStats[]> }
   | { type: 'jobs.listWorkers'; replyTo: ReplyTo<WorkerInfo[]> }
@@ -21,6 +22,7 @@ export const JOBS_REQUESTS: ReadonlyArray<JobsRequest['type']> = [
   'jobs.cancel',
   'jobs.retryDead',
   'jobs.purgeQueue',
+  'jobs.setQueuePaused',
   'jobs.queueStats',
   'jobs.listQueues',
   'jobs.listWorkers',
@@ -63,6 +65,8 @@ export function jobsLogic(log: Logger, options: JobsOptions = {}) {
           return retryDead(ctx, request.id);
         case 'jobs.purgeQueue':
           return purgeQueue(ctx, request.queue);
+        case 'jobs.setQueuePaused':
+          return setQueuePaused(ctx, request.queue, request.paused);
         case 'jobs.queueStats':
           return queueStats(ctx, request.queue);
         case 'jobs.listQueues':

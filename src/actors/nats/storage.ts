@@ -44,6 +44,7 @@ export class JobStorage {
   #workersKv: Promise<KV> | undefined;
   #waitingKv: Promise<KV> | undefined;
   #schedulesKv: Promise<KV> | undefined;
+  #queuesKv: Promise<KV> | undefined;
   #leaderKv: Promise<KV> | undefined;
   #ready: Promise<void> | undefined;
   #repairing: Promise<void> | undefined;
@@ -129,8 +130,9 @@ export class JobStorage {
     this.#workersKv = bucket(layout.workersBucket, config.worker.heartbeatMs * 3, roles.includes('worker'));
     this.#waitingKv = bucket(layout.waitingBucket, 0);
     this.#schedulesKv = bucket(layout.schedulesBucket, 0);
+    this.#queuesKv = bucket(layout.queuesBucket, 0);
     this.#leaderKv = bucket(layout.leaderBucket, config.scheduler.leaderTtlMs, false);
-    await Promise.all([this.#jobsKv, this.#workersKv, this.#waitingKv, this.#schedulesKv, this.#leaderKv]);
+    await Promise.all([this.#jobsKv, this.#workersKv, this.#waitingKv, this.#schedulesKv, this.#queuesKv, this.#leaderKv]);
   }
 
   /**
@@ -198,6 +200,11 @@ export class JobStorage {
   async schedulesKv(): Promise<KV> {
     await this.ensureLayout();
     return this.#schedulesKv!;
+  }
+  /** Per-queue settings an operator sets (paused), by queue name. */
+  async queuesKv(): Promise<KV> {
+    await this.ensureLayout();
+    return this.#queuesKv!;
   }
   async leaderKv(): Promise<KV> {
     await this.ensureLayout();

@@ -35,9 +35,18 @@ export function workerLogic(config: NaqConfig, handlers: Handlers, log: Logger) 
         };
         worker
           .prepare(maxAckPending(config))
-          .then(() => {
+          .then(() => worker.readPaused())
+          .then((paused) => {
             if (stopped) return;
+            // Paused by an operator before this worker started: held before it ever pulls.
+            if (paused) {
+              worker.hold();
+              sendBack({ type: 'QUEUE.PAUSED' } satisfies WorkerEvent);
+            }
             worker.resume(fail);
+            worker.watchPaused((now) => {
+              if (!stopped) sendBack({ type: now ? 'QUEUE.PAUSED' : 'QUEUE.RESUMED' } satisfies WorkerEvent);
+            });
             worker.heartbeat();
             worker.emitWorker('worker.started');
           })
@@ -50,6 +59,16 @@ export function workerLogic(config: NaqConfig, handlers: Handlers, log: Logger) 
               break;
             case 'RESUME':
               worker.resume(fail);
+              worker.emitWorker('worker.resumed');
+              break;
+            case 'HOLD':
+              worker.hold();
+              worker.heartbeat();
+              worker.emitWorker('worker.paused');
+              break;
+            case 'RELEASE':
+              worker.release();
+              worker.heartbeat();
               worker.emitWorker('worker.resumed');
               break;
             case 'HEARTBEAT':

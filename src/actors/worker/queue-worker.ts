@@ -10,6 +10,7 @@ import { systemClock, type Clock } from '../../core/clock.js';
 import type { PermissionDeniedError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { encodeJson, type JobRecord, type WorkerInfo } from '../../model/job.js';
+import { isPausedEntry } from '../../model/queue-settings.js';
 import { toPermissionDenied } from '../../core/permissions.js';
 import type { NaqContext } from '../nats/context.js';
 import { deliveryCount } from './delivery.js';
@@ -24,6 +25,8 @@ export interface QueueWorkerSettings {
 
 /** Before pulling again after a pull ended on its own. */
 const REPULL_DELAY_MS = 250;
+/** Before following the pause setting again after its watch ended. */
+const PAUSE_WATCH_RETRY_MS = 1000;
 /** How long a pull request lives on the server (see #pull for why it is short). */
 const PULL_EXPIRES_MS = 5000;
 
@@ -72,6 +75,11 @@ export class QueueWorker {
   #onError: ((error: Error) => void) | undefined;
   #denied: PermissionDeniedError | undefined;
   #unlisten: (() => void) | undefined;
+  /** The link is up (RESUME came, PAUSE did not follow). */
+  #linkUp = false;
+  /** An operator paused the queue. */
+  #held = false;
+  #pauseWatch: { stop(): void } | null = null;
 
   constructor(ctx: NaqContext, queue: string, handlers: Handlers, settings: QueueWorkerSettings, log: Logger, clock: Clock = systemClock) {
     this.#ctx = ctx;
@@ -125,10 +133,57 @@ export class QueueWorker {
     });
   }
 
-  /** Starts (or restarts) pulling. */
+  /** The queue is paused by an operator now (read once before the first pull, so a worker started while paused never pulls). */
+  async readPaused(): Promise<boolean> {
+    const entry = await (await this.#ctx.storage.queuesKv()).get(this.#queue);
+    return entry?.operation === 'PUT' && isPausedEntry(entry.string());
+  }
+
+  /**
+   * Follows the queue's pause setting: `onChange` gets its current value, then every change.
+   * A watch that ends on its own (a repair recreated the bucket) is opened again.
+   */
+  watchPaused(onChange: (paused: boolean) => void): void {
+    const open = async () => {
+      const kv = await this.#ctx.storage.queuesKv();
+      const watch = await kv.watch({ key: this.#queue });
+      if (this.#status === 'stopped') return watch.stop();
+      this.#pauseWatch = watch;
+      for await (const e of watch) onChange(e.operation === 'PUT' && isPausedEntry(e.string()));
+    };
+    const again = () => {
+      if (this.#status === 'stopped') return;
+      setTimeout(() => this.watchPaused(onChange), PAUSE_WATCH_RETRY_MS).unref();
+    };
+    open().then(again, (error: unknown) => {
+      if (this.#status !== 'stopped') this.#log.warn({ err: error, queue: this.#queue }, 'could not follow the queue pause setting; trying again');
+      again();
+    });
+  }
+
+  /** The link is up: pull, unless an operator holds the queue. */
   resume(onError: (error: Error) => void): void {
-    if (this.#status === 'draining' || this.#status === 'stopped' || this.#pulling) return;
+    this.#linkUp = true;
     this.#onError = onError;
+    this.#startPulling();
+  }
+
+  /** An operator paused the queue: stop taking jobs; running ones finish. */
+  hold(): void {
+    this.#held = true;
+    if (this.#status === 'running') this.#status = 'paused';
+    this.#stopPulling();
+  }
+
+  /** The operator's pause was lifted: pull again if the link is up. */
+  release(): void {
+    this.#held = false;
+    if (this.#linkUp) this.#startPulling();
+  }
+
+  #startPulling(): void {
+    const onError = this.#onError;
+    if (!onError || this.#held || this.#status === 'draining' || this.#status === 'stopped' || this.#pulling) return;
     if (this.#denied) {
       onError(this.#denied);
       return;
@@ -145,8 +200,9 @@ export class QueueWorker {
     });
   }
 
-  /** Stops pulling; jobs already running go on. */
+  /** The link went down: stop pulling; jobs already running go on. */
   pause(): void {
+    this.#linkUp = false;
     if (this.#status === 'running') this.#status = 'paused';
     this.#stopPulling();
     this.#path.verifyAfterRestart();
@@ -282,6 +338,8 @@ export class QueueWorker {
     this.#stopPulling();
     this.#cancelSub?.unsubscribe();
     this.#cancelSub = null;
+    this.#pauseWatch?.stop();
+    this.#pauseWatch = null;
   }
 
   info(): WorkerInfo {
