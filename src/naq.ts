@@ -109,6 +109,10 @@ export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
   cancel(id: string): Promise<{ id: string; status: string }>;
   retryDead(id: string): Promise<{ id: string }>;
   purgeQueue(queue: string): Promise<{ purged: number }>;
+  /** A delayed job (`enqueueAt` / `enqueueIn`) runs now. */
+  promote(id: string): Promise<{ id: string; promoted: true }>;
+  /** Removes a job that has not started (delayed, waiting, pending) or has finished; a running one is refused (cancel it first). */
+  removeJob(id: string): Promise<{ id: string; removed: string }>;
   /** Every worker of the queue stops taking new jobs (running ones finish); persisted until resumeQueue. */
   pauseQueue(queue: string): Promise<{ queue: string; paused: boolean }>;
   resumeQueue(queue: string): Promise<{ queue: string; paused: boolean }>;
@@ -285,6 +289,8 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
     cancel: (id) => askJobs({ type: 'jobs.cancel', id }),
     retryDead: (id) => askJobs({ type: 'jobs.retryDead', id }),
     purgeQueue: (queue) => askJobs({ type: 'jobs.purgeQueue', queue }),
+    promote: (id) => askJobs({ type: 'jobs.promote', id }),
+    removeJob: (id) => askJobs({ type: 'jobs.removeJob', id }),
     pauseQueue: (queue) => askJobs({ type: 'jobs.setQueuePaused', queue, paused: true }),
     resumeQueue: (queue) => askJobs({ type: 'jobs.setQueuePaused', queue, paused: false }),
     queueStats: (queue) => askJobs({ type: 'jobs.queueStats', queue }),

@@ -102,15 +102,17 @@ const enqueue = defineCommand({
   handler: (args) => runEnqueue(args),
 });
 
-type JobAction = { action: 'show' | 'cancel' | 'retry'; id: string };
+const ACTIONS = ['cancel', 'retry', 'promote', 'rm'] as const;
+type JobAction = { action: 'show' | (typeof ACTIONS)[number]; id: string };
 
-/** `naq job ID`, `naq job cancel ID` or `naq job retry ID`. */
+/** `naq job ID`, or `naq job cancel | retry | promote | rm ID`. */
 function jobAction(action: string, id: string | undefined): JobAction {
-  if (action === 'cancel' || action === 'retry') {
-    if (id === undefined || id === '') throw new UsageError(`missing argument <id> (naq job ${action} ID)`);
-    return { action, id: jobIdArg('<id>', id) };
+  const known = ACTIONS.find((a) => a === action);
+  if (known) {
+    if (id === undefined || id === '') throw new UsageError(`missing argument <id> (naq job ${known} ID)`);
+    return { action: known, id: jobIdArg('<id>', id) };
   }
-  if (id !== undefined) throw new UsageError(`unknown job action ${JSON.stringify(action)}: expected cancel or retry`);
+  if (id !== undefined) throw new UsageError(`unknown job action ${JSON.stringify(action)}: expected cancel, retry, promote or rm`);
   return { action: 'show', id: jobIdArg('<id>', action) };
 }
 
@@ -128,13 +130,15 @@ function recordText(record: JobRecord): string[] {
 
 const job = defineCommand({
   command: 'job [action] [id]',
-  describe: 'show a job (naq job ID), or: naq job cancel ID, naq job retry ID',
+  describe: 'show a job (naq job ID), or: naq job cancel ID, naq job retry ID (a dead job), naq job promote ID (a delayed job runs now), naq job rm ID',
   builder: (y) => y.positional('action', { type: 'string' }).positional('id', { type: 'string' }).check(need('action')),
   handler: (args) => {
     const { action, id } = jobAction(args.action!, args.id);
     return withNaq(args, async (naq) => {
       if (action === 'cancel') return show(args, await naq.cancel(id), (r) => `${r.id} ${r.status}`);
       if (action === 'retry') return show(args, await naq.retryDead(id), (r) => `${r.id} re-enqueued`);
+      if (action === 'promote') return show(args, await naq.promote(id), (r) => `${r.id} promoted: it runs now`);
+      if (action === 'rm') return show(args, await naq.removeJob(id), (r) => `${r.id} removed (it was ${r.removed})`);
       const record = await naq.getJob(id);
       if (!record) fail(`job ${id} not found`, EXIT_FAILURE);
       show(args, record, recordText);

@@ -15,6 +15,8 @@ export const EVENT_TYPES = [
   'job.retrying',
   'job.cancelled',
   'job.dead',
+  'job.promoted',
+  'job.removed',
   'worker.started',
   'worker.stopped',
   'worker.paused',

@@ -46,7 +46,8 @@ export interface JobMessage {
   ts: number;
 }
 
-export type JobStatus = 'pending' | 'waiting' | 'active' | 'retrying' | 'completed' | 'failed' | 'cancelled';
+/** `delayed` is never stored: readers report it for a job enqueued to run later (`enqueueAt` / `enqueueIn`). */
+export type JobStatus = 'pending' | 'delayed' | 'waiting' | 'active' | 'retrying' | 'completed' | 'failed' | 'cancelled';
 
 export const TERMINAL_STATUSES: ReadonlySet<JobStatus> = new Set(['completed', 'failed', 'cancelled']);
 
@@ -201,7 +202,7 @@ export function decodeJob(bytes: Uint8Array): JobMessage {
   return parsed as JobMessage;
 }
 
-const STATUSES: ReadonlySet<string> = new Set<JobStatus>(['pending', 'waiting', 'active', 'retrying', 'completed', 'failed', 'cancelled']);
+const STATUSES: ReadonlySet<string> = new Set<JobStatus>(['pending', 'delayed', 'waiting', 'active', 'retrying', 'completed', 'failed', 'cancelled']);
 
 /**
  * What is wrong with a stored record (docs/wire-format.md, 5.1), or null. Records may come

@@ -126,6 +126,23 @@ describe('naq CLI against a real nats-server', () => {
     expect(bad.stderr).toContain('<queue>');
   });
 
+  it('job promote / rm: a delayed job shows as delayed, is removed or promoted; a missing one exits 1 naming it', async () => {
+    const url = ['--nats-url', server.url];
+    const enq = await run(['enqueue', 'later', '--delay', '3600000', '--queue', 'ops', ...url]);
+    expect(enq.code, enq.stderr).toBe(0);
+    const id = enq.stdout.trim();
+    expect((await run(['job', id, ...url])).stdout).toContain(`${id}  delayed  later on ops`);
+    const rm = await run(['job', 'rm', id, ...url]);
+    expect(rm.stdout.trim()).toBe(`${id} removed (it was delayed)`);
+    const again = await run(['enqueue', 'later', '--delay', '3600000', '--queue', 'ops', ...url]);
+    const promoted = await run(['job', 'promote', again.stdout.trim(), ...url]);
+    expect(promoted.stdout.trim()).toBe(`${again.stdout.trim()} promoted: it runs now`);
+    expect((await run(['job', again.stdout.trim(), ...url])).stdout).toContain('pending  later on ops');
+    const missing = await run(['job', 'promote', 'nope', ...url]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('job nope not found');
+  });
+
   it('kv put / get / keys / del', async () => {
     const url = ['--nats-url', server.url];
     const put = await run(['kv', 'put', 'cli', 'greeting', 'hello', ...url]);

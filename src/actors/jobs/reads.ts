@@ -4,6 +4,7 @@ import { setLongTimeout, validateDuration, type LongTimer } from '../../core/dur
 import { NaqError, OperationTimeoutError, type ErrorInfo } from '../../core/errors.js';
 import { decodeJob, recordFromMessage, recordProblem, TERMINAL_STATUSES, type JobMessage, type JobRecord } from '../../model/job.js';
 import { validateJobId } from '../../model/layout.js';
+import type { ScheduleRecord } from '../../model/schedule.js';
 import type { NaqContext } from '../nats/context.js';
 
 /** A job failed for good (or was cancelled); carries the record's error. */
@@ -63,6 +64,14 @@ async function notStarted(ctx: NaqContext, id: string, after = Number.NEGATIVE_I
   if (waiting && waiting.operation === 'PUT') {
     const job = waiting.json<JobMessage>();
     if (job.ts > after) return recordFromMessage(job, 'waiting');
+  }
+  // Enqueued to run later: a one-shot schedule named by the job id until it fires.
+  const schedule = await (await ctx.storage.schedulesKv()).get(id);
+  if (schedule && schedule.operation === 'PUT') {
+    const s = schedule.json<ScheduleRecord>();
+    if (s.kind === 'at' && s.status === 'active' && s.createdAt > after) {
+      return recordFromMessage({ id, name: s.name, queue: s.queue, attempts: s.opts.attempts ?? ctx.defaults.attempts, ts: s.createdAt }, 'delayed');
+    }
   }
   return null;
 }

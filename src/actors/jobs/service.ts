@@ -5,6 +5,7 @@ import { DependencyResolver } from './dependencies.js';
 import type { QueueStats, WorkerInfo } from '../../model/job.js';
 import { cancel, listQueues, listWorkers, purgeQueue, queueStats, retryDead, setQueuePaused } from './admin.js';
 import { getJob } from './reads.js';
+import { promote, removeJob } from './operate.js';
 import { serviceLogic } from '../service-logic.js';
 
 /** Control-plane requests the jobs actor accepts (enqueue and reads take the direct path). */
@@ -12,6 +13,8 @@ export type JobsRequest =
   | { type: 'jobs.cancel'; id: string; replyTo: ReplyTo<{ id: string; status: string }> }
   | { type: 'jobs.retryDead'; id: string; replyTo: ReplyTo<{ id: string }> }
   | { type: 'jobs.purgeQueue'; queue: string; replyTo: ReplyTo<{ purged: number }> }
+  | { type: 'jobs.promote'; id: string; replyTo: ReplyTo<{ id: string; promoted: true }> }
+  | { type: 'jobs.removeJob'; id: string; replyTo: ReplyTo<{ id: string; removed: string }> }
   | { type: 'jobs.setQueuePaused'; queue: string; paused: boolean; replyTo: ReplyTo<{ queue: string; paused: boolean }> }
   | { type: 'jobs.queueStats'; queue: string; replyTo: ReplyTo<QueueStats> }
   | { type: 'jobs.listQueues'; replyTo: ReplyTo<QueueStats[]> }
@@ -22,6 +25,8 @@ export const JOBS_REQUESTS: ReadonlyArray<JobsRequest['type']> = [
   'jobs.cancel',
   'jobs.retryDead',
   'jobs.purgeQueue',
+  'jobs.promote',
+  'jobs.removeJob',
   'jobs.setQueuePaused',
   'jobs.queueStats',
   'jobs.listQueues',
@@ -65,6 +70,10 @@ export function jobsLogic(log: Logger, options: JobsOptions = {}) {
           return retryDead(ctx, request.id);
         case 'jobs.purgeQueue':
           return purgeQueue(ctx, request.queue);
+        case 'jobs.promote':
+          return promote(ctx, request.id);
+        case 'jobs.removeJob':
+          return removeJob(ctx, request.id);
         case 'jobs.setQueuePaused':
           return setQueuePaused(ctx, request.queue, request.paused);
         case 'jobs.queueStats':
