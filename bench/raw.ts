@@ -182,6 +182,8 @@ export interface RawContext {
 
 const ENQUEUE_LABEL: Record<RawVariant, string> = { js: 'js.publish (windowed)', async: 'publish-async' };
 export const DRAIN_LABEL: Record<RawVariant, string> = { js: 'kv.put (awaited, 100 concurrent)', async: 'publish-async to $KV' };
+/** The raw drain measured in naq's shape: a fresh consumer process draining the backlog. */
+export const FRESH_DRAIN_LABEL = 'publish-async to $KV, fresh child process';
 const E2E_LABEL: Record<RawVariant, string> = { js: 'js.publish + kv.put', async: 'publish-async' };
 
 /**
@@ -231,6 +233,27 @@ export async function runRaw(ctx: RawContext): Promise<Row[]> {
       ctx.log(`  raw drain ${DRAIN_LABEL[variant]}: done`);
     } finally {
       pub?.close();
+    }
+  }
+
+  // The drain again with the consumer in a fresh child process, as the naq worker is measured
+  // (no warm-up, an event loop of its own). Not the bar — the warm in-process line above is —
+  // but the same shape as naq's line, so a reader can compare like with like.
+  {
+    await resetJetStream(jsm);
+    await createRawResources(jsm, nc, settings.pullBatch);
+    const pub = pubFor('async');
+    const child = new BenchChild(ctx.consumerScript, { url: ctx.url, variant: 'async', jobs: n, concurrency: settings.concurrency, pullBatch: settings.pullBatch });
+    try {
+      await publishJobs(js, pub, n, settings.window);
+      await child.next('ready');
+      const first = await child.next('first');
+      const done = await child.next('done');
+      rows.push(row('drain', 'raw', FRESH_DRAIN_LABEL, n, done.t - first.t, done.cpuUs !== undefined ? { cpuUsPerJob: done.cpuUs / n } : {}));
+      ctx.log(`  raw drain ${FRESH_DRAIN_LABEL}: done`);
+    } finally {
+      pub?.close();
+      await child.stop();
     }
   }
 
