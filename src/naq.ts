@@ -21,6 +21,7 @@ import { NaqError, NotConnectedError, OperationTimeoutError } from './core/error
 import { validateDuration } from './core/duration.js';
 import { createLogger, type Logger } from './core/log.js';
 import { stateName } from './core/state-name.js';
+import { NaqMetrics } from './metrics/metrics.js';
 import type { ServiceName, SupervisorMachine, SupervisorOutput, SupervisorReport } from './machines/supervisor.js';
 import type { ConnectionMachine } from './machines/connection.js';
 import type { LeaderMachine } from './machines/leader.js';
@@ -42,6 +43,8 @@ export interface CreateNaqOptions<H extends Handlers = Handlers> {
    * process must: a short-lived one (a script that enqueues and exits) may turn it off.
    */
   resolveDependencies?: boolean;
+  /** Keep Prometheus metrics (`naq.metrics`; `--metrics-port` serves them at /metrics). */
+  metrics?: boolean;
 }
 
 export interface ActorHealth {
@@ -88,6 +91,8 @@ export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
   /** Resolves with the supervisor's output when it ends, by stop or by failure. */
   readonly done: Promise<SupervisorOutput>;
   health(): HealthReport;
+  /** The process's Prometheus metrics, when created with `metrics: true`. */
+  readonly metrics: NaqMetrics | undefined;
   /** True while this process's scheduler holds the leader lease and fires the schedules. */
   isLeader(): boolean;
   /** Finds an actor of the system by its system id; the ids naq gives its actors come typed. */
@@ -179,10 +184,27 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
   const queryTimeoutMs = Math.max(60_000, askTimeoutMs);
   const askJobs = <T>(request: Record<string, unknown> & { type: JobsRequest['type'] }) =>
     ask<T>(get('jobs'), (replyTo) => ({ ...request, replyTo }), { timeoutMs: askTimeoutMs });
+  const metrics = options.metrics
+    ? new NaqMetrics({
+        listQueues: () => naq.listQueues(),
+        connected: () => naq.health().actors.connection?.state.startsWith('online') === true,
+        eventsDropped: () => {
+          try {
+            return context().events.dropped;
+          } catch {
+            return 0;
+          }
+        },
+        supervisorRestarts: () => naq.health().failures,
+      })
+    : undefined;
 
   const naq: Naq<H> = {
     config,
     logger,
+    get metrics() {
+      return metrics;
+    },
     get actor() {
       return actor;
     },
@@ -193,7 +215,7 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
 
     start(startOptions = {}) {
       if (started) return started;
-      const root = createActor(naqSupervisor(config, registry, handlers, logger, { resolveDependencies: options.resolveDependencies !== false }), {
+      const root = createActor(naqSupervisor(config, registry, handlers, logger, { resolveDependencies: options.resolveDependencies !== false }, metrics), {
         input: supervisorInput(config, services),
         id: 'supervisor',
         systemId: 'supervisor',

@@ -8,6 +8,7 @@ import { kvLogic } from './nats/kv.js';
 import { connectionSettings, natsConnectionLogic, type ConnectionRegistry } from './nats/connection.js';
 import type { Handlers } from './worker/queue-worker.js';
 import { streamsLogic } from './nats/streams.js';
+import type { JobMetrics } from '../metrics/metrics.js';
 import { workerLogic } from './worker/logic.js';
 import { candidateId, schedulerLogic } from './scheduler/logic.js';
 
@@ -57,7 +58,7 @@ export function supervisorInput(config: NaqConfig, services: ServiceName[]): Sup
 }
 
 /** The supervisor machine with every child's real, NATS-backed logic provided. */
-export function naqSupervisor(config: NaqConfig, registry: ConnectionRegistry, handlers: Handlers, log: Logger, jobs: JobsOptions = {}) {
+export function naqSupervisor(config: NaqConfig, registry: ConnectionRegistry, handlers: Handlers, log: Logger, jobs: JobsOptions = {}, metrics?: JobMetrics) {
   return supervisorMachine.provide({
     actors: {
       connection: natsConnectionLogic(config, registry, log),
@@ -65,7 +66,7 @@ export function naqSupervisor(config: NaqConfig, registry: ConnectionRegistry, h
       kv: kvLogic(),
       events: eventsLogic(config, log),
       jobs: jobsLogic(log, jobs),
-      worker: workerLogic(config, handlers, log),
+      worker: workerLogic(config, handlers, log, metrics),
       scheduler: schedulerLogic(config, log),
     } as never,
   });

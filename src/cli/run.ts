@@ -12,7 +12,8 @@ import type { Logger } from '../core/log.js';
 import { createNaq } from '../naq.js';
 import type { Handlers } from '../actors/worker/queue-worker.js';
 import { integerArg, queueArg, textArg } from './args.js';
-import { configFrom, defineCommand, EXIT_FAILURE, loggerFor, type GlobalArgs } from './shared.js';
+import { configFrom, defineCommand, EXIT_FAILURE, loggerFor, valid, type GlobalArgs } from './shared.js';
+import { serveMetrics } from '../metrics/server.js';
 
 /** Everything a run command may have been given; each command declares its own subset. */
 interface RunArgs extends GlobalArgs {
@@ -25,10 +26,13 @@ interface RunArgs extends GlobalArgs {
   'inspect-port'?: string | undefined;
   'inspect-record'?: string | undefined;
   'inspect-payloads'?: boolean | undefined;
+  'metrics-port'?: string | undefined;
 }
 
-function withInspectOptions<T>(y: Argv<T>) {
+function withRunOptions<T>(y: Argv<T>) {
   return y
+    .option('metrics-port', { type: 'string', describe: 'serve Prometheus metrics at http://127.0.0.1:PORT/metrics, 0 to 65535 (0: any free port)' })
+    .check(valid((a) => a['metrics-port'] === undefined || integerArg('--metrics-port', a['metrics-port'], 0, 65535)))
     .option('inspect', { type: 'boolean', describe: 'serve the Stately inspector bridge and stream every actor to it' })
     .option('inspect-port', { type: 'string', describe: 'port of the inspector bridge, 0 to 65535 (default from config: 5678)' })
     .option('inspect-record', { type: 'string', describe: 'write inspection events to FILE as JSON lines' })
@@ -133,7 +137,10 @@ async function runSupervisor(args: RunArgs) {
     if (config.inspect.recordFile) logger.info(`recording inspection events to ${config.inspect.recordFile}`);
   }
 
-  const naq = createNaq(config, { logger, handlers, ...(inspector ? { inspect: inspector.observer } : {}) });
+  const metricsPort = args['metrics-port'] === undefined ? undefined : integerArg('--metrics-port', args['metrics-port'], 0, 65535);
+  const naq = createNaq(config, { logger, handlers, ...(inspector ? { inspect: inspector.observer } : {}), ...(metricsPort !== undefined ? { metrics: true } : {}) });
+  const metricsServer = metricsPort !== undefined && naq.metrics ? await serveMetrics(naq.metrics, metricsPort) : null;
+  if (metricsServer) logger.info(`metrics: http://127.0.0.1:${metricsServer.port}/metrics`);
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
@@ -147,6 +154,7 @@ async function runSupervisor(args: RunArgs) {
   naq.start().catch(() => {});
   const output = await naq.done;
   await inspector?.stop();
+  await metricsServer?.close();
   if (embedded) await embedded.stop();
   if (output.status === 'failed') {
     logger.error({ failure: output.failure }, 'supervisor failed');
@@ -162,7 +170,7 @@ const supervisor = defineCommand({
   command: 'supervisor',
   describe: 'run the naq supervisor: connection, services and roles, until SIGINT / SIGTERM',
   builder: (y) =>
-    withWorkerOptions(withInspectOptions(y))
+    withWorkerOptions(withRunOptions(y))
       .option('roles', { type: 'string', array: true, describe: 'roles to run (producer, worker, scheduler)' })
       .option('embedded', { type: 'boolean', describe: 'start a local nats-server when none is configured or answering (--no-embedded turns it off)' }),
   handler: (args) => runSupervisor(args),
@@ -171,14 +179,14 @@ const supervisor = defineCommand({
 const worker = defineCommand({
   command: 'worker',
   describe: 'run workers for one or more queues (the supervisor with the worker role), until SIGINT / SIGTERM',
-  builder: (y) => withWorkerOptions(withInspectOptions(y)).option('embedded', { type: 'boolean', describe: 'start a local nats-server when none answers' }),
+  builder: (y) => withWorkerOptions(withRunOptions(y)).option('embedded', { type: 'boolean', describe: 'start a local nats-server when none answers' }),
   handler: (args) => runSupervisor({ ...args, roles: ['producer', 'worker'] }),
 });
 
 const scheduler = defineCommand({
   command: 'scheduler',
   describe: 'run a scheduler (the supervisor with the scheduler role): one leader among all of them fires due schedules',
-  builder: (y) => withInspectOptions(y).option('embedded', { type: 'boolean', describe: 'start a local nats-server when none answers' }),
+  builder: (y) => withRunOptions(y).option('embedded', { type: 'boolean', describe: 'start a local nats-server when none answers' }),
   handler: (args) => runSupervisor({ ...args, roles: ['producer', 'scheduler'] }),
 });
 

@@ -107,6 +107,20 @@ describe('worker processes', () => {
 });
 
 describe('job CLI', () => {
+  it('--metrics-port serves Prometheus metrics while the worker runs', async () => {
+    const server = await startServer();
+    const p = naqProcess(['worker', '--handlers', HANDLERS, '--nats-url', server.url, '--log-level', 'info', '--metrics-port', '0']);
+    await until(() => /metrics: http:\/\/127\.0\.0\.1:\d+\/metrics/.test(p.stderr()) || p.child.exitCode !== null);
+    const url = /metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(p.stderr())![1]!;
+    const naq = await client(server);
+    await naq.waitFor(await naq.enqueue('add', { a: 1, b: 2 }), { timeoutMs: 10_000 });
+    const text = await (await fetch(url)).text();
+    expect(text).toMatch(/^naq_connection_up 1$/m);
+    expect(text).toMatch(/^naq_jobs_ended_total\{queue="default",name="add",outcome="completed"\} 1$/m);
+    p.child.kill('SIGTERM');
+    expect((await p.exited).code).toBe(0);
+  });
+
   it('enqueue --wait prints the result; a failing job exits 1 with its error; job / queue / workers show state', async () => {
     const server = await startServer();
     const log = join(await mkdtemp(join(tmpdir(), 'naq-w-')), 'starts.log');

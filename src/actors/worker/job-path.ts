@@ -14,6 +14,7 @@ import { decodeJob, JobDecodeError, recordFromMessage, retryDelay, WIRE_VERSION,
 import { completedFirstAttemptJson, encodeDeadLetter, encodeRecord, tryEncode } from '../../model/record-codec.js';
 import { toPermissionDenied } from '../../core/permissions.js';
 import { utf8 } from '../../core/utf8.js';
+import type { JobMetrics } from '../../metrics/metrics.js';
 import type { Delivery } from './delivery.js';
 import { DrainAbort, JobCancelledError, JobTimeoutError, type Handler, type Handlers } from './handler.js';
 import { resultProblem, ResultNotSerializableError, ResultTooLargeError } from './outcome.js';
@@ -47,6 +48,8 @@ export interface JobPathOptions {
   log: Logger;
   /** A write the server refused for permissions: the worker must stop, not redeliver for ever. */
   onRefused(error: PermissionDeniedError): void;
+  /** Counts and times attempts for Prometheus, when the process serves metrics. */
+  metrics?: JobMetrics;
 }
 
 /** A completed record, encoded and known to fit. */
@@ -178,6 +181,7 @@ export class JobPath {
     this.#running.set(job.id, running);
     this.#liveness.ensureSweeper();
     this.#emit('job.started', job, { attempt });
+    this.#o.metrics?.started(job.queue, job.name, startedAt - job.ts);
     let value: unknown;
     let error: unknown;
     let failed = false;
@@ -208,6 +212,7 @@ export class JobPath {
           this.#recorded(msg, job.id, job.ts);
           this.processed++;
           this.#emit('job.completed', job, { attempt, durationMs: completion.finishedAt - startedAt });
+          this.#o.metrics?.ended(job.queue, job.name, 'completed', completion.finishedAt - startedAt);
           return;
         }
         // A result that cannot be stored fails the attempt with the error that says why.
@@ -260,6 +265,7 @@ export class JobPath {
     record.finishedAt = this.#o.clock.now();
     await this.#finish(msg, record);
     this.#emit('job.cancelled', job, { name: job.name, attempt });
+    this.#o.metrics?.ended(job.queue, job.name, 'cancelled', running ? record.finishedAt - running.startedAt : 0);
   }
 
   #mustVerify(attempt: number): boolean {
@@ -362,6 +368,7 @@ export class JobPath {
       msg.nak(delayMs);
       this.#releaseDuplicates(job.id);
       this.#emit('job.retrying', job, { name: job.name, attempt, error: error.message, code: error.code, delayMs });
+      this.#o.metrics?.ended(job.queue, job.name, 'retried', finishedAt - startedAt);
       return;
     }
     record.finishedAt = finishedAt;
@@ -382,6 +389,7 @@ export class JobPath {
     await this.#finish(msg, record);
     this.#emit('job.failed', job, { name: job.name, attempt, error: error.message, code: error.code, durationMs: finishedAt - startedAt });
     this.#emit('job.dead', job, { reason: dead.reason, deadSeq: seq });
+    this.#o.metrics?.ended(job.queue, job.name, 'failed', finishedAt - startedAt);
   }
 
   /** Bad input loses nothing: the raw payload and the decode error go to the dead letters. */

@@ -6,6 +6,7 @@ import { workerMachine, type ProcessorCommand, type WorkerEvent, type WorkerInpu
 import { contextOf } from '../nats/context.js';
 import type { Handlers } from './handler.js';
 import { QueueWorker } from './queue-worker.js';
+import type { JobMetrics } from '../../metrics/metrics.js';
 
 /** The global cap on unacknowledged jobs of a queue, across all its workers. */
 export function maxAckPending(config: NaqConfig): number {
@@ -13,7 +14,7 @@ export function maxAckPending(config: NaqConfig): number {
 }
 
 /** The worker machine (a pure machine) with a QueueWorker on this connection behind it. */
-export function workerLogic(config: NaqConfig, handlers: Handlers, log: Logger) {
+export function workerLogic(config: NaqConfig, handlers: Handlers, log: Logger, metrics?: JobMetrics) {
   return workerMachine.provide({
     actors: {
       setup: fromPromise<void, WorkerInput>(async ({ input }) => {
@@ -26,7 +27,7 @@ export function workerLogic(config: NaqConfig, handlers: Handlers, log: Logger) 
           contextOf(input.connection),
           input.queue,
           handlers,
-          { concurrency: config.worker.concurrency, ackWaitMs: config.worker.ackWaitMs, activeAfterMs: config.jobs.activeAfterMs },
+          { concurrency: config.worker.concurrency, ackWaitMs: config.worker.ackWaitMs, activeAfterMs: config.jobs.activeAfterMs, ...(metrics ? { metrics } : {}) },
           log.child({ worker: input.queue }),
         );
         let stopped = false;

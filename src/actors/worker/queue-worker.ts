@@ -11,6 +11,7 @@ import type { PermissionDeniedError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { encodeJson, type JobRecord, type WorkerInfo } from '../../model/job.js';
 import { isPausedEntry } from '../../model/queue-settings.js';
+import type { JobMetrics } from '../../metrics/metrics.js';
 import { toPermissionDenied } from '../../core/permissions.js';
 import type { NaqContext } from '../nats/context.js';
 import { deliveryCount } from './delivery.js';
@@ -21,6 +22,7 @@ export interface QueueWorkerSettings {
   concurrency: number;
   ackWaitMs: number;
   activeAfterMs: number;
+  metrics?: JobMetrics;
 }
 
 /** Before pulling again after a pull ended on its own. */
@@ -98,6 +100,7 @@ export class QueueWorker {
       io: jobIO(ctx),
       log,
       onRefused: (error) => this.#refused(error),
+      ...(settings.metrics ? { metrics: settings.metrics } : {}),
     });
   }
 
