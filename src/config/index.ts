@@ -18,4 +18,4 @@ export {
 } from './nats-url.js';
 export { isNatsUrlConfigured, natsConnectTarget, natsServers } from './nats-target.js';
 export { configSecrets, redactConfig } from './secrets.js';
-export { REDACTED, SECRET_CONFIG_KEYS, SECRET_PROPERTY_NAMES } from './secret-keys.js';
+export { REDACTED, SECRET_CONFIG_KEYS, SECRET_PROPERTY_NAMES } from '../core/secret-keys.js';

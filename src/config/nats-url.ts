@@ -14,7 +14,7 @@
  *   credentials must carry the same ones (entries without any use them too); different ones
  *   are refused rather than silently sending one server another server's password.
  */
-import { REDACTED } from './secret-keys.js';
+import { REDACTED } from '../core/secret-keys.js';
 
 export const NATS_URL_SCHEMES = ['nats', 'tls', 'ws', 'wss'] as const;
 export const DEFAULT_NATS_SERVER = 'nats://127.0.0.1:4222';

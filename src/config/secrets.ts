@@ -1,11 +1,11 @@
 /**
  * The config's secrets, for what leaves the process: `naq config` shows a redacted copy, and
  * the logger and the inspector scrub the secret strings wherever they appear. Which settings
- * are secret is decided once, in secret-keys.ts.
+ * are secret is decided once, in core/secret-keys.ts.
  */
 import { natsUrlSecrets, redactNatsUrl } from './nats-url.js';
 import type { NaqConfig } from './schema.js';
-import { REDACTED, SECRET_NATS_FIELDS } from './secret-keys.js';
+import { REDACTED, SECRET_NATS_FIELDS } from '../core/secret-keys.js';
 
 /** A copy of the config that is safe to log or show: secrets replaced by '[redacted]'. */
 export function redactConfig(config: NaqConfig): NaqConfig {

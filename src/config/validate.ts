@@ -10,7 +10,7 @@ import { redactNatsUrl } from './nats-url.js';
 import { getPath, mergeInto } from './objects.js';
 import { ConfigSchema, formOf, type NaqConfig } from './schema.js';
 import { formatPath, keysAt, schemaAt, type Path } from './schema-paths.js';
-import { CREDENTIAL_URL_KEY, SECRET_CONFIG_KEYS } from './secret-keys.js';
+import { CREDENTIAL_URL_KEY, SECRET_CONFIG_KEYS } from '../core/secret-keys.js';
 import { suggest } from './suggest.js';
 
 export interface Layer {

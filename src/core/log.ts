@@ -1,5 +1,5 @@
 import { pino, type Logger } from 'pino';
-import { REDACTED, SECRET_PROPERTY_NAMES } from '../config/secret-keys.js';
+import { REDACTED, SECRET_PROPERTY_NAMES } from './secret-keys.js';
 
 export type { Logger };
 

@@ -1,4 +1,4 @@
-import { REDACTED, SECRET_PROPERTY_NAMES } from '../config/secret-keys.js';
+import { REDACTED, SECRET_PROPERTY_NAMES } from './secret-keys.js';
 
 /**
  * Scrubbing for anything that leaves the process (inspector events, recordings): secret

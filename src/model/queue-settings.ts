@@ -11,11 +11,17 @@ export interface QueueSettings {
   updatedAt: number;
 }
 
-/** Paused only when the entry says so plainly: a damaged entry must not stop a queue. */
-export function isPausedEntry(text: string | undefined): boolean {
-  if (text === undefined) return false;
+/** A bucket entry as far as this needs it (a KV entry of the queues bucket). */
+interface SettingsEntry {
+  operation: string;
+  string(): string;
+}
+
+/** Paused only when the entry says so plainly: a missing, deleted or damaged entry must not stop a queue. */
+export function isPausedEntry(entry: SettingsEntry | null | undefined): boolean {
+  if (!entry || entry.operation !== 'PUT') return false;
   try {
-    return (JSON.parse(text) as Partial<QueueSettings>)?.paused === true;
+    return (JSON.parse(entry.string()) as Partial<QueueSettings>)?.paused === true;
   } catch {
     return false;
   }

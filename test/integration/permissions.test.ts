@@ -23,6 +23,7 @@ import {
   type Allow,
 } from '../support/fixtures/permissions-doc.js';
 import { CLI, fixture } from '../support/paths.js';
+import { runCli, type CliResult } from '../support/processes.js';
 
 /**
  * Every naq role runs with exactly the permissions docs/security.md gives it (the block is
@@ -113,32 +114,8 @@ function violations(server: TestServer, user: string): string[] {
     .map((l) => /Subject "([^"]*)"/.exec(l)?.[1] ?? l);
 }
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function cli(server: TestServer, user: string, args: string[], timeoutMs = 30_000): Promise<CliResult> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [CLI, ...args, '--nats-url', server.url], {
-      env: cleanEnv({ NAQ_NATS_USER: user, NAQ_NATS_PASSWORD: password(user), ...TUNING_ENV }),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    children.push(child);
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (d) => (stdout += d));
-    child.stderr!.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      fail(new Error(`naq ${args.join(' ')} did not exit within ${timeoutMs} ms\n${stderr}`));
-    }, timeoutMs);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      done({ code, stdout, stderr });
-    });
-  });
+  return runCli([...args, '--nats-url', server.url], { NAQ_NATS_USER: user, NAQ_NATS_PASSWORD: password(user), ...TUNING_ENV }, timeoutMs);
 }
 
 /** Resolves with what `promise` gave, or with `timedOut` after `ms`: a bounded wait that names what did not happen. */

@@ -115,7 +115,7 @@ export async function setQueuePaused(ctx: NaqContext, queue: string, paused: boo
 
 async function isPaused(ctx: NaqContext, queue: string): Promise<boolean> {
   const entry = await (await ctx.storage.queuesKv()).get(queue);
-  return entry?.operation === 'PUT' && isPausedEntry(entry.string());
+  return isPausedEntry(entry);
 }
 
 export async function queueStats(ctx: NaqContext, queue: string): Promise<QueueStats> {

@@ -139,7 +139,7 @@ export class QueueWorker {
   /** The queue is paused by an operator now (read once before the first pull, so a worker started while paused never pulls). */
   async readPaused(): Promise<boolean> {
     const entry = await (await this.#ctx.storage.queuesKv()).get(this.#queue);
-    return entry?.operation === 'PUT' && isPausedEntry(entry.string());
+    return isPausedEntry(entry);
   }
 
   /**
@@ -152,7 +152,7 @@ export class QueueWorker {
       const watch = await kv.watch({ key: this.#queue });
       if (this.#status === 'stopped') return watch.stop();
       this.#pauseWatch = watch;
-      for await (const e of watch) onChange(e.operation === 'PUT' && isPausedEntry(e.string()));
+      for await (const e of watch) onChange(isPausedEntry(e));
     };
     const again = () => {
       if (this.#status === 'stopped') return;
