@@ -121,6 +121,8 @@ export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
   promote(id: string): Promise<{ id: string; promoted: true }>;
   /** Removes a job that has not started (delayed, waiting, pending) or has finished; a running one is refused (cancel it first). */
   removeJob(id: string): Promise<{ id: string; removed: string }>;
+  /** Moves a delayed job to run `delayMs` from now. */
+  changeDelay(id: string, delayMs: number): Promise<{ id: string; runAt: number }>;
   /** Every worker of the queue stops taking new jobs (running ones finish); persisted until resumeQueue. */
   pauseQueue(queue: string): Promise<{ queue: string; paused: boolean }>;
   resumeQueue(queue: string): Promise<{ queue: string; paused: boolean }>;
@@ -322,6 +324,7 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
     purgeQueue: (queue) => askJobs({ type: 'jobs.purgeQueue', queue }),
     promote: (id) => askJobs({ type: 'jobs.promote', id }),
     removeJob: (id) => askJobs({ type: 'jobs.removeJob', id }),
+    changeDelay: (id, delayMs) => askJobs({ type: 'jobs.changeDelay', id, delayMs }),
     pauseQueue: (queue) => askJobs({ type: 'jobs.setQueuePaused', queue, paused: true }),
     resumeQueue: (queue) => askJobs({ type: 'jobs.setQueuePaused', queue, paused: false }),
     queueStats: (queue) => askJobs({ type: 'jobs.queueStats', queue }),

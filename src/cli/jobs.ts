@@ -102,7 +102,7 @@ const enqueue = defineCommand({
   handler: (args) => runEnqueue(args),
 });
 
-const ACTIONS = ['cancel', 'retry', 'promote', 'rm'] as const;
+const ACTIONS = ['cancel', 'retry', 'promote', 'rm', 'delay'] as const;
 type JobAction = { action: 'show' | (typeof ACTIONS)[number]; id: string };
 
 /** `naq job ID`, or `naq job cancel | retry | promote | rm ID`. */
@@ -112,7 +112,7 @@ function jobAction(action: string, id: string | undefined): JobAction {
     if (id === undefined || id === '') throw new UsageError(`missing argument <id> (naq job ${known} ID)`);
     return { action: known, id: jobIdArg('<id>', id) };
   }
-  if (id !== undefined) throw new UsageError(`unknown job action ${JSON.stringify(action)}: expected cancel, retry, promote or rm`);
+  if (id !== undefined) throw new UsageError(`unknown job action ${JSON.stringify(action)}: expected cancel, retry, promote, delay or rm`);
   return { action: 'show', id: jobIdArg('<id>', action) };
 }
 
@@ -138,21 +138,25 @@ function logsText(record: JobRecord): string[] {
 
 const job = defineCommand({
   command: 'job [action] [id]',
-  describe: 'show a job (naq job ID), or: naq job cancel ID, naq job retry ID (a dead job), naq job promote ID (a delayed job runs now), naq job rm ID',
+  describe: 'show a job (naq job ID), or: naq job cancel ID, naq job retry ID (a dead job), naq job promote ID (a delayed job runs now), naq job delay ID --by MS (a delayed job moves), naq job rm ID',
   builder: (y) =>
     y
       .positional('action', { type: 'string' })
       .positional('id', { type: 'string' })
       .option('logs', { type: 'boolean', describe: 'print the lines the handler logged (ctx.log), oldest first' })
+      .option('by', { type: 'string', describe: 'with naq job delay ID: run it this many ms from now (0 to 10 years)' })
       .check(need('action')),
   handler: (args) => {
     const { action, id } = jobAction(args.action!, args.id);
     if (args.logs && action !== 'show') throw new UsageError(`--logs goes with naq job ID, not naq job ${action}`);
+    if ((args.by !== undefined) !== (action === 'delay')) throw new UsageError(action === 'delay' ? 'naq job delay ID needs --by MS' : `--by goes with naq job delay ID, not naq job ${action}`);
+    const by = args.by === undefined ? 0 : durationArg('--by', args.by, 0);
     return withNaq(args, async (naq) => {
       if (action === 'cancel') return show(args, await naq.cancel(id), (r) => `${r.id} ${r.status}`);
       if (action === 'retry') return show(args, await naq.retryDead(id), (r) => `${r.id} re-enqueued`);
       if (action === 'promote') return show(args, await naq.promote(id), (r) => `${r.id} promoted: it runs now`);
       if (action === 'rm') return show(args, await naq.removeJob(id), (r) => `${r.id} removed (it was ${r.removed})`);
+      if (action === 'delay') return show(args, await naq.changeDelay(id, by), (r) => `${r.id} runs at ${formatTime(r.runAt)}`);
       const record = await naq.getJob(id);
       if (!record) fail(`job ${id} not found`, EXIT_FAILURE);
       if (args.logs) return show(args, { id: record.id, logs: record.logs ?? [], logsDropped: record.logsDropped ?? 0 }, () => logsText(record));

@@ -2,7 +2,7 @@
 import { LIST_STATES, validateListState, type JobRow, type ListState } from '../model/job-index.js';
 import { integerArg, queueArg, spanArg, textArg, UsageError } from './args.js';
 import { formatTime, show } from './output.js';
-import { defineCommand, defineGroup, need, valid, withNaq } from './shared.js';
+import { defineCommand, defineGroup, needFlags, valid, withNaq } from './shared.js';
 
 function stateArg(arg: string, raw: unknown, allowed: readonly string[] = LIST_STATES): ListState {
   const text = textArg(arg, raw, `one of ${allowed.join(', ')}`);
@@ -53,7 +53,7 @@ const retry = defineCommand({
       .option('queue', { type: 'string', describe: 'the queue' })
       .option('state', { type: 'string', describe: 'dead or failed (default dead)' })
       .option('name', { type: 'string', describe: 'only jobs of this handler name' })
-      .check(need('queue'))
+      .check(needFlags('queue'))
       .check(valid((a) => queueArg('--queue', a.queue)))
       .check(valid((a) => a.state === undefined || stateArg('--state', a.state, ['dead', 'failed']))),
   handler: (args) =>
@@ -73,7 +73,7 @@ const clean = defineCommand({
       .option('state', { type: 'string', describe: 'completed, failed, cancelled or dead' })
       .option('older-than', { type: 'string', describe: 'finished more than this long ago: 30s, 15m, 1h, 7d or milliseconds' })
       .option('name', { type: 'string', describe: 'only jobs of this handler name' })
-      .check(need('queue', 'state', 'older-than'))
+      .check(needFlags('queue', 'state', 'older-than'))
       .check(valid((a) => queueArg('--queue', a.queue)))
       .check(valid((a) => stateArg('--state', a.state, ['completed', 'failed', 'cancelled', 'dead'])))
       .check(valid((a) => spanArg('--older-than', a['older-than']))),

@@ -103,6 +103,15 @@ export function need(...names: string[]) {
   };
 }
 
+/** Required flags, checked here so the error names the flag as it is typed. */
+export function needFlags(...names: string[]) {
+  return (argv: Record<string, unknown>) => {
+    const missing = names.filter((n) => argv[n] === undefined || argv[n] === '');
+    if (missing.length) throw new UsageError(`missing ${missing.map((m) => `--${m}`).join(', ')}`);
+    return true;
+  };
+}
+
 /** A yargs check that validates the parsed arguments (by throwing a UsageError), so a bad one never reaches the handler. */
 export function valid(validate: (argv: Record<string, unknown>) => unknown) {
   return (argv: Record<string, unknown>) => {

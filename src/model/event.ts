@@ -16,6 +16,7 @@ export const EVENT_TYPES = [
   'job.cancelled',
   'job.dead',
   'job.promoted',
+  'job.delayed',
   'job.removed',
   'worker.started',
   'worker.stopped',

@@ -83,6 +83,16 @@ const CASES: Case[] = [
   // job
   bad(['job', 'bad.id'], '<id>', `${JOB_ID} (at most 200), got "bad.id"`),
   bad(['job', 'cancel', 'bad.id'], '<id>', JOB_ID),
+  bad(['job', 'delay', 'j1', '--by', '-5'], '--by', 'at least 0 ms, got -5'),
+  { args: ['job', 'delay', 'j1'], says: ['naq job delay ID needs --by MS'] },
+  { args: ['job', 'j1', '--by', '5'], says: ['--by goes with naq job delay ID'] },
+  // jobs
+  bad(['jobs', 'ls', '--state', 'finished'], '--state', 'one of pending, delayed, waiting, active, retrying, completed, failed, dead, cancelled, got "finished"'),
+  bad(['jobs', 'ls', '--limit', '0'], '--limit', 'an integer from 1 to 1000'),
+  bad(['jobs', 'ls', '--queue', 'a.b'], '--queue', QUEUE),
+  bad(['jobs', 'retry', '--queue', 'q', '--state', 'completed'], '--state', 'one of dead, failed, got "completed"'),
+  bad(['jobs', 'clean', '--queue', 'q', '--state', 'completed', '--older-than', 'soon'], '--older-than', 'a duration such as 30s, 15m, 1h, 7d or milliseconds, got "soon"'),
+  { args: ['jobs', 'clean', '--queue', 'q', '--state', 'completed'], says: ['missing --older-than'] },
   // schedule
   bad(['schedule', 'add', 's1', 'x', '--cron', 'bogus'], '--cron', 'a cron expression of 5 fields'),
   bad(['schedule', 'add', 's1', 'x', '--cron', '* * * * *', '--tz', 'Mars/Olympus'], '--tz', 'an IANA time zone such as "Europe/Paris"'),

@@ -57,4 +57,29 @@ describe('job operations', () => {
     expect(await ops.getJob(running)).toBeNull();
     await expect(ops.removeJob(running)).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
+
+  it('cancel and changeDelay on a delayed job: cancelled for good, or moved, with its scheduler leader up', async () => {
+    const server = await startServer();
+    let runs = 0;
+    const w = await worker(server, { later: async () => ++runs }, {});
+    const leader = await startNaq(server, { roles: ['scheduler'] });
+    await until(() => leader.isLeader());
+    const ops = await producer(server);
+
+    const doomed = await ops.enqueueIn(3_600_000, 'later', null);
+    await expect(ops.cancel(doomed)).resolves.toEqual({ id: doomed, status: 'cancelled' });
+    expect(await ops.getJob(doomed)).toMatchObject({ status: 'cancelled', name: 'later', queue: 'default' });
+    expect((await ops.listJobs({ state: 'delayed' })).jobs).toEqual([]);
+    expect((await ops.listJobs({ state: 'cancelled' })).jobs.map((j) => j.id)).toEqual([doomed]);
+
+    const moved = await ops.enqueueIn(3_600_000, 'later', null);
+    const before = Date.now();
+    const { runAt } = await ops.changeDelay(moved, 300);
+    expect(runAt).toBeGreaterThanOrEqual(before + 300);
+    await expect(w.waitFor(moved, { timeoutMs: 10_000 })).resolves.toBe(1);
+    expect((await ops.getJob(moved))!.startedAt).toBeGreaterThanOrEqual(runAt);
+    await expect(ops.changeDelay(moved, 10)).rejects.toMatchObject({ message: `job ${moved} is completed, not delayed: only a delayed job's delay can change` });
+    await expect(ops.changeDelay('no-such-job', 10)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect(runs).toBe(1);
+  });
 });

@@ -9,6 +9,8 @@ import { withRetry } from '../../core/retry.js';
 import type { NaqContext } from '../nats/context.js';
 import { publishJob } from './enqueue.js';
 import { getJob, pendingMessage } from './reads.js';
+import { delayed } from './operate.js';
+import { isWrongLastSequence } from '../nats/jetstream.js';
 
 const decoder = new TextDecoder();
 
@@ -18,6 +20,25 @@ const decoder = new TextDecoder();
  */
 export async function cancel(ctx: NaqContext, id: string): Promise<{ id: string; status: 'cancelled' | 'cancelling' | JobRecord['status'] }> {
   validateJobId(id);
+  // Delayed: its one-shot schedule goes (revision-checked: a fire on its way wins, and the
+  // job is then cancelled as a pending or running one below).
+  const later = await delayed(ctx, id);
+  if (later) {
+    const removed = await (await ctx.storage.schedulesKv()).delete(id, { previousSeq: later.revision }).then(
+      () => true,
+      (error: unknown) => {
+        if (isWrongLastSequence(error)) return false;
+        throw error;
+      },
+    );
+    if (removed) {
+      const s = later.record;
+      const job = { id, name: s.name, queue: s.queue, attempts: s.opts.attempts ?? ctx.defaults.attempts, ts: s.createdAt };
+      await ctx.storage.putRecord({ ...recordFromMessage(job, 'cancelled'), finishedAt: Date.now() });
+      ctx.events.emit({ type: 'job.cancelled', queue: s.queue, jobId: id, data: { name: s.name, delayed: true } });
+      return { id, status: 'cancelled' };
+    }
+  }
   const waitingKv = await ctx.storage.waitingKv();
   const waiting = await waitingKv.get(id);
   if (waiting && waiting.operation === 'PUT') {

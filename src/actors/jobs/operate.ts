@@ -4,7 +4,8 @@
  */
 import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import { toPermissionDenied } from '../../core/permissions.js';
-import { buildJob } from '../../model/job.js';
+import { buildJob, encodeJson } from '../../model/job.js';
+import { validateDuration } from '../../core/duration.js';
 import { validateJobId } from '../../model/layout.js';
 import type { ScheduleRecord } from '../../model/schedule.js';
 import { isWrongLastSequence } from '../nats/jetstream.js';
@@ -13,7 +14,7 @@ import { publishJob } from './enqueue.js';
 import { getJob, pendingMessage } from './reads.js';
 
 /** A delayed job (`enqueueAt` / `enqueueIn`): its one-shot schedule, by the job id. */
-async function delayed(ctx: NaqContext, id: string): Promise<{ record: ScheduleRecord; revision: number } | null> {
+export async function delayed(ctx: NaqContext, id: string): Promise<{ record: ScheduleRecord; revision: number } | null> {
   const entry = await (await ctx.storage.schedulesKv()).get(id);
   if (!entry || entry.operation !== 'PUT') return null;
   const record = entry.json<ScheduleRecord>();
@@ -45,6 +46,31 @@ export async function promote(ctx: NaqContext, id: string): Promise<{ id: string
   await publishJob(ctx, message, bytes, `${record.id}:${record.nextRunAt}`);
   ctx.events.emit({ type: 'job.promoted', queue: record.queue, jobId, data: { name: record.name, wasDueAt: record.nextRunAt } });
   return { id, promoted: true };
+}
+
+/**
+ * Moves a delayed job to run `delayMs` from now (0: at the scheduler leader's next look),
+ * revision-checked against a fire on its way.
+ */
+export async function changeDelay(ctx: NaqContext, id: string, delayMs: number): Promise<{ id: string; runAt: number }> {
+  validateJobId(id);
+  validateDuration('delayMs', delayMs, 0);
+  const found = await delayed(ctx, id);
+  if (!found) {
+    const record = await getJob(ctx, id);
+    if (!record) throw new NotFoundError(`job ${id}`);
+    throw new InvalidArgumentError(`job ${id} is ${record.status}, not delayed: only a delayed job's delay can change`);
+  }
+  const runAt = Date.now() + delayMs;
+  const moved: ScheduleRecord = { ...found.record, nextRunAt: runAt, ...(found.record.startAt !== undefined ? { startAt: runAt } : {}) };
+  try {
+    await (await ctx.storage.schedulesKv()).update(id, encodeJson(moved), found.revision);
+  } catch (error) {
+    if (isWrongLastSequence(error)) throw new InvalidArgumentError(`job ${id} was fired or changed meanwhile; look again`);
+    throw error;
+  }
+  ctx.events.emit({ type: 'job.delayed', queue: found.record.queue, jobId: id, data: { name: found.record.name, runAt, wasDueAt: found.record.nextRunAt } });
+  return { id, runAt };
 }
 
 /**

@@ -6,7 +6,7 @@ import type { QueueStats, WorkerInfo } from '../../model/job.js';
 import { cancel, listQueues, listWorkers, purgeQueue, queueStats, retryDead, setQueuePaused } from './admin.js';
 import { getJob } from './reads.js';
 import { cleanJobs, retryJobs, type CleanFilter, type RetryFilter, type RetryOutcome } from './bulk.js';
-import { promote, removeJob } from './operate.js';
+import { changeDelay, promote, removeJob } from './operate.js';
 import { serviceLogic } from '../service-logic.js';
 
 /** Control-plane requests the jobs actor accepts (enqueue and reads take the direct path). */
@@ -16,6 +16,7 @@ export type JobsRequest =
   | { type: 'jobs.purgeQueue'; queue: string; replyTo: ReplyTo<{ purged: number }> }
   | { type: 'jobs.promote'; id: string; replyTo: ReplyTo<{ id: string; promoted: true }> }
   | { type: 'jobs.removeJob'; id: string; replyTo: ReplyTo<{ id: string; removed: string }> }
+  | { type: 'jobs.changeDelay'; id: string; delayMs: number; replyTo: ReplyTo<{ id: string; runAt: number }> }
   | { type: 'jobs.setQueuePaused'; queue: string; paused: boolean; replyTo: ReplyTo<{ queue: string; paused: boolean }> }
   | { type: 'jobs.queueStats'; queue: string; replyTo: ReplyTo<QueueStats> }
   | { type: 'jobs.listQueues'; replyTo: ReplyTo<QueueStats[]> }
@@ -30,6 +31,7 @@ export const JOBS_REQUESTS: ReadonlyArray<JobsRequest['type']> = [
   'jobs.purgeQueue',
   'jobs.promote',
   'jobs.removeJob',
+  'jobs.changeDelay',
   'jobs.setQueuePaused',
   'jobs.queueStats',
   'jobs.listQueues',
@@ -79,6 +81,8 @@ export function jobsLogic(log: Logger, options: JobsOptions = {}) {
           return promote(ctx, request.id);
         case 'jobs.removeJob':
           return removeJob(ctx, request.id);
+        case 'jobs.changeDelay':
+          return changeDelay(ctx, request.id, request.delayMs);
         case 'jobs.setQueuePaused':
           return setQueuePaused(ctx, request.queue, request.paused);
         case 'jobs.queueStats':
