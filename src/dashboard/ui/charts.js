@@ -10,7 +10,7 @@ function throughput(html, series) {
   const bw = (W - pad.l - pad.r) / n;
   const y = (v) => pad.t + (H - pad.t - pad.b) * (1 - v / max);
   const label = (ms) => new Date(ms).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-  return html`<svg viewBox=${`0 0 ${W} ${H}`} width="100%" height=${H} role="img" aria-label="throughput" data-testid="throughput">
+  return html`<svg viewBox=${`0 0 ${W} ${H}`} width="100%" role="img" aria-label="throughput" data-testid="throughput">
     <line x1=${pad.l} x2=${W - pad.r} y1=${y(0)} y2=${y(0)} stroke="#c3c9d6" />
     <text x=${pad.l - 6} y=${y(max) + 4} text-anchor="end" font-size="11" fill="#6b7385">${max}</text>
     <text x=${pad.l - 6} y=${y(0)} text-anchor="end" font-size="11" fill="#6b7385">0</text>
@@ -35,7 +35,7 @@ function attempts(html, job) {
   const end = Math.max(job.finishedAt ?? 0, ...job.attempts.map((a) => a.finishedAt ?? Date.now()), start + 1);
   const x = (t) => pad + ((W - pad - 10) * (t - start)) / (end - start);
   const H = job.attempts.length * row + 24;
-  return html`<svg viewBox=${`0 0 ${W} ${H}`} width="100%" height=${H} data-testid="attempts-timeline">
+  return html`<svg viewBox=${`0 0 ${W} ${H}`} width="100%" data-testid="attempts-timeline">
     <line x1=${pad} x2=${W - 10} y1=${H - 18} y2=${H - 18} stroke="#c3c9d6" />
     <text x=${pad} y=${H - 4} font-size="11" fill="#6b7385">enqueued</text>
     <text x=${W - 10} y=${H - 4} font-size="11" fill="#6b7385" text-anchor="end">+${end - start} ms</text>
