@@ -5,6 +5,7 @@
 import type { Argv } from 'yargs';
 import { configSecrets, ROLES, type NaqConfig, type NaqConfigInput, type Role } from '../config/index.js';
 import { resolveNats } from '../nats-server/embedded.js';
+import { DEFAULT_NATS_SERVER } from '../config/nats-url.js';
 import { ConfigError, toError } from '../core/errors.js';
 import { loadHandlers } from '../actors/worker/handlers-module.js';
 import { startInspector, type RunningInspector } from '../inspect/inspector.js';
@@ -164,7 +165,8 @@ async function runSupervisor(args: RunArgs) {
   const dashboard = tree ? await startDashboardFor(naq, config, logger, tree) : null;
   if (dashboard) {
     logger.info(`dashboard: ${dashboard.url}${config.dashboard.token ? ' (log in with ?token=<dashboard.token>)' : ''}`);
-    if (config.roles.includes('producer')) logger.info(`try: npx naq enqueue ${exampleJob(handlers)}${config.nats.url ? ` --nats-url ${config.nats.url}` : ''}`);
+    const url = config.nats.url && config.nats.url !== DEFAULT_NATS_SERVER ? ` --nats-url ${config.nats.url}` : '';
+    logger.info(`try: npx naq enqueue ${exampleJob(handlers)}${url}`);
   }
   let stopping = false;
   const shutdown = (signal: string) => {
