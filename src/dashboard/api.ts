@@ -84,9 +84,19 @@ async function listJobs(ctx: ApiContext, query: URLSearchParams) {
 }
 
 async function system(ctx: ApiContext) {
-  const [workers, lease] = await Promise.all([ctx.backend.listWorkers().catch(() => []), ctx.backend.leaderLease().catch(() => null)]);
+  // The page still draws the tree when a read fails (NATS away): it says what could not be read.
+  const problems: string[] = [];
+  const failed = <T>(what: string, fallback: T) => (error: unknown) => {
+    problems.push(`${what}: ${error instanceof Error ? error.message : String(error)}`);
+    return fallback;
+  };
+  const [workers, lease] = await Promise.all([
+    ctx.backend.listWorkers().catch(failed('workers', [])),
+    ctx.backend.leaderLease().catch(failed('leader', null)),
+  ]);
   const health = ctx.backend.health();
   return {
+    problems,
     tree: ctx.tree?.snapshot() ?? [],
     health: { state: health.state, healthy: health.healthy, failures: health.failures, server: health.actors.connection?.server ?? null },
     leader: { here: ctx.backend.isLeader(), lease },

@@ -16,7 +16,7 @@ import { killSpawned, runCli, spawned } from '../support/processes.js';
 afterEach(killSpawned);
 
 describe('npm start', () => {
-  it('serves the dashboard of a whole node, and its log says what to try', async () => {
+  it('serves the dashboard of a whole node, its log says what to try, and `naq dashboard` beside it sees the node', async () => {
     const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } };
     const args = pkg.scripts.start.split(' ');
     const naqArgs = args.slice(args.indexOf('dist/src/main.js') + 1);
@@ -47,6 +47,31 @@ describe('npm start', () => {
     await until(async () => ((await (await fetch(`${dashboard}api/jobs/${id}`)).json()) as { job?: { status: string } }).job?.status === 'completed', 10_000);
     const overview = (await (await fetch(`${dashboard}api/overview`)).json()) as { queues: Array<{ queue: string; workers: number }> };
     expect(overview.queues).toContainEqual(expect.objectContaining({ queue: 'default', workers: 1 }));
+
+    // `naq dashboard` on its own, beside that node: no worker or scheduler of its own, so the
+    // system page shows the node's worker from its heartbeat and the leader from the lease.
+    const standalone = spawned(process.execPath, [BIN, 'dashboard', '--port', '0', '--read-only', '--nats-url', `nats://127.0.0.1:${port}`], {
+      cwd: ROOT,
+      env: cleanEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let standaloneLog = '';
+    standalone.stderr!.on('data', (d) => (standaloneLog += d));
+    const standaloneExited = new Promise<number | null>((resolve) => standalone.on('exit', (code) => resolve(code)));
+    await until(() => /dashboard: http:\/\/127\.0\.0\.1:\d+\//.test(standaloneLog), 10_000);
+    const other = /dashboard: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(standaloneLog)![1]!;
+    type System = { tree: Array<{ id: string; children: Array<{ id: string }> }>; leader: { here: boolean; lease: { pid: number } | null }; workers: Array<{ pid: number }> };
+    let system: System | null = null;
+    await until(async () => {
+      system = (await (await fetch(`${other}api/system`)).json()) as System;
+      return system.tree[0]?.children.some((c) => c.id === 'jobs') === true && system.leader.lease !== null && system.workers.length > 0;
+    }, 10_000);
+    expect(system!.leader).toEqual({ here: false, lease: expect.objectContaining({ pid: child.pid }) });
+    expect(system!.workers.map((w) => w.pid)).toEqual([child.pid]);
+    expect(system!.tree[0]!.children.map((c) => c.id)).not.toContain('scheduler');
+    expect((await fetch(`${other}api/queues/default/pause`, { method: 'POST' })).status).toBe(403);
+    standalone.kill('SIGTERM');
+    expect(await standaloneExited).toBe(0);
 
     child.kill('SIGTERM');
     expect(await exited).toBe(0);

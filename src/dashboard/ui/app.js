@@ -338,6 +338,7 @@ function SystemPage() {
   if (!data) return html`<h1>System</h1>${error ? html`<p class="bad">${error}</p>` : html`<p class="muted">loading…</p>`}`;
   const lease = data.leader.lease;
   return html`<h1>System</h1>
+    ${data.problems.map((p) => html`<p class="bad">could not read ${p}</p>`)}
     <div class="stats">
       <div class="stat"><b><${Badge} value=${data.health.state} /></b><span>supervisor</span></div>
       <div class="stat"><b style="font-size:15px">${data.health.server ?? '—'}</b><span>NATS server</span></div>
