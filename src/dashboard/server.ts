@@ -3,6 +3,7 @@
  * htm served from their packages' own dist files: no bundler, nothing fetched from outside),
  * the JSON API under /api/, the live stream at /api/live and Prometheus text at /metrics.
  */
+import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { existsSync, readFileSync } from 'node:fs';
@@ -67,12 +68,17 @@ const TYPES: Record<string, string> = {
   '.svg': 'image/svg+xml',
 };
 
-const SECURITY_HEADERS = {
-  'x-content-type-options': 'nosniff',
-  'x-frame-options': 'DENY',
-  'referrer-policy': 'no-referrer',
-  'content-security-policy': "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
-};
+/** The only inline script is the page's import map: allowed by its hash, nothing else inline runs. */
+function securityHeaders(index: string): Record<string, string> {
+  const importMap = /<script type="importmap">([\s\S]*?)<\/script>/.exec(index)?.[1] ?? '';
+  const hash = createHash('sha256').update(importMap).digest('base64');
+  return {
+    'x-content-type-options': 'nosniff',
+    'x-frame-options': 'DENY',
+    'referrer-policy': 'no-referrer',
+    'content-security-policy': `default-src 'self'; script-src 'self' 'sha256-${hash}'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'`,
+  };
+}
 
 function readBody(req: IncomingMessage): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
@@ -110,6 +116,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   const dir = uiDir();
   const vendor = vendorFiles();
   const index = readFileSync(join(dir, 'index.html'), 'utf8').replace('%CSRF%', csrf);
+  const SECURITY_HEADERS = securityHeaders(index);
   const live = new LiveFeed(options.backend, options.logger);
   const ctx: ApiContext = {
     backend: options.backend,

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ActorTree, startDashboardFor, type DashboardServer } from '../../src/dashboard/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import type { JobContext } from '../../src/actors/worker/handler.js';
@@ -44,6 +44,7 @@ let naq: Naq<typeof handlers>;
 let dashboard: DashboardServer;
 let browser: Browser;
 let page: Page;
+const pageErrors: string[] = [];
 
 beforeAll(async () => {
   server = await startServer();
@@ -63,6 +64,11 @@ beforeAll(async () => {
   dashboard = await startDashboardFor(naq, config, silent, tree);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu'] });
   page = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+  // A script error or a blocked script (the content security policy) fails the test it happened in.
+  page.on('pageerror', (error) => pageErrors.push(error.message));
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /Content.Security.Policy|SyntaxError|TypeError|ReferenceError/i.test(message.text())) pageErrors.push(message.text());
+  });
   await mkdir(SHOTS, { recursive: true });
 }, 30_000);
 
@@ -71,6 +77,10 @@ afterAll(async () => {
   await dashboard?.close();
   await naq?.stop();
   await stopAllServers();
+});
+
+afterEach(() => {
+  expect(pageErrors.splice(0)).toEqual([]);
 });
 
 const cell = (queue: string, what: string) => page.locator(`tr[data-queue="${queue}"] [data-testid="${what}"]`);
