@@ -56,7 +56,7 @@ export class LiveFeed {
         seed = false;
         for await (const event of this.#subscription) {
           this.throughput.add(event);
-          if (event.type.startsWith('job.') || event.type.startsWith('queue.') || event.type.startsWith('worker.')) {
+          if (!event.type.startsWith('events.')) {
             this.#queue({ type: event.type, queue: event.queue, ...(event.jobId ? { jobId: event.jobId } : {}) });
           }
         }

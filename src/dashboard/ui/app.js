@@ -9,44 +9,53 @@ const html = htm.bind(h);
 const csrf = document.querySelector('meta[name="naq-csrf"]').content;
 const STATES = ['pending', 'delayed', 'waiting', 'active', 'retrying', 'completed', 'failed', 'dead', 'cancelled'];
 
-// ---- the live stream: every message bumps a version the pages refetch on ----
+// ---- the live stream: each message goes to the pages, which decide whether to fetch ----
+// A message: { kind: 'open' | 'down' | 'tick' | 'events' | 'action', events?: [{ type, queue, jobId }] }
 const live = { version: 0, queues: null, up: false, listeners: new Set() };
+function publish(message) {
+  live.version++;
+  for (const l of live.listeners) l(message);
+}
 function connectLive() {
   const source = new EventSource('/api/live');
-  const bump = () => {
-    live.version++;
-    for (const l of live.listeners) l(live.version);
-  };
-  source.addEventListener('open', () => { live.up = true; bump(); });
-  source.addEventListener('error', () => { live.up = false; bump(); });
+  source.addEventListener('open', () => { live.up = true; publish({ kind: 'open' }); });
+  source.addEventListener('error', () => { live.up = false; publish({ kind: 'down' }); });
   source.addEventListener('tick', (e) => {
     const data = JSON.parse(e.data);
     if (data.queues) live.queues = data.queues;
-    bump();
+    publish({ kind: 'tick' });
   });
-  source.addEventListener('jobs', bump);
+  source.addEventListener('jobs', (e) => publish({ kind: 'events', events: JSON.parse(e.data) }));
 }
 connectLive();
 
+/** Re-renders on every live message; returns the message count. */
 function useLive() {
   const [version, setVersion] = useState(live.version);
   useEffect(() => {
-    live.listeners.add(setVersion);
-    return () => live.listeners.delete(setVersion);
+    const on = () => setVersion(live.version);
+    live.listeners.add(on);
+    return () => live.listeners.delete(on);
   }, []);
   return version;
 }
 
-/** GETs `url` now and again whenever the live version moves; one request at a time. */
-function useData(url) {
-  const version = useLive();
+/**
+ * GETs `url` now, again at once after the page's own action or when a live message is
+ * `relevant`, and on the ticks at most every `everyMs`: a busy queue's events must not turn
+ * into a request each quarter second. One request at a time; one more if asked meanwhile.
+ */
+const MIN_GAP_MS = 500;
+function useData(url, { relevant = () => false, everyMs = 1000 } = {}) {
   const [state, setState] = useState({ data: null, error: null, url: null });
-  const busy = useRef(false);
+  const inFlight = useRef(false);
   const again = useRef(false);
-  const [nudge, setNudge] = useState(0);
-  useEffect(() => {
-    if (busy.current) { again.current = true; return; }
-    busy.current = true;
+  const last = useRef(0);
+  const load = useRef(null);
+  load.current = () => {
+    if (inFlight.current) { again.current = true; return; }
+    inFlight.current = true;
+    last.current = Date.now();
     fetch(url, { headers: { accept: 'application/json' } })
       .then(async (r) => {
         const body = await r.json();
@@ -55,11 +64,28 @@ function useData(url) {
       })
       .catch((error) => setState((s) => ({ ...s, error: error.message, url })))
       .finally(() => {
-        busy.current = false;
-        if (again.current) { again.current = false; setNudge((n) => n + 1); }
+        inFlight.current = false;
+        if (again.current) { again.current = false; load.current(); }
       });
-  }, [url, version, nudge]);
-  return state.url === url || state.data ? state : { data: null, error: null };
+  };
+  const rules = useRef({ relevant, everyMs });
+  rules.current = { relevant, everyMs };
+  useEffect(() => {
+    load.current();
+    let soon = null;
+    const on = (message) => {
+      const { relevant, everyMs } = rules.current;
+      const since = Date.now() - last.current;
+      if (message.kind === 'action' || message.kind === 'open' || (message.kind === 'tick' && since >= everyMs)) load.current();
+      else if (message.kind === 'events' && relevant(message.events) && !soon) {
+        // At most two a second, and always one after the last relevant event.
+        soon = setTimeout(() => { soon = null; load.current(); }, Math.max(0, MIN_GAP_MS - since));
+      }
+    };
+    live.listeners.add(on);
+    return () => { live.listeners.delete(on); clearTimeout(soon); };
+  }, [url]);
+  return state.url === url ? state : { data: state.data, error: null };
 }
 
 // ---- actions ----
@@ -74,8 +100,7 @@ async function act(path, body, done) {
     const out = await r.json();
     if (!r.ok) throw new Error(out.error?.message ?? r.statusText);
     showToast(done ?? 'done');
-    live.version++;
-    for (const l of live.listeners) l(live.version);
+    publish({ kind: 'action' });
     return out;
   } catch (error) {
     showToast(error.message, true);
@@ -117,7 +142,7 @@ const enc = encodeURIComponent;
 
 // ---- pages ----
 function Overview({ session }) {
-  const { data, error } = useData('/api/overview');
+  const { data, error } = useData('/api/overview', { everyMs: 5000 });
   const queues = live.queues ?? data?.queues ?? [];
   const series = data?.throughput;
   const totals = (q) => {
@@ -166,7 +191,7 @@ function QueuePage({ session, queue, params }) {
   if (name) query.set('name', name);
   if (id) query.set('id', id);
   if (cursor) query.set('cursor', cursor);
-  const { data, error } = useData(`/api/jobs?${query}`);
+  const { data, error } = useData(`/api/jobs?${query}`, { relevant: (events) => events.some((e) => e.queue === queue), everyMs: 5000 });
   const link = (change) => {
     const p = new URLSearchParams({ state, name, id, ...change });
     for (const [k, v] of [...p]) if (!v) p.delete(k);
@@ -228,7 +253,7 @@ function ErrorInfo({ error }) {
 }
 
 function JobPage({ session, id }) {
-  const { data, error } = useData(`/api/jobs/${enc(id)}`);
+  const { data, error } = useData(`/api/jobs/${enc(id)}`, { relevant: (events) => events.some((e) => e.jobId === id), everyMs: 10_000 });
   if (error && !data) return html`<h1>Job ${id}</h1><p class="bad">${error}</p>`;
   if (!data) return html`<p class="muted">loading…</p>`;
   const { job, events } = data;
@@ -293,7 +318,7 @@ function spec(s) {
 }
 
 function SchedulesPage({ session }) {
-  const { data, error } = useData('/api/schedules');
+  const { data, error } = useData('/api/schedules', { relevant: (events) => events.some((e) => e.type.startsWith('schedule.')), everyMs: 5000 });
   const ro = session.readOnly;
   return html`<h1>Schedules</h1>${error && html`<p class="bad">${error}</p>`}
     <table data-testid="schedules">
