@@ -3,7 +3,7 @@
  * are POSTs; the server has already refused them when read-only or cross-site.
  */
 import { InvalidArgumentError, NaqError } from '../core/errors.js';
-import { LIST_STATES, type CleanJobsFilter, type DashboardBackend, type DashboardJob, type ListJobsFilter, type ListState, type RetryJobsFilter } from './backend.js';
+import { LIST_STATES, type CleanJobsFilter, type DashboardBackend, type DashboardJob, type JobPage, type JobRow, type ListJobsFilter, type ListState, type RetryJobsFilter } from './backend.js';
 import type { ActorTree } from './actor-tree.js';
 import type { LiveFeed } from './live.js';
 
@@ -62,12 +62,29 @@ async function jobDetail(ctx: ApiContext, id: string) {
   };
 }
 
-async function listJobs(ctx: ApiContext, query: URLSearchParams) {
+/** A record as a row of the listing, for a search by id (one read, no listing). */
+function rowOf(job: DashboardJob): JobRow {
+  const row: JobRow = {
+    id: job.id,
+    name: job.name,
+    queue: job.queue,
+    state: job.status === 'failed' && job.deadSeq !== undefined ? 'dead' : job.status,
+    at: job.finishedAt ?? job.startedAt ?? job.enqueuedAt,
+    enqueuedAt: job.enqueuedAt,
+    attempts: job.attempts.length,
+    maxAttempts: job.maxAttempts,
+  };
+  if (job.error) row.error = job.error.message;
+  if (job.deadSeq !== undefined) row.deadSeq = job.deadSeq;
+  return row;
+}
+
+async function listJobs(ctx: ApiContext, query: URLSearchParams): Promise<JobPage> {
   const id = optionalText(query.get('id'), 'id');
   if (id) {
     const job = await ctx.backend.getJob(id);
-    const rows = job ? [{ id: job.id, name: job.name, queue: job.queue, state: job.deadSeq !== undefined ? 'dead' : job.status, at: job.finishedAt ?? job.startedAt ?? job.enqueuedAt, enqueuedAt: job.enqueuedAt, attempts: job.attempts.length, maxAttempts: job.maxAttempts, ...(job.error ? { error: job.error.message } : {}) }] : [];
-    return { jobs: rows, cursor: null };
+    const queue = optionalText(query.get('queue'), 'queue');
+    return { jobs: job && (!queue || job.queue === queue) ? [rowOf(job)] : [], cursor: null };
   }
   const filter: ListJobsFilter = {};
   const queue = optionalText(query.get('queue'), 'queue');
@@ -180,9 +197,4 @@ export async function handleApi(ctx: ApiContext, req: ApiRequest): Promise<ApiRe
   return pathMatched
     ? { status: 405, body: { error: { code: 'METHOD_NOT_ALLOWED', message: `${req.method} ${req.path} is not allowed` } } }
     : { status: 404, body: { error: { code: 'NOT_FOUND', message: `no API at ${req.path}` } } };
-}
-
-/** True for the paths that change something, so read-only mode can refuse them before they run. */
-export function isAction(method: string): boolean {
-  return method === 'POST';
 }

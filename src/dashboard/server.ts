@@ -16,7 +16,7 @@ import { REDACTED } from '../core/secret-keys.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import type { DashboardBackend } from './backend.js';
 import type { ActorTree } from './actor-tree.js';
-import { handleApi, isAction, type ApiContext } from './api.js';
+import { handleApi, type ApiContext } from './api.js';
 import { LiveFeed } from './live.js';
 import { authorized, checkBind, crossSiteReason, hostAllowed, newCsrfToken, TOKEN_COOKIE, tokenMatches, type DashboardAuth } from './security.js';
 
@@ -181,7 +181,6 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     }
     if (path === '/api/live') return live.attach(res);
     if (path.startsWith('/api/')) {
-      if (isAction(method) && ctx.readOnly) return refuse(res, 403, 'READ_ONLY', 'this dashboard is read-only');
       const result = await handleApi(ctx, { method, path, query: url.searchParams, body: () => readBody(req) });
       return json(res, result.status, result.body);
     }

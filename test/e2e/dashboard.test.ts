@@ -115,6 +115,14 @@ describe('the dashboard in a browser', () => {
     await page.getByTestId('retry').click();
     await page.getByTestId('job-state').filter({ hasText: 'completed' }).waitFor({ timeout: 10_000 });
     await expect(page.getByTestId('job-result').textContent()).resolves.toContain('INV-42');
+
+    // Found again from its queue's page by its id.
+    await page.goto(`${dashboard.url}#/queue/default`);
+    await page.getByTestId('search-id').fill(id);
+    await page.getByTestId('search-id').press('Enter');
+    const row = page.locator(`tr[data-job="${id}"]`);
+    await row.waitFor({ timeout: 5000 });
+    await expect(row.textContent()).resolves.toMatch(/picky.*completed/);
   });
 
   it('pauses a queue from its page, and its workers stop taking jobs until resumed', async () => {

@@ -197,10 +197,12 @@ function QueuePage({ session, queue, params }) {
     for (const [k, v] of [...p]) if (!v) p.delete(k);
     return `#/queue/${enc(queue)}?${p}`;
   };
+  // What is typed stays typed while the live updates re-render the page.
+  const [typed, setTyped] = useState({ id, name });
+  useEffect(() => setTyped({ id, name }), [id, name]);
   const search = (e) => {
     e.preventDefault();
-    const form = new FormData(e.target);
-    location.hash = link({ name: String(form.get('name') ?? ''), id: String(form.get('id') ?? ''), cursor: '' });
+    location.hash = link({ name: typed.name.trim(), id: typed.id.trim(), cursor: '' });
   };
   const [olderThan, setOlderThan] = useState('0');
   return html`<h1>Queue ${queue} ${stats?.paused && html`<${Badge} value="paused" />`}</h1>
@@ -216,8 +218,8 @@ function QueuePage({ session, queue, params }) {
       ${STATES.map((s) => html`<a class=${state === s ? 'on' : ''} href=${link({ state: s, cursor: '' })}>${s}</a>`)}
     </div>
     <form class="row" onSubmit=${search}>
-      <input name="id" placeholder="job id" value=${id} data-testid="search-id" />
-      <input name="name" placeholder="job name" value=${name} data-testid="search-name" />
+      <input name="id" placeholder="job id" value=${typed.id} onInput=${(e) => setTyped({ ...typed, id: e.target.value })} data-testid="search-id" />
+      <input name="name" placeholder="job name" value=${typed.name} onInput=${(e) => setTyped({ ...typed, name: e.target.value })} data-testid="search-name" />
       <button type="submit">Search</button>
       ${(id || name) && html`<a href=${link({ id: '', name: '', cursor: '' })}>clear</a>`}
       ${!session.readOnly && (state === 'dead' || state === 'failed') &&
