@@ -8,7 +8,7 @@ import { checkBind } from '../dashboard/security.js';
 import { ActorTree, startDashboardFor } from '../dashboard/index.js';
 import { createNaq } from '../naq.js';
 import { configSecrets } from '../config/index.js';
-import { ConfigError } from '../core/errors.js';
+import { ConfigError, NaqError, toError } from '../core/errors.js';
 import { integerArg, textArg } from './args.js';
 import { configFrom, defineCommand, EXIT_FAILURE, fail, loggerFor, valid, type GlobalArgs } from './shared.js';
 
@@ -41,7 +41,7 @@ const dashboard = defineCommand({
     const naq = createNaq(config, { logger, inspect: tree.observer, metrics: true, resolveDependencies: false });
     const server = await startDashboardFor(naq, config, logger, tree, { readOnly: args['read-only'], hidePayloads: args['hide-payloads'] }).catch((error: unknown) => {
       if (error instanceof ConfigError) throw error;
-      fail(`the dashboard could not listen on ${config.dashboard.host}:${config.dashboard.port}: ${error instanceof Error ? error.message : String(error)}`, EXIT_FAILURE);
+      throw new NaqError('DASHBOARD_LISTEN', `the dashboard could not listen on ${config.dashboard.host}:${config.dashboard.port}: ${toError(error).message}`);
     });
     logger.info(`dashboard: ${server.url}${config.dashboard.token ? ' (log in with ?token=<dashboard.token>)' : ''}`);
     let stopping = false;

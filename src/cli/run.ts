@@ -6,7 +6,7 @@ import type { Argv } from 'yargs';
 import { configSecrets, ROLES, type NaqConfig, type NaqConfigInput, type Role } from '../config/index.js';
 import { resolveNats } from '../nats-server/embedded.js';
 import { DEFAULT_NATS_SERVER } from '../config/nats-url.js';
-import { ConfigError, toError } from '../core/errors.js';
+import { ConfigError, NaqError, toError } from '../core/errors.js';
 import { loadHandlers } from '../actors/worker/handlers-module.js';
 import { startInspector, type RunningInspector } from '../inspect/inspector.js';
 import type { Logger } from '../core/log.js';
@@ -162,7 +162,15 @@ async function runSupervisor(args: RunArgs) {
   const naq = createNaq(config, { logger, handlers, ...(inspect ? { inspect } : {}), ...(metricsPort !== undefined || wantsDashboard ? { metrics: true } : {}) });
   const metricsServer = metricsPort !== undefined && naq.metrics ? await serveMetrics(naq.metrics, metricsPort) : null;
   if (metricsServer) logger.info(`metrics: http://127.0.0.1:${metricsServer.port}/metrics`);
-  const dashboard = tree ? await startDashboardFor(naq, config, logger, tree) : null;
+  const dashboard = tree
+    ? await startDashboardFor(naq, config, logger, tree).catch(async (error: unknown) => {
+        // A port already taken must not leave the embedded nats-server running behind us.
+        await inspector?.stop();
+        await metricsServer?.close();
+        if (embedded) await embedded.stop();
+        throw new NaqError('DASHBOARD_LISTEN', `the dashboard could not listen on ${config.dashboard.host}:${config.dashboard.port}: ${toError(error).message}`);
+      })
+    : null;
   if (dashboard) {
     logger.info(`dashboard: ${dashboard.url}${config.dashboard.token ? ' (log in with ?token=<dashboard.token>)' : ''}`);
     const url = config.nats.url && config.nats.url !== DEFAULT_NATS_SERVER ? ` --nats-url ${config.nats.url}` : '';

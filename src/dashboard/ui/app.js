@@ -185,15 +185,16 @@ function QueuePage({ session, queue, params }) {
   const name = params.get('name') ?? '';
   const id = params.get('id') ?? '';
   const cursor = params.get('cursor') ?? '';
+  const limit = params.get('limit') ?? '50';
   const stats = useData(`/api/queues/${enc(queue)}`).data;
-  const query = new URLSearchParams({ queue, limit: '50' });
+  const query = new URLSearchParams({ queue, limit });
   if (state) query.set('state', state);
   if (name) query.set('name', name);
   if (id) query.set('id', id);
   if (cursor) query.set('cursor', cursor);
   const { data, error } = useData(`/api/jobs?${query}`, { relevant: (events) => events.some((e) => e.queue === queue), everyMs: 5000 });
   const link = (change) => {
-    const p = new URLSearchParams({ state, name, id, ...change });
+    const p = new URLSearchParams({ state, name, id, ...(limit !== '50' ? { limit } : {}), ...change });
     for (const [k, v] of [...p]) if (!v) p.delete(k);
     return `#/queue/${enc(queue)}?${p}`;
   };
