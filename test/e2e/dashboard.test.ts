@@ -171,7 +171,10 @@ describe('the dashboard in a browser', () => {
     await row.getByTestId('run-now').click();
     const toast = await page.getByTestId('toast').filter({ hasText: 'enqueued job' }).textContent({ timeout: 5000 });
     const jobId = /enqueued job (\S+)/.exec(toast ?? '')![1]!;
-    expect(await naq.waitFor(jobId, { timeoutMs: 5000 })).toEqual({ width: 64 });
     await page.screenshot({ path: join(SHOTS, 'schedules.png') });
+    expect(await naq.waitFor(jobId, { timeoutMs: 5000 })).toEqual({ width: 64 });
+    await page.getByTestId('toast').getByText('open').click();
+    await page.getByTestId('job-state').filter({ hasText: 'completed' }).waitFor({ timeout: 5000 });
+    await expect(page.getByTestId('job-id').textContent()).resolves.toBe(jobId);
   });
 });

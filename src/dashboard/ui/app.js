@@ -112,13 +112,14 @@ function Toast() {
   const [toast, setToast] = useState(null);
   useEffect(() => {
     let timer;
-    showToast = (text, bad = false) => {
-      setToast({ text, bad });
+    showToast = (text, bad = false, href = null) => {
+      setToast({ text, bad, href });
       clearTimeout(timer);
       timer = setTimeout(() => setToast(null), 4000);
     };
   }, []);
-  return toast ? html`<div class=${`toast ${toast.bad ? 'bad' : ''}`} role="status" data-testid="toast">${toast.text}</div>` : null;
+  if (!toast) return null;
+  return html`<div class=${`toast ${toast.bad ? 'bad' : ''}`} role="status" data-testid="toast">${toast.text}${toast.href && html` <a href=${toast.href} style="color:#9db2ff">open</a>`}</div>`;
 }
 
 // ---- formatting ----
@@ -333,7 +334,7 @@ function SchedulesPage({ session }) {
           <td><${Badge} value=${s.status} />${s.error && html`<div class="bad">${s.error}</div>`}</td>
           <td title=${fmtTime(s.nextRunAt)}>${s.nextRunAt ? ago(s.nextRunAt) : '—'}</td><td title=${fmtTime(s.lastRunAt)}>${ago(s.lastRunAt)}</td><td class="num">${s.runs}</td>
           <td class="row">${!ro && html`
-            <button data-testid="run-now" onClick=${() => act(`/api/schedules/${enc(s.id)}/run`, {}, 'enqueued now').then((r) => r && showToast(`enqueued job ${r.jobId}`))}>Run now</button>
+            <button data-testid="run-now" onClick=${() => act(`/api/schedules/${enc(s.id)}/run`, {}, 'enqueued now').then((r) => r && showToast(`enqueued job ${r.jobId}`, false, `#/job/${enc(r.jobId)}`))}>Run now</button>
             ${s.status === 'paused'
               ? html`<button onClick=${() => act(`/api/schedules/${enc(s.id)}/resume`, {}, 'resumed')}>Resume</button>`
               : html`<button onClick=${() => act(`/api/schedules/${enc(s.id)}/pause`, {}, 'paused')}>Pause</button>`}
