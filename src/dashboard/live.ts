@@ -37,6 +37,8 @@ export class LiveFeed {
   constructor(
     private readonly backend: DashboardBackend,
     private readonly logger: Logger,
+    /** How a message is written: the server's, which scrubs the config's secrets. */
+    private readonly encode: (data: unknown) => string = JSON.stringify,
   ) {}
 
   start(): void {
@@ -119,7 +121,7 @@ export class LiveFeed {
   }
 
   #send(res: ServerResponse, event: string, data: unknown): void {
-    res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    res.write(`event: ${event}\ndata: ${this.encode(data)}\n\n`);
   }
 
   stop(): void {

@@ -112,12 +112,14 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   checkBind(host, auth);
   const secrets = (options.secrets ?? []).filter((s) => s.length > 0);
   const scrub = (text: string) => secrets.reduce((t, s) => t.split(s).join(REDACTED), text);
+  // Strings are scrubbed before they are encoded: a secret with a quote in it is escaped in JSON.
+  const encode = (body: unknown) => JSON.stringify(body, (_key, value: unknown) => (typeof value === 'string' ? scrub(value) : value));
   const csrf = newCsrfToken();
   const dir = uiDir();
   const vendor = vendorFiles();
   const index = readFileSync(join(dir, 'index.html'), 'utf8').replace('%CSRF%', csrf);
   const SECURITY_HEADERS = securityHeaders(index);
-  const live = new LiveFeed(options.backend, options.logger);
+  const live = new LiveFeed(options.backend, options.logger, encode);
   const ctx: ApiContext = {
     backend: options.backend,
     live,
@@ -127,7 +129,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   };
 
   const json = (res: ServerResponse, status: number, body: unknown) => {
-    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...SECURITY_HEADERS }).end(scrub(JSON.stringify(body)));
+    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...SECURITY_HEADERS }).end(encode(body));
   };
   const refuse = (res: ServerResponse, status: number, code: string, message: string) => json(res, status, { error: { code, message } });
 
@@ -174,7 +176,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     }
 
     if (path === '/metrics') {
-      const metrics = await options.backend.metricsText().catch(() => null);
+      const metrics = await options.backend.metricsText();
       if (!metrics) return refuse(res, 404, 'NOT_FOUND', 'this process keeps no metrics');
       res.writeHead(200, { 'content-type': metrics.contentType }).end(scrub(metrics.body));
       return;
