@@ -83,6 +83,13 @@ afterEach(() => {
   expect(pageErrors.splice(0)).toEqual([]);
 });
 
+/** Saves a page for the README; a toast left over from an earlier step is not part of it. */
+async function shot(name: string, options: { fullPage?: boolean; keepToast?: boolean } = {}) {
+  const hide = options.keepToast ? null : await page.addStyleTag({ content: '.toast { display: none }' });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: options.fullPage ?? false });
+  await hide?.evaluate((style) => (style as unknown as { remove(): void }).remove());
+}
+
 const cell = (queue: string, what: string) => page.locator(`tr[data-queue="${queue}"] [data-testid="${what}"]`);
 const number = async (queue: string, what: string) => Number(await cell(queue, what).textContent());
 
@@ -96,7 +103,7 @@ describe('the dashboard in a browser', () => {
     await naq.resumeQueue('emails');
     // ...and shows them drain, then counted as completed in the last 15 minutes.
     await until(async () => (await number('emails', 'pending')) === 0 && (await number('emails', 'completed15')) >= 12, 15_000);
-    await page.screenshot({ path: join(SHOTS, 'overview.png') });
+    await shot('overview');
   });
 
   it('opens a failed job, reads its error, retries it and sees it complete', async () => {
@@ -109,7 +116,7 @@ describe('the dashboard in a browser', () => {
     const record = await naq.getJob(id);
     // Job logs come with the library's ctx.log capture; the page shows them when the record has them.
     if (record && 'logs' in record) await expect(page.getByTestId('job-logs').textContent()).resolves.toContain('checking invoice INV-42');
-    await page.screenshot({ path: join(SHOTS, 'job.png'), fullPage: true });
+    await shot('job', { fullPage: true });
 
     pickyBroken = false;
     await page.getByTestId('retry').click();
@@ -137,7 +144,7 @@ describe('the dashboard in a browser', () => {
       await new Promise((r) => setTimeout(r, 100));
       expect((await naq.getJob('held-0'))?.status).toBe('pending');
     }
-    await page.screenshot({ path: join(SHOTS, 'queue.png') });
+    await shot('queue');
     await page.getByTestId('resume').click();
     await page.getByTestId('q-pending').filter({ hasText: /^0$/ }).waitFor({ timeout: 10_000 });
     await until(async () => (await naq.getJob('held-2'))?.status === 'completed', 5000);
@@ -151,7 +158,7 @@ describe('the dashboard in a browser', () => {
     const shown = await row.allTextContents();
     expect(shown.some((t) => t.includes('emails') && t.includes('running'))).toBe(true);
     expect(shown.some((t) => t.includes('default') && t.includes('running'))).toBe(true);
-    await page.screenshot({ path: join(SHOTS, 'workers.png') });
+    await shot('workers');
 
     await page.goto(`${dashboard.url}#/system`);
     const worker = page.locator('li[data-actor="worker:default"] > .node [data-testid="actor-state"]');
@@ -159,7 +166,7 @@ describe('the dashboard in a browser', () => {
     await expect(page.locator('li[data-actor="leader"] > .node [data-testid="actor-state"]').textContent()).resolves.toBe('leader');
     await expect(page.locator('li[data-actor="connection"] > .node').textContent()).resolves.toContain(`server 127.0.0.1:${server.port}`);
     await expect(page.getByTestId('leader').textContent()).resolves.toContain(`pid ${process.pid}`);
-    await page.screenshot({ path: join(SHOTS, 'system.png'), fullPage: true });
+    await shot('system', { fullPage: true });
   });
 
   it('lists schedules and runs one now', async () => {
@@ -171,7 +178,7 @@ describe('the dashboard in a browser', () => {
     await row.getByTestId('run-now').click();
     const toast = await page.getByTestId('toast').filter({ hasText: 'enqueued job' }).textContent({ timeout: 5000 });
     const jobId = /enqueued job (\S+)/.exec(toast ?? '')![1]!;
-    await page.screenshot({ path: join(SHOTS, 'schedules.png') });
+    await shot('schedules', { keepToast: true });
     expect(await naq.waitFor(jobId, { timeoutMs: 5000 })).toEqual({ width: 64 });
     await page.getByTestId('toast').getByText('open').click();
     await page.getByTestId('job-state').filter({ hasText: 'completed' }).waitFor({ timeout: 5000 });
