@@ -22,6 +22,7 @@ export interface NaqLike {
   enqueueBulk?: (jobs: EnqueueSpec[]) => Promise<string[]>;
   enqueue?: (name: string, data: unknown, opts?: { queue?: string }) => Promise<string>;
   queueStats?: (queue: string) => Promise<QueueStats>;
+  listJobs?: (filter: { queue?: string; state?: string; name?: string; limit?: number; cursor?: string }) => Promise<{ jobs: Array<{ id: string }>; cursor: string | null }>;
 }
 
 export type CreateNaqLike = (

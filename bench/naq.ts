@@ -59,6 +59,8 @@ async function queueEmptyAt(producer: NaqLike, fallback: number): Promise<{ t: n
 
 /** Rows measured with naq's event log turned off, to show what the events cost. */
 export const EVENTS_OFF = 'events off';
+/** Rows measured with the job index turned off, to show what listing costs the job path. */
+export const INDEX_OFF = 'job index off';
 
 async function startProducer(createNaq: CreateNaqLike, url: string, events = true): Promise<NaqLike> {
   const producer = createNaq({ nats: { url }, log: { level: 'warn' }, events: { enabled: events } });
@@ -141,33 +143,11 @@ export async function runNaq(ctx: NaqContext): Promise<NaqOutcome> {
     await producer.stop();
     producer = undefined;
 
-    // The same drain and end to end with the event log off: the difference is what events cost.
-    const offConfig = { ...workerConfig, events: false };
-    await resetJetStream(jsm);
-    producer = await startProducer(createNaq, url, false);
-    await enqueueAll(producer, n, settings.chunk);
-    child = new BenchChild(ctx.workerScript, offConfig);
-    const offFirst = await child.next('first');
-    const offDone = await child.next('done');
-    const offEmpty = await queueEmptyAt(producer, offDone.t);
-    await child.stop();
-    child = undefined;
-    rows.push(row('drain', 'naq', EVENTS_OFF, n, offEmpty.t - offFirst.t, offDone.cpuUs !== undefined ? { cpuUsPerJob: offDone.cpuUs / n } : {}));
-    await producer.stop();
-    producer = undefined;
-
-    await resetJetStream(jsm);
-    producer = await startProducer(createNaq, url, false);
-    child = new BenchChild(ctx.workerScript, offConfig);
-    await child.next('ready');
-    t0 = wallNow();
-    await enqueueAll(producer, n, settings.chunk);
-    const offE2e = await child.next('done');
-    const offE2eEmpty = await queueEmptyAt(producer, offE2e.t);
-    await child.stop();
-    child = undefined;
-    rows.push(row('end-to-end', 'naq', EVENTS_OFF, n, offE2eEmpty.t - t0));
+    // The same drain and end to end with a part off: the difference is what that part costs.
+    rows.push(...(await variantRows(ctx, createNaq, EVENTS_OFF, { ...workerConfig, events: false }, false)));
     ctx.log('  naq with events off: done');
+    rows.push(...(await variantRows(ctx, createNaq, INDEX_OFF, { ...workerConfig, index: false }, true)));
+    ctx.log('  naq with the job index off: done');
     return { rows };
   } catch (error) {
     if (error instanceof UnavailableError) return { rows, skipped: error.message };
@@ -176,5 +156,44 @@ export async function runNaq(ctx: NaqContext): Promise<NaqOutcome> {
     await child?.stop();
     await producer?.stop().catch(() => undefined);
     await resetJetStream(jsm).catch(() => undefined);
+  }
+}
+
+/** Drain and end to end once more, with the worker configured as `workerConfig` says. */
+async function variantRows(ctx: NaqContext, createNaq: CreateNaqLike, variant: string, workerConfig: Record<string, unknown>, producerEvents: boolean): Promise<Row[]> {
+  const { jsm, settings, url } = ctx;
+  const n = settings.jobs;
+  const rows: Row[] = [];
+  let producer: NaqLike | undefined;
+  let child: BenchChild | undefined;
+  try {
+    await resetJetStream(jsm);
+    producer = await startProducer(createNaq, url, producerEvents);
+    await enqueueAll(producer, n, settings.chunk);
+    child = new BenchChild(ctx.workerScript, workerConfig);
+    const first = await child.next('first');
+    const done = await child.next('done');
+    const empty = await queueEmptyAt(producer, done.t);
+    await child.stop();
+    child = undefined;
+    rows.push(row('drain', 'naq', variant, n, empty.t - first.t, done.cpuUs !== undefined ? { cpuUsPerJob: done.cpuUs / n } : {}));
+    await producer.stop();
+    producer = undefined;
+
+    await resetJetStream(jsm);
+    producer = await startProducer(createNaq, url, producerEvents);
+    child = new BenchChild(ctx.workerScript, workerConfig);
+    await child.next('ready');
+    const t0 = wallNow();
+    await enqueueAll(producer, n, settings.chunk);
+    const e2e = await child.next('done');
+    const e2eEmpty = await queueEmptyAt(producer, e2e.t);
+    await child.stop();
+    child = undefined;
+    rows.push(row('end-to-end', 'naq', variant, n, e2eEmpty.t - t0));
+    return rows;
+  } finally {
+    await child?.stop();
+    await producer?.stop().catch(() => undefined);
   }
 }

@@ -13,7 +13,8 @@ import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { runBullmq } from './bullmq.js';
-import { EVENTS_OFF, runNaq } from './naq.js';
+import { EVENTS_OFF, INDEX_OFF, runNaq } from './naq.js';
+import { LISTING_RECORDS, listingLines, runListing, type ListingResult } from './listing.js';
 import { loadCreateNaq } from './naq-contract.js';
 import { runLatency, runScaling, type LatencyResult, type ScalingResult } from './naq-extras.js';
 import { connectBench, DRAIN_LABEL, FRESH_DRAIN_LABEL, runRaw } from './raw.js';
@@ -32,6 +33,8 @@ const TARGETS: Record<Category, { raw: number; bullmq: number }> = {
   'end-to-end': { raw: 0.8, bullmq: 1.5 },
 };
 const CATEGORIES: Category[] = ['enqueue', 'drain', 'end-to-end'];
+/** naq rows measured with a part switched off: beside the default, never the naq figure. */
+const OFF_VARIANTS = new Set([EVENTS_OFF, INDEX_OFF]);
 
 interface Options {
   jobs: number;
@@ -210,7 +213,7 @@ function summarize(rows: Row[]): SummaryLine[] {
   return CATEGORIES.map((line) => {
     // The targets hold with events on: the events-off rows only show what events cost.
     const of = (system: Row['system']) =>
-      rows.filter((r) => r.line === line && r.system === system && r.variant !== EVENTS_OFF).sort((a, b) => b.jobsPerSec - a.jobsPerSec)[0];
+      rows.filter((r) => r.line === line && r.system === system && !OFF_VARIANTS.has(r.variant)).sort((a, b) => b.jobsPerSec - a.jobsPerSec)[0];
     const naq = of('naq');
     const raw = of('raw');
     const bullmq = of('bullmq');
@@ -247,6 +250,7 @@ async function main(): Promise<void> {
   const samples: Row[] = [];
   let scaling: ScalingResult[] = [];
   let latency: LatencyResult | undefined;
+  let listing: ListingResult | undefined;
   const notes = new Set<string>();
   try {
     const nc = await connectBench(bench.url, 'bench-raw');
@@ -300,6 +304,8 @@ async function main(): Promise<void> {
           scaling = await runScaling(createNaq, jsm, bench.url, script('./worker-process.js'), n, options.concurrency);
           log('naq latency: enqueue to start at 100 jobs/s...');
           latency = await runLatency(createNaq, jsm, bench.url, script('./worker-process.js'));
+          log(`naq listing: pages of 50 among ${LISTING_RECORDS} stored records...`);
+          listing = await runListing(createNaq, jsm, nc, bench.url);
         } catch (error) {
           notes.add(`naq scaling / latency: ${error instanceof Error ? error.message : String(error)}`);
         }
@@ -386,7 +392,7 @@ async function main(): Promise<void> {
   // CPU per job of the consuming process while draining: naq's worker against the raw consumer.
   const cpuOf = (system: string, pick: (r: Aggregated) => boolean) => rows.find((r) => r.line === 'drain' && r.system === system && pick(r))?.cpuUsPerJob;
   const rawCpu = cpuOf('raw', (r) => r.variant === DRAIN_LABEL.async);
-  const naqCpu = cpuOf('naq', (r) => r.variant !== EVENTS_OFF);
+  const naqCpu = cpuOf('naq', (r) => !OFF_VARIANTS.has(r.variant));
   const naqOffCpu = cpuOf('naq', (r) => r.variant === EVENTS_OFF);
   const us = (v: number | undefined) => (v === undefined ? '-' : `${v.toFixed(1)} µs`);
   if (rawCpu !== undefined || naqCpu !== undefined) {
@@ -397,7 +403,7 @@ async function main(): Promise<void> {
   }
   // Like with like: both consumers in a fresh process. The verdicts above keep the warm bar.
   const fresh = rows.find((r) => r.line === 'drain' && r.system === 'raw' && r.variant === FRESH_DRAIN_LABEL);
-  const naqDrain = rows.filter((r) => r.line === 'drain' && r.system === 'naq' && r.variant !== EVENTS_OFF).sort((a, b) => b.jobsPerSec - a.jobsPerSec)[0];
+  const naqDrain = rows.filter((r) => r.line === 'drain' && r.system === 'naq' && !OFF_VARIANTS.has(r.variant)).sort((a, b) => b.jobsPerSec - a.jobsPerSec)[0];
   if (fresh && naqDrain) {
     out.push(
       `naq drain against the raw consumer measured alike (each a fresh process draining the backlog): ${fmtRate(naqDrain.jobsPerSec)} / ${fmtRate(fresh.jobsPerSec)} jobs/s = ` +
@@ -406,13 +412,20 @@ async function main(): Promise<void> {
   }
   // What the event log costs the job path (the issue's target: within 10 % of events off).
   for (const line of ['drain', 'end-to-end'] as const) {
-    const on = rows.filter((r) => r.line === line && r.system === 'naq' && r.variant !== EVENTS_OFF).sort((a, b) => b.jobsPerSec - a.jobsPerSec)[0];
+    const on = rows.filter((r) => r.line === line && r.system === 'naq' && !OFF_VARIANTS.has(r.variant)).sort((a, b) => b.jobsPerSec - a.jobsPerSec)[0];
     const off = rows.filter((r) => r.line === line && r.system === 'naq' && r.variant === EVENTS_OFF).sort((a, b) => b.jobsPerSec - a.jobsPerSec)[0];
     if (on && off) {
       const ratio = on.jobsPerSec / off.jobsPerSec;
       out.push(`naq ${line} with events on / off: ${fmtRate(on.jobsPerSec)} / ${fmtRate(off.jobsPerSec)} = ${ratio.toFixed(2)}x (target >= 0.90x: ${ratio >= 0.9 ? 'PASS' : 'MISS'})`);
     }
+    // What the job index (listings) costs the job path (issue 11's target: within 5 %).
+    const indexOff = rows.find((r) => r.line === line && r.system === 'naq' && r.variant === INDEX_OFF);
+    if (on && indexOff) {
+      const ratio = on.jobsPerSec / indexOff.jobsPerSec;
+      out.push(`naq ${line} with the job index on / off: ${fmtRate(on.jobsPerSec)} / ${fmtRate(indexOff.jobsPerSec)} = ${ratio.toFixed(2)}x (target >= 0.95x: ${ratio >= 0.95 ? 'PASS' : 'MISS'})`);
+    }
   }
+  if (listing) out.push(...listingLines(listing));
   for (const note of notes) out.push(`note: ${note}`);
   // Only the reading before the run says anything about other work: by the end the bench's own load dominates.
   out.push(

@@ -12,6 +12,7 @@ interface Config {
   jobs: number;
   concurrency: number;
   events?: boolean;
+  index?: boolean;
 }
 
 const config = childConfig<Config>();
@@ -27,6 +28,7 @@ try {
       roles: ['worker'],
       worker: { queues: [config.queue], concurrency: config.concurrency },
       events: { enabled: config.events !== false },
+      ...(config.index === false ? { jobs: { index: false } } : {}),
       log: { level: 'warn' },
     },
     {

@@ -49,6 +49,8 @@ export { EVENT_TYPES, type NaqEvent, type NaqEventType, type StoredEvent } from 
 export type { EventFilter, HistoryFilter, StatsFilter, EventStats, EventSubscription } from './actors/events/queries.js';
 export type { EventLogCounters } from './actors/events/buffer.js';
 export { validateQueue, validateJobId } from './model/layout.js';
+export { LIST_STATES, type ListState, type ListFilter, type JobPage, type JobRow } from './model/job-index.js';
+export type { RetryFilter, RetryOutcome, CleanFilter } from './actors/jobs/bulk.js';
 
 // The machines, their NATS-backed logic, and how to talk to the actors.
 export * from './machines/index.js';

@@ -8,6 +8,7 @@ import { conformanceCommand } from './cli/conformance.js';
 import { dashboardCommand } from './cli/dashboard.js';
 import { eventsCommand } from './cli/events.js';
 import { jobsCommands } from './cli/jobs.js';
+import { jobsListCommand } from './cli/list.js';
 import { kvCommand, streamsCommand } from './cli/ops.js';
 import { queueCommand, workersCommand } from './cli/queues.js';
 import { runCommands } from './cli/run.js';
@@ -29,6 +30,7 @@ function buildCli(argv: string[]) {
     .command(scheduleCommand)
     .command(jobsCommands.enqueue)
     .command(jobsCommands.job)
+    .command(jobsListCommand)
     .command(queueCommand)
     .command(workersCommand)
     .command(eventsCommand)

@@ -3,6 +3,9 @@ import { naqSupervisor, servicesForRoles, supervisorInput } from './actors/syste
 import { ask } from './core/ask.js';
 import { enqueue, enqueueBulk } from './actors/jobs/enqueue.js';
 import { getJob, waitFor } from './actors/jobs/reads.js';
+import { listJobs } from './actors/jobs/listing.js';
+import type { CleanFilter, RetryFilter, RetryOutcome } from './actors/jobs/bulk.js';
+import type { JobPage, ListFilter } from './model/job-index.js';
 import { contextOf, type NaqContext } from './actors/nats/context.js';
 import type { EnqueueItem, QueueStats, WorkerInfo } from './model/job.js';
 import type { JobsRequest } from './actors/jobs/service.js';
@@ -122,6 +125,12 @@ export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
   pauseQueue(queue: string): Promise<{ queue: string; paused: boolean }>;
   resumeQueue(queue: string): Promise<{ queue: string; paused: boolean }>;
   queueStats(queue: string): Promise<QueueStats>;
+  /** Jobs by queue, state and name, newest first, a page at a time (docs/wire-format.md, section 11). */
+  listJobs(filter?: ListFilter): Promise<JobPage>;
+  /** Re-enqueues every dead (or failed) job of a queue that matches, with fresh attempts. */
+  retryJobs(filter: RetryFilter): Promise<RetryOutcome>;
+  /** Removes finished records (or dead letters) of a queue older than `olderThanMs`. */
+  cleanJobs(filter: CleanFilter): Promise<{ removed: number }>;
   listQueues(): Promise<QueueStats[]>;
   listWorkers(): Promise<WorkerInfo[]>;
   /** Enqueues a job to run at `at` (fired by the scheduler leader). Returns the job id. */
@@ -182,8 +191,8 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
     ask<T>(get('events'), (replyTo) => ({ ...request, replyTo }), { timeoutMs });
   // History and stats scan the stream; a stalled scan fails on its own after ops.timeoutMs.
   const queryTimeoutMs = Math.max(60_000, askTimeoutMs);
-  const askJobs = <T>(request: Record<string, unknown> & { type: JobsRequest['type'] }) =>
-    ask<T>(get('jobs'), (replyTo) => ({ ...request, replyTo }), { timeoutMs: askTimeoutMs });
+  const askJobs = <T>(request: Record<string, unknown> & { type: JobsRequest['type'] }, timeoutMs = askTimeoutMs) =>
+    ask<T>(get('jobs'), (replyTo) => ({ ...request, replyTo }), { timeoutMs });
   const metrics = options.metrics
     ? new NaqMetrics({
         listQueues: () => naq.listQueues(),
@@ -316,6 +325,9 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
     pauseQueue: (queue) => askJobs({ type: 'jobs.setQueuePaused', queue, paused: true }),
     resumeQueue: (queue) => askJobs({ type: 'jobs.setQueuePaused', queue, paused: false }),
     queueStats: (queue) => askJobs({ type: 'jobs.queueStats', queue }),
+    listJobs: (filter) => Promise.resolve().then(() => listJobs(context(), filter)),
+    retryJobs: (filter) => askJobs({ type: 'jobs.retryJobs', filter }, queryTimeoutMs),
+    cleanJobs: (filter) => askJobs({ type: 'jobs.cleanJobs', filter }, queryTimeoutMs),
     listQueues: () => askJobs({ type: 'jobs.listQueues' }),
     listWorkers: () => askJobs({ type: 'jobs.listWorkers' }),
     enqueueAt: (at, name, data, opts) => Promise.resolve().then(() => schedules().enqueueAt(at, name, data, opts)),

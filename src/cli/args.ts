@@ -95,6 +95,16 @@ export function durationArg(arg: string, raw: unknown, min = 1): number {
   return Number(value);
 }
 
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration with a unit (`500ms`, `30s`, `15m`, `1h`, `7d`) or in plain milliseconds. */
+export function spanArg(arg: string, raw: unknown, min = 0): number {
+  const text = textArg(arg, raw, 'a duration such as 30s, 15m, 1h, 7d or milliseconds');
+  const m = /^(\d+)(ms|s|m|h|d)?$/.exec(text.trim());
+  if (!m) throw new UsageError(`invalid ${arg}: expected a duration such as 30s, 15m, 1h, 7d or milliseconds, got ${JSON.stringify(text)}`);
+  return durationArg(arg, String(Number(m[1]) * UNIT_MS[m[2] ?? 'ms']!), min);
+}
+
 export function queueArg(arg: string, raw: unknown): string {
   return checked(arg, QUEUE_FORM, textArg(arg, raw, QUEUE_FORM), validateQueue);
 }

@@ -125,15 +125,29 @@ function recordText(record: JobRecord): string[] {
     ...(record.dependsOn ? [`  depends on ${record.dependsOn.join(', ')}`] : []),
     ...(record.status === 'completed' ? [`  result ${JSON.stringify(record.result)}`] : []),
     ...(record.error ? [`  error ${record.error.message}`] : []),
+    ...(record.logs?.length ? [`  logs ${record.logs.length} lines${record.logsDropped ? ` (${record.logsDropped} earlier ones dropped)` : ''}: naq job ${record.id} --logs`] : []),
+  ];
+}
+
+function logsText(record: JobRecord): string[] {
+  return [
+    ...(record.logsDropped ? [`(${record.logsDropped} earlier lines dropped)`] : []),
+    ...(record.logs ?? []).map((l) => `${formatTime(l.ts)} ${l.level.toUpperCase().padEnd(5)} #${l.attempt} ${l.msg}`),
   ];
 }
 
 const job = defineCommand({
   command: 'job [action] [id]',
   describe: 'show a job (naq job ID), or: naq job cancel ID, naq job retry ID (a dead job), naq job promote ID (a delayed job runs now), naq job rm ID',
-  builder: (y) => y.positional('action', { type: 'string' }).positional('id', { type: 'string' }).check(need('action')),
+  builder: (y) =>
+    y
+      .positional('action', { type: 'string' })
+      .positional('id', { type: 'string' })
+      .option('logs', { type: 'boolean', describe: 'print the lines the handler logged (ctx.log), oldest first' })
+      .check(need('action')),
   handler: (args) => {
     const { action, id } = jobAction(args.action!, args.id);
+    if (args.logs && action !== 'show') throw new UsageError(`--logs goes with naq job ID, not naq job ${action}`);
     return withNaq(args, async (naq) => {
       if (action === 'cancel') return show(args, await naq.cancel(id), (r) => `${r.id} ${r.status}`);
       if (action === 'retry') return show(args, await naq.retryDead(id), (r) => `${r.id} re-enqueued`);
@@ -141,6 +155,7 @@ const job = defineCommand({
       if (action === 'rm') return show(args, await naq.removeJob(id), (r) => `${r.id} removed (it was ${r.removed})`);
       const record = await naq.getJob(id);
       if (!record) fail(`job ${id} not found`, EXIT_FAILURE);
+      if (args.logs) return show(args, { id: record.id, logs: record.logs ?? [], logsDropped: record.logsDropped ?? 0 }, () => logsText(record));
       show(args, record, recordText);
     });
   },

@@ -194,6 +194,10 @@ export const ConfigSchema = section({
     maxPayloadBytes: int(1).default(1_048_576),
     activeAfterMs: ms().default(1000),
     publishTimeoutMs: ms(1).default(5000),
+    /** Write the job index that listings read (src/model/job-index.ts). */
+    index: bool().default(true),
+    /** Lines of `ctx.log` kept with each job's record (0: none kept; they are still logged). */
+    maxLogLines: int(0).default(100),
   }).prefault({}),
   worker: section({
     queues: expecting(z.array(z.string().regex(/^[A-Za-z0-9_-]+$/)).min(1), 'a non-empty list of queue names (letters, digits, "_", "-")')

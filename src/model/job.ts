@@ -59,6 +59,15 @@ export interface AttemptRecord {
   workerId?: string;
 }
 
+/** A line the handler logged through `ctx.log`, kept with the job's record. */
+export interface LogLine {
+  ts: number;
+  level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+  msg: string;
+  /** The attempt that logged it. */
+  attempt: number;
+}
+
 /** A job record in the jobs bucket, keyed by job id. */
 export interface JobRecord {
   v: typeof WIRE_VERSION;
@@ -83,6 +92,10 @@ export interface JobRecord {
   data?: unknown;
   /** What was cut so the record fits one message (e.g. "result", "attempts"); see docs/wire-format.md. */
   trimmed?: string[];
+  /** The last `jobs.maxLogLines` lines the handler logged, every attempt of this enqueue. */
+  logs?: LogLine[];
+  /** How many earlier lines were dropped to keep that bound. */
+  logsDropped?: number;
 }
 
 /** What lands in the dead-letter stream: the job (or raw payload) and why. */
@@ -220,7 +233,8 @@ export function recordProblem(value: unknown): string | null {
     const at = a as Record<string, unknown> | null;
     if (!at || typeof at !== 'object' || !Number.isInteger(at.n) || !Number.isInteger(at.startedAt)) return `attempts[${i}] is ${JSON.stringify(a)}, expected { n, startedAt, ... }`;
   }
-  for (const field of ['startedAt', 'finishedAt', 'expiresAt', 'deadSeq'] as const) {
+  if (r.logs !== undefined && !Array.isArray(r.logs)) return `logs is ${JSON.stringify(r.logs)}, expected an array`;
+  for (const field of ['startedAt', 'finishedAt', 'expiresAt', 'deadSeq', 'logsDropped'] as const) {
     if (r[field] !== undefined && !Number.isInteger(r[field])) return `${field} is ${JSON.stringify(r[field])}, expected an integer`;
   }
   return null;

@@ -9,6 +9,9 @@ export interface Layout {
   jobsStream: string;
   deadStream: string;
   eventsStream: string;
+  /** One message per finished job, for listings (src/model/job-index.ts). */
+  indexStream: string;
+  allIndex: string;
   jobsBucket: string;
   workersBucket: string;
   waitingBucket: string;
@@ -33,6 +36,8 @@ export function layout(prefix: string): Layout {
     jobsStream: `${upper}_JOBS`,
     deadStream: `${upper}_DEAD`,
     eventsStream: `${upper}_EVENTS`,
+    indexStream: `${upper}_INDEX`,
+    allIndex: `${prefix}.index.>`,
     jobsBucket: `${prefix}_jobs`,
     workersBucket: `${prefix}_workers`,
     waitingBucket: `${prefix}_waiting`,

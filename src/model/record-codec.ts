@@ -5,7 +5,7 @@
  * written is cut down until it fits, in order of what matters least, and says what was cut.
  */
 import type { ErrorInfo } from '../core/errors.js';
-import { WIRE_VERSION, type AttemptRecord, type DeadLetter, type JobMessage, type JobRecord } from './job.js';
+import { WIRE_VERSION, type AttemptRecord, type DeadLetter, type JobMessage, type JobRecord, type LogLine } from './job.js';
 import { utf8 } from '../core/utf8.js';
 
 /** The record as JSON bytes, or null when it cannot be encoded (only an unchecked value can do that). */
@@ -24,7 +24,16 @@ export function tryEncode(value: unknown): Uint8Array | null {
  * the result, the progress and the expiry are set (test/unit/record-codec.test.ts holds it to
  * that). Throws what JSON.stringify throws on the result.
  */
-export function completedFirstAttemptJson(job: JobMessage, attempt: number, workerId: string, startedAt: number, finishedAt: number, result: unknown, progress: unknown): string {
+export function completedFirstAttemptJson(
+  job: JobMessage,
+  attempt: number,
+  workerId: string,
+  startedAt: number,
+  finishedAt: number,
+  result: unknown,
+  progress: unknown,
+  logs?: { lines: LogLine[]; dropped: number },
+): string {
   let json = `{"v":${WIRE_VERSION},"id":${JSON.stringify(job.id)},"name":${JSON.stringify(job.name)},"queue":${JSON.stringify(job.queue)},"status":"completed","maxAttempts":${job.attempts},"attempts":[{"n":${attempt},"startedAt":${startedAt},"finishedAt":${finishedAt},"workerId":${JSON.stringify(workerId)}}],"enqueuedAt":${job.ts}`;
   if (job.dependsOn) json += `,"dependsOn":${JSON.stringify(job.dependsOn)}`;
   json += `,"startedAt":${startedAt},"finishedAt":${finishedAt}`;
@@ -33,6 +42,10 @@ export function completedFirstAttemptJson(job: JobMessage, attempt: number, work
   if (resultJson !== undefined) json += `,"result":${resultJson}`;
   if (progress !== undefined) json += `,"progress":${JSON.stringify(progress)}`;
   if (job.resultTtlMs) json += `,"expiresAt":${finishedAt + job.resultTtlMs}`;
+  if (logs) {
+    json += `,"logs":${JSON.stringify(logs.lines)}`;
+    if (logs.dropped) json += `,"logsDropped":${logs.dropped}`;
+  }
   return `${json}}`;
 }
 
@@ -56,6 +69,7 @@ function shortAttempt(a: AttemptRecord): AttemptRecord {
  * name of what it cut.
  */
 const RECORD_CUTS: ReadonlyArray<(r: JobRecord) => [JobRecord, string] | null> = [
+  (r) => (r.logs !== undefined ? [{ ...r, logs: undefined, logsDropped: (r.logsDropped ?? 0) + r.logs.length }, 'logs'] : null),
   (r) => (r.result !== undefined || r.data !== undefined ? [{ ...r, result: undefined, data: undefined }, 'result'] : null),
   (r) => (r.progress !== undefined ? [{ ...r, progress: undefined }, 'progress'] : null),
   (r) => [{ ...r, attempts: (r.attempts ?? []).map(shortAttempt), ...(r.error ? { error: shortError(r.error) } : {}) }, 'error details'],
@@ -68,7 +82,7 @@ const RECORD_CUTS: ReadonlyArray<(r: JobRecord) => [JobRecord, string] | null> =
 ];
 
 /**
- * The record as bytes of at most `maxBytes`. When it is larger, parts are cut (result and
+ * The record as bytes of at most `maxBytes`. When it is larger, parts are cut (logs, result and
  * payload, progress, error details, the middle attempts, dependencies) and named in
  * `trimmed`, so a reader knows. Never throws.
  */

@@ -278,6 +278,14 @@ describe('each role with exactly the documented permissions', () => {
       return r?.status === 'failed' && r.deadSeq !== boomRecord?.deadSeq;
     }, 15_000);
 
+    // Bulk retry by filter, as the producer: it fails again and is dead-lettered anew.
+    const deadBefore = (await producer.getJob(ids.boom))!.deadSeq;
+    expect(await producer.retryJobs({ queue: 'default', state: 'dead', name: 'boom' })).toMatchObject({ retried: 1 });
+    await until(async () => {
+      const r = await producer.getJob(ids.boom!);
+      return r?.status === 'failed' && r.deadSeq !== deadBefore;
+    }, 15_000);
+
     // Heartbeats land in the workers bucket.
     await until(async () => (await producer.listWorkers()).some((w) => w.queues.includes('default')), 10_000);
 
@@ -310,6 +318,13 @@ describe('each role with exactly the documented permissions', () => {
 
     expect(await reader.getJob(ids.ok!)).toMatchObject({ status: 'completed', result: { n: 1 } });
     expect(await reader.getJob(ids.pending!)).toMatchObject({ status: 'pending' });
+    // Listings of every kind of source: the index, the dead letters, the jobs stream, the buckets.
+    expect((await reader.listJobs({ state: 'completed', limit: 1000 })).jobs.map((j) => j.id)).toContain(ids.ok);
+    expect((await reader.listJobs({ state: 'failed' })).jobs.map((j) => j.id)).toEqual([ids.boom]);
+    expect((await reader.listJobs({ state: 'dead' })).jobs.map((j) => j.id)).toEqual([ids.boom]);
+    expect((await reader.listJobs({ state: 'cancelled' })).jobs.map((j) => j.id)).toEqual(expect.arrayContaining([ids.parked]));
+    expect((await reader.listJobs({ queue: 'parked', state: 'pending' })).jobs.map((j) => j.id)).toEqual([ids.pending]);
+    expect((await reader.listJobs({ limit: 5 })).jobs).toHaveLength(5);
     expect((await reader.listQueues()).map((q) => q.queue)).toEqual(expect.arrayContaining(['default', 'parked']));
     expect((await reader.listWorkers()).length).toBeGreaterThan(0);
     expect((await reader.listSchedules()).map((s) => s.id)).toContain('tick');
@@ -378,11 +393,13 @@ describe('each role with exactly the documented permissions', () => {
       cli(server, 'naq-reader', ['events', 'stats', '--json']),
       cli(server, 'naq-reader', ['streams', 'ls']),
       cli(server, 'naq-reader', ['streams', 'info', 'NAQ_EVENTS']),
+      cli(server, 'naq-reader', ['jobs', 'ls', '--state', 'dead', '--json']),
     ]);
     for (const r of reads) expect(r, r.stderr).toMatchObject({ code: 0 });
     expect(JSON.parse(reads[0]!.stdout)).toMatchObject({ id: ids.ok, status: 'completed' });
     expect(JSON.parse(reads[3]!.stdout).map((s: { id: string }) => s.id)).toContain('tick');
     expect(reads[7]!.stdout).toContain('NAQ_JOBS');
+    expect(JSON.parse(reads[9]!.stdout).jobs.map((j: { id: string }) => j.id)).toEqual([ids.boom]);
 
     const write = await cli(server, 'naq-reader', ['enqueue', 'echo', '--data', '"x"']);
     expect(write.code).toBe(1);
@@ -413,7 +430,7 @@ describe('a missing permission fails loudly and at once', () => {
     producer = naqAs(server, 'naq-producer');
     await producer.start({ timeoutMs: 20_000 });
     expect((await producer.streams.list()).map((s) => s.config.name).sort()).toEqual(
-      ['KV_naq_jobs', 'KV_naq_leader', 'KV_naq_queues', 'KV_naq_schedules', 'KV_naq_waiting', 'KV_naq_workers', 'NAQ_DEAD', 'NAQ_EVENTS', 'NAQ_JOBS'].sort(),
+      ['KV_naq_jobs', 'KV_naq_leader', 'KV_naq_queues', 'KV_naq_schedules', 'KV_naq_waiting', 'KV_naq_workers', 'NAQ_DEAD', 'NAQ_EVENTS', 'NAQ_INDEX', 'NAQ_JOBS'].sort(),
     );
     expect(violations(server, 'naq-producer')).toEqual([]);
   }, 30_000);

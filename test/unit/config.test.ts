@@ -64,6 +64,8 @@ describe('defaults', () => {
         maxPayloadBytes: 1_048_576,
         activeAfterMs: 1000,
         publishTimeoutMs: 5000,
+        index: true,
+        maxLogLines: 100,
       },
       worker: { queues: ['default'], concurrency: 10, maxAckPending: 1000, heartbeatMs: 5000, ackWaitMs: 30_000, drainGraceMs: 10_000 },
       events: { enabled: true, maxBatch: 200, flushMs: 100, maxBuffered: 50_000, maxAgeMs: 604_800_000 },

@@ -9,6 +9,7 @@ import type { Clock } from '../../src/core/clock.js';
 import type { Delivery } from '../../src/actors/worker/delivery.js';
 import type { Handlers } from '../../src/actors/worker/handler.js';
 import { JobPath, type JobIO } from '../../src/actors/worker/job-path.js';
+import type { IndexEntry } from '../../src/model/job-index.js';
 import type { NaqEventInput } from '../../src/model/event.js';
 import type { BackoffOptions, DeadLetter, JobMessage, JobRecord } from '../../src/model/job.js';
 
@@ -67,12 +68,20 @@ function memoryIO() {
   const dead: DeadLetter[] = [];
   const events: NaqEventInput[] = [];
   const acks: Array<{ ack(): void }> = [];
+  const indexed: IndexEntry[] = [];
+  /** Index entries and record writes, in the order they were made. */
+  const order: string[] = [];
   const io: JobIO = {
     readRecord: async (id) => records.get(id) ?? null,
     writeRecord: async (id, bytes) => {
       const record = JSON.parse(new TextDecoder().decode(bytes)) as JobRecord;
       records.set(id, record);
       writes.push(record);
+      order.push(`record ${record.status}`);
+    },
+    index: (entry) => {
+      indexed.push(entry);
+      order.push(`index ${entry.state}`);
     },
     deadLetter: async (_queue, bytes) => {
       dead.push(JSON.parse(new TextDecoder().decode(bytes)) as DeadLetter);
@@ -83,10 +92,10 @@ function memoryIO() {
     maxMessageBytes: () => 1_048_576,
   };
   const flush = () => acks.splice(0).forEach((m) => m.ack());
-  return { io, records, writes, dead, events, flush, types: () => events.map((e) => e.type) };
+  return { io, records, writes, dead, events, indexed, order, flush, types: () => events.map((e) => e.type) };
 }
 
-function path(handlers: Handlers, extra: { clock?: ManualClock; ackWaitMs?: number; activeAfterMs?: number } = {}) {
+function path(handlers: Handlers, extra: { clock?: ManualClock; ackWaitMs?: number; activeAfterMs?: number; maxLogLines?: number } = {}) {
   const clock = extra.clock ?? new ManualClock();
   const mem = memoryIO();
   const refused: unknown[] = [];
@@ -100,6 +109,7 @@ function path(handlers: Handlers, extra: { clock?: ManualClock; ackWaitMs?: numb
     io: mem.io,
     log: pino({ level: 'silent' }),
     onRefused: (e) => void refused.push(e),
+    ...(extra.maxLogLines !== undefined ? { maxLogLines: extra.maxLogLines } : {}),
   });
   return { p, clock, refused, ...mem };
 }
@@ -157,6 +167,77 @@ describe('the job path', () => {
     expect(records.get('j1')).toMatchObject({ status: 'failed', deadSeq: 1, error: { code: 'E_BOOM' }, attempts: [{ n: 1 }, { n: 2, error: { message: 'boom' } }] });
     expect(types()).toEqual(['job.started', 'job.failed', 'job.dead']);
     expect(p.failed).toBe(1);
+  });
+
+  it('every final outcome gets its index entry, just before its record; a retry gets none', async () => {
+    let runs = 0;
+    const { p, indexed, order } = path({
+      work: async () => 'ok',
+      flaky: async () => {
+        runs++;
+        throw new Error('no');
+      },
+      stop: (_d, ctx) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason as Error))),
+    });
+    await p.process(delivery({ id: 'a', name: 'work' }, 'naq.jobs.q.a'), 1);
+    await p.process(delivery({ id: 'b', name: 'flaky', attempts: 2 }, 'naq.jobs.q.b'), 1);
+    await p.process(delivery({ id: 'b', name: 'flaky', attempts: 2 }, 'naq.jobs.q.b'), 2);
+    const running = p.process(delivery({ id: 'c', name: 'stop' }, 'naq.jobs.q.c'), 1);
+    await settle();
+    p.cancel('c');
+    await running;
+    expect(runs).toBe(2);
+    expect(indexed).toEqual([
+      { id: 'a', queue: 'q', name: 'work', state: 'completed', enqueuedAt: 500 },
+      { id: 'b', queue: 'q', name: 'flaky', state: 'failed', enqueuedAt: 500 },
+      { id: 'c', queue: 'q', name: 'stop', state: 'cancelled', enqueuedAt: 500 },
+    ]);
+    expect(order).toEqual(['index completed', 'record completed', 'record retrying', 'index failed', 'record failed', 'index cancelled', 'record cancelled']);
+  });
+
+  it('ctx.log lines are kept with the record: level and text, the last N, across the retries of one enqueue', async () => {
+    const { p, records, clock } = path(
+      {
+        work: async (_d, ctx) => {
+          ctx.log(`attempt ${ctx.attempt} starts`);
+          ctx.log.debug('not kept: the logger is silent below info');
+          if (ctx.attempt === 1) {
+            ctx.log.warn({ user: 7 }, 'retrying for %s', 'user');
+            throw new Error('first fails');
+          }
+          ctx.log.error(new Error('a handled problem'), 'noted');
+          ctx.log.info('done');
+          return 'ok';
+        },
+      },
+      { maxLogLines: 3 },
+    );
+    await p.process(delivery({ attempts: 2 }), 1);
+    expect(records.get('j1')).toMatchObject({
+      status: 'retrying',
+      logs: [
+        { level: 'info', msg: 'attempt 1 starts', attempt: 1, ts: clock.now() },
+        { level: 'warn', msg: 'retrying for user {"user":7}', attempt: 1 },
+      ],
+    });
+    await p.process(delivery({ attempts: 2 }), 2);
+    const done = records.get('j1')!;
+    expect(done.status).toBe('completed');
+    // Five lines over two attempts, three kept: the last ones, and how many were dropped.
+    expect(done.logs!.map((l) => [l.attempt, l.level, l.msg])).toEqual([
+      [2, 'info', 'attempt 2 starts'],
+      [2, 'error', 'noted: a handled problem'],
+      [2, 'info', 'done'],
+    ]);
+    expect(done.logsDropped).toBe(2);
+  });
+
+  it('a first attempt that completes carries its lines in the fast-path record; without lines there is no logs field', async () => {
+    const { p, records } = path({ work: async (_d, ctx) => void ctx.log.info('hello %d', 42), quiet: async () => 'q' });
+    await p.process(delivery({}), 1);
+    expect(records.get('j1')!.logs).toEqual([expect.objectContaining({ level: 'info', msg: 'hello 42', attempt: 1 })]);
+    await p.process(delivery({ id: 'j2', name: 'quiet' }, 'naq.jobs.q.j2'), 1);
+    expect(records.get('j2')).not.toHaveProperty('logs');
   });
 
   it('timeout: the handler is aborted through its signal when the clock passes timeoutMs; the attempt fails with JOB_TIMEOUT', async () => {
@@ -271,9 +352,9 @@ describe('the job path', () => {
     expect(copy.calls).toEqual(['ack']);
   });
 
-  it('a redelivery after the outcome was recorded (its ack was lost): acked, not run', async () => {
+  it('a redelivery after the outcome was recorded (its ack was lost): indexed again, acked, not run', async () => {
     let runs = 0;
-    const { p, records, writes, flush } = path({ work: async () => void runs++ });
+    const { p, records, writes, indexed, flush } = path({ work: async () => void runs++ });
     records.set('j1', { v: 1, id: 'j1', name: 'work', queue: 'q', status: 'completed', maxAttempts: 3, attempts: [{ n: 1, startedAt: 1, finishedAt: 2 }], enqueuedAt: 500 });
     const msg = delivery({ attempts: 3 });
     await p.process(msg, 2);
@@ -281,6 +362,7 @@ describe('the job path', () => {
     expect(runs).toBe(0);
     expect(writes).toHaveLength(0);
     expect(msg.calls).toEqual(['ack']);
+    expect(indexed).toEqual([{ id: 'j1', queue: 'q', name: 'work', state: 'completed', enqueuedAt: 500 }]);
     // The same id enqueued again later (another enqueue time) is a new job: it runs.
     await p.process(delivery({ attempts: 3, ts: 600 }), 2);
     expect(runs).toBe(1);

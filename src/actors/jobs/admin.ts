@@ -56,20 +56,33 @@ export async function retryDead(ctx: NaqContext, id: string): Promise<{ id: stri
   if (record.status !== 'failed' || record.deadSeq === undefined) {
     throw new InvalidArgumentError(`job ${id} is ${record.status}, not dead: only a dead job can be retried`);
   }
+  return retryDeadLetter(ctx, record.deadSeq, record);
+}
+
+/**
+ * Re-enqueues the job of the dead letter at `seq`; `record` is the job's record when it still
+ * has one (its history is kept), absent once the bucket's TTL removed it.
+ */
+export async function retryDeadLetter(ctx: NaqContext, seq: number, record: JobRecord | null): Promise<{ id: string }> {
   const jsm = await ctx.jsm();
-  const msg = await jsm.streams.getMessage(ctx.layout.deadStream, { seq: record.deadSeq });
-  if (!msg) throw new NotFoundError(`dead letter of job ${id}`);
+  const msg = await jsm.streams.getMessage(ctx.layout.deadStream, { seq });
+  if (!msg) throw new NotFoundError(`dead letter ${seq}${record ? ` of job ${record.id}` : ''}`);
   const dead = JSON.parse(decoder.decode(msg.data)) as DeadLetter;
+  const id = dead.jobId ?? record?.id ?? `(dead letter ${seq})`;
   if (!dead.job) throw new InvalidArgumentError(`job ${id} was never readable (${dead.reason}); it cannot be retried`);
   if (dead.dataTruncated) {
     throw new InvalidArgumentError(`job ${id}'s data (${dead.dataTruncated.bytes} bytes) did not fit in its dead letter; enqueue it again with its data instead`);
   }
   const job: JobMessage = { ...dead.job, ts: Date.now() };
   delete job.dependsOn;
-  const { error: _error, finishedAt: _finishedAt, ...kept } = record;
-  await ctx.storage.putRecord({ ...kept, status: 'pending' });
-  await publishJob(ctx, job, encodeJson(job), `${id}:retry:${record.deadSeq}`);
-  return { id };
+  if (record) {
+    const { error: _error, finishedAt: _finishedAt, ...kept } = record;
+    await ctx.storage.putRecord({ ...kept, status: 'pending' });
+  } else {
+    await ctx.storage.putRecord({ ...recordFromMessage(dead.job, 'pending'), deadSeq: seq });
+  }
+  await publishJob(ctx, job, encodeJson(job), `${job.id}:retry:${seq}`);
+  return { id: job.id };
 }
 
 export async function purgeQueue(ctx: NaqContext, queue: string): Promise<{ purged: number }> {

@@ -5,6 +5,7 @@ import { DependencyResolver } from './dependencies.js';
 import type { QueueStats, WorkerInfo } from '../../model/job.js';
 import { cancel, listQueues, listWorkers, purgeQueue, queueStats, retryDead, setQueuePaused } from './admin.js';
 import { getJob } from './reads.js';
+import { cleanJobs, retryJobs, type CleanFilter, type RetryFilter, type RetryOutcome } from './bulk.js';
 import { promote, removeJob } from './operate.js';
 import { serviceLogic } from '../service-logic.js';
 
@@ -19,7 +20,9 @@ export type JobsRequest =
   | { type: 'jobs.queueStats'; queue: string; replyTo: ReplyTo<QueueStats> }
   | { type: 'jobs.listQueues'; replyTo: ReplyTo<QueueStats[]> }
   | { type: 'jobs.listWorkers'; replyTo: ReplyTo<WorkerInfo[]> }
-  | { type: 'jobs.getJob'; id: string; replyTo: ReplyTo<JobRecord | null> };
+  | { type: 'jobs.getJob'; id: string; replyTo: ReplyTo<JobRecord | null> }
+  | { type: 'jobs.retryJobs'; filter: RetryFilter; replyTo: ReplyTo<RetryOutcome> }
+  | { type: 'jobs.cleanJobs'; filter: CleanFilter; replyTo: ReplyTo<{ removed: number }> };
 
 export const JOBS_REQUESTS: ReadonlyArray<JobsRequest['type']> = [
   'jobs.cancel',
@@ -32,6 +35,8 @@ export const JOBS_REQUESTS: ReadonlyArray<JobsRequest['type']> = [
   'jobs.listQueues',
   'jobs.listWorkers',
   'jobs.getJob',
+  'jobs.retryJobs',
+  'jobs.cleanJobs',
 ];
 
 export interface JobsOptions {
@@ -84,6 +89,10 @@ export function jobsLogic(log: Logger, options: JobsOptions = {}) {
           return listWorkers(ctx);
         case 'jobs.getJob':
           return getJob(ctx, request.id);
+        case 'jobs.retryJobs':
+          return retryJobs(ctx, request.filter);
+        case 'jobs.cleanJobs':
+          return cleanJobs(ctx, request.filter);
       }
     },
   });

@@ -9,6 +9,7 @@ import type { Logger } from '../../core/log.js';
 import type { JobRecord } from '../../model/job.js';
 import type { Layout } from '../../model/layout.js';
 import { encodeRecord } from '../../model/record-codec.js';
+import { encodeIndexBatch, indexSubject, isIndexedState, type IndexEntry } from '../../model/job-index.js';
 import { toPermissionDenied } from '../../core/permissions.js';
 import { withRetry, type RetryOptions } from '../../core/retry.js';
 import { ensureStream, reportDrift } from './jetstream.js';
@@ -20,6 +21,8 @@ const DEFAULT_MAX_PAYLOAD = 1_048_576;
 const REPAIR_EVERY_MS = 1000;
 /** and this long after it was noticed (see repairLayout). */
 const REPAIR_AFTER_MS = 500;
+/** At most this many entries in one index message (~40 bytes each). */
+const INDEX_BATCH = 1000;
 const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export interface JobStorageDeps {
@@ -105,6 +108,19 @@ export class JobStorage {
       drift,
     );
     await ensureStream(jsm, { name: layout.deadStream, subjects: [layout.allDead], storage, num_replicas: replicas }, drift);
+    // The job index lives as long as the records it points to.
+    await ensureStream(
+      jsm,
+      {
+        name: layout.indexStream,
+        subjects: [layout.allIndex],
+        storage,
+        num_replicas: replicas,
+        max_age: config.jobs.resultTtlMs * 1_000_000,
+        discard: DiscardPolicy.Old,
+      },
+      drift,
+    );
     const kvm = this.#d.kvm();
     // A heartbeat TTL belongs to the workers that write those keys: a producer with another
     // worker.heartbeatMs must not change it under them. The leader bucket's TTL is the lease
@@ -216,7 +232,42 @@ export class JobStorage {
    * record is cut down to fit one message if it has to be (record-codec.ts), never refused.
    */
   putRecord(record: JobRecord): Promise<PubAck> {
+    if (isIndexedState(record.status)) this.indexFinal({ id: record.id, queue: record.queue, name: record.name, state: record.status, enqueuedAt: record.enqueuedAt });
     return this.putRecordBytes(record.id, encodeRecord(record, this.maxMessageBytes));
+  }
+
+  /**
+   * A finished job's index entry (src/model/job-index.ts). Entries wait for the end of the
+   * event-loop turn and go out as one batch per queue, state and name, published before the
+   * acks of their jobs (an ack waits for its record's PubAck, at least a round trip later): a
+   * job acked is a job indexed. Not awaited: a batch lost (a publish that failed) hides its
+   * jobs from listings; it loses nothing (getJob still answers), and the failure is logged.
+   */
+  indexFinal(entry: IndexEntry): void {
+    if (!this.#d.config.jobs.index) return;
+    const subject = indexSubject(this.#d.config.prefix, entry);
+    let batch = this.#index.get(subject);
+    if (!batch) this.#index.set(subject, (batch = []));
+    batch.push([entry.id, entry.enqueuedAt]);
+    if (batch.length >= INDEX_BATCH) this.#publishIndex(subject, this.#index.get(subject)!.splice(0));
+    if (!this.#indexScheduled) {
+      this.#indexScheduled = true;
+      setImmediate(this.#flushIndex);
+    }
+  }
+
+  readonly #index = new Map<string, Array<[string, number]>>();
+  #indexScheduled = false;
+  readonly #flushIndex = () => {
+    this.#indexScheduled = false;
+    for (const [subject, batch] of this.#index) if (batch.length) this.#publishIndex(subject, batch);
+    this.#index.clear();
+  };
+
+  #publishIndex(subject: string, batch: Array<[string, number]>) {
+    this.#d.publisher.publish(subject, encodeIndexBatch(batch)).catch((error: unknown) => {
+      this.#d.log.warn({ err: error, subject, jobs: batch.length }, 'job index batch not written: these jobs are missing from listings');
+    });
   }
 
   /** A record already encoded (and known to fit). */

@@ -1,6 +1,6 @@
 /** What a handler is, what it is given, and the errors that end an attempt from outside it. */
 import { NaqError } from '../../core/errors.js';
-import type { Logger } from '../../core/log.js';
+import type { JobLogger } from './job-logs.js';
 
 /** What a handler gets besides the job's data. */
 export interface JobContext {
@@ -17,7 +17,12 @@ export interface JobContext {
    * PROGRESS_NOT_SERIALIZABLE or PROGRESS_TOO_LARGE (64 KiB) for a value that cannot be stored.
    */
   progress(value: unknown): void;
-  log: Logger;
+  /**
+   * The worker's logger for this job (pino), callable as `ctx.log('text')` too. What it logs
+   * (info and up; debug and trace when the logger lets them through) is also kept with the
+   * job's record, the last `jobs.maxLogLines` lines: `naq job ID --logs`, `getJob(id).logs`.
+   */
+  log: JobLogger;
 }
 
 export type Handler<D = any, R = unknown> = (data: D, ctx: JobContext) => Promise<R> | R;

@@ -13,6 +13,7 @@ import type { NaqEventInput, NaqEventType } from '../../model/event.js';
 import { decodeJob, JobDecodeError, recordFromMessage, retryDelay, WIRE_VERSION, type AttemptRecord, type DeadLetter, type JobMessage, type JobRecord } from '../../model/job.js';
 import { completedFirstAttemptJson, encodeDeadLetter, encodeRecord, tryEncode } from '../../model/record-codec.js';
 import { toPermissionDenied } from '../../core/permissions.js';
+import { isIndexedState, type IndexedState, type IndexEntry } from '../../model/job-index.js';
 import { utf8 } from '../../core/utf8.js';
 import type { JobMetrics } from '../../metrics/metrics.js';
 import type { Delivery } from './delivery.js';
@@ -20,6 +21,7 @@ import { DrainAbort, JobCancelledError, JobTimeoutError, type Handler, type Hand
 import { resultProblem, ResultNotSerializableError, ResultTooLargeError } from './outcome.js';
 import { Liveness } from './liveness.js';
 import { abortJob, runningJob, RunningJobContext, type RunningJob } from './running-job.js';
+import { attachLogs, historyOf, NO_HISTORY, recordLogs, type History } from './job-logs.js';
 
 /** What the job path reads and writes, as functions (the worker gives it NATS-backed ones). */
 export interface JobIO {
@@ -27,6 +29,8 @@ export interface JobIO {
   readRecord(id: string): Promise<JobRecord | null>;
   /** One record write; resolves once the server stored it. */
   writeRecord(id: string, bytes: Uint8Array): Promise<unknown>;
+  /** A finished job's entry in the job index (sent, not awaited), just before its record. */
+  index(entry: IndexEntry): void;
   /** A dead letter for `queue`; resolves with its stream sequence. */
   deadLetter(queue: string, bytes: Uint8Array): Promise<number>;
   /** Acks the delivery together with the next batch of writes. */
@@ -50,6 +54,8 @@ export interface JobPathOptions {
   onRefused(error: PermissionDeniedError): void;
   /** Counts and times attempts for Prometheus, when the process serves metrics. */
   metrics?: JobMetrics;
+  /** Lines of ctx.log kept with a job's record (jobs.maxLogLines; default 100). */
+  maxLogLines?: number;
 }
 
 /** A completed record, encoded and known to fit. */
@@ -100,7 +106,8 @@ export class JobPath {
       ackWaitMs: options.ackWaitMs,
       activeAfterMs: options.activeAfterMs,
       running: () => this.#running,
-      priorAttempts: (job, attempt, running) => this.#priorAttempts(job, attempt, running),
+      history: (job, attempt, running) => this.#history(job, attempt, running),
+      maxLogLines: this.#maxLogLines,
       write: (record) => this.#write(record),
       emitProgress: (running) => this.#emit('job.progress', running.job, { progress: running.progress }),
     });
@@ -205,6 +212,7 @@ export class JobPath {
         if (completion === ALREADY_RECORDED) return;
         if (!(completion instanceof Error)) {
           try {
+            this.#o.io.index({ id: job.id, queue: job.queue, name: job.name, state: 'completed', enqueuedAt: job.ts });
             await this.#o.io.writeRecord(job.id, completion.bytes);
           } catch (thrown) {
             return this.#notRecorded(msg, job.id, thrown);
@@ -245,6 +253,8 @@ export class JobPath {
     if (!this.#mustVerify(attempt)) return this.#cancelledEarly(msg, job, attempt);
     return this.#alreadyFinished(job).then((finished) => {
       if (!finished) return this.#cancelledEarly(msg, job, attempt);
+      // Its ack was lost, and maybe its index entry with it (a crash before the batch went out).
+      this.#o.io.index({ id: job.id, queue: job.queue, name: job.name, state: finished.status as IndexedState, enqueuedAt: job.ts });
       this.#o.io.ackLater(msg);
       return true;
     });
@@ -279,7 +289,7 @@ export class JobPath {
       const ms = job.timeoutMs;
       running.timeout = this.#o.clock.setTimeout(() => abortJob(running, new JobTimeoutError(ms)), ms);
     }
-    const ctx = new RunningJobContext(running, this.#o.log, this.#liveness.scheduleProgress);
+    const ctx = new RunningJobContext(running, this.#o.log, this.#liveness.scheduleProgress, this.#maxLogLines, this.#o.clock.now);
     return new Promise<unknown>((resolve, reject) => {
       running.rejectWait = reject;
       if (running.abortReason !== undefined) return reject(running.abortReason);
@@ -308,7 +318,7 @@ export class JobPath {
     const finishedAt = this.#o.clock.now();
     let json: string;
     try {
-      json = completedFirstAttemptJson(running.job, running.attempt, this.#o.workerId, running.startedAt, finishedAt, value, running.progress);
+      json = completedFirstAttemptJson(running.job, running.attempt, this.#o.workerId, running.startedAt, finishedAt, value, running.progress, recordLogs(NO_HISTORY, running.logs, this.#maxLogLines));
     } catch (error) {
       // The result was checked: only a value that changed while it was read (a getter) gets here.
       return new ResultNotSerializableError(`encoding it threw: ${(error as Error).message}`);
@@ -462,6 +472,7 @@ export class JobPath {
 
   /** A record write, cut down to fit one message if it has to be. */
   #write(record: JobRecord): Promise<unknown> {
+    if (isIndexedState(record.status)) this.#o.io.index({ id: record.id, queue: record.queue, name: record.name, state: record.status, enqueuedAt: record.enqueuedAt });
     return this.#o.io.writeRecord(record.id, encodeRecord(record, this.#o.io.maxMessageBytes()));
   }
 
@@ -485,38 +496,42 @@ export class JobPath {
     this.#o.io.emit({ type, ts: this.#o.clock.now(), queue: job.queue, jobId: job.id, workerId: this.#o.workerId, data });
   }
 
-  /** A redelivered job whose record already says how it ended (and is for this enqueue). */
-  async #alreadyFinished(job: JobMessage): Promise<boolean> {
+  /** A redelivered job's record, when it already says how it ended (and is for this enqueue). */
+  async #alreadyFinished(job: JobMessage): Promise<JobRecord | null> {
     try {
       const r = await this.#o.io.readRecord(job.id);
-      return r !== null && (r.status === 'completed' || r.status === 'failed' || r.status === 'cancelled') && r.enqueuedAt === job.ts;
+      return r !== null && isIndexedState(r.status) && r.enqueuedAt === job.ts ? r : null;
     } catch {
       // Unknown: run it (at least once beats at most once).
-      return false;
+      return null;
     }
   }
 
-  /** The record so far: fresh on a first attempt; on a retry, with the earlier attempts. */
+  /** The record so far: fresh on a first attempt; on a retry, with the earlier attempts; with the lines logged. */
   async #baseRecord(job: JobMessage, attempt: number, running?: RunningJob): Promise<JobRecord> {
-    return recordFromMessage(job, 'pending', attempt <= 1 ? [] : [...(await this.#priorAttempts(job, attempt, running))]);
+    const history = attempt <= 1 ? NO_HISTORY : await this.#history(job, attempt, running);
+    return attachLogs(recordFromMessage(job, 'pending', [...history.attempts]), recordLogs(history, running?.logs, this.#maxLogLines));
   }
 
-  /** The finished attempts before this one, from the record (read once per running attempt). */
-  #priorAttempts(job: JobMessage, attempt: number, running?: RunningJob): Promise<AttemptRecord[]> {
+  get #maxLogLines(): number {
+    return this.#o.maxLogLines ?? 100;
+  }
+
+  /** The finished attempts before this one and their lines, from the record (read once per running attempt). */
+  #history(job: JobMessage, attempt: number, running?: RunningJob): Promise<History> {
     if (running?.prior) return running.prior;
     const prior = (async () => {
       try {
         const record = await this.#o.io.readRecord(job.id);
         // Only this enqueue's history: the id may have run before, under another enqueue.
-        if (record && record.enqueuedAt === job.ts) {
-          return (Array.isArray(record.attempts) ? record.attempts : []).filter((a) => a.finishedAt !== undefined && a.n < attempt);
-        }
+        if (record && record.enqueuedAt === job.ts) return historyOf(record, attempt);
       } catch (error) {
         this.#o.log.debug({ err: error, jobId: job.id }, 'could not read the record history');
       }
-      return [];
+      return NO_HISTORY;
     })();
     if (running) running.prior = prior;
     return prior;
   }
+
 }

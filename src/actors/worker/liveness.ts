@@ -5,8 +5,9 @@
  */
 import type { Clock } from '../../core/clock.js';
 import type { LongTimer } from '../../core/duration.js';
-import { recordFromMessage, type AttemptRecord, type JobMessage, type JobRecord } from '../../model/job.js';
+import { recordFromMessage, type JobMessage, type JobRecord } from '../../model/job.js';
 import type { RunningJob } from './running-job.js';
+import { attachLogs, NO_HISTORY, recordLogs, type History } from './job-logs.js';
 
 const PROGRESS_EVERY_MS = 250;
 const SWEEP_EVERY_MS = 250;
@@ -18,8 +19,9 @@ export interface LivenessDeps {
   /** A job running this long gets an 'active' record (0: never). */
   activeAfterMs: number;
   running(): ReadonlyMap<string, RunningJob>;
-  /** The earlier attempts of a retry, read once per attempt (job-path.ts). */
-  priorAttempts(job: JobMessage, attempt: number, running: RunningJob): Promise<AttemptRecord[]>;
+  /** The earlier attempts of a retry and their lines, read once per attempt (job-path.ts). */
+  history(job: JobMessage, attempt: number, running: RunningJob): Promise<History>;
+  maxLogLines: number;
   write(record: JobRecord): Promise<unknown>;
   emitProgress(running: RunningJob): void;
 }
@@ -52,12 +54,13 @@ export class Liveness {
   async #writeActive(running: RunningJob, progress: unknown): Promise<void> {
     try {
       const { job, attempt, startedAt } = running;
-      const prior = attempt > 1 ? await this.#d.priorAttempts(job, attempt, running) : [];
+      const prior = attempt > 1 ? await this.#d.history(job, attempt, running) : NO_HISTORY;
       // The outcome may have been written while the history was read: never write over it.
       if (running.abandoned || running.finished) return;
-      const record = recordFromMessage(job, 'active', [...prior, { n: attempt, startedAt, workerId: this.#d.workerId }]);
+      const record = recordFromMessage(job, 'active', [...prior.attempts, { n: attempt, startedAt, workerId: this.#d.workerId }]);
       record.startedAt = startedAt;
       if (progress !== undefined) record.progress = progress;
+      attachLogs(record, recordLogs(prior, running.logs, this.#d.maxLogLines));
       await this.#d.write(record);
     } catch {
       // Only informative: the outcome write that follows is the one that counts.

@@ -27,7 +27,7 @@ export function workerLogic(config: NaqConfig, handlers: Handlers, log: Logger, 
           contextOf(input.connection),
           input.queue,
           handlers,
-          { concurrency: config.worker.concurrency, ackWaitMs: config.worker.ackWaitMs, activeAfterMs: config.jobs.activeAfterMs, ...(metrics ? { metrics } : {}) },
+          { concurrency: config.worker.concurrency, ackWaitMs: config.worker.ackWaitMs, activeAfterMs: config.jobs.activeAfterMs, maxLogLines: config.jobs.maxLogLines, ...(metrics ? { metrics } : {}) },
           log.child({ worker: input.queue }),
         );
         let stopped = false;

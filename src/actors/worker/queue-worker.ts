@@ -22,6 +22,8 @@ export interface QueueWorkerSettings {
   concurrency: number;
   ackWaitMs: number;
   activeAfterMs: number;
+  /** Lines of ctx.log kept with a job's record. */
+  maxLogLines?: number;
   metrics?: JobMetrics;
 }
 
@@ -49,6 +51,7 @@ function jobIO(ctx: NaqContext): JobIO {
       return entry && entry.operation === 'PUT' ? entry.json<JobRecord>() : null;
     },
     writeRecord: (id, bytes) => ctx.storage.putRecordBytes(id, bytes),
+    index: (entry) => ctx.storage.indexFinal(entry),
     deadLetter: async (queue, bytes) => (await ctx.publisher.publish(ctx.layout.deadSubject(queue), bytes)).seq,
     ackLater: (msg) => ctx.publisher.ackLater(msg),
     emit: (event) => ctx.events.emit(event),
@@ -96,6 +99,7 @@ export class QueueWorker {
       handlers,
       ackWaitMs: settings.ackWaitMs,
       activeAfterMs: settings.activeAfterMs,
+      ...(settings.maxLogLines !== undefined ? { maxLogLines: settings.maxLogLines } : {}),
       clock,
       io: jobIO(ctx),
       log,

@@ -1,10 +1,11 @@
 /** One job while a worker runs it, and the `ctx` its handler is given. */
 import type { LongTimer } from '../../core/duration.js';
 import type { Logger } from '../../core/log.js';
-import type { AttemptRecord, JobMessage } from '../../model/job.js';
+import type { JobMessage } from '../../model/job.js';
 import type { Delivery } from './delivery.js';
 import type { JobContext } from './handler.js';
 import { snapshotProgress } from './outcome.js';
+import { jobLogger, LogLines, type History, type JobLogger } from './job-logs.js';
 
 export interface RunningJob {
   readonly msg: Delivery;
@@ -30,10 +31,12 @@ export interface RunningJob {
   /** The handler returned; the outcome is being recorded. */
   finished: boolean;
   /**
-   * The earlier attempts' history, read once (retries only) before this attempt writes its
-   * own 'active' record over it, and reused for every record this attempt writes.
+   * The earlier attempts' history and lines, read once (retries only) before this attempt
+   * writes its own 'active' record over it, and reused for every record this attempt writes.
    */
-  prior: Promise<AttemptRecord[]> | undefined;
+  prior: Promise<History> | undefined;
+  /** What the handler logged through ctx.log, once it did. */
+  logs: LogLines | undefined;
 }
 
 export function runningJob(msg: Delivery, job: JobMessage, attempt: number, startedAt: number): RunningJob {
@@ -55,6 +58,7 @@ export function runningJob(msg: Delivery, job: JobMessage, attempt: number, star
     duplicates: undefined,
     finished: false,
     prior: undefined,
+    logs: undefined,
   };
 }
 
@@ -79,9 +83,11 @@ export class RunningJobContext implements JobContext {
   readonly #running: RunningJob;
   readonly #workerLog: Logger;
   readonly #scheduleProgress: (running: RunningJob) => void;
-  #log: Logger | undefined;
+  readonly #maxLogLines: number;
+  readonly #now: () => number;
+  #log: JobLogger | undefined;
 
-  constructor(running: RunningJob, workerLog: Logger, scheduleProgress: (running: RunningJob) => void) {
+  constructor(running: RunningJob, workerLog: Logger, scheduleProgress: (running: RunningJob) => void, maxLogLines: number, now: () => number) {
     this.jobId = running.job.id;
     this.name = running.job.name;
     this.queue = running.job.queue;
@@ -90,6 +96,8 @@ export class RunningJobContext implements JobContext {
     this.#running = running;
     this.#workerLog = workerLog;
     this.#scheduleProgress = scheduleProgress;
+    this.#maxLogLines = maxLogLines;
+    this.#now = now;
   }
 
   /** Made on first read: most handlers never look, and an AbortController per job is costly. */
@@ -110,7 +118,7 @@ export class RunningJobContext implements JobContext {
   }
 
   /** A child logger per job is costly; most handlers never log. */
-  get log(): Logger {
-    return (this.#log ??= this.#workerLog.child({ jobId: this.jobId, attempt: this.attempt }));
+  get log(): JobLogger {
+    return (this.#log ??= jobLogger(this.#workerLog.child({ jobId: this.jobId, attempt: this.attempt }), (this.#running.logs ??= new LogLines(this.#maxLogLines, this.attempt, this.#now))));
   }
 }
