@@ -173,7 +173,6 @@ const ROUTES: Route[] = [
 const STATUS_BY_CODE: Record<string, number> = {
   NOT_FOUND: 404,
   INVALID_ARGUMENT: 400,
-  DASHBOARD_UNSUPPORTED: 501,
   NOT_CONNECTED: 503,
   TIMEOUT: 504,
 };

@@ -8,60 +8,15 @@ import type { JobRecord, QueueStats, WorkerInfo } from '../model/job.js';
 import type { ScheduleRecord } from '../model/schedule.js';
 import type { StoredEvent } from '../model/event.js';
 import type { EventFilter, EventSubscription, HistoryFilter } from '../actors/events/queries.js';
-import { NaqError } from '../core/errors.js';
+import { NotFoundError } from '../core/errors.js';
+import type { JobPage, ListFilter } from '../model/job-index.js';
+import type { CleanFilter, RetryFilter, RetryOutcome } from '../actors/jobs/bulk.js';
 
-export const LIST_STATES = ['pending', 'delayed', 'waiting', 'active', 'retrying', 'completed', 'failed', 'dead', 'cancelled'] as const;
-export type ListState = (typeof LIST_STATES)[number];
+export { LIST_STATES, type JobPage, type JobRow, type ListFilter as ListJobsFilter, type ListState } from '../model/job-index.js';
+export type { CleanFilter as CleanJobsFilter, RetryFilter as RetryJobsFilter, RetryOutcome } from '../actors/jobs/bulk.js';
 
-export interface JobRow {
-  id: string;
-  name: string;
-  queue: string;
-  state: ListState;
-  /** When it entered this state, ms since the epoch. */
-  at: number;
-  enqueuedAt: number;
-  attempts: number;
-  maxAttempts: number;
-  error?: string;
-  deadSeq?: number;
-}
-
-export interface ListJobsFilter {
-  queue?: string;
-  state?: ListState;
-  name?: string;
-  limit?: number;
-  cursor?: string;
-}
-
-export interface JobPage {
-  jobs: JobRow[];
-  /** null: no more. */
-  cursor: string | null;
-}
-
-export interface RetryJobsFilter {
-  queue: string;
-  state: 'dead' | 'failed';
-  name?: string;
-}
-
-export interface CleanJobsFilter {
-  queue: string;
-  state: 'completed' | 'failed' | 'cancelled' | 'dead';
-  olderThanMs: number;
-  name?: string;
-}
-
-export interface JobLogLine {
-  ts: number;
-  level: string;
-  msg: string;
-}
-
-/** A job record as the dashboard reads it: `logs` once the library keeps them. */
-export type DashboardJob = JobRecord & { logs?: JobLogLine[] };
+/** A job record as the dashboard reads it (with the lines its handler logged). */
+export type DashboardJob = JobRecord;
 
 /** Who holds the scheduler lease, read from the leader bucket (any process can). */
 export interface LeaderLease {
@@ -75,10 +30,10 @@ export interface LeaderLease {
 export interface DashboardBackend {
   listQueues(): Promise<QueueStats[]>;
   queueStats(queue: string): Promise<QueueStats>;
-  listJobs(filter: ListJobsFilter): Promise<JobPage>;
+  listJobs(filter: ListFilter): Promise<JobPage>;
   getJob(id: string): Promise<DashboardJob | null>;
-  retryJobs(filter: RetryJobsFilter): Promise<{ retried: number }>;
-  cleanJobs(filter: CleanJobsFilter): Promise<{ removed: number }>;
+  retryJobs(filter: RetryFilter): Promise<RetryOutcome>;
+  cleanJobs(filter: CleanFilter): Promise<{ removed: number }>;
   cancel(id: string): Promise<unknown>;
   retryDead(id: string): Promise<unknown>;
   promote(id: string): Promise<unknown>;
@@ -101,28 +56,14 @@ export interface DashboardBackend {
   metricsText(): Promise<{ contentType: string; body: string } | null>;
 }
 
-/** The job listing methods, added to `Naq` in the same release: typed here so an older `Naq` fails clearly. */
-interface JobListing {
-  listJobs(filter: ListJobsFilter): Promise<JobPage>;
-  retryJobs(filter: RetryJobsFilter): Promise<{ retried: number }>;
-  cleanJobs(filter: CleanJobsFilter): Promise<{ removed: number }>;
-}
-
-function listing(naq: object, method: keyof JobListing): JobListing {
-  if (typeof (naq as Partial<JobListing>)[method] !== 'function') {
-    throw new NaqError('DASHBOARD_UNSUPPORTED', `this naq has no ${method}: the job listing needs a newer naq`);
-  }
-  return naq as JobListing;
-}
-
 export function backendFromNaq(naq: Naq<any>): DashboardBackend {
   return {
     listQueues: () => naq.listQueues(),
     queueStats: (queue) => naq.queueStats(queue),
-    listJobs: async (filter) => listing(naq, 'listJobs').listJobs(filter),
-    getJob: (id) => naq.getJob(id) as Promise<DashboardJob | null>,
-    retryJobs: async (filter) => listing(naq, 'retryJobs').retryJobs(filter),
-    cleanJobs: async (filter) => listing(naq, 'cleanJobs').cleanJobs(filter),
+    listJobs: (filter) => naq.listJobs(filter),
+    getJob: (id) => naq.getJob(id),
+    retryJobs: (filter) => naq.retryJobs(filter),
+    cleanJobs: (filter) => naq.cleanJobs(filter),
     cancel: (id) => naq.cancel(id),
     retryDead: (id) => naq.retryDead(id),
     promote: (id) => naq.promote(id),
@@ -136,7 +77,7 @@ export function backendFromNaq(naq: Naq<any>): DashboardBackend {
     removeSchedule: (id) => naq.removeSchedule(id),
     async runScheduleNow(id) {
       const schedule = await naq.getSchedule(id);
-      if (!schedule) throw new NaqError('NOT_FOUND', `no schedule ${id}`);
+      if (!schedule) throw new NotFoundError(`schedule ${id}`);
       const jobId = await naq.enqueue(schedule.name, schedule.data as never, { ...schedule.opts, queue: schedule.queue });
       return { jobId };
     },

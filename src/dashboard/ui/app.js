@@ -225,7 +225,7 @@ function QueuePage({ session, queue, params }) {
       <button type="submit">Search</button>
       ${(id || name) && html`<a href=${link({ id: '', name: '', cursor: '' })}>clear</a>`}
       ${!session.readOnly && (state === 'dead' || state === 'failed') &&
-        html`<button class="primary" data-testid="retry-all" onClick=${(e) => { e.preventDefault(); act(`/api/queues/${enc(queue)}/retry`, { state, ...(name ? { name } : {}) }).then((r) => r && showToast(`${r.retried} retried`)); }}>Retry all ${state}</button>`}
+        html`<button class="primary" data-testid="retry-all" onClick=${(e) => { e.preventDefault(); act(`/api/queues/${enc(queue)}/retry`, { state, ...(name ? { name } : {}) }).then((r) => r && showToast(`${r.retried} retried${r.skippedCount ? `, ${r.skippedCount} skipped (${r.skipped[0]?.reason ?? ''})` : ''}`, r.skippedCount > 0)); }}>Retry all ${state}</button>`}
       ${!session.readOnly && ['completed', 'failed', 'cancelled', 'dead'].includes(state) &&
         html`<span class="row"><select value=${olderThan} onChange=${(e) => setOlderThan(e.target.value)}>
             <option value="0">all</option><option value="3600000">older than 1 hour</option><option value="86400000">older than 1 day</option>
@@ -293,9 +293,10 @@ function JobPage({ session, id }) {
         <td>${a.finishedAt ? `${a.finishedAt - a.startedAt} ms` : 'running'}</td><td class="muted">${a.workerId ?? ''}</td><td class="bad">${a.error?.message ?? ''}</td></tr>`)}</tbody>
     </table>
     <h2>Logs</h2>
+    ${job.logsDropped ? html`<p class="muted">${job.logsDropped} earlier lines dropped (jobs.maxLogLines)</p>` : null}
     ${job.logs && job.logs.length > 0
-      ? html`<table class="logs" data-testid="job-logs"><tbody>${job.logs.map((l) => html`<tr><td class="muted">${new Date(l.ts).toLocaleTimeString()}</td><td>${l.level}</td><td>${l.msg}</td></tr>`)}</tbody></table>`
-      : html`<p class="muted">${job.logs ? 'no lines logged' : 'this naq keeps no job logs'}</p>`}
+      ? html`<table class="logs" data-testid="job-logs"><tbody>${job.logs.map((l) => html`<tr><td class="muted">${new Date(l.ts).toLocaleTimeString()}</td><td class="muted">#${l.attempt}</td><td class=${l.level === 'error' || l.level === 'fatal' ? 'bad' : ''}>${l.level}</td><td>${l.msg}</td></tr>`)}</tbody></table>`
+      : html`<p class="muted">no lines logged</p>`}
     <h2>Events</h2>
     <table><tbody>${events.map((e) => html`<tr><td class="muted">${fmtTime(e.ts)}</td><td>${e.type}</td><td class="muted">${e.workerId ?? ''}</td><td><code>${e.data ? JSON.stringify(e.data) : ''}</code></td></tr>`)}</tbody></table>`;
 }
