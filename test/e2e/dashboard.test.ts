@@ -93,9 +93,11 @@ async function shot(name: string, options: { fullPage?: boolean; keepToast?: boo
 const cell = (queue: string, what: string) => page.locator(`tr[data-queue="${queue}"] [data-testid="${what}"]`);
 const number = async (queue: string, what: string) => Number(await cell(queue, what).textContent());
 
-describe('the dashboard in a browser', () => {
+// Generous: the whole suite shares two cores with this browser.
+describe('the dashboard in a browser', { timeout: 60_000 }, () => {
   it("shows a queue's counts change live while jobs run", async () => {
     await naq.pauseQueue('emails');
+    await until(() => /hold\.held/.test(naq.health().actors['worker:emails']?.state ?? ''), 10_000);
     await page.goto(dashboard.url);
     await naq.enqueueBulk(Array.from({ length: 12 }, () => ({ name: 'work' as const, data: { ms: 100 }, opts: { queue: 'emails' } })));
     // Paused, so the jobs wait: the page shows them without a reload...
@@ -110,7 +112,7 @@ describe('the dashboard in a browser', () => {
     const id = await naq.enqueue('picky', { invoice: 'INV-42' }, { jobId: 'invoice-42', attempts: 2, backoff: { type: 'fixed', delay: 50 } });
     await until(async () => (await naq.getJob(id))?.deadSeq !== undefined, 10_000);
     await page.goto(`${dashboard.url}#/job/${id}`);
-    await expect.poll(() => page.getByTestId('job-error').first().textContent(), { timeout: 5000 }).toContain('invoice INV-42 was refused by the ledger');
+    await expect.poll(() => page.getByTestId('job-error').first().textContent(), { timeout: 10_000 }).toContain('invoice INV-42 was refused by the ledger');
     await expect(page.getByTestId('job-error').nth(1).textContent()).resolves.toContain('ledger answered 503');
     await expect(page.getByTestId('job-state').textContent()).resolves.toBe('dead');
     // What the handler logged, both attempts.
@@ -127,7 +129,7 @@ describe('the dashboard in a browser', () => {
     await page.getByTestId('search-id').fill(id);
     await page.getByTestId('search-id').press('Enter');
     const row = page.locator(`tr[data-job="${id}"]`);
-    await row.waitFor({ timeout: 5000 });
+    await row.waitFor({ timeout: 10_000 });
     await expect(row.textContent()).resolves.toMatch(/picky.*completed/);
   });
 
@@ -135,9 +137,9 @@ describe('the dashboard in a browser', () => {
     await page.goto(`${dashboard.url}#/queue/default`);
     await page.getByTestId('pause').click();
     // The worker machine has taken the pause (it holds its pulls): then nothing new starts.
-    await until(() => /hold\.held/.test(naq.health().actors['worker:default']?.state ?? ''), 5000);
+    await until(() => /hold\.held/.test(naq.health().actors['worker:default']?.state ?? ''), 10_000);
     await naq.enqueueBulk(Array.from({ length: 3 }, (_, i) => ({ name: 'work' as const, data: { ms: 10 }, opts: { jobId: `held-${i}` } })));
-    await page.getByTestId('q-pending').filter({ hasText: '3' }).waitFor({ timeout: 5000 });
+    await page.getByTestId('q-pending').filter({ hasText: '3' }).waitFor({ timeout: 10_000 });
     // Held for a while by a paused queue, not merely not yet picked up.
     for (let i = 0; i < 8; i++) {
       await new Promise((r) => setTimeout(r, 100));
@@ -145,7 +147,7 @@ describe('the dashboard in a browser', () => {
     }
     await page.getByTestId('resume').click();
     await page.getByTestId('q-pending').filter({ hasText: /^0$/ }).waitFor({ timeout: 10_000 });
-    await until(async () => (await naq.getJob('held-2'))?.status === 'completed', 5000);
+    await until(async () => (await naq.getJob('held-2'))?.status === 'completed', 10_000);
   });
 
   it("lists a queue's jobs by state a page at a time, finds them by name, retries the dead and cleans the completed", async () => {
@@ -158,10 +160,10 @@ describe('the dashboard in a browser', () => {
     // Completed, five to a page, newest first; the next page goes on where the first stopped.
     await page.goto(`${dashboard.url}#/queue/emails?state=completed&limit=5`);
     const rows = page.locator('table[data-testid="jobs"] tbody tr[data-job]');
-    await until(async () => (await rows.count()) === 5, 5000);
+    await until(async () => (await rows.count()) === 5, 10_000);
     const first = await rows.evaluateAll((trs) => trs.map((tr) => (tr as unknown as { dataset: { job: string } }).dataset.job));
     await page.getByTestId('next-page').click();
-    await until(async () => (await rows.count()) > 0 && !first.includes((await rows.first().getAttribute('data-job'))!), 5000);
+    await until(async () => (await rows.count()) > 0 && !first.includes((await rows.first().getAttribute('data-job'))!), 10_000);
     const second = await rows.evaluateAll((trs) => trs.map((tr) => (tr as unknown as { dataset: { job: string } }).dataset.job));
     expect(second.filter((id) => first.includes(id))).toEqual([]);
 
@@ -169,27 +171,27 @@ describe('the dashboard in a browser', () => {
     await page.goto(`${dashboard.url}#/queue/emails?state=dead`);
     await page.getByTestId('search-name').fill('picky');
     await page.getByTestId('search-name').press('Enter');
-    await until(async () => (await rows.count()) === 3, 5000);
+    await until(async () => (await rows.count()) === 3, 10_000);
     await shot('queue');
     pickyBroken = false;
     await page.getByTestId('retry-all').click();
-    await page.getByTestId('toast').filter({ hasText: '3 retried' }).waitFor({ timeout: 5000 });
+    await page.getByTestId('toast').filter({ hasText: '3 retried' }).waitFor({ timeout: 10_000 });
     await until(async () => (await Promise.all([0, 1, 2].map((i) => naq.getJob(`bill-${i}`)))).every((j) => j?.status === 'completed'), 10_000);
 
     // Completed, cleaned: the tab empties.
     page.once('dialog', (dialog) => void dialog.accept());
     await page.goto(`${dashboard.url}#/queue/emails?state=completed`);
-    await rows.first().waitFor({ timeout: 5000 });
+    await rows.first().waitFor({ timeout: 10_000 });
     await page.getByTestId('clean').click();
-    await page.getByTestId('toast').filter({ hasText: 'removed' }).waitFor({ timeout: 5000 });
-    await until(async () => (await rows.count()) === 0, 5000);
+    await page.getByTestId('toast').filter({ hasText: 'removed' }).waitFor({ timeout: 10_000 });
+    await until(async () => (await rows.count()) === 0, 10_000);
   });
 
   it("shows the workers' heartbeats and, on the system page, a worker's and the leader's state", async () => {
     await page.goto(`${dashboard.url}#/workers`);
     const row = page.locator('table[data-testid="workers"] tbody tr[data-worker]');
     // One heartbeat per queue a worker serves.
-    await until(async () => (await row.count()) === 2, 5000);
+    await until(async () => (await row.count()) === 2, 10_000);
     const shown = await row.allTextContents();
     expect(shown.some((t) => t.includes('emails') && t.includes('running'))).toBe(true);
     expect(shown.some((t) => t.includes('default') && t.includes('running'))).toBe(true);
@@ -197,7 +199,7 @@ describe('the dashboard in a browser', () => {
 
     await page.goto(`${dashboard.url}#/system`);
     const worker = page.locator('li[data-actor="worker:default"] > .node [data-testid="actor-state"]');
-    await expect.poll(() => worker.textContent(), { timeout: 5000 }).toContain('running');
+    await expect.poll(() => worker.textContent(), { timeout: 10_000 }).toContain('running');
     await expect(page.locator('li[data-actor="leader"] > .node [data-testid="actor-state"]').textContent()).resolves.toBe('leader');
     await expect(page.locator('li[data-actor="connection"] > .node').textContent()).resolves.toContain(`server 127.0.0.1:${server.port}`);
     await expect(page.getByTestId('leader').textContent()).resolves.toContain(`pid ${process.pid}`);
@@ -208,15 +210,15 @@ describe('the dashboard in a browser', () => {
     await naq.schedule('hourly-resize', { every: 3_600_000 }, 'resize', { width: 64 });
     await page.goto(`${dashboard.url}#/schedules`);
     const row = page.locator('tr[data-schedule="hourly-resize"]');
-    await row.waitFor({ timeout: 5000 });
+    await row.waitFor({ timeout: 10_000 });
     await expect(row.textContent()).resolves.toContain('every 1h 0m');
     await row.getByTestId('run-now').click();
-    const toast = await page.getByTestId('toast').filter({ hasText: 'enqueued job' }).textContent({ timeout: 5000 });
+    const toast = await page.getByTestId('toast').filter({ hasText: 'enqueued job' }).textContent({ timeout: 10_000 });
     const jobId = /enqueued job (\S+)/.exec(toast ?? '')![1]!;
     await shot('schedules', { keepToast: true });
-    expect(await naq.waitFor(jobId, { timeoutMs: 5000 })).toEqual({ width: 64 });
+    expect(await naq.waitFor(jobId, { timeoutMs: 10_000 })).toEqual({ width: 64 });
     await page.getByTestId('toast').getByText('open').click();
-    await page.getByTestId('job-state').filter({ hasText: 'completed' }).waitFor({ timeout: 5000 });
+    await page.getByTestId('job-state').filter({ hasText: 'completed' }).waitFor({ timeout: 10_000 });
     await expect(page.getByTestId('job-id').textContent()).resolves.toBe(jobId);
   });
 });
