@@ -113,7 +113,7 @@ describe('dashboard API', () => {
     const half = await runCli(['dashboard', '--nats-url', server.url], { NAQ_DASHBOARD__USER: 'admin' });
     expect(half.code).toBe(2);
     expect(half.stderr).toContain('dashboard.password');
-  });
+  }, 60_000);
 
   it('with a token: 401 without it; a bearer header, or a ?token= link that sets a cookie, gets in', async () => {
     const d = await dashboardWith({ host: '0.0.0.0', auth: { token: 'tok-123' } });

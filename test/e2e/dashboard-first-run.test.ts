@@ -75,5 +75,5 @@ describe('npm start', () => {
 
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
-  });
+  }, 60_000);
 });
