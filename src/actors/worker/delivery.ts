@@ -1,9 +1,12 @@
 /** A delivered job message, as the job path sees it: what JetStream's JsMsg offers, and no more. */
 import type { JsMsg } from '@nats-io/jetstream';
+import type { MsgHdrs } from '@nats-io/transport-node';
 
 export interface Delivery {
   readonly data: Uint8Array;
   readonly subject: string;
+  /** Read only when tracing is on (the trace context a producer sent). */
+  readonly headers?: MsgHdrs | undefined;
   ack(): void;
   /** Back to the queue, redelivered after `delayMs` (at once without). */
   nak(delayMs?: number): void;

@@ -22,6 +22,7 @@ import { resultProblem, ResultNotSerializableError, ResultTooLargeError } from '
 import { Liveness } from './liveness.js';
 import { abortJob, runningJob, RunningJobContext, type RunningJob } from './running-job.js';
 import { attachLogs, historyOf, NO_HISTORY, recordLogs, type History } from './job-logs.js';
+import { consumerSpan, endSpan, within } from '../../tracing/tracing.js';
 
 /** What the job path reads and writes, as functions (the worker gives it NATS-backed ones). */
 export interface JobIO {
@@ -189,11 +190,12 @@ export class JobPath {
     this.#liveness.ensureSweeper();
     this.#emit('job.started', job, { attempt });
     this.#o.metrics?.started(job.queue, job.name, startedAt - job.ts);
+    const traced = consumerSpan(job.queue, job, attempt, () => msg.headers);
     let value: unknown;
     let error: unknown;
     let failed = false;
     try {
-      value = await this.#wait(running, handler);
+      value = await (traced ? within(traced.context, () => this.#wait(running, handler)) : this.#wait(running, handler));
     } catch (thrown) {
       failed = true;
       error = thrown;
@@ -202,6 +204,7 @@ export class JobPath {
       running.progressTimer?.clear();
       // It stays in #running until its outcome is recorded, so a duplicate delivery finds it.
       running.finished = true;
+      if (traced) endSpan(traced.span, failed ? error : undefined);
     }
     // 4. Outcome: one record write, then ack; NAK with the backoff delay; or dead letter.
     try {
