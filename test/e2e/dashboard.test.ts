@@ -220,5 +220,10 @@ describe('the dashboard in a browser', { timeout: 60_000 }, () => {
     await page.getByTestId('toast').getByText('open').click();
     await page.getByTestId('job-state').filter({ hasText: 'completed' }).waitFor({ timeout: 10_000 });
     await expect(page.getByTestId('job-id').textContent()).resolves.toBe(jobId);
+
+    // The overview for the README, last, when the queues have a history to show.
+    await page.goto(dashboard.url);
+    await until(async () => (await number('default', 'failed15')) > 0, 10_000);
+    await shot('overview');
   });
 });

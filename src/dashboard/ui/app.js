@@ -146,9 +146,10 @@ function Overview({ session }) {
   const { data, error } = useData('/api/overview', { everyMs: 5000 });
   const queues = live.queues ?? data?.queues ?? [];
   const series = data?.throughput;
+  const zeros = series ? series.minutes.map(() => 0) : [];
   const totals = (q) => {
-    const s = series?.queues[q];
-    return s ? { completed: s.completed.reduce((a, b) => a + b, 0), failed: s.failed.reduce((a, b) => a + b, 0) } : { completed: 0, failed: 0 };
+    const s = series?.queues[q] ?? { completed: zeros, failed: zeros };
+    return { ...s, total: { completed: s.completed.reduce((a, b) => a + b, 0), failed: s.failed.reduce((a, b) => a + b, 0) } };
   };
   return html`<h1>Overview</h1>
     ${error && html`<p class="bad">${error}</p>`}
@@ -157,16 +158,17 @@ function Overview({ session }) {
       ${series ? charts.throughput(html, series) : html`<p class="muted">loading…</p>`}
     </div>
     <table data-testid="queues">
-      <thead><tr><th>queue</th><th class="num">pending</th><th class="num">in flight</th><th class="num">dead</th><th class="num">workers</th><th class="num">completed 15m</th><th class="num">failed 15m</th><th>state</th><th></th></tr></thead>
+      <thead><tr><th>queue</th><th class="num">pending</th><th class="num">in flight</th><th class="num">dead</th><th class="num">workers</th><th class="num">completed 15m</th><th class="num">failed 15m</th><th>per minute</th><th>state</th><th></th></tr></thead>
       <tbody>
-        ${queues.length === 0 && html`<tr><td colspan="9" class="muted">no queues yet: enqueue a job</td></tr>`}
+        ${queues.length === 0 && html`<tr><td colspan="10" class="muted">no queues yet: enqueue a job</td></tr>`}
         ${queues.map((q) => {
           const t = totals(q.queue);
           return html`<tr data-queue=${q.queue}>
             <td><a href=${`#/queue/${enc(q.queue)}`}>${q.queue}</a></td>
             <td class="num" data-testid="pending">${q.pending}</td><td class="num" data-testid="inflight">${q.inFlight}</td>
             <td class="num" data-testid="dead">${q.dead}</td><td class="num">${q.workers}</td>
-            <td class="num" data-testid="completed15">${t.completed}</td><td class="num" data-testid="failed15">${t.failed}</td>
+            <td class="num" data-testid="completed15">${t.total.completed}</td><td class="num" data-testid="failed15">${t.total.failed}</td>
+            <td>${series && charts.sparkline(html, t.completed, t.failed)}</td>
             <td>${q.paused ? html`<${Badge} value="paused" />` : html`<span class="badge running">running</span>`}</td>
             <td>${!session.readOnly && html`<${PauseButton} queue=${q.queue} paused=${q.paused} />`}</td>
           </tr>`;

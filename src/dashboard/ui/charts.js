@@ -48,4 +48,16 @@ function attempts(html, job) {
   </svg>`;
 }
 
-export const charts = { throughput, attempts };
+/** One queue's minutes as a small bar strip: completed up, failed down from a middle line. */
+function sparkline(html, completed, failed) {
+  const W = 120, H = 24, mid = 14, n = completed.length;
+  const max = Math.max(1, ...completed, ...failed);
+  const bw = W / n;
+  return html`<svg viewBox=${`0 0 ${W} ${H}`} width=${W} height=${H} aria-hidden="true" class="spark">
+    <line x1="0" x2=${W} y1=${mid} y2=${mid} stroke="#dde1e8" />
+    ${completed.map((c, i) => c > 0 && html`<rect x=${i * bw + 1} width=${bw - 2} y=${mid - (mid - 1) * (c / max)} height=${(mid - 1) * (c / max)} fill="#1f9d55" />`)}
+    ${failed.map((f, i) => f > 0 && html`<rect x=${i * bw + 1} width=${bw - 2} y=${mid} height=${(H - mid) * (f / max)} fill="#d64545" />`)}
+  </svg>`;
+}
+
+export const charts = { throughput, attempts, sparkline };
