@@ -10,7 +10,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ActorTree, startDashboardFor, type DashboardServer } from '../../src/dashboard/index.js';
+import { ActorTree, backendFromNaq, startDashboard, startDashboardFor, type DashboardServer } from '../../src/dashboard/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import type { JobContext } from '../../src/actors/worker/handler.js';
 import { createNaq, type Naq } from '../../src/naq.js';
@@ -204,6 +204,33 @@ describe('the dashboard in a browser', { timeout: 60_000 }, () => {
     await expect(page.locator('li[data-actor="connection"] > .node').textContent()).resolves.toContain(`server 127.0.0.1:${server.port}`);
     await expect(page.getByTestId('leader').textContent()).resolves.toContain(`pid ${process.pid}`);
     await shot('system', { fullPage: true });
+  });
+
+  it('a read-only dashboard shows no action; a token-protected one logs the browser in from a link and stays live', async () => {
+    const readOnly = await startDashboard({ backend: backendFromNaq(naq), logger: silent, port: 0, readOnly: true });
+    const guarded = await startDashboard({ backend: backendFromNaq(naq), logger: silent, port: 0, auth: { token: 'let-me-in' } });
+    try {
+      const id = await naq.enqueue('work', { ms: 1 }, { jobId: 'seen-read-only' });
+      await naq.waitFor(id, { timeoutMs: 10_000 });
+      await page.goto(`${readOnly.url}#/job/${id}`);
+      await page.getByTestId('job-state').filter({ hasText: 'completed' }).waitFor({ timeout: 10_000 });
+      await expect(page.getByTestId('live').textContent()).resolves.toContain('read-only');
+      for (const action of ['retry', 'cancel', 'promote', 'remove']) expect(await page.getByTestId(action).count(), action).toBe(0);
+      await page.goto(`${readOnly.url}#/`);
+      await page.locator('tr[data-queue="default"]').waitFor({ timeout: 10_000 });
+      expect(await page.getByTestId('pause').count()).toBe(0);
+
+      const refused = await page.goto(guarded.url);
+      expect(refused?.status()).toBe(401);
+      await page.goto(`${guarded.url}?token=let-me-in#/system`);
+      expect(page.url()).not.toContain('let-me-in');
+      // The event stream carries the cookie too: the page says it is live.
+      await page.getByTestId('live').filter({ hasText: /^live/ }).waitFor({ timeout: 10_000 });
+      await page.getByTestId('leader').filter({ hasText: `pid ${process.pid}` }).waitFor({ timeout: 10_000 });
+    } finally {
+      await readOnly.close();
+      await guarded.close();
+    }
   });
 
   it('lists schedules and runs one now', async () => {
