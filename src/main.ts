@@ -5,6 +5,7 @@ import { hideBin } from 'yargs/helpers';
 import { ConfigError, InvalidArgumentError, NaqError } from './core/errors.js';
 import { UsageError } from './cli/args.js';
 import { conformanceCommand } from './cli/conformance.js';
+import { dashboardCommand } from './cli/dashboard.js';
 import { eventsCommand } from './cli/events.js';
 import { jobsCommands } from './cli/jobs.js';
 import { jobsListCommand } from './cli/list.js';
@@ -25,6 +26,7 @@ function buildCli(argv: string[]) {
     .command(runCommands.supervisor)
     .command(runCommands.worker)
     .command(runCommands.scheduler)
+    .command(dashboardCommand)
     .command(scheduleCommand)
     .command(jobsCommands.enqueue)
     .command(jobsCommands.job)

@@ -5,7 +5,8 @@
 import type { Argv } from 'yargs';
 import { configSecrets, ROLES, type NaqConfig, type NaqConfigInput, type Role } from '../config/index.js';
 import { resolveNats } from '../nats-server/embedded.js';
-import { ConfigError, toError } from '../core/errors.js';
+import { DEFAULT_NATS_SERVER } from '../config/nats-url.js';
+import { ConfigError, NaqError, toError } from '../core/errors.js';
 import { loadHandlers } from '../actors/worker/handlers-module.js';
 import { startInspector, type RunningInspector } from '../inspect/inspector.js';
 import type { Logger } from '../core/log.js';
@@ -14,6 +15,8 @@ import type { Handlers } from '../actors/worker/queue-worker.js';
 import { integerArg, queueArg, textArg } from './args.js';
 import { configFrom, defineCommand, EXIT_FAILURE, loggerFor, valid, type GlobalArgs } from './shared.js';
 import { serveMetrics } from '../metrics/server.js';
+import { ActorTree, inspectBoth, startDashboardFor } from '../dashboard/index.js';
+import { checkBind } from '../dashboard/security.js';
 
 /** Everything a run command may have been given; each command declares its own subset. */
 interface RunArgs extends GlobalArgs {
@@ -27,12 +30,17 @@ interface RunArgs extends GlobalArgs {
   'inspect-record'?: string | undefined;
   'inspect-payloads'?: boolean | undefined;
   'metrics-port'?: string | undefined;
+  dashboard?: boolean | undefined;
+  'dashboard-port'?: string | undefined;
 }
 
 function withRunOptions<T>(y: Argv<T>) {
   return y
     .option('metrics-port', { type: 'string', describe: 'serve Prometheus metrics at http://127.0.0.1:PORT/metrics, 0 to 65535 (0: any free port)' })
     .check(valid((a) => a['metrics-port'] === undefined || integerArg('--metrics-port', a['metrics-port'], 0, 65535)))
+    .option('dashboard', { type: 'boolean', describe: 'serve the web dashboard too (config dashboard.*; default http://127.0.0.1:8080/)' })
+    .option('dashboard-port', { type: 'string', describe: 'port of the dashboard, 0 to 65535 (implies --dashboard; default from config: 8080)' })
+    .check(valid((a) => a['dashboard-port'] === undefined || integerArg('--dashboard-port', a['dashboard-port'], 0, 65535)))
     .option('inspect', { type: 'boolean', describe: 'serve the Stately inspector bridge and stream every actor to it' })
     .option('inspect-port', { type: 'string', describe: 'port of the inspector bridge, 0 to 65535 (default from config: 5678)' })
     .option('inspect-record', { type: 'string', describe: 'write inspection events to FILE as JSON lines' })
@@ -79,6 +87,7 @@ function runConfigInput(args: RunArgs): NaqConfigInput {
   if (args['inspect-port'] !== undefined) inspect.port = integerArg('--inspect-port', args['inspect-port'], 0, 65535);
   if (args['inspect-record'] !== undefined) inspect.recordFile = textArg('--inspect-record', args['inspect-record'], 'a file to write');
   if (Object.keys(inspect).length > 0) extra.inspect = inspect;
+  if (args['dashboard-port'] !== undefined) extra.dashboard = { port: integerArg('--dashboard-port', args['dashboard-port'], 0, 65535) };
   // Last: the config reports a bad role after the flags checked above, and so does this.
   if (args.roles) extra.roles = rolesInput(args.roles);
   return extra;
@@ -104,6 +113,13 @@ async function handlersFor(config: NaqConfig, logger: Logger): Promise<Handlers>
   return handlers;
 }
 
+/** A job to try from another terminal, for the log of a process that serves the dashboard. */
+function exampleJob(handlers: Handlers): string {
+  const names = Object.keys(handlers);
+  if (names.includes('add')) return `add --data '{"a":1,"b":2}'`;
+  return names[0] ? `${names[0]} --data '{}'` : `hello --data '{}'`;
+}
+
 function flushLogs(logger: Logger): Promise<void> {
   return new Promise((resolve) => {
     try {
@@ -120,6 +136,9 @@ async function runSupervisor(args: RunArgs) {
   const loaded = configFrom(args, runConfigInput(args));
   const logger = loggerFor(loaded);
   keepServingOnUnhandledRejection(logger);
+  const wantsDashboard = Boolean(args.dashboard) || args['dashboard-port'] !== undefined;
+  // Before anything starts: a dashboard that may not bind is a mistake to report at once.
+  if (wantsDashboard) checkBind(loaded.dashboard.host, loaded.dashboard);
   // Before resolveNats, which may start an embedded nats-server: a bad handlers module is a
   // mistake to report at once, not after a server was started for nothing.
   const handlers = await handlersFor(loaded, logger);
@@ -138,9 +157,25 @@ async function runSupervisor(args: RunArgs) {
   }
 
   const metricsPort = args['metrics-port'] === undefined ? undefined : integerArg('--metrics-port', args['metrics-port'], 0, 65535);
-  const naq = createNaq(config, { logger, handlers, ...(inspector ? { inspect: inspector.observer } : {}), ...(metricsPort !== undefined ? { metrics: true } : {}) });
+  const tree = wantsDashboard ? new ActorTree(configSecrets(config)) : null;
+  const inspect = tree ? inspectBoth(tree, inspector?.observer) : inspector?.observer;
+  const naq = createNaq(config, { logger, handlers, ...(inspect ? { inspect } : {}), ...(metricsPort !== undefined || wantsDashboard ? { metrics: true } : {}) });
   const metricsServer = metricsPort !== undefined && naq.metrics ? await serveMetrics(naq.metrics, metricsPort) : null;
   if (metricsServer) logger.info(`metrics: http://127.0.0.1:${metricsServer.port}/metrics`);
+  const dashboard = tree
+    ? await startDashboardFor(naq, config, logger, tree).catch(async (error: unknown) => {
+        // A port already taken must not leave the embedded nats-server running behind us.
+        await inspector?.stop();
+        await metricsServer?.close();
+        if (embedded) await embedded.stop();
+        throw new NaqError('DASHBOARD_LISTEN', `the dashboard could not listen on ${config.dashboard.host}:${config.dashboard.port}: ${toError(error).message}`);
+      })
+    : null;
+  if (dashboard) {
+    logger.info(`dashboard: ${dashboard.url}${config.dashboard.token ? ' (log in with ?token=<dashboard.token>)' : ''}`);
+    const url = config.nats.url && config.nats.url !== DEFAULT_NATS_SERVER ? ` --nats-url ${config.nats.url}` : '';
+    logger.info(`try: npx naq enqueue ${exampleJob(handlers)}${url}`);
+  }
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
@@ -155,6 +190,7 @@ async function runSupervisor(args: RunArgs) {
   const output = await naq.done;
   await inspector?.stop();
   await metricsServer?.close();
+  await dashboard?.close();
   if (embedded) await embedded.stop();
   if (output.status === 'failed') {
     logger.error({ failure: output.failure }, 'supervisor failed');

@@ -88,6 +88,35 @@ const tls = expecting(
   'an object',
 );
 
+const dashboard = expecting(
+  z
+    .strictObject({
+      host: text().default('127.0.0.1'),
+      port: int(0, 65535).default(8080),
+      token: text().optional(),
+      user: text().optional(),
+      password: text().optional(),
+    })
+    .superRefine((value, ctx) => {
+      // Half of basic auth would leave the dashboard open while looking protected.
+      const [has, missing] =
+        value.user !== undefined && value.password === undefined
+          ? (['user', 'password'] as const)
+          : value.password !== undefined && value.user === undefined
+            ? (['password', 'user'] as const)
+            : [undefined, undefined];
+      if (has !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [missing],
+          message: `expected a non-empty string: dashboard.${missing} is required because dashboard.${has} is set (user and password go together)`,
+          params: { explicit: true },
+        });
+      }
+    }),
+  'an object',
+);
+
 export const ConfigSchema = section({
   prefix: expecting(
     z.string().regex(/^[A-Za-z0-9_-]+$/),
@@ -196,6 +225,8 @@ export const ConfigSchema = section({
     electionRetryMs: ms(100).default(1000),
     maxFireFailures: int(1).default(5),
   }).prefault({}),
+  /** `naq dashboard` and `--dashboard`: where it listens and, beyond loopback, its auth. */
+  dashboard: dashboard.prefault({}),
   roles: expecting(
     z.array(oneOf(ROLES)).min(1),
     `a non-empty list of ${ROLES.map((r) => JSON.stringify(r)).join(', ')}`,

@@ -5,7 +5,7 @@
  */
 import { natsUrlSecrets, redactNatsUrl } from './nats-url.js';
 import type { NaqConfig } from './schema.js';
-import { REDACTED, SECRET_NATS_FIELDS } from '../core/secret-keys.js';
+import { REDACTED, SECRET_DASHBOARD_FIELDS, SECRET_NATS_FIELDS } from '../core/secret-keys.js';
 
 /** A copy of the config that is safe to log or show: secrets replaced by '[redacted]'. */
 export function redactConfig(config: NaqConfig): NaqConfig {
@@ -15,6 +15,9 @@ export function redactConfig(config: NaqConfig): NaqConfig {
     if (nats[field] !== undefined) nats[field] = REDACTED;
   }
   if (nats.url !== undefined) nats.url = redactNatsUrl(nats.url);
+  for (const field of SECRET_DASHBOARD_FIELDS) {
+    if (copy.dashboard[field] !== undefined) copy.dashboard[field] = REDACTED;
+  }
   return copy;
 }
 
@@ -24,6 +27,7 @@ export function configSecrets(config: NaqConfig): string[] {
   const secrets = [
     ...SECRET_NATS_FIELDS.map((field) => nats[field]),
     ...(nats.url === undefined ? [] : natsUrlSecrets(nats.url)),
+    ...SECRET_DASHBOARD_FIELDS.map((field) => config.dashboard[field]),
   ];
   return [...new Set(secrets.filter((s): s is string => s !== undefined && s !== ''))];
 }

@@ -27,8 +27,14 @@ export type SecretNatsSetting = keyof typeof SECRET_NATS_SETTINGS;
 /** The `nats.*` settings whose whole value is a secret. */
 export const SECRET_NATS_FIELDS = Object.keys(SECRET_NATS_SETTINGS) as readonly SecretNatsSetting[];
 
+/** The dashboard's secret settings (`dashboard.token`, `dashboard.password`): already hidden by name as properties. */
+export const SECRET_DASHBOARD_FIELDS = ['token', 'password'] as const;
+
 /** Dotted config keys whose whole value is a secret (`nats.password`, ...). */
-export const SECRET_CONFIG_KEYS: ReadonlySet<string> = new Set(SECRET_NATS_FIELDS.map((field) => `nats.${field}`));
+export const SECRET_CONFIG_KEYS: ReadonlySet<string> = new Set([
+  ...SECRET_NATS_FIELDS.map((field) => `nats.${field}`),
+  ...SECRET_DASHBOARD_FIELDS.map((field) => `dashboard.${field}`),
+]);
 
 /** The config key whose value may carry credentials inside it (a URL's user info). */
 export const CREDENTIAL_URL_KEY = 'nats.url';

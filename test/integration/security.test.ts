@@ -200,17 +200,20 @@ describe('one list of secret names', () => {
 
   it('every secret setting is redacted, listed as a secret, and known to the scrubber by name', () => {
     const config = defaultConfig();
+    // Every secret key is `<section>.<field>` (nats.password, dashboard.token, ...).
+    const sections = config as unknown as Record<string, Record<string, string>>;
+    const parts = (key: string) => key.split('.') as [string, string];
     for (const key of SECRET_CONFIG_KEYS) {
-      const field = key.replace(/^nats\./, '') as 'password';
-      config.nats[field] = `secret-of-${field}`;
+      const [section, field] = parts(key);
+      sections[section]![field] = `secret-of-${key}`;
       expect(SECRET_PROPERTY_NAMES.has(field)).toBe(true);
     }
-    const redacted = redactConfig(config);
+    const redacted = redactConfig(config) as unknown as Record<string, Record<string, string>>;
     const secrets = configSecrets(config);
     for (const key of SECRET_CONFIG_KEYS) {
-      const field = key.replace(/^nats\./, '') as 'password';
-      expect(redacted.nats[field]).toBe(REDACTED);
-      expect(secrets).toContain(`secret-of-${field}`);
+      const [section, field] = parts(key);
+      expect(redacted[section]![field]).toBe(REDACTED);
+      expect(secrets).toContain(`secret-of-${key}`);
     }
   });
 });

@@ -70,6 +70,7 @@ describe('defaults', () => {
       worker: { queues: ['default'], concurrency: 10, maxAckPending: 1000, heartbeatMs: 5000, ackWaitMs: 30_000, drainGraceMs: 10_000 },
       events: { enabled: true, maxBatch: 200, flushMs: 100, maxBuffered: 50_000, maxAgeMs: 604_800_000 },
       scheduler: { leaderTtlMs: 10_000, renewMs: 3000, electionRetryMs: 1000, maxFireFailures: 5 },
+      dashboard: { host: '127.0.0.1', port: 8080 },
       roles: ['producer'],
     });
   });
@@ -365,8 +366,8 @@ describe('environment', () => {
       } catch (err) {
         // a rejected value is fine (and must name the variable); an unknown variable is not
         expect((err as ConfigError).message).not.toContain('unknown environment variable');
-        // except a lone TLS cert/key, whose error names the missing partner key
-        if (!/^NAQ_TLS_(CERT|KEY)$/.test(v.name)) expect((err as ConfigError).key).toBe(v.name);
+        // except a lone TLS cert/key or dashboard user/password, whose error names the missing partner key
+        if (!/^NAQ_TLS_(CERT|KEY)$|^NAQ_DASHBOARD__(USER|PASSWORD)$/.test(v.name)) expect((err as ConfigError).key).toBe(v.name);
       }
     }
   });
@@ -471,6 +472,15 @@ describe('secrets', () => {
     expect(config.nats.password).toBe('hunter2');
     const text = JSON.stringify(redacted);
     for (const secret of configSecrets(config)) expect(text).not.toContain(secret);
+  });
+
+  it("the dashboard's token and password are secrets too; its user is not", () => {
+    const withDashboard = loadConfig({ flags: { dashboard: { token: 'dash-tok', user: 'ops', password: 'dash-pw' } } });
+    expect(configSecrets(withDashboard).sort()).toEqual(['dash-pw', 'dash-tok']);
+    expect(redactConfig(withDashboard).dashboard).toEqual({ host: '127.0.0.1', port: 8080, token: '[redacted]', user: 'ops', password: '[redacted]' });
+    const err = configError(() => loadConfig({ flags: { dashboard: { password: 'dash-pw' } } }));
+    expect(err.message).toContain('dashboard.user');
+    expect(err.message).not.toContain('dash-pw');
   });
 
   it('redactConfig leaves a config without secrets unchanged', () => {

@@ -1,0 +1,61 @@
+/** The dashboard's pieces without a server: the throughput window and the actor tree. */
+import { assign, createActor, createMachine, fromPromise, setup, stopChild, type AnyActorRef } from 'xstate';
+import { describe, expect, it } from 'vitest';
+import { ActorTree } from '../../src/dashboard/actor-tree.js';
+import { BUCKET_MS, Throughput } from '../../src/dashboard/throughput.js';
+
+describe('Throughput', () => {
+  it('counts completed and failed per minute and queue over the last 15 minutes, older ones dropped', () => {
+    let now = 100 * BUCKET_MS + 30_000;
+    const t = new Throughput(() => now);
+    t.add({ type: 'job.completed', ts: now, queue: 'a' });
+    t.add({ type: 'job.completed', ts: now - 1000, queue: 'a' });
+    t.add({ type: 'job.failed', ts: now - BUCKET_MS, queue: 'a' });
+    t.add({ type: 'job.started', ts: now, queue: 'a' });
+    t.add({ type: 'job.completed', ts: now - 20 * BUCKET_MS, queue: 'a' });
+    const s = t.series();
+    expect(s.minutes).toHaveLength(15);
+    expect(s.minutes.at(-1)).toBe(100 * BUCKET_MS);
+    expect(s.queues.a!.completed.at(-1)).toBe(2);
+    expect(s.queues.a!.failed.at(-2)).toBe(1);
+    expect(s.queues.a!.completed.reduce((x, y) => x + y)).toBe(2);
+    now += 15 * BUCKET_MS;
+    expect(t.series().queues.a!.completed.every((c) => c === 0)).toBe(true);
+  });
+});
+
+describe('ActorTree', () => {
+  const flaky = createMachine({ id: 'service', initial: 'ready', states: { ready: { on: { BREAK: 'broken' } }, broken: { type: 'final' } } });
+  const root = setup({ actors: { flaky, work: fromPromise(async () => 1) } }).createMachine({
+    id: 'root',
+    context: { ref: null as AnyActorRef | null },
+    initial: 'running',
+    entry: assign({ ref: ({ spawn }) => spawn('flaky', { id: 'svc', systemId: 'svc' }) }),
+    // A promise actor without a system id is plumbing: it stays out of the tree.
+    invoke: { src: 'work' },
+    on: {
+      RESTART: {
+        actions: [
+          stopChild('svc'),
+          assign({ ref: ({ spawn }) => spawn('flaky', { id: 'svc', systemId: 'svc2' }) }),
+        ],
+      },
+    },
+    states: { running: {} },
+  });
+
+  it('shows actors with a system id under their parent, with their state and how often they were started again', async () => {
+    const tree = new ActorTree();
+    const actor = createActor(root, { id: 'root', systemId: 'root', inspect: tree.observer });
+    actor.start();
+    await Promise.resolve();
+    let [top] = tree.snapshot();
+    expect(top).toMatchObject({ id: 'root', state: 'running', restarts: 0 });
+    expect(top!.children.map((c) => [c.id, c.state, c.restarts])).toEqual([['svc', 'ready', 0]]);
+    actor.send({ type: 'RESTART' });
+    await Promise.resolve();
+    [top] = tree.snapshot();
+    expect(top!.children.map((c) => [c.id, c.state, c.restarts])).toEqual([['svc', 'ready', 1]]);
+    actor.stop();
+  });
+});
