@@ -2,8 +2,9 @@
  * The dashboard in a real browser: Debian's chromium driven by playwright-core (no browser
  * download), against a naq with a worker and a scheduler on a throwaway nats-server. Each test
  * drives the pages as an operator would and waits for what the page shows, never reloading:
- * the counts move by the live stream. The main pages are saved to docs/screenshots/ for the
- * README.
+ * the counts move by the live stream. The main pages are saved as screenshots: to
+ * test-results/screenshots/ (not tracked), or with NAQ_UPDATE_SCREENSHOTS=1 to
+ * docs/screenshots/, which the README shows, so a plain test run leaves the tree clean.
  */
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
@@ -19,7 +20,7 @@ import { silent } from '../support/naqs.js';
 import { ROOT } from '../support/paths.js';
 
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p)) ?? '/usr/bin/chromium';
-const SHOTS = join(ROOT, 'docs/screenshots');
+const SHOTS = join(ROOT, process.env.NAQ_UPDATE_SCREENSHOTS === '1' ? 'docs/screenshots' : 'test-results/screenshots');
 
 /** `picky` fails while this is set: the test repairs it before retrying the dead job. */
 let pickyBroken = true;
