@@ -2,7 +2,7 @@ import { createActor, type Actor, type ActorRefFrom, type AnyActorRef, type Insp
 import { naqSupervisor, servicesForRoles, supervisorInput } from './actors/system.js';
 import { ask } from './core/ask.js';
 import { enqueue, enqueueBulk } from './actors/jobs/enqueue.js';
-import { getJob, waitFor } from './actors/jobs/reads.js';
+import { getJob, jobData, waitFor } from './actors/jobs/reads.js';
 import { listJobs } from './actors/jobs/listing.js';
 import type { CleanFilter, RetryFilter, RetryOutcome } from './actors/jobs/bulk.js';
 import type { JobPage, ListFilter } from './model/job-index.js';
@@ -112,6 +112,8 @@ export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
   /** Enqueues many jobs with pipelined publishes; all are validated before any is sent. */
   enqueueBulk<N extends keyof H & string>(jobs: Array<{ name: N; data: JobData<H, N>; opts?: JobOptions }>): Promise<string[]>;
   getJob(id: string): Promise<JobRecord | null>;
+  /** A job's data while something keeps it (not yet acked, waiting, delayed, dead-lettered); null after. */
+  jobData(id: string): Promise<{ data: unknown } | null>;
   /** The job's result once it completed; throws JobFailedError if it failed or was cancelled. */
   waitFor<T = unknown>(id: string, options?: { timeoutMs?: number }): Promise<T>;
   cancel(id: string): Promise<{ id: string; status: string }>;
@@ -318,6 +320,7 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
     enqueue: (name, data, opts) => Promise.resolve().then(() => enqueue(context(), name, data, opts)),
     enqueueBulk: (jobs) => Promise.resolve().then(() => enqueueBulk(context(), jobs as EnqueueItem[])),
     getJob: (id) => Promise.resolve().then(() => getJob(context(), id)),
+    jobData: (id) => Promise.resolve().then(() => jobData(context(), id)),
     waitFor: (id, waitOptions) => Promise.resolve().then(() => waitFor(context(), id, waitOptions)),
     cancel: (id) => askJobs({ type: 'jobs.cancel', id }),
     retryDead: (id) => askJobs({ type: 'jobs.retryDead', id }),

@@ -173,6 +173,21 @@ export interface ErrorInfo {
   message: string;
   /** What caused it, when the error said (`new Error(msg, { cause })`); at most three deep. */
   cause?: ErrorInfo;
+  /** The stack the error carried (a job record's latest error only; see withStack). */
+  stack?: string;
+}
+
+/** Stacks are for reading, not payloads. */
+const MAX_STACK_CHARS = 4096;
+
+/** `info` with the stack `thrown` carries, cut to MAX_STACK_CHARS; `info` itself when it has none. Never throws. */
+export function withStack(info: ErrorInfo, thrown: unknown): ErrorInfo {
+  try {
+    const stack = thrown !== null && typeof thrown === 'object' ? read(thrown, 'stack') : undefined;
+    return typeof stack === 'string' && stack ? { ...info, stack: truncateText(stack, MAX_STACK_CHARS) } : info;
+  } catch {
+    return info;
+  }
 }
 
 /**

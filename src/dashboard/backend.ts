@@ -61,7 +61,13 @@ export function backendFromNaq(naq: Naq<any>): DashboardBackend {
     listQueues: () => naq.listQueues(),
     queueStats: (queue) => naq.queueStats(queue),
     listJobs: (filter) => naq.listJobs(filter),
-    getJob: (id) => naq.getJob(id),
+    async getJob(id) {
+      const record = await naq.getJob(id);
+      if (!record || record.data !== undefined) return record;
+      // The record does not keep the data; the message, schedule or dead letter may.
+      const kept = await naq.jobData(id).catch(() => null);
+      return kept ? { ...record, data: kept.data } : record;
+    },
     retryJobs: (filter) => naq.retryJobs(filter),
     cleanJobs: (filter) => naq.cleanJobs(filter),
     cancel: (id) => naq.cancel(id),

@@ -115,7 +115,11 @@ describe('the dashboard in a browser', { timeout: 60_000 }, () => {
     await page.goto(`${dashboard.url}#/job/${id}`);
     await expect.poll(() => page.getByTestId('job-error').first().textContent(), { timeout: 10_000 }).toContain('invoice INV-42 was refused by the ledger');
     await expect(page.getByTestId('job-error').nth(1).textContent()).resolves.toContain('ledger answered 503');
+    // The handler's stack, from the record: its frames, under the message.
+    await expect(page.getByTestId('job-error').first().textContent()).resolves.toMatch(/refused by the ledger\n\s+at picky \(.*dashboard\.test\.ts/);
     await expect(page.getByTestId('job-state').textContent()).resolves.toBe('dead');
+    // The data, read back from the dead letter: the record does not keep it.
+    await expect(page.getByTestId('job-data').textContent()).resolves.toContain('INV-42');
     // What the handler logged, both attempts.
     await expect(page.getByTestId('job-logs').textContent()).resolves.toMatch(/#1.*checking invoice INV-42.*#2.*checking invoice INV-42/);
     await shot('job', { fullPage: true });

@@ -82,4 +82,28 @@ describe('job operations', () => {
     await expect(ops.changeDelay('no-such-job', 10)).rejects.toMatchObject({ code: 'NOT_FOUND' });
     expect(runs).toBe(1);
   });
+
+  it('jobData: a job\'s data while its message, waiting entry, schedule or dead letter keeps it; null once it completed', async () => {
+    const server = await startServer();
+    const ops = await producer(server);
+    const pending = await ops.enqueue('x', { n: 1 }, { queue: 'unserved' });
+    const later = await ops.enqueueIn(3_600_000, 'x', { n: 2 });
+    const parked = await ops.enqueue('x', { n: 3 }, { dependsOn: ['never'] });
+    expect(await ops.jobData(pending)).toEqual({ data: { n: 1 } });
+    expect(await ops.jobData(later)).toEqual({ data: { n: 2 } });
+    expect(await ops.jobData(parked)).toEqual({ data: { n: 3 } });
+    const w = await worker(server, {
+      ok: async () => 'fine',
+      bad: async () => {
+        throw new Error('no');
+      },
+    });
+    const done = await w.enqueue('ok', { n: 4 });
+    await w.waitFor(done, { timeoutMs: 5000 });
+    const dead = await w.enqueue('bad', { n: 5 });
+    await expect(w.waitFor(dead, { timeoutMs: 5000 })).rejects.toThrow('no');
+    expect(await ops.jobData(done)).toBeNull();
+    expect(await ops.jobData(dead)).toEqual({ data: { n: 5 } });
+    expect(await ops.jobData('no-such-job')).toBeNull();
+  });
 });

@@ -325,6 +325,8 @@ describe('each role with exactly the documented permissions', () => {
     expect((await reader.listJobs({ state: 'cancelled' })).jobs.map((j) => j.id)).toEqual(expect.arrayContaining([ids.parked]));
     expect((await reader.listJobs({ queue: 'parked', state: 'pending' })).jobs.map((j) => j.id)).toEqual([ids.pending]);
     expect((await reader.listJobs({ limit: 5 })).jobs).toHaveLength(5);
+    expect(await reader.jobData(ids.pending!)).toEqual({ data: 'for the reader' });
+    expect(await reader.jobData(ids.boom!)).toEqual({ data: null });
     expect((await reader.listQueues()).map((q) => q.queue)).toEqual(expect.arrayContaining(['default', 'parked']));
     expect((await reader.listWorkers()).length).toBeGreaterThan(0);
     expect((await reader.listSchedules()).map((s) => s.id)).toContain('tick');

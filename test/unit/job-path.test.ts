@@ -167,6 +167,10 @@ describe('the job path', () => {
     expect(records.get('j1')).toMatchObject({ status: 'failed', deadSeq: 1, error: { code: 'E_BOOM' }, attempts: [{ n: 1 }, { n: 2, error: { message: 'boom' } }] });
     expect(types()).toEqual(['job.started', 'job.failed', 'job.dead']);
     expect(p.failed).toBe(1);
+    // The stack is kept once, on the record's latest error and in the dead letter; not per attempt.
+    expect(records.get('j1')!.error!.stack).toMatch(/^Error: boom\n\s+at /);
+    expect(dead[0]!.error!.stack).toMatch(/^Error: boom\n/);
+    expect(records.get('j1')!.attempts[1]!.error).not.toHaveProperty('stack');
   });
 
   it('every final outcome gets its index entry, just before its record; a retry gets none', async () => {

@@ -2,7 +2,7 @@
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import { setLongTimeout, validateDuration, type LongTimer } from '../../core/duration.js';
 import { NaqError, OperationTimeoutError, type ErrorInfo } from '../../core/errors.js';
-import { decodeJob, recordFromMessage, recordProblem, TERMINAL_STATUSES, type JobMessage, type JobRecord } from '../../model/job.js';
+import { decodeJob, recordFromMessage, recordProblem, TERMINAL_STATUSES, type DeadLetter, type JobMessage, type JobRecord } from '../../model/job.js';
 import { validateJobId } from '../../model/layout.js';
 import type { ScheduleRecord } from '../../model/schedule.js';
 import type { NaqContext } from '../nats/context.js';
@@ -134,4 +134,34 @@ export async function waitFor<T = unknown>(ctx: NaqContext, id: string, options:
     timer?.clear();
     watch.stop();
   }
+}
+
+/**
+ * A job's data, where it is still kept: the message of a job not yet acked (pending, active,
+ * retrying), the waiting message, the one-shot schedule of a delayed job, or the dead letter
+ * of a failed one. Null once nothing keeps it (a completed or cancelled job's message is gone).
+ */
+export async function jobData(ctx: NaqContext, id: string): Promise<{ data: unknown } | null> {
+  const record = await getJob(ctx, id);
+  if (!record) return null;
+  if (record.status === 'pending' || record.status === 'active' || record.status === 'retrying') {
+    const pending = await pendingMessage(ctx, id);
+    return pending ? { data: pending.job.data } : null;
+  }
+  if (record.status === 'waiting') {
+    const entry = await (await ctx.storage.waitingKv()).get(id);
+    return entry && entry.operation === 'PUT' ? { data: entry.json<JobMessage>().data } : null;
+  }
+  if (record.status === 'delayed') {
+    const entry = await (await ctx.storage.schedulesKv()).get(id);
+    return entry && entry.operation === 'PUT' ? { data: entry.json<ScheduleRecord>().data } : null;
+  }
+  if (record.status === 'failed' && record.deadSeq !== undefined) {
+    const jsm = await ctx.jsm();
+    const msg = await jsm.streams.getMessage(ctx.layout.deadStream, { seq: record.deadSeq }).catch(() => null);
+    if (!msg) return null;
+    const dead = msg.json<DeadLetter>();
+    return dead.job && !dead.dataTruncated ? { data: dead.job.data } : null;
+  }
+  return null;
 }

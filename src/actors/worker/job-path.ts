@@ -7,7 +7,7 @@
  * At least once: a delivery is acked only after its outcome is recorded.
  */
 import type { Clock } from '../../core/clock.js';
-import { errorInfo, type ErrorInfo, type PermissionDeniedError } from '../../core/errors.js';
+import { errorInfo, withStack, type ErrorInfo, type PermissionDeniedError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { NaqEventInput, NaqEventType } from '../../model/event.js';
 import { decodeJob, JobDecodeError, recordFromMessage, retryDelay, WIRE_VERSION, type AttemptRecord, type DeadLetter, type JobMessage, type JobRecord } from '../../model/job.js';
@@ -230,7 +230,7 @@ export class JobPath {
         error = completion;
       }
       if (running.abortReason instanceof JobCancelledError || isCancel(error)) return this.#recordCancel(msg, job, attempt, running);
-      return this.#fail(msg, job, attempt, startedAt, errorInfo(error), false, running);
+      return this.#fail(msg, job, attempt, startedAt, withStack(errorInfo(error), error), false, running);
     } finally {
       // Whatever happened on the way (a failed write, a throw), the job leaves #running.
       if (this.#running.get(job.id) === running) this.#running.delete(job.id);
@@ -373,7 +373,9 @@ export class JobPath {
     const record = await this.#baseRecord(job, attempt, running);
     record.startedAt = startedAt;
     record.error = error;
-    record.attempts.push({ n: attempt, startedAt, finishedAt, error, workerId: this.#o.workerId });
+    // The stack is kept once, on the record's latest error: not in every attempt's.
+    const { stack: _stack, ...attemptError } = error;
+    record.attempts.push({ n: attempt, startedAt, finishedAt, error: attemptError, workerId: this.#o.workerId });
     if (!permanent && attempt < job.attempts) {
       record.status = 'retrying';
       await this.#write(record);

@@ -250,10 +250,17 @@ function QueuePage({ session, queue, params }) {
     </div>`;
 }
 
+/** The stack's frames: a stack starts with the name and message the line above already shows. */
+function frames(error) {
+  if (!error.stack) return '';
+  const head = `${error.name}: ${error.message}`;
+  return error.stack.startsWith(head) ? error.stack.slice(head.length) : `\n${error.stack}`;
+}
+
 function ErrorInfo({ error }) {
   if (!error) return null;
   return html`<div>
-    <pre class="bad" data-testid="job-error">${error.name}${error.code ? ` [${error.code}]` : ''}: ${error.message}${error.stack ? `\n${error.stack}` : ''}</pre>
+    <pre class="bad" data-testid="job-error">${error.name}${error.code ? ` [${error.code}]` : ''}: ${error.message}${frames(error)}</pre>
     ${error.cause && html`<div style="margin:6px 0 0 16px"><span class="muted">caused by</span><${ErrorInfo} error=${error.cause} /></div>`}
   </div>`;
 }
@@ -284,7 +291,7 @@ function JobPage({ session, id }) {
     ${progress === null && job.progress !== undefined && html`<div class="card"><b>progress</b><pre>${json(job.progress)}</pre></div>`}
     ${job.error && html`<h2>Error</h2><${ErrorInfo} error=${job.error} />`}
     <div class="grid2">
-      <div><h2>Data</h2>${job.data !== undefined ? html`<pre data-testid="job-data">${json(job.data)}</pre>` : html`<p class="muted">not kept once the job was delivered (the queue message carried it)</p>`}</div>
+      <div><h2>Data</h2>${job.data !== undefined ? html`<pre data-testid="job-data">${json(job.data)}</pre>` : html`<p class="muted">no longer kept: a job's data travels in its message, gone once the job finished (a dead job keeps it in its dead letter)</p>`}</div>
       <div><h2>Result</h2>${job.result !== undefined ? html`<pre data-testid="job-result">${json(job.result)}</pre>` : html`<p class="muted">none</p>`}</div>
     </div>
     <h2>Attempts</h2>
