@@ -22,6 +22,8 @@ export interface NaqContext {
   settings: NaqSettings;
   log: (line: string) => void;
   workerScript: string;
+  /** Which round this is (from 1): the order of the variants turns with it. */
+  round?: number;
 }
 
 export interface NaqOutcome {
@@ -94,7 +96,7 @@ export async function runNaq(ctx: NaqContext): Promise<NaqOutcome> {
     // Enqueue, which leaves the backlog the drain line consumes.
     await resetJetStream(jsm);
     producer = await startProducer(createNaq, url);
-    let t0 = wallNow();
+    const t0 = wallNow();
     await enqueueAll(producer, n, settings.chunk);
     rows.push(row('enqueue', 'naq', `enqueueBulk (chunks of ${settings.chunk})`, n, wallNow() - t0));
     ctx.log('  naq enqueue: done');
@@ -103,51 +105,22 @@ export async function runNaq(ctx: NaqContext): Promise<NaqOutcome> {
       if (stats.pending !== n) throw new Error(`after enqueueBulk of ${n} jobs, queueStats says ${stats.pending} pending`);
     }
 
-    // Drain: from the worker's first job to the queue being empty.
-    child = new BenchChild(ctx.workerScript, workerConfig);
-    const first = await child.next('first');
-    const done = await child.next('done');
-    const empty = await queueEmptyAt(producer, done.t);
-    ctx.log(`  naq drain: first job → last handler ${(done.t - first.t).toFixed(0)} ms, → queue empty ${(empty.t - first.t).toFixed(0)} ms`);
-    const rss = await child.stop();
-    child = undefined;
-    rows.push(
-      row('drain', 'naq', `1 worker process, concurrency ${settings.concurrency}`, n, empty.t - first.t, {
-        ...(rss ? { peakRssBytes: rss.vmHwm ?? rss.peakRss } : {}),
-        ...(done.cpuUs !== undefined ? { cpuUsPerJob: done.cpuUs / n } : {}),
-        ...(empty.note ? { note: empty.note } : {}),
-      }),
-    );
-    ctx.log('  naq drain: done');
     await producer.stop();
     producer = undefined;
 
-    // End to end: the worker is up and idle, then the producer starts enqueueing.
-    await resetJetStream(jsm);
-    producer = await startProducer(createNaq, url);
-    child = new BenchChild(ctx.workerScript, workerConfig);
-    await child.next('ready');
-    t0 = wallNow();
-    await enqueueAll(producer, n, settings.chunk);
-    const e2eDone = await child.next('done');
-    const e2eEmpty = await queueEmptyAt(producer, e2eDone.t);
-    const e2eRss = await child.stop();
-    child = undefined;
-    rows.push(
-      row('end-to-end', 'naq', `producer + 1 worker process`, n, e2eEmpty.t - t0, {
-        ...(e2eRss ? { peakRssBytes: e2eRss.vmHwm ?? e2eRss.peakRss } : {}),
-        ...(e2eEmpty.note ? { note: e2eEmpty.note } : {}),
-      }),
-    );
-    ctx.log('  naq end-to-end: done');
-    await producer.stop();
-    producer = undefined;
-
-    // The same drain and end to end with a part off: the difference is what that part costs.
-    rows.push(...(await variantRows(ctx, createNaq, EVENTS_OFF, { ...workerConfig, events: false }, false)));
-    ctx.log('  naq with events off: done');
-    rows.push(...(await variantRows(ctx, createNaq, INDEX_OFF, { ...workerConfig, index: false }, true)));
-    ctx.log('  naq with the job index off: done');
+    // Drain and end to end: the default, and each part switched off (what it costs), in an
+    // order that turns with the round: whichever ran first after the enqueue line was
+    // measurably slower here, which read as the default costing more than it does.
+    const variants: Variant[] = [
+      { tag: 'default', drain: `1 worker process, concurrency ${settings.concurrency}`, e2e: 'producer + 1 worker process', worker: workerConfig, events: true },
+      { tag: EVENTS_OFF, drain: EVENTS_OFF, e2e: EVENTS_OFF, worker: { ...workerConfig, events: false }, events: false },
+      { tag: INDEX_OFF, drain: INDEX_OFF, e2e: INDEX_OFF, worker: { ...workerConfig, index: false }, events: true },
+    ];
+    const turn = (ctx.round ?? 0) % variants.length;
+    for (const v of [...variants.slice(turn), ...variants.slice(0, turn)]) {
+      rows.push(...(await variantRows(ctx, createNaq, v)));
+      ctx.log(`  naq ${v.tag}: done`);
+    }
     return { rows };
   } catch (error) {
     if (error instanceof UnavailableError) return { rows, skipped: error.message };
@@ -159,8 +132,21 @@ export async function runNaq(ctx: NaqContext): Promise<NaqOutcome> {
   }
 }
 
-/** Drain and end to end once more, with the worker configured as `workerConfig` says. */
-async function variantRows(ctx: NaqContext, createNaq: CreateNaqLike, variant: string, workerConfig: Record<string, unknown>, producerEvents: boolean): Promise<Row[]> {
+interface Variant {
+  tag: string;
+  /** The rows' labels. */
+  drain: string;
+  e2e: string;
+  worker: Record<string, unknown>;
+  /** The producer's event log. */
+  events: boolean;
+}
+
+/**
+ * Drain (from the worker's first job to the queue being empty) and end to end (the worker up
+ * and idle, then the producer enqueues) with the worker configured as the variant says.
+ */
+async function variantRows(ctx: NaqContext, createNaq: CreateNaqLike, v: Variant): Promise<Row[]> {
   const { jsm, settings, url } = ctx;
   const n = settings.jobs;
   const rows: Row[] = [];
@@ -168,29 +154,41 @@ async function variantRows(ctx: NaqContext, createNaq: CreateNaqLike, variant: s
   let child: BenchChild | undefined;
   try {
     await resetJetStream(jsm);
-    producer = await startProducer(createNaq, url, producerEvents);
+    producer = await startProducer(createNaq, url, v.events);
     await enqueueAll(producer, n, settings.chunk);
-    child = new BenchChild(ctx.workerScript, workerConfig);
+    child = new BenchChild(ctx.workerScript, v.worker);
     const first = await child.next('first');
     const done = await child.next('done');
     const empty = await queueEmptyAt(producer, done.t);
-    await child.stop();
+    ctx.log(`  naq drain (${v.tag}): first job → last handler ${(done.t - first.t).toFixed(0)} ms, → queue empty ${(empty.t - first.t).toFixed(0)} ms`);
+    const rss = await child.stop();
     child = undefined;
-    rows.push(row('drain', 'naq', variant, n, empty.t - first.t, done.cpuUs !== undefined ? { cpuUsPerJob: done.cpuUs / n } : {}));
+    rows.push(
+      row('drain', 'naq', v.drain, n, empty.t - first.t, {
+        ...(rss ? { peakRssBytes: rss.vmHwm ?? rss.peakRss } : {}),
+        ...(done.cpuUs !== undefined ? { cpuUsPerJob: done.cpuUs / n } : {}),
+        ...(empty.note ? { note: empty.note } : {}),
+      }),
+    );
     await producer.stop();
     producer = undefined;
 
     await resetJetStream(jsm);
-    producer = await startProducer(createNaq, url, producerEvents);
-    child = new BenchChild(ctx.workerScript, workerConfig);
+    producer = await startProducer(createNaq, url, v.events);
+    child = new BenchChild(ctx.workerScript, v.worker);
     await child.next('ready');
     const t0 = wallNow();
     await enqueueAll(producer, n, settings.chunk);
     const e2e = await child.next('done');
     const e2eEmpty = await queueEmptyAt(producer, e2e.t);
-    await child.stop();
+    const e2eRss = await child.stop();
     child = undefined;
-    rows.push(row('end-to-end', 'naq', variant, n, e2eEmpty.t - t0));
+    rows.push(
+      row('end-to-end', 'naq', v.e2e, n, e2eEmpty.t - t0, {
+        ...(e2eRss ? { peakRssBytes: e2eRss.vmHwm ?? e2eRss.peakRss } : {}),
+        ...(e2eEmpty.note ? { note: e2eEmpty.note } : {}),
+      }),
+    );
     return rows;
   } finally {
     await child?.stop();

@@ -281,6 +281,7 @@ async function main(): Promise<void> {
             settings: { jobs: n, concurrency: options.concurrency, chunk: options.chunk },
             log,
             workerScript: script('./worker-process.js'),
+            round,
           });
           samples.push(...outcome.rows);
           if (outcome.skipped) notes.add(`naq: ${outcome.skipped}`);

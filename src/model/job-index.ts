@@ -4,7 +4,7 @@
  * listing by queue, state and name, and the stream's order is the order jobs finished. An
  * entry is the job's id and enqueue time: a later run of the same id makes it stale, which
  * readers see by comparing it with the record. Batches, not a message per job: one message
- * per job cost the job path ~10 % (measured), a batch per event-loop turn costs it little.
+ * per job cost the worker ~10 % more CPU (measured), batches of 20 ms ~3 % (storage.ts).
  */
 import { InvalidArgumentError } from '../core/errors.js';
 import type { JobStatus } from './job.js';

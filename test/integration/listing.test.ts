@@ -61,6 +61,8 @@ describe('listJobs', () => {
     await w.cancel(cancelled);
 
     const ids = async (f: ListFilter) => (await w.listJobs(f)).jobs.map((j) => j.id);
+    // Finished jobs reach the index in batches, up to 20 ms after their records.
+    await until(async () => (await ids({ state: 'cancelled' })).length === 1);
     // Newest first: the last completed job comes first.
     expect(await ids({ queue: 'default', state: 'completed' })).toEqual([...ok].reverse());
     expect(await ids({ state: 'failed' })).toEqual([bad]);
@@ -112,6 +114,7 @@ describe('listJobs', () => {
     fail = false;
     await w.waitFor(await w.enqueue('mail.send now', null, { jobId: 'j-1' }), { timeoutMs: 5000 });
     await w.waitFor(await w.enqueue('other', null), { timeoutMs: 5000 });
+    await until(async () => (await w.listJobs({ state: 'completed' })).jobs.length === 2);
     expect((await w.listJobs({ state: 'failed' })).jobs).toEqual([]);
     expect((await w.listJobs({ state: 'dead' })).jobs).toEqual([]);
     expect((await w.listJobs({ state: 'completed', name: 'mail.send now' })).jobs.map((j) => [j.id, j.name])).toEqual([['j-1', 'mail.send now']]);
@@ -150,6 +153,7 @@ describe('bulk actions', () => {
     await expect(ops.cleanJobs({ queue: 'default', state: 'completed', olderThanMs: 3_600_000 })).resolves.toEqual({ removed: 0 });
     const done = await w.enqueue('ok', null);
     await w.waitFor(done, { timeoutMs: 5000 });
+    await until(async () => (await ops.listJobs({ state: 'completed' })).jobs.length === 4);
     await expect(ops.cleanJobs({ queue: 'default', state: 'completed', olderThanMs: 0, name: 'flaky' })).resolves.toEqual({ removed: 3 });
     for (const id of flaky) expect(await ops.getJob(id)).toBeNull();
     expect((await ops.listJobs({ state: 'completed' })).jobs.map((j) => j.id)).toEqual([done]);

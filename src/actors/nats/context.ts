@@ -100,6 +100,7 @@ export class NaqContext {
   /** The connection is gone: nothing more goes out through this context. */
   close(): void {
     this.events.stop();
+    this.storage.flushIndex();
     this.publisher.close();
   }
 }

@@ -342,6 +342,8 @@ export class QueueWorker {
     this.#unlisten?.();
     this.#status = 'stopped';
     this.#path.stop();
+    // The last jobs' index entries go out now, not after the link closes.
+    this.#ctx.storage.flushIndex();
     this.#stopPulling();
     this.#cancelSub?.unsubscribe();
     this.#cancelSub = null;
