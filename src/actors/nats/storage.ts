@@ -23,7 +23,7 @@ const REPAIR_EVERY_MS = 1000;
 const REPAIR_AFTER_MS = 500;
 /** At most this many entries in one index message (~40 bytes each). */
 const INDEX_BATCH = 1000;
-/** How long index entries (and the acks of their jobs) wait to go out together. */
+/** How long index entries wait to go out together, as one batch. */
 const INDEX_FLUSH_MS = 20;
 const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
