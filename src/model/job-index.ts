@@ -92,9 +92,11 @@ export function indexSubject(prefix: string, parts: { queue?: string | undefined
   return `${prefix}.index.${parts.queue ?? '*'}.${parts.state ?? '*'}.${parts.name === undefined ? '*' : nameToken(parts.name)}`;
 }
 
-/** A batch's body: `[[id, enqueuedAt], ...]`, in the order the jobs finished. */
-export function encodeIndexBatch(entries: ReadonlyArray<readonly [string, number]>): string {
-  return JSON.stringify(entries);
+/** A batch's body: `[[id, enqueuedAt], ...]`, in the order the jobs finished; built without a tuple per job. */
+export function encodeIndexBatch(ids: readonly string[], times: readonly number[]): string {
+  let body = '[';
+  for (let i = 0; i < ids.length; i++) body += `${i ? ',' : ''}[${JSON.stringify(ids[i])},${times[i]}]`;
+  return `${body}]`;
 }
 
 /** The entries a batch message holds, oldest first; none for what is not a batch. */
