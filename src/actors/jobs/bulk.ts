@@ -121,22 +121,23 @@ export async function cleanJobs(ctx: NaqContext, filter: CleanFilter): Promise<{
 async function cleanDead(ctx: NaqContext, queue: string, cutoff: number, name: string | undefined): Promise<{ removed: number }> {
   const jsm = await ctx.jsm();
   const subject = ctx.layout.deadSubject(queue);
-  const doomed: Stored[] = [];
+  // Sequences only: dead letters carry their jobs' data, and there may be many.
+  const doomed: number[] = [];
   await scanForward(ctx, ctx.layout.deadStream, subject, async (window) => {
     for (const m of window) {
       if (m.time >= cutoff) return false;
-      if (name === undefined || deadName(m) === name) doomed.push(m);
+      if (name === undefined || deadName(m) === name) doomed.push(m.seq);
     }
     return true;
   });
   if (doomed.length === 0) return { removed: 0 };
   if (name === undefined) {
-    const r = await jsm.streams.purge(ctx.layout.deadStream, { filter: subject, seq: doomed.at(-1)!.seq + 1 });
+    const r = await jsm.streams.purge(ctx.layout.deadStream, { filter: subject, seq: doomed.at(-1)! + 1 });
     return { removed: r.purged };
   }
   let removed = 0;
   for (let i = 0; i < doomed.length; i += PARALLEL) {
-    const done = await Promise.all(doomed.slice(i, i + PARALLEL).map((m) => jsm.streams.deleteMessage(ctx.layout.deadStream, m.seq, false).catch(() => false)));
+    const done = await Promise.all(doomed.slice(i, i + PARALLEL).map((seq) => jsm.streams.deleteMessage(ctx.layout.deadStream, seq, false).catch(() => false)));
     removed += done.filter(Boolean).length;
   }
   return { removed };

@@ -10,7 +10,7 @@ import type { Clock } from '../../core/clock.js';
 import { errorInfo, withStack, type ErrorInfo, type PermissionDeniedError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import type { NaqEventInput, NaqEventType } from '../../model/event.js';
-import { decodeJob, JobDecodeError, recordFromMessage, retryDelay, WIRE_VERSION, type AttemptRecord, type DeadLetter, type JobMessage, type JobRecord } from '../../model/job.js';
+import { decodeJob, JobDecodeError, recordFromMessage, retryDelay, WIRE_VERSION, type DeadLetter, type JobMessage, type JobRecord } from '../../model/job.js';
 import { completedFirstAttemptJson, encodeDeadLetter, encodeRecord, tryEncode } from '../../model/record-codec.js';
 import { toPermissionDenied } from '../../core/permissions.js';
 import { isIndexedState, type IndexedState, type IndexEntry } from '../../model/job-index.js';
@@ -30,7 +30,7 @@ export interface JobIO {
   readRecord(id: string): Promise<JobRecord | null>;
   /** One record write; resolves once the server stored it. */
   writeRecord(id: string, bytes: Uint8Array): Promise<unknown>;
-  /** A finished job's entry in the job index (sent, not awaited), just before its record. */
+  /** A finished job's entry in the job index, queued for its next batch (not awaited), before its record is written. */
   index(entry: IndexEntry): void;
   /** A dead letter for `queue`; resolves with its stream sequence. */
   deadLetter(queue: string, bytes: Uint8Array): Promise<number>;
@@ -292,7 +292,7 @@ export class JobPath {
       const ms = job.timeoutMs;
       running.timeout = this.#o.clock.setTimeout(() => abortJob(running, new JobTimeoutError(ms)), ms);
     }
-    const ctx = new RunningJobContext(running, this.#o.log, this.#liveness.scheduleProgress, this.#maxLogLines, this.#o.clock.now);
+    const ctx = new RunningJobContext(running, this.#o.log, this.#liveness.scheduleProgress, this.#maxLogLines, this.#now);
     return new Promise<unknown>((resolve, reject) => {
       running.rejectWait = reject;
       if (running.abortReason !== undefined) return reject(running.abortReason);
@@ -518,6 +518,9 @@ export class JobPath {
     return attachLogs(recordFromMessage(job, 'pending', [...history.attempts]), recordLogs(history, running?.logs, this.#maxLogLines));
   }
 
+  /** The clock's time, bound once (a Clock may be a class whose `now` needs its `this`). */
+  readonly #now = (): number => this.#o.clock.now();
+
   get #maxLogLines(): number {
     return this.#o.maxLogLines ?? 100;
   }
@@ -538,5 +541,4 @@ export class JobPath {
     if (running) running.prior = prior;
     return prior;
   }
-
 }
