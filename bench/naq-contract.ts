@@ -20,7 +20,8 @@ export interface NaqLike {
   start(options?: { timeoutMs?: number }): Promise<void>;
   stop(): Promise<unknown>;
   enqueueBulk?: (jobs: EnqueueSpec[]) => Promise<string[]>;
-  enqueue?: (name: string, data: unknown, opts?: { queue?: string }) => Promise<string>;
+  enqueue?: (name: string, data: unknown, opts?: { queue?: string } & Record<string, unknown>) => Promise<string>;
+  enqueueAt?: (at: number, name: string, data: unknown, opts?: { queue?: string } & Record<string, unknown>) => Promise<string>;
   queueStats?: (queue: string) => Promise<QueueStats>;
   listJobs?: (filter: { queue?: string; state?: string; name?: string; limit?: number; cursor?: string }) => Promise<{ jobs: Array<{ id: string }>; cursor: string | null }>;
 }

@@ -5,7 +5,7 @@
  * misses instead of failing.
  *
  *   node dist/bench/run.js [--jobs N | --quick] [--json FILE] [--concurrency N]
- *                          [--window N] [--pull N] [--chunk N] [--repeat N] [--only raw,naq,bullmq]
+ *                          [--window N] [--pull N] [--chunk N] [--repeat N] [--only raw,naq,bullmq,flow]
  */
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { runBullmq } from './bullmq.js';
 import { EVENTS_OFF, INDEX_OFF, runNaq } from './naq.js';
+import { flowLines, runFlowControl, type FlowLine } from './flow-control.js';
 import { LISTING_RECORDS, listingLines, runListing, type ListingResult } from './listing.js';
 import { loadCreateNaq } from './naq-contract.js';
 import { runLatency, runScaling, type LatencyResult, type ScalingResult } from './naq-extras.js';
@@ -23,7 +24,7 @@ import { fmtBytes, fmtRate, installCleanupHooks, startBenchServer, table, type C
 const DEFAULT_JOBS = 50_000;
 const QUICK_JOBS = 10_000;
 const DEFAULT_ROUNDS = 3;
-const SYSTEMS = ['raw', 'naq', 'bullmq'] as const;
+const SYSTEMS = ['raw', 'naq', 'bullmq', 'flow'] as const;
 type SystemName = (typeof SYSTEMS)[number];
 
 /** The targets the issue sets for naq, as multiples of the other system's jobs/s. */
@@ -47,7 +48,7 @@ interface Options {
   only: Set<SystemName>;
 }
 
-const USAGE = `usage: node dist/bench/run.js [--jobs N | --quick] [--json FILE] [--concurrency N] [--window N] [--pull N] [--chunk N] [--repeat N] [--only raw,naq,bullmq]
+const USAGE = `usage: node dist/bench/run.js [--jobs N | --quick] [--json FILE] [--concurrency N] [--window N] [--pull N] [--chunk N] [--repeat N] [--only raw,naq,bullmq,flow]
   --jobs N         jobs per line (default ${DEFAULT_JOBS}, or NAQ_BENCH_JOBS)
   --quick          ${QUICK_JOBS} jobs: a smoke run
   --json FILE      also write the results as JSON
@@ -56,7 +57,7 @@ const USAGE = `usage: node dist/bench/run.js [--jobs N | --quick] [--json FILE] 
   --pull N         raw consumer: messages per pull (default 200)
   --chunk N        jobs per enqueueBulk / addBulk call (default 5000)
   --repeat N       rounds; each line reports its median (default ${DEFAULT_ROUNDS}, 1 with --quick)
-  --only LIST      run only some of raw, naq, bullmq`;
+  --only LIST      run only some of raw, naq, bullmq, flow (the flow-control section)`;
 
 function usageError(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`);
@@ -251,6 +252,7 @@ async function main(): Promise<void> {
   let scaling: ScalingResult[] = [];
   let latency: LatencyResult | undefined;
   let listing: ListingResult | undefined;
+  let flow: FlowLine[] = [];
   const notes = new Set<string>();
   try {
     const nc = await connectBench(bench.url, 'bench-raw');
@@ -309,6 +311,13 @@ async function main(): Promise<void> {
           listing = await runListing(createNaq, jsm, nc, bench.url);
         } catch (error) {
           notes.add(`naq scaling / latency: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      }
+      if (options.only.has('flow')) {
+        try {
+          flow = await runFlowControl(await loadCreateNaq(), jsm, bench.url, script('./flow-worker-process.js'), log);
+        } catch (error) {
+          notes.add(`flow control: ${error instanceof Error ? error.message : String(error)}`);
         }
       }
     } finally {
@@ -439,6 +448,7 @@ async function main(): Promise<void> {
       `naq enqueue-to-start latency at ${latency.ratePerSec} jobs/s (${latency.jobs} jobs): p50 ${latency.p50Ms.toFixed(2)} ms, p99 ${latency.p99Ms.toFixed(2)} ms, max ${latency.maxMs.toFixed(2)} ms (target p50 < 2 ms: ${latency.p50Ms < 2 ? 'PASS' : 'MISS'})`,
     );
   }
+  if (flow.length > 0) out.push(...flowLines(flow));
   out.push(`total bench time: ${conditions.totalSeconds.toFixed(1)} s`);
   process.stdout.write(`${out.join('\n')}\n`);
 

@@ -92,6 +92,8 @@ export type ChildMessage =
   | { type: 'progress'; count: number }
   | { type: 'done'; t: number; count: number; /** CPU µs (user + system) from the first job to the last. */ cpuUs?: number }
   | { type: 'latency'; count: number; p50: number; p99: number; max: number }
+  /** The flow-control child's starts: [tag, start time, the time the job carried, job id]. */
+  | { type: 'starts'; count: number; starts: Array<[string, number, number, string]> }
   | { type: 'stopped'; peakRss: number; vmHwm: number | null }
   | { type: 'unavailable'; reason: string }
   | { type: 'error'; message: string };

@@ -227,7 +227,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const args =
       role === 'scheduler'
         ? ['scheduler', '--nats-url', url, '--log-level', 'info']
-        : ['worker', '--handlers', handlers, '--queue', role === 'worker' ? QUEUE : SCHED_QUEUE, '--concurrency', String(o.concurrency), '--nats-url', url, '--log-level', 'info'];
+        : // Firing stays with the two schedulers, whose leader the run kills (workers that fire
+          // are covered by test/e2e/worker-process.test.ts).
+          ['worker', '--no-fire-schedules', '--handlers', handlers, '--queue', role === 'worker' ? QUEUE : SCHED_QUEUE, '--concurrency', String(o.concurrency), '--nats-url', url, '--log-level', 'info'];
     const p = new NaqProcess({
       name,
       role,

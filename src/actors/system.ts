@@ -12,17 +12,22 @@ import type { JobMetrics } from '../metrics/metrics.js';
 import { workerLogic } from './worker/logic.js';
 import { candidateId, schedulerLogic } from './scheduler/logic.js';
 
-/** Which service actors a process runs for its roles, in start order. */
+/**
+ * Which service actors a process runs for its roles, in start order. The worker role brings
+ * the scheduler too (`worker.fireSchedules`, on by default): delayed jobs and schedules then
+ * fire wherever jobs run, one leader at a time.
+ */
 export function servicesForRoles(roles: readonly Role[], config: NaqConfig): ServiceName[] {
   const services: ServiceName[] = ['streams', 'kv', 'events', 'jobs'];
   for (const role of roles) {
     if (role === 'producer') continue;
     if (role === 'worker') {
       for (const queue of config.worker.queues) services.push(`worker:${queue}`);
+      if (config.worker.fireSchedules && !services.includes('scheduler')) services.push('scheduler');
       continue;
     }
     if (role === 'scheduler') {
-      services.push('scheduler');
+      if (!services.includes('scheduler')) services.push('scheduler');
       continue;
     }
     throw new InvalidArgumentError(`unknown role "${role}" (available: producer, worker, scheduler)`);

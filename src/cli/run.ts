@@ -24,6 +24,7 @@ interface RunArgs extends GlobalArgs {
   queue?: string[] | undefined;
   handlers?: string | undefined;
   concurrency?: string | undefined;
+  'fire-schedules'?: boolean | undefined;
   embedded?: boolean | undefined;
   inspect?: boolean | undefined;
   'inspect-port'?: string | undefined;
@@ -51,7 +52,8 @@ function withWorkerOptions<T>(y: Argv<T>) {
   return y
     .option('queue', { type: 'string', array: true, describe: 'queue(s) to consume (repeatable; default from config: default)' })
     .option('handlers', { type: 'string', describe: 'JS/TS module whose exported functions are the handlers, by job name' })
-    .option('concurrency', { type: 'string', describe: 'jobs run at once per queue, an integer >= 1 (default from config: 10)' });
+    .option('concurrency', { type: 'string', describe: 'jobs run at once per queue, an integer >= 1 (default from config: 10)' })
+    .option('fire-schedules', { type: 'boolean', describe: 'take part in firing delayed jobs and schedules (one leader fires); --no-fire-schedules leaves that to `naq scheduler` (default from config: true)' });
 }
 
 function isRole(value: string): value is Role {
@@ -79,6 +81,7 @@ function runConfigInput(args: RunArgs): NaqConfigInput {
   if (args.queue !== undefined) worker.queues = args.queue.flatMap((q) => String(q).split(',')).map((q) => queueArg('--queue', q));
   if (args.handlers !== undefined) worker.handlers = textArg('--handlers', args.handlers, 'a JS or TS module file');
   if (args.concurrency !== undefined) worker.concurrency = integerArg('--concurrency', args.concurrency, 1);
+  if (args['fire-schedules'] !== undefined) worker.fireSchedules = args['fire-schedules'];
   if (Object.keys(worker).length > 0) extra.worker = worker;
   if (args.embedded === false) extra.embedded = { enabled: false };
   const inspect: NonNullable<NaqConfigInput['inspect']> = {};

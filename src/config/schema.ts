@@ -209,6 +209,9 @@ export const ConfigSchema = section({
     ackWaitMs: ms(1).default(30_000),
     drainGraceMs: ms().default(10_000),
     handlers: filePath().optional(),
+    // A delayed job or a schedule must not need a process nobody thought to start: a worker
+    // takes part in the scheduler's leader election (one leader fires), unless told not to.
+    fireSchedules: bool().default(true),
   }).prefault({}),
   events: section({
     enabled: bool().default(true),

@@ -7,7 +7,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createNaq, type Naq } from '../../src/naq.js';
 import { cleanEnv, until, startServer, stopAllServers, type TestServer } from '../support/harness.js';
 import { CLI, fixture } from '../support/paths.js';
-import { killSpawned, spawned } from '../support/processes.js';
+import { killSpawned, runCli, spawned } from '../support/processes.js';
 
 const HANDLERS = fixture('handlers.ts');
 const clients: Naq[] = [];
@@ -167,5 +167,54 @@ describe('job CLI', () => {
     const noHandlers = await naqProcess(['worker', ...url]).exited;
     expect(noHandlers.code).toBe(2);
     expect(noHandlers.stderr).toContain('--handlers');
+  });
+});
+
+describe('delayed jobs with only workers up (no naq scheduler)', () => {
+  // A short lease, so that the test sees a leader change within seconds.
+  const FAST = { NAQ_SCHEDULER__LEADER_TTL_MS: '2000', NAQ_SCHEDULER__RENEW_MS: '500', NAQ_SCHEDULER__ELECTION_RETRY_MS: '200' };
+
+  it('naq enqueue --delay runs on a naq worker; with two workers, SIGKILL of the leading one: every delayed job still fires once', async () => {
+    const server = await startServer();
+    const log = join(await mkdtemp(join(tmpdir(), 'naq-w-')), 'starts.log');
+    const workers = [await startWorker(server, log, FAST), await startWorker(server, log, FAST)];
+    const leading = () => workers.find((w) => w.stderr().includes('elected scheduler leader'));
+    await until(() => leading() !== undefined);
+
+    // The trap of old: a delayed job from the CLI, and nothing but workers up.
+    const enq = await runCli(['enqueue', 'add', '--data', '{"a":1,"b":2}', '--delay', '500', '--nats-url', server.url]);
+    expect(enq.code, enq.stderr).toBe(0);
+    const naq = await client(server);
+    await expect(naq.waitFor(enq.stdout.trim(), { timeoutMs: 10_000 })).resolves.toBe(3);
+
+    // 20 delayed jobs due over the next 4 s; the leader is killed after 1 s.
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) ids.push(await naq.enqueueIn(200 * (i + 1), 'add', { a: i, b: 0 }));
+    await new Promise((r) => setTimeout(r, 1000));
+    const killed = leading()!;
+    killed.child.kill('SIGKILL');
+    await killed.exited;
+    const survivor = workers.find((w) => w !== killed)!;
+    await until(() => survivor.stderr().includes('elected scheduler leader'), 10_000);
+    for (const [i, id] of ids.entries()) await expect(naq.waitFor(id, { timeoutMs: 15_000 })).resolves.toBe(i);
+
+    // Fired once: one first attempt per job (a second firing would be a second message, a
+    // second attempt 1; a job the killed worker was running comes back as attempt 2).
+    const lines = await starts(log);
+    for (const id of ids) expect(lines.filter((l) => l.startsWith(`start ${id} `) && l.endsWith(' 1')), id).toHaveLength(1);
+  });
+
+  it('naq worker --no-fire-schedules leaves delayed jobs to a scheduler', async () => {
+    const server = await startServer();
+    const log = join(await mkdtemp(join(tmpdir(), 'naq-w-')), 'starts.log');
+    const w = naqProcess(['worker', '--no-fire-schedules', '--handlers', HANDLERS, '--nats-url', server.url, '--log-level', 'info'], { NAQ_TEST_LOG: log });
+    await until(() => w.stderr().includes('all services running'));
+    const naq = await client(server);
+    const id = await naq.enqueueIn(100, 'add', { a: 2, b: 2 });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await starts(log)).toEqual([]);
+    expect(w.stderr()).not.toContain('elected scheduler leader');
+    naqProcess(['scheduler', '--nats-url', server.url]);
+    await expect(naq.waitFor(id, { timeoutMs: 15_000 })).resolves.toBe(4);
   });
 });

@@ -4,18 +4,17 @@
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { until, startServer, stopAllServers } from '../support/harness.js';
-import { producer, startNaq, stopNaqs, worker } from '../support/naqs.js';
+import { producer, stopNaqs, worker } from '../support/naqs.js';
 
 afterEach(stopNaqs);
 afterAll(stopAllServers);
 
-/** A worker counting its runs of `later`, an elected scheduler leader, and a producer. */
+/** A worker counting its runs of `later`, leading the firing of delayed jobs (its default), and a producer. */
 async function withLeader() {
   const server = await startServer();
   let runs = 0;
   const w = await worker(server, { later: async () => ++runs }, {});
-  const leader = await startNaq(server, { roles: ['scheduler'] });
-  await until(() => leader.isLeader());
+  await until(() => w.isLeader());
   return { w, ops: await producer(server), runs: () => runs };
 }
 

@@ -289,12 +289,21 @@ describe('each role with exactly the documented permissions', () => {
     // Heartbeats land in the workers bucket.
     await until(async () => (await producer.listWorkers()).some((w) => w.queues.includes('default')), 10_000);
 
+    // The worker fires delayed jobs itself (worker.fireSchedules, on by default) as the leader.
+    await until(() => worker.isLeader(), 15_000);
+    const later = await producer.enqueueIn(300, 'echo', { later: true });
+    expect(await producer.waitFor(later, { timeoutMs: 15_000 })).toEqual({ later: true });
+
     expect(violations(server, 'naq-worker')).toEqual([]);
     expect(violations(server, 'naq-producer')).toEqual([]);
     for (const n of [worker, producer]) expect(n.lines.filter((l) => l.level >= 50)).toEqual([]);
   }, 90_000);
 
   it('two schedulers: one wins the leadership, the other stands by; schedules and delayed jobs fire', async () => {
+    // The leading worker steps down for one that leaves firing to the schedulers.
+    await worker.stop();
+    worker = naqAs(server, 'naq-worker', { roles: ['worker'], worker: { fireSchedules: false } }, { handlers });
+    await worker.start({ timeoutMs: 20_000 });
     const first = naqAs(server, 'naq-scheduler', { roles: ['scheduler'] });
     const second = naqAs(server, 'naq-scheduler', { roles: ['scheduler'] });
     await Promise.all([first.start({ timeoutMs: 20_000 }), second.start({ timeoutMs: 20_000 })]);

@@ -195,7 +195,8 @@ describe('scheduler', () => {
 
   it('an every-second schedule produces one job per fire time, even when the leader is killed in the middle', async () => {
     const server = await startServer();
-    const { naq, started } = await schedulerAndWorker(server, ['worker']);
+    // The worker leaves firing to the two scheduler processes, one of which is killed.
+    const { naq, started } = await schedulerAndWorker(server, ['worker'], { worker: { queues: ['default'], concurrency: 10, fireSchedules: false } });
     const procs = [schedulerProcess(server), schedulerProcess(server)];
     await until(() => procs.some((p) => p.state.leaderAt > 0));
     // 15 s in all, the leader SIGKILLed half way.

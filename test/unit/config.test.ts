@@ -67,7 +67,7 @@ describe('defaults', () => {
         index: true,
         maxLogLines: 100,
       },
-      worker: { queues: ['default'], concurrency: 10, maxAckPending: 1000, heartbeatMs: 5000, ackWaitMs: 30_000, drainGraceMs: 10_000 },
+      worker: { queues: ['default'], concurrency: 10, maxAckPending: 1000, heartbeatMs: 5000, ackWaitMs: 30_000, drainGraceMs: 10_000, fireSchedules: true },
       events: { enabled: true, maxBatch: 200, flushMs: 100, maxBuffered: 50_000, maxAgeMs: 604_800_000 },
       scheduler: { leaderTtlMs: 10_000, renewMs: 3000, electionRetryMs: 1000, maxFireFailures: 5 },
       dashboard: { host: '127.0.0.1', port: 8080 },

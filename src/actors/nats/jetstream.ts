@@ -6,6 +6,7 @@ import { JetStreamApiCodes, JetStreamApiError, type JetStreamManager, type Strea
 import type { NaqConfig } from '../../config/index.js';
 import type { Logger } from '../../core/log.js';
 import { isPermissionDenied, toPermissionDenied } from '../../core/permissions.js';
+import { PublishRejectedError } from './publisher.js';
 import type { RetryOptions } from '../../core/retry.js';
 
 /** A stream as naq wants it: the name plus the settings it cares about. */
@@ -115,8 +116,6 @@ export function apiTimeoutMs(config: NaqConfig): number {
 
 /** A revision-checked write (KV create / update, expected last sequence) found another revision. */
 export function isWrongLastSequence(error: unknown): boolean {
-  return (
-    error instanceof JetStreamApiError &&
-    (error.code === JetStreamApiCodes.StreamWrongLastSequence || error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
-  );
+  const code = error instanceof JetStreamApiError ? error.code : error instanceof PublishRejectedError ? error.errCode : undefined;
+  return code === JetStreamApiCodes.StreamWrongLastSequence || code === JetStreamApiCodes.StreamWrongLastSequenceUnknown;
 }

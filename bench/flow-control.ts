@@ -1,0 +1,134 @@
+/**
+ * The flow-control section of the bench (issue 12): each line runs one scenario against the
+ * private server with worker processes of its own (bench/flow-worker-process.ts) and prints
+ * its figure beside the issue's target. Nothing is asserted here; the tests assert behaviour.
+ */
+import type { JetStreamManager } from '@nats-io/jetstream';
+import type { CreateNaqLike, NaqLike } from './naq-contract.js';
+import { BenchChild, resetJetStream, sleep, wallNow } from './util.js';
+
+const QUEUE = 'flow';
+
+export interface FlowLine {
+  label: string;
+  figure: string;
+  target: string;
+  pass: boolean;
+}
+
+interface Env {
+  createNaq: CreateNaqLike;
+  jsm: JetStreamManager;
+  url: string;
+  script: string;
+  log: (line: string) => void;
+}
+
+type Start = [tag: string, at: number, carried: number, id: string];
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+const ms = (v: number) => `${v.toFixed(1)} ms`;
+
+/** Collects the children's starts until `done` says enough, or `timeoutMs` passes. */
+async function collect(children: BenchChild[], done: (starts: Start[]) => boolean, timeoutMs: number): Promise<Start[]> {
+  const all: Start[] = [];
+  const deadline = Date.now() + timeoutMs;
+  while (!done(all) && Date.now() < deadline) {
+    await sleep(100);
+    for (const c of children) {
+      c.send({ type: 'report' });
+      all.push(...(await c.next('starts')).starts);
+    }
+  }
+  return all;
+}
+
+async function withWorkers<T>(env: Env, n: number, concurrency: number, run: (producer: NaqLike, children: BenchChild[]) => Promise<T>): Promise<T> {
+  await resetJetStream(env.jsm);
+  const producer = env.createNaq({ nats: { url: env.url }, log: { level: 'warn' } });
+  await producer.start({ timeoutMs: 10_000 });
+  const children = Array.from({ length: n }, () => new BenchChild(env.script, { url: env.url, queue: QUEUE, concurrency }));
+  try {
+    await Promise.all(children.map((c) => c.next('ready')));
+    // The first worker up leads the firing of delayed jobs; give the election a moment.
+    await sleep(500);
+    return await run(producer, children);
+  } finally {
+    await Promise.all(children.map((c) => c.stop()));
+    await producer.stop();
+  }
+}
+
+/** Light load: 100 delayed jobs, one every 30 ms, each due 300 ms after its enqueue; start − due. */
+async function delayedLight(env: Env): Promise<FlowLine> {
+  return withWorkers(env, 1, 10, async (producer, children) => {
+    const jobs = 100;
+    for (let i = 0; i < jobs; i++) {
+      const due = Date.now() + 300;
+      await producer.enqueueAt!(due, 'job', { tag: 'd', t: due }, { queue: QUEUE });
+      await sleep(30);
+    }
+    const starts = await collect(children, (s) => s.length >= jobs, 30_000);
+    const late = starts.map(([, at, due]) => at - due).sort((a, b) => a - b);
+    const p99 = percentile(late, 99);
+    return {
+      label: `delayed job, start after its due time at light load (${late.length}/${jobs} jobs, workers only, no naq scheduler)`,
+      figure: `p50 ${ms(percentile(late, 50))}, p99 ${ms(p99)}, max ${ms(late.at(-1) ?? NaN)}`,
+      target: 'p99 <= 10 ms',
+      pass: late.length === jobs && p99 <= 10,
+    };
+  });
+}
+
+/** 10,000 delayed jobs due within the same second: how late the last one starts, and runs per job. */
+async function delayedBurst(env: Env): Promise<FlowLine> {
+  return withWorkers(env, 1, 100, async (producer, children) => {
+    const jobs = 10_000;
+    const t0 = Date.now();
+    const dueFrom = t0 + 10_000;
+    for (let i = 0; i < jobs; i += 500) {
+      await Promise.all(
+        Array.from({ length: Math.min(500, jobs - i) }, (_, j) => {
+          const due = dueFrom + Math.floor(((i + j) * 1000) / jobs);
+          return producer.enqueueAt!(due, 'job', { tag: 'b', t: due }, { queue: QUEUE });
+        }),
+      );
+    }
+    const enqueueMs = Date.now() - t0;
+    const starts = await collect(children, (s) => s.length >= jobs && wallNow() > dueFrom + 3000, 60_000);
+    const ids = new Set(starts.map((s) => s[3]));
+    const late = starts.map(([, at, due]) => at - due).sort((a, b) => a - b);
+    const worst = late.at(-1) ?? NaN;
+    return {
+      label: `${jobs} delayed jobs due within one second (enqueued in ${(enqueueMs / 1000).toFixed(1)} s): latest start after its due time`,
+      figure: `p50 ${ms(percentile(late, 50))}, max ${ms(worst)}; ${ids.size} jobs started, ${starts.length - ids.size} twice`,
+      target: `all within 2000 ms, each once`,
+      pass: ids.size === jobs && starts.length === jobs && worst <= 2000 && enqueueMs < 10_000,
+    };
+  });
+}
+
+export async function runFlowControl(createNaq: CreateNaqLike, jsm: JetStreamManager, url: string, script: string, log: (line: string) => void): Promise<FlowLine[]> {
+  const env: Env = { createNaq, jsm, url, script, log };
+  const lines: FlowLine[] = [];
+  for (const [name, scenario] of [
+    ['delayed jobs at light load', delayedLight],
+    ['10,000 delayed jobs due together', delayedBurst],
+  ] as const) {
+    log(`flow control: ${name}...`);
+    try {
+      lines.push(await scenario(env));
+    } catch (error) {
+      lines.push({ label: name, figure: `failed: ${error instanceof Error ? error.message : String(error)}`, target: '-', pass: false });
+    }
+  }
+  await resetJetStream(jsm);
+  return lines;
+}
+
+export function flowLines(lines: FlowLine[]): string[] {
+  return ['flow control:', ...lines.map((l) => `  ${l.label}: ${l.figure} (target ${l.target}: ${l.pass ? 'PASS' : 'MISS'})`)];
+}
