@@ -111,12 +111,46 @@ async function delayedBurst(env: Env): Promise<FlowLine> {
   });
 }
 
+/** The busiest window of `ms` among sorted start times. */
+function busiest(sorted: number[], ms: number): number {
+  let most = 0;
+  for (let i = 0, j = 0; i < sorted.length; i++) {
+    while (sorted[j]! <= sorted[i]! - ms) j++;
+    most = Math.max(most, i - j + 1);
+  }
+  return most;
+}
+
+/** A backlog on a queue limited to 50 starts a second, drained by 3 worker processes. */
+async function rateLimited(env: Env): Promise<FlowLine> {
+  return withWorkers(env, 3, 20, async (producer, children) => {
+    const limit = { max: 50, durationMs: 1000 };
+    const jobs = 500;
+    await producer.setQueueLimit!(QUEUE, limit);
+    await sleep(300);
+    await producer.enqueueBulk!(Array.from({ length: jobs }, () => ({ name: 'job', data: { tag: 'r' }, opts: { queue: QUEUE } })));
+    const starts = await collect(children, (s) => s.length >= jobs, 60_000);
+    const at = starts.map(([, t]) => t).sort((a, b) => a - b);
+    const most = busiest(at, limit.durationMs);
+    // The first window's starts come at once; the pace is what follows them.
+    const rate = ((at.length - limit.max) / (at.at(-1)! - at[0]!)) * 1000;
+    const ratio = rate / limit.max;
+    return {
+      label: `queue limited to ${limit.max}/s, ${jobs}-job backlog, 3 worker processes`,
+      figure: `busiest one-second window ${most} starts; pace ${rate.toFixed(1)} starts/s = ${(ratio * 100).toFixed(1)} % of the limit`,
+      target: `<= ${limit.max} per window, >= 95 %`,
+      pass: at.length === jobs && most <= limit.max && ratio >= 0.95,
+    };
+  });
+}
+
 export async function runFlowControl(createNaq: CreateNaqLike, jsm: JetStreamManager, url: string, script: string, log: (line: string) => void): Promise<FlowLine[]> {
   const env: Env = { createNaq, jsm, url, script, log };
   const lines: FlowLine[] = [];
   for (const [name, scenario] of [
     ['delayed jobs at light load', delayedLight],
     ['10,000 delayed jobs due together', delayedBurst],
+    ['a rate-limited queue', rateLimited],
   ] as const) {
     log(`flow control: ${name}...`);
     try {

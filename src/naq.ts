@@ -128,6 +128,11 @@ export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
   /** Every worker of the queue stops taking new jobs (running ones finish); persisted until resumeQueue. */
   pauseQueue(queue: string): Promise<{ queue: string; paused: boolean }>;
   resumeQueue(queue: string): Promise<{ queue: string; paused: boolean }>;
+  /**
+   * At most `max` job starts in any window of `durationMs`, across every worker of the queue
+   * (null clears it). Persisted; workers follow it within a moment.
+   */
+  setQueueLimit(queue: string, limit: { max: number; durationMs: number } | null): Promise<{ queue: string; limit: { max: number; durationMs: number } | null }>;
   queueStats(queue: string): Promise<QueueStats>;
   /** Jobs by queue, state and name, newest first, a page at a time (docs/wire-format.md, section 11). */
   listJobs(filter?: ListFilter): Promise<JobPage>;
@@ -330,6 +335,7 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
     changeDelay: (id, delayMs) => askJobs({ type: 'jobs.changeDelay', id, delayMs }),
     pauseQueue: (queue) => askJobs({ type: 'jobs.setQueuePaused', queue, paused: true }),
     resumeQueue: (queue) => askJobs({ type: 'jobs.setQueuePaused', queue, paused: false }),
+    setQueueLimit: (queue, limit) => askJobs({ type: 'jobs.setQueueLimit', queue, limit }),
     queueStats: (queue) => askJobs({ type: 'jobs.queueStats', queue }),
     listJobs: (filter) => Promise.resolve().then(() => listJobs(context(), filter)),
     retryJobs: (filter) => askJobs({ type: 'jobs.retryJobs', filter }, queryTimeoutMs),

@@ -1,5 +1,5 @@
-/** `naq queue ls | purge | pause | resume` and `naq workers`: the queues and who is consuming them. */
-import { queueArg } from './args.js';
+/** `naq queue ls | purge | pause | resume | limit` and `naq workers`: the queues and who is consuming them. */
+import { integerArg, queueArg, UsageError } from './args.js';
 import { show } from './output.js';
 import { defineCommand, defineGroup, need, valid, withNaq } from './shared.js';
 
@@ -10,11 +10,17 @@ const ls = defineCommand({
   handler: (args) =>
     withNaq(args, async (naq) =>
       show(args, await naq.listQueues(), (queues) => [
-        'queue\tpending\tin-flight\tdead\tworkers\tstate',
-        ...queues.map((q) => `${q.queue}\t${q.pending}\t${q.inFlight}\t${q.dead}\t${q.workers}\t${q.paused ? 'paused' : 'running'}`),
+        'queue\tpending\tin-flight\tdead\tworkers\tstate\tlimit',
+        ...queues.map((q) => `${q.queue}\t${q.pending}\t${q.inFlight}\t${q.dead}\t${q.workers}\t${q.paused ? 'paused' : 'running'}\t${limitText(q)}`),
       ]),
     ),
 });
+
+/** `50/1000ms`, with the hold a handler asked for when one is on; `-` without a limit. */
+function limitText(q: { limit: { max: number; durationMs: number } | null; heldUntil?: number }): string {
+  const limit = q.limit ? `${q.limit.max}/${q.limit.durationMs}ms` : '-';
+  return q.heldUntil ? `${limit} (held until ${new Date(q.heldUntil).toISOString()})` : limit;
+}
 
 const purge = defineCommand({
   command: 'purge [queue]',
@@ -46,8 +52,44 @@ function pauseCommand(paused: boolean) {
   });
 }
 
+const limit = defineCommand({
+  command: 'limit [queue]',
+  describe: 'rate-limit a queue across all its workers: at most --max job starts in any --per ms window; persisted (--clear removes it)',
+  builder: (y) =>
+    y
+      .positional('queue', { type: 'string' })
+      .option('max', { type: 'string', describe: 'job starts allowed per window, an integer from 1 to 100000' })
+      .option('per', { type: 'string', describe: 'the window in ms, an integer from 1 to 86400000' })
+      .option('clear', { type: 'boolean', describe: 'remove the limit' })
+      .check(need('queue'))
+      .check(valid((a) => queueArg('<queue>', a.queue)))
+      .check(
+        valid((a) => {
+          if (a.clear) {
+            if (a.max !== undefined || a.per !== undefined) throw new UsageError('--clear takes no --max or --per');
+            return;
+          }
+          if (a.max === undefined || a.per === undefined) throw new UsageError('give --max and --per (or --clear)');
+          integerArg('--max', a.max, 1, 100_000);
+          integerArg('--per', a.per, 1, 86_400_000);
+        }),
+      ),
+  handler: (args) =>
+    withNaq(args, async (naq) => {
+      const wanted = args.clear ? null : { max: integerArg('--max', args.max, 1, 100_000), durationMs: integerArg('--per', args.per, 1, 86_400_000) };
+      const r = await naq.setQueueLimit(args.queue!, wanted);
+      show(args, r, () => (r.limit ? `${args.queue} limited to ${r.limit.max} starts per ${r.limit.durationMs} ms` : `${args.queue} not limited`));
+    }),
+});
+
 export const queueCommand = defineGroup('queue', 'queue operations', (y) =>
-  y.command(ls).command(purge).command(pauseCommand(true)).command(pauseCommand(false)).demandCommand(1, 'name a queue command: ls, purge, pause or resume'),
+  y
+    .command(ls)
+    .command(purge)
+    .command(pauseCommand(true))
+    .command(pauseCommand(false))
+    .command(limit)
+    .demandCommand(1, 'name a queue command: ls, purge, pause, resume or limit'),
 );
 
 export const workersCommand = defineCommand({

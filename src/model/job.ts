@@ -96,6 +96,11 @@ export interface JobRecord {
   logs?: LogLine[];
   /** How many earlier lines were dropped to keep that bound. */
   logsDropped?: number;
+  /**
+   * Deliveries of this enqueue that went back without using an attempt (a handler was rate
+   * limited): a worker's attempt number is the delivery count minus this.
+   */
+  deferred?: number;
 }
 
 /** What lands in the dead-letter stream: the job (or raw payload) and why. */
@@ -141,6 +146,10 @@ export interface QueueStats {
   workers: number;
   /** Paused by an operator: its workers take no new jobs. */
   paused: boolean;
+  /** Its rate limit (setQueueLimit), or null. */
+  limit: { max: number; durationMs: number } | null;
+  /** A handler asked the queue to slow down (ctx.rateLimit): no job starts before then. */
+  heldUntil?: number;
 }
 
 export interface EnqueueItem<N extends string = string, D = unknown> {

@@ -18,6 +18,8 @@ export interface Layout {
   schedulesBucket: string;
   /** Per-queue settings an operator sets (paused), by queue name. */
   queuesBucket: string;
+  /** Rate limits' shared windows (src/model/rate-window.ts), by queue name. */
+  ratesBucket: string;
   leaderBucket: string;
   jobSubject(queue: string, jobId: string): string;
   queueFilter(queue: string): string;
@@ -43,6 +45,7 @@ export function layout(prefix: string): Layout {
     waitingBucket: `${prefix}_waiting`,
     schedulesBucket: `${prefix}_schedules`,
     queuesBucket: `${prefix}_queues`,
+    ratesBucket: `${prefix}_rates`,
     leaderBucket: `${prefix}_leader`,
     jobSubject: (queue, jobId) => `${prefix}.jobs.${queue}.${jobId}`,
     queueFilter: (queue) => `${prefix}.jobs.${queue}.>`,

@@ -1,12 +1,24 @@
 /**
  * What an operator sets on a queue, kept in the queues bucket (`<prefix>_queues`, key = queue
- * name; docs/wire-format.md). Today: whether it is paused.
+ * name; docs/wire-format.md): whether it is paused, and its rate limit.
  */
 import { WIRE_VERSION } from './job.js';
+
+/** At most `max` job starts in any `durationMs` window, across every worker of the queue. */
+export interface RateLimit {
+  max: number;
+  durationMs: number;
+}
 
 export interface QueueSettings {
   v: typeof WIRE_VERSION;
   paused: boolean;
+  limit?: RateLimit;
+  /**
+   * No job of the queue starts before this time (ms since the epoch): set by a handler that
+   * was told to slow down (ctx.rateLimit, RateLimitedError), as after a 429.
+   */
+  holdUntil?: number;
   /** When it was last changed, ms since the epoch. */
   updatedAt: number;
 }
@@ -17,12 +29,39 @@ interface SettingsEntry {
   string(): string;
 }
 
-/** Paused only when the entry says so plainly: a missing, deleted or damaged entry must not stop a queue. */
-export function isPausedEntry(entry: SettingsEntry | null | undefined): boolean {
-  if (!entry || entry.operation !== 'PUT') return false;
+function isRateLimit(value: unknown): value is RateLimit {
+  const l = value as Partial<RateLimit> | null;
+  return !!l && Number.isInteger(l.max) && l.max! >= 1 && Number.isInteger(l.durationMs) && l.durationMs! >= 1;
+}
+
+/**
+ * The settings an entry holds. A missing, deleted or damaged entry must not stop a queue: it
+ * reads as running and unlimited; so does a damaged limit beside a good pause setting.
+ */
+export function settingsOf(entry: SettingsEntry | null | undefined): ActiveSettings {
+  if (!entry || entry.operation !== 'PUT') return RUNNING;
   try {
-    return (JSON.parse(entry.string()) as Partial<QueueSettings>)?.paused === true;
+    const s = JSON.parse(entry.string()) as Partial<QueueSettings> | null;
+    return {
+      paused: s?.paused === true,
+      limit: isRateLimit(s?.limit) ? { max: s.limit.max, durationMs: s.limit.durationMs } : null,
+      holdUntil: Number.isFinite(s?.holdUntil) ? s!.holdUntil! : 0,
+    };
   } catch {
-    return false;
+    return RUNNING;
   }
+}
+
+/** What a worker follows: paused, the rate limit, and a hold (0: none). */
+export interface ActiveSettings {
+  paused: boolean;
+  limit: RateLimit | null;
+  holdUntil: number;
+}
+
+const RUNNING: ActiveSettings = { paused: false, limit: null, holdUntil: 0 };
+
+/** Paused only when the entry says so plainly. */
+export function isPausedEntry(entry: SettingsEntry | null | undefined): boolean {
+  return settingsOf(entry).paused;
 }

@@ -109,18 +109,38 @@ describe('naq CLI: usage and config', () => {
 });
 
 describe('naq CLI against a real nats-server', () => {
-  it('queue pause / resume: persisted, shown by queue ls; a bad queue name exits 2 naming it', async () => {
+  it('queue pause / resume / limit: persisted, shown by queue ls; a bad queue name or limit exits 2 naming it', async () => {
     const url = ['--nats-url', server.url];
     const pause = await run(['queue', 'pause', 'held', ...url]);
     expect(pause.code, pause.stderr).toBe(0);
     expect(pause.stdout.trim()).toBe('paused held');
     const ls = await run(['queue', 'ls', ...url]);
-    expect(ls.stdout).toMatch(/^held\t0\t0\t0\t0\tpaused$/m);
+    expect(ls.stdout).toMatch(/^held\t0\t0\t0\t0\tpaused\t-$/m);
     const json = await run(['queue', 'ls', '--json', ...url]);
     expect(JSON.parse(json.stdout)).toContainEqual(expect.objectContaining({ queue: 'held', paused: true }));
     const resume = await run(['queue', 'resume', 'held', ...url]);
     expect(resume.stdout.trim()).toBe('resumed held');
-    expect((await run(['queue', 'ls', ...url])).stdout).toMatch(/^held\t0\t0\t0\t0\trunning$/m);
+    expect((await run(['queue', 'ls', ...url])).stdout).toMatch(/^held\t0\t0\t0\t0\trunning\t-$/m);
+    // A rate limit: set, shown beside the pause setting (which it keeps), cleared.
+    expect((await run(['queue', 'pause', 'held', ...url])).code).toBe(0);
+    const limit = await run(['queue', 'limit', 'held', '--max', '100', '--per', '1000', ...url]);
+    expect(limit.code, limit.stderr).toBe(0);
+    expect(limit.stdout.trim()).toBe('held limited to 100 starts per 1000 ms');
+    expect((await run(['queue', 'ls', ...url])).stdout).toMatch(/^held\t0\t0\t0\t0\tpaused\t100\/1000ms$/m);
+    expect(JSON.parse((await run(['queue', 'ls', '--json', ...url])).stdout)).toContainEqual(expect.objectContaining({ queue: 'held', paused: true, limit: { max: 100, durationMs: 1000 } }));
+    expect((await run(['queue', 'limit', 'held', '--clear', ...url])).stdout.trim()).toBe('held not limited');
+    expect((await run(['queue', 'resume', 'held', ...url])).code).toBe(0);
+    expect((await run(['queue', 'ls', ...url])).stdout).toMatch(/^held\t0\t0\t0\t0\trunning\t-$/m);
+    for (const [args, named] of [
+      [['--max', '0', '--per', '1000'], '--max'],
+      [['--max', '10', '--per', 'soon'], '--per'],
+      [['--max', '10'], '--per'],
+      [['--clear', '--max', '3'], '--clear'],
+    ] as const) {
+      const bad = await run(['queue', 'limit', 'held', ...args, ...url]);
+      expect(bad.code, args.join(' ')).toBe(2);
+      expect(bad.stderr).toContain(named);
+    }
     const bad = await run(['queue', 'pause', 'a b', ...url]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('<queue>');

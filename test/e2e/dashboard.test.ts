@@ -109,6 +109,15 @@ describe('the dashboard in a browser', { timeout: 60_000 }, () => {
     await shot('overview');
   });
 
+  it("shows a queue's rate limit on the overview and on its page", async () => {
+    await naq.setQueueLimit('reports', { max: 50, durationMs: 1000 });
+    await page.goto(dashboard.url);
+    await page.locator('tr[data-queue="reports"] [data-testid="limit"]', { hasText: '50 / 1s' }).waitFor({ timeout: 10_000 });
+    await page.goto(`${dashboard.url}#/queue/reports`);
+    await page.getByTestId('q-limit').filter({ hasText: '50 / 1s' }).waitFor({ timeout: 10_000 });
+    await naq.setQueueLimit('reports', null);
+  });
+
   it('opens a failed job, reads its error, retries it and sees it complete', async () => {
     const id = await naq.enqueue('picky', { invoice: 'INV-42' }, { jobId: 'invoice-42', attempts: 2, backoff: { type: 'fixed', delay: 50 } });
     await until(async () => (await naq.getJob(id))?.deadSeq !== undefined, 10_000);

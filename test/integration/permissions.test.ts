@@ -126,7 +126,7 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timed out'> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const calls = { echo: 0, boom: 0, slow: 0 };
+const calls = { echo: 0, boom: 0, slow: 0, upstream: 0 };
 const handlers = {
   echo: async (data: unknown) => {
     calls.echo++;
@@ -141,6 +141,11 @@ const handlers = {
     calls.slow++;
     await sleep(TUNING.worker.ackWaitMs + 1500);
     return 'slow done';
+  },
+  // Told to slow down once: the queue is held (a write to its settings) and the job comes back.
+  upstream: async (_data: unknown, ctx: { rateLimit(ms: number): never }) => {
+    if (calls.upstream++ === 0) ctx.rateLimit(200);
+    return 'upstream done';
   },
 };
 
@@ -288,6 +293,14 @@ describe('each role with exactly the documented permissions', () => {
 
     // Heartbeats land in the workers bucket.
     await until(async () => (await producer.listWorkers()).some((w) => w.queues.includes('default')), 10_000);
+
+    // A rate-limited queue (the worker takes starts from the rates bucket), and a handler that
+    // holds the queue.
+    expect(await producer.setQueueLimit('default', { max: 100, durationMs: 1000 })).toMatchObject({ limit: { max: 100, durationMs: 1000 } });
+    const limited = await producer.enqueue('upstream', null);
+    expect(await producer.waitFor(limited, { timeoutMs: 15_000 })).toBe('upstream done');
+    expect(await producer.getJob(limited)).toMatchObject({ deferred: 1, attempts: [{ n: 1 }] });
+    await producer.setQueueLimit('default', null);
 
     // The worker fires delayed jobs itself (worker.fireSchedules, on by default) as the leader.
     await until(() => worker.isLeader(), 15_000);
@@ -441,7 +454,7 @@ describe('a missing permission fails loudly and at once', () => {
     producer = naqAs(server, 'naq-producer');
     await producer.start({ timeoutMs: 20_000 });
     expect((await producer.streams.list()).map((s) => s.config.name).sort()).toEqual(
-      ['KV_naq_jobs', 'KV_naq_leader', 'KV_naq_queues', 'KV_naq_schedules', 'KV_naq_waiting', 'KV_naq_workers', 'NAQ_DEAD', 'NAQ_EVENTS', 'NAQ_INDEX', 'NAQ_JOBS'].sort(),
+      ['KV_naq_jobs', 'KV_naq_leader', 'KV_naq_queues', 'KV_naq_rates', 'KV_naq_schedules', 'KV_naq_waiting', 'KV_naq_workers', 'NAQ_DEAD', 'NAQ_EVENTS', 'NAQ_INDEX', 'NAQ_JOBS'].sort(),
     );
     expect(violations(server, 'naq-producer')).toEqual([]);
   }, 30_000);

@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { Clock } from '../../src/core/clock.js';
 import type { Delivery } from '../../src/actors/worker/delivery.js';
-import type { Handlers } from '../../src/actors/worker/handler.js';
+import { RateLimitedError, type Handlers } from '../../src/actors/worker/handler.js';
 import { JobPath, type JobIO } from '../../src/actors/worker/job-path.js';
 import type { IndexEntry } from '../../src/model/job-index.js';
 import type { NaqEventInput } from '../../src/model/event.js';
@@ -69,6 +69,7 @@ function memoryIO() {
   const events: NaqEventInput[] = [];
   const acks: Array<{ ack(): void }> = [];
   const indexed: IndexEntry[] = [];
+  const holds: number[] = [];
   /** Index entries and record writes, in the order they were made. */
   const order: string[] = [];
   const io: JobIO = {
@@ -90,9 +91,10 @@ function memoryIO() {
     ackLater: (msg) => void acks.push(msg),
     emit: (event) => void events.push(event),
     maxMessageBytes: () => 1_048_576,
+    hold: (ms) => void holds.push(ms),
   };
   const flush = () => acks.splice(0).forEach((m) => m.ack());
-  return { io, records, writes, dead, events, indexed, order, flush, types: () => events.map((e) => e.type) };
+  return { io, records, writes, dead, events, indexed, order, holds, flush, types: () => events.map((e) => e.type) };
 }
 
 function path(handlers: Handlers, extra: { clock?: ManualClock; ackWaitMs?: number; activeAfterMs?: number; maxLogLines?: number } = {}) {
@@ -115,6 +117,56 @@ function path(handlers: Handlers, extra: { clock?: ManualClock; ackWaitMs?: numb
 }
 
 describe('the job path', () => {
+  it('rate limited (ctx.rateLimit or RateLimitedError): back after the wait without using an attempt, the queue held; the next delivery is still attempt 1 of 2', async () => {
+    const seen: number[] = [];
+    let limited = 2;
+    const { p, records, writes, holds, flush, types } = path({
+      work: async (_d: unknown, ctx) => {
+        seen.push(ctx.attempt);
+        if (limited-- === 2) ctx.rateLimit(750);
+        if (limited === 0) throw new RateLimitedError(1500);
+        return 'done';
+      },
+    });
+    const first = delivery({ attempts: 2 });
+    await p.process(first, 1);
+    expect(first.calls).toEqual(['nak 750']);
+    expect(holds).toEqual([750]);
+    expect(records.get('j1')).toMatchObject({ status: 'pending', deferred: 1, attempts: [] });
+    // The server counts a second delivery; the record says one of them did not count.
+    const second = delivery({ attempts: 2 });
+    await p.process(second, 2);
+    expect(second.calls).toEqual(['nak 1500']);
+    expect(holds).toEqual([750, 1500]);
+    expect(records.get('j1')).toMatchObject({ status: 'pending', deferred: 2, attempts: [] });
+    const third = delivery({ attempts: 2 });
+    await p.process(third, 3);
+    flush();
+    expect(third.calls).toEqual(['ack']);
+    expect(seen).toEqual([1, 1, 1]);
+    expect(records.get('j1')).toMatchObject({ status: 'completed', result: 'done', attempts: [{ n: 1 }] });
+    expect(writes.map((w) => w.status)).toEqual(['pending', 'pending', 'completed']);
+    expect(types()).toEqual(['job.started', 'job.deferred', 'job.started', 'job.deferred', 'job.started', 'job.completed']);
+  });
+
+  it('a rate-limited attempt after a failed one keeps the history: the retry after it is attempt 2', async () => {
+    const seen: number[] = [];
+    const { p, records } = path({
+      work: async (_d: unknown, ctx) => {
+        seen.push(ctx.attempt);
+        if (seen.length === 1) throw new Error('flaky');
+        if (seen.length === 2) ctx.rateLimit(100);
+        return 'ok';
+      },
+    });
+    await p.process(delivery({ attempts: 3 }), 1);
+    await p.process(delivery({ attempts: 3 }), 2);
+    expect(records.get('j1')).toMatchObject({ status: 'pending', deferred: 1, attempts: [{ n: 1, error: { message: 'flaky' } }] });
+    await p.process(delivery({ attempts: 3 }), 3);
+    expect(seen).toEqual([1, 2, 2]);
+    expect(records.get('j1')).toMatchObject({ status: 'completed', attempts: [{ n: 1 }, { n: 2 }] });
+  });
+
   it('first attempt: runs the handler, records the completion with its result, then acks', async () => {
     const { p, records, writes, flush, types } = path({ work: async (d: { n: number }) => ({ doubled: d.n * 2 }) });
     const msg = delivery({});

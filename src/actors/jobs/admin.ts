@@ -2,7 +2,8 @@
 import { JetStreamApiError } from '@nats-io/jetstream';
 import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import { encodeJson, recordFromMessage, TERMINAL_STATUSES, WIRE_VERSION, type DeadLetter, type JobMessage, type JobRecord, type QueueStats, type WorkerInfo } from '../../model/job.js';
-import { isPausedEntry, type QueueSettings } from '../../model/queue-settings.js';
+import { settingsOf, type RateLimit } from '../../model/queue-settings.js';
+import { updateQueueSettings } from '../nats/queue-settings.js';
 import { validateJobId, validateQueue } from '../../model/layout.js';
 import { toPermissionDenied } from '../../core/permissions.js';
 import { withRetry } from '../../core/retry.js';
@@ -140,16 +141,40 @@ export async function listWorkers(ctx: NaqContext): Promise<WorkerInfo[]> {
  */
 export async function setQueuePaused(ctx: NaqContext, queue: string, paused: boolean): Promise<{ queue: string; paused: boolean }> {
   validateQueue(queue);
-  const kv = await ctx.storage.queuesKv();
-  const settings: QueueSettings = { v: WIRE_VERSION, paused, updatedAt: Date.now() };
-  await withRetry(`${paused ? 'pause' : 'resume'} queue ${queue}`, ctx.retry, () => kv.put(queue, encodeJson(settings)));
+  await updateQueueSettings(ctx, queue, `${paused ? 'pause' : 'resume'} queue ${queue}`, (s) => ({ ...s, paused }));
   ctx.events.emit({ type: paused ? 'queue.paused' : 'queue.resumed', queue });
   return { queue, paused };
 }
 
-async function isPaused(ctx: NaqContext, queue: string): Promise<boolean> {
-  const entry = await (await ctx.storage.queuesKv()).get(queue);
-  return isPausedEntry(entry);
+/** A rate limit must be whole numbers the window can hold: refused here, naming the field. */
+function validateLimit(limit: RateLimit): RateLimit {
+  for (const key of ['max', 'durationMs'] as const) {
+    const v = (limit as unknown as Record<string, unknown>)?.[key];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new InvalidArgumentError(`limit.${key} must be an integer >= 1, got ${JSON.stringify(v)}`);
+  }
+  if (limit.max > 100_000) throw new InvalidArgumentError(`limit.max must be at most 100000, got ${limit.max}`);
+  if (limit.durationMs > 24 * 3600_000) throw new InvalidArgumentError(`limit.durationMs must be at most 86400000 (a day), got ${limit.durationMs}`);
+  return { max: limit.max, durationMs: limit.durationMs };
+}
+
+/**
+ * Sets (or, with null, clears) a queue's rate limit: at most `max` job starts in any window of
+ * `durationMs`, across every worker of the queue. Persisted beside the pause setting; workers
+ * follow it within a moment.
+ */
+export async function setQueueLimit(ctx: NaqContext, queue: string, limit: RateLimit | null): Promise<{ queue: string; limit: RateLimit | null }> {
+  validateQueue(queue);
+  const checked = limit === null ? null : validateLimit(limit);
+  await updateQueueSettings(ctx, queue, `limit queue ${queue}`, (s) => {
+    const { limit: _old, ...rest } = s;
+    return checked ? { ...rest, limit: checked } : rest;
+  });
+  ctx.events.emit({ type: 'queue.limited', queue, data: { limit: checked } });
+  return { queue, limit: checked };
+}
+
+async function queueSettings(ctx: NaqContext, queue: string) {
+  return settingsOf(await (await ctx.storage.queuesKv()).get(queue));
 }
 
 export async function queueStats(ctx: NaqContext, queue: string): Promise<QueueStats> {
@@ -170,7 +195,17 @@ export async function queueStats(ctx: NaqContext, queue: string): Promise<QueueS
   const dead = await jsm.streams.info(ctx.layout.deadStream, { subjects_filter: ctx.layout.deadSubject(queue) });
   const deadCount = Object.values(dead.state.subjects ?? {}).reduce((a, b) => a + b, 0);
   const workers = (await listWorkers(ctx)).filter((w) => w.queues.includes(queue)).length;
-  return { queue, pending, inFlight, dead: deadCount, workers, paused: await isPaused(ctx, queue) };
+  const settings = await queueSettings(ctx, queue);
+  return {
+    queue,
+    pending,
+    inFlight,
+    dead: deadCount,
+    workers,
+    paused: settings.paused,
+    limit: settings.limit,
+    ...(settings.holdUntil > Date.now() ? { heldUntil: settings.holdUntil } : {}),
+  };
 }
 
 /** Queues that have a consumer (every queue a worker ever served) and their stats. */

@@ -3,7 +3,8 @@ import type { JobRecord } from '../../model/job.js';
 import type { Logger } from '../../core/log.js';
 import { DependencyResolver } from './dependencies.js';
 import type { QueueStats, WorkerInfo } from '../../model/job.js';
-import { cancel, listQueues, listWorkers, purgeQueue, queueStats, retryDead, setQueuePaused } from './admin.js';
+import { cancel, listQueues, listWorkers, purgeQueue, queueStats, retryDead, setQueueLimit, setQueuePaused } from './admin.js';
+import type { RateLimit } from '../../model/queue-settings.js';
 import { getJob } from './reads.js';
 import { cleanJobs, retryJobs, type CleanFilter, type RetryFilter, type RetryOutcome } from './bulk.js';
 import { changeDelay, promote, removeJob } from './operate.js';
@@ -18,6 +19,7 @@ export type JobsRequest =
   | { type: 'jobs.removeJob'; id: string; replyTo: ReplyTo<{ id: string; removed: string }> }
   | { type: 'jobs.changeDelay'; id: string; delayMs: number; replyTo: ReplyTo<{ id: string; runAt: number }> }
   | { type: 'jobs.setQueuePaused'; queue: string; paused: boolean; replyTo: ReplyTo<{ queue: string; paused: boolean }> }
+  | { type: 'jobs.setQueueLimit'; queue: string; limit: RateLimit | null; replyTo: ReplyTo<{ queue: string; limit: RateLimit | null }> }
   | { type: 'jobs.queueStats'; queue: string; replyTo: ReplyTo<QueueStats> }
   | { type: 'jobs.listQueues'; replyTo: ReplyTo<QueueStats[]> }
   | { type: 'jobs.listWorkers'; replyTo: ReplyTo<WorkerInfo[]> }
@@ -33,6 +35,7 @@ export const JOBS_REQUESTS: ReadonlyArray<JobsRequest['type']> = [
   'jobs.removeJob',
   'jobs.changeDelay',
   'jobs.setQueuePaused',
+  'jobs.setQueueLimit',
   'jobs.queueStats',
   'jobs.listQueues',
   'jobs.listWorkers',
@@ -85,6 +88,8 @@ export function jobsLogic(log: Logger, options: JobsOptions = {}) {
           return changeDelay(ctx, request.id, request.delayMs);
         case 'jobs.setQueuePaused':
           return setQueuePaused(ctx, request.queue, request.paused);
+        case 'jobs.setQueueLimit':
+          return setQueueLimit(ctx, request.queue, request.limit);
         case 'jobs.queueStats':
           return queueStats(ctx, request.queue);
         case 'jobs.listQueues':

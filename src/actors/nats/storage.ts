@@ -56,6 +56,7 @@ export class JobStorage {
   #waitingKv: Promise<KV> | undefined;
   #schedulesKv: Promise<KV> | undefined;
   #queuesKv: Promise<KV> | undefined;
+  #ratesKv: Promise<KV> | undefined;
   #leaderKv: Promise<KV> | undefined;
   #ready: Promise<void> | undefined;
   #repairing: Promise<void> | undefined;
@@ -155,8 +156,9 @@ export class JobStorage {
     this.#waitingKv = bucket(layout.waitingBucket, 0);
     this.#schedulesKv = bucket(layout.schedulesBucket, 0);
     this.#queuesKv = bucket(layout.queuesBucket, 0);
+    this.#ratesKv = bucket(layout.ratesBucket, 0);
     this.#leaderKv = bucket(layout.leaderBucket, config.scheduler.leaderTtlMs, false);
-    await Promise.all([this.#jobsKv, this.#workersKv, this.#waitingKv, this.#schedulesKv, this.#queuesKv, this.#leaderKv]);
+    await Promise.all([this.#jobsKv, this.#workersKv, this.#waitingKv, this.#schedulesKv, this.#queuesKv, this.#ratesKv, this.#leaderKv]);
   }
 
   /**
@@ -229,6 +231,11 @@ export class JobStorage {
   async queuesKv(): Promise<KV> {
     await this.ensureLayout();
     return this.#queuesKv!;
+  }
+  /** The shared windows of rate limits, by queue name (src/model/rate-window.ts). */
+  async ratesKv(): Promise<KV> {
+    await this.ensureLayout();
+    return this.#ratesKv!;
   }
   async leaderKv(): Promise<KV> {
     await this.ensureLayout();

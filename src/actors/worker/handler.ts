@@ -23,6 +23,12 @@ export interface JobContext {
    * job's record, the last `jobs.maxLogLines` lines: `naq job ID --logs`, `getJob(id).logs`.
    */
   log: JobLogger;
+  /**
+   * The upstream said "slow down" (a 429): throws a RateLimitedError, so the job goes back to
+   * the queue without using an attempt and no job of the queue starts, on any worker, for
+   * `ms`. Nothing after the call runs: `ctx.rateLimit(retryAfter)` ends the attempt.
+   */
+  rateLimit(ms: number): never;
 }
 
 export type Handler<D = any, R = unknown> = (data: D, ctx: JobContext) => Promise<R> | R;
@@ -37,6 +43,20 @@ export class JobTimeoutError extends NaqError {
 export class JobCancelledError extends NaqError {
   constructor() {
     super('JOB_CANCELLED', 'job was cancelled');
+  }
+}
+
+/**
+ * Thrown by a handler (or by `ctx.rateLimit(ms)`) whose upstream said "slow down" (a 429): the
+ * job goes back to the queue without using an attempt, and no job of the queue starts, on any
+ * worker, for `retryAfterMs`.
+ */
+export class RateLimitedError extends NaqError {
+  readonly retryAfterMs: number;
+  constructor(retryAfterMs: number, message = `rate limited: the queue waits ${retryAfterMs} ms`) {
+    super('RATE_LIMITED', message);
+    if (!Number.isFinite(retryAfterMs) || retryAfterMs < 0) throw new TypeError(`RateLimitedError needs retryAfterMs >= 0, got ${String(retryAfterMs)}`);
+    this.retryAfterMs = Math.floor(retryAfterMs);
   }
 }
 

@@ -17,7 +17,7 @@ import { isIndexedState, type IndexedState, type IndexEntry } from '../../model/
 import { utf8 } from '../../core/utf8.js';
 import type { JobMetrics } from '../../metrics/metrics.js';
 import type { Delivery } from './delivery.js';
-import { DrainAbort, JobCancelledError, JobTimeoutError, type Handler, type Handlers } from './handler.js';
+import { DrainAbort, JobCancelledError, JobTimeoutError, RateLimitedError, type Handler, type Handlers } from './handler.js';
 import { resultProblem, ResultNotSerializableError, ResultTooLargeError } from './outcome.js';
 import { Liveness } from './liveness.js';
 import { abortJob, runningJob, RunningJobContext, type RunningJob } from './running-job.js';
@@ -39,6 +39,8 @@ export interface JobIO {
   emit(event: NaqEventInput): void;
   /** The largest message the server takes. */
   maxMessageBytes(): number;
+  /** No job of the queue starts, on any worker, for `ms` (a handler was rate limited). */
+  hold(ms: number): void;
 }
 
 export interface JobPathOptions {
@@ -79,6 +81,15 @@ function isCancel(error: unknown): boolean {
     return error instanceof JobCancelledError;
   } catch {
     return false;
+  }
+}
+
+/** The handler was told to slow down: its wait, or null. */
+function rateLimitedFor(error: unknown): number | null {
+  try {
+    return error instanceof RateLimitedError ? error.retryAfterMs : null;
+  } catch {
+    return null;
   }
 }
 
@@ -162,7 +173,8 @@ export class JobPath {
    * only the handler and the one record write; every step is a plain call, not an async
    * function of its own. Rejects only when a write failed (the job is then redelivered).
    */
-  async process(msg: Delivery, attempt: number): Promise<void> {
+  async process(msg: Delivery, delivery: number): Promise<void> {
+    let attempt = delivery;
     // 1. Decode.
     let job: JobMessage;
     try {
@@ -177,7 +189,17 @@ export class JobPath {
     }
     // 2. Running here already, finished already, or cancelled: decided at once unless a record must be read.
     const early = this.#early(msg, job, attempt);
-    if (early === true || (early !== false && (await early))) return;
+    let deferred = 0;
+    if (early === true) return;
+    if (early !== false) {
+      const verified = await early;
+      if (verified === true) return;
+      // Deliveries that went back without using an attempt (rate limits) do not count.
+      if (typeof verified === 'number' && verified > 0) {
+        deferred = verified;
+        attempt = Math.max(1, attempt - deferred);
+      }
+    }
     const handler = Object.hasOwn(this.#o.handlers, job.name) ? this.#o.handlers[job.name] : undefined;
     const startedAt = this.#o.clock.now();
     if (!handler) {
@@ -185,7 +207,7 @@ export class JobPath {
       return this.#fail(msg, job, attempt, startedAt, error, true);
     }
     // 3. Run.
-    const running = runningJob(msg, job, attempt, startedAt);
+    const running = runningJob(msg, job, attempt, startedAt, deferred);
     this.#running.set(job.id, running);
     this.#liveness.ensureSweeper();
     this.#emit('job.started', job, { attempt });
@@ -230,6 +252,8 @@ export class JobPath {
         error = completion;
       }
       if (running.abortReason instanceof JobCancelledError || isCancel(error)) return this.#recordCancel(msg, job, attempt, running);
+      const waitMs = running.abortReason === undefined ? rateLimitedFor(error) : null;
+      if (waitMs !== null) return this.#defer(msg, job, attempt, running, waitMs, error as Error);
       return this.#fail(msg, job, attempt, startedAt, withStack(errorInfo(error), error), false, running);
     } finally {
       // Whatever happened on the way (a failed write, a throw), the job leaves #running.
@@ -243,7 +267,7 @@ export class JobPath {
    * before it arrived (recorded as cancelled): true when there is nothing left to run. A
    * promise only when a record has to be read or written.
    */
-  #early(msg: Delivery, job: JobMessage, attempt: number): boolean | Promise<boolean> {
+  #early(msg: Delivery, job: JobMessage, attempt: number): boolean | Promise<boolean | number> {
     const inProgress = this.#running.get(job.id);
     if (inProgress && inProgress.job.ts === job.ts) {
       (inProgress.duplicates ??= []).push(msg);
@@ -254,13 +278,36 @@ export class JobPath {
       return true;
     }
     if (!this.#mustVerify(attempt)) return this.#cancelledEarly(msg, job, attempt);
-    return this.#alreadyFinished(job).then((finished) => {
-      if (!finished) return this.#cancelledEarly(msg, job, attempt);
+    // Resolves true when nothing is left to run, else with the deliveries that did not count.
+    return this.#currentRecord(job).then((record) => {
+      if (!record || !isIndexedState(record.status)) {
+        const deferred = record && Number.isInteger(record.deferred) && record.deferred! > 0 ? record.deferred! : 0;
+        const cancelled = this.#cancelledEarly(msg, job, Math.max(1, attempt - deferred));
+        return cancelled === false ? deferred : cancelled === true ? true : cancelled.then((c) => c || deferred);
+      }
       // Its ack was lost, and maybe its index entry with it (a crash before the batch went out).
-      this.#o.io.index({ id: job.id, queue: job.queue, name: job.name, state: finished.status as IndexedState, enqueuedAt: job.ts });
+      this.#o.io.index({ id: job.id, queue: job.queue, name: job.name, state: record.status as IndexedState, enqueuedAt: job.ts });
       this.#o.io.ackLater(msg);
       return true;
     });
+  }
+
+  /**
+   * Rate limited: back to the queue after `waitMs` without using an attempt (the record counts
+   * the delivery as deferred), and the queue held for as long on every worker.
+   */
+  async #defer(msg: Delivery, job: JobMessage, attempt: number, running: RunningJob, waitMs: number, error: Error): Promise<void> {
+    const record = await this.#baseRecord(job, attempt, running);
+    record.deferred = running.deferred + 1;
+    try {
+      await this.#write(record);
+    } catch (thrown) {
+      return this.#notRecorded(msg, job.id, thrown);
+    }
+    msg.nak(waitMs);
+    this.#o.io.hold(waitMs);
+    this.#releaseDuplicates(job.id);
+    this.#emit('job.deferred', job, { name: job.name, attempt, delayMs: waitMs, reason: error.message });
   }
 
   /** A cancel notice covers the jobs enqueued before it: a later enqueue of the same id runs. */
@@ -312,7 +359,8 @@ export class JobPath {
   #completion(running: RunningJob, value: unknown): Completion | Error | Promise<Completion | Error | typeof ALREADY_RECORDED> {
     const problem = resultProblem(value);
     if (problem) return problem;
-    if (!this.#mustVerify(running.attempt)) return this.#completedFirst(running, value);
+    // A job that was deferred keeps that count in its record: the full builder writes it.
+    if (!this.#mustVerify(running.attempt) && running.deferred === 0) return this.#completedFirst(running, value);
     return this.#completionOfCopy(running, value);
   }
 
@@ -503,9 +551,15 @@ export class JobPath {
 
   /** A redelivered job's record, when it already says how it ended (and is for this enqueue). */
   async #alreadyFinished(job: JobMessage): Promise<JobRecord | null> {
+    const r = await this.#currentRecord(job);
+    return r !== null && isIndexedState(r.status) ? r : null;
+  }
+
+  /** The record of this enqueue of the job, or null (none, another enqueue's, or unreadable). */
+  async #currentRecord(job: JobMessage): Promise<JobRecord | null> {
     try {
       const r = await this.#o.io.readRecord(job.id);
-      return r !== null && isIndexedState(r.status) && r.enqueuedAt === job.ts ? r : null;
+      return r !== null && r.enqueuedAt === job.ts ? r : null;
     } catch {
       // Unknown: run it (at least once beats at most once).
       return null;
@@ -515,7 +569,9 @@ export class JobPath {
   /** The record so far: fresh on a first attempt; on a retry, with the earlier attempts; with the lines logged. */
   async #baseRecord(job: JobMessage, attempt: number, running?: RunningJob): Promise<JobRecord> {
     const history = attempt <= 1 ? NO_HISTORY : await this.#history(job, attempt, running);
-    return attachLogs(recordFromMessage(job, 'pending', [...history.attempts]), recordLogs(history, running?.logs, this.#maxLogLines));
+    const record = attachLogs(recordFromMessage(job, 'pending', [...history.attempts]), recordLogs(history, running?.logs, this.#maxLogLines));
+    if (running?.deferred) record.deferred = running.deferred;
+    return record;
   }
 
   /** The clock's time, bound once (a Clock may be a class whose `now` needs its `this`). */

@@ -10,13 +10,15 @@ import { systemClock, type Clock } from '../../core/clock.js';
 import type { PermissionDeniedError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { encodeJson, type JobRecord, type WorkerInfo } from '../../model/job.js';
-import { isPausedEntry } from '../../model/queue-settings.js';
+import { settingsOf, type ActiveSettings } from '../../model/queue-settings.js';
+import { updateQueueSettings } from '../nats/queue-settings.js';
 import type { JobMetrics } from '../../metrics/metrics.js';
 import { toPermissionDenied } from '../../core/permissions.js';
 import type { NaqContext } from '../nats/context.js';
-import { deliveryCount } from './delivery.js';
+import { deliveryCount, type Delivery } from './delivery.js';
 import type { Handlers } from './handler.js';
 import { JobPath, type JobIO } from './job-path.js';
+import { RateGate } from './rate-gate.js';
 
 export interface QueueWorkerSettings {
   concurrency: number;
@@ -43,9 +45,10 @@ function isMissingResource(error: unknown): boolean {
   return message === 'stream not found' || message === 'consumer not found' || message === 'consumer deleted';
 }
 
-/** The job path's I/O on this connection. */
-function jobIO(ctx: NaqContext): JobIO {
+/** The job path's I/O on this connection; `hold` asks every worker of the queue to start nothing before a time. */
+function jobIO(ctx: NaqContext, hold: JobIO['hold']): JobIO {
   return {
+    hold,
     readRecord: async (id) => {
       const entry = await (await ctx.storage.jobsKv()).get(id);
       return entry && entry.operation === 'PUT' ? entry.json<JobRecord>() : null;
@@ -85,6 +88,8 @@ export class QueueWorker {
   /** An operator paused the queue. */
   #held = false;
   #pauseWatch: { stop(): void } | null = null;
+  /** Rate limits and holds: deliveries wait here before they start (only while one is set). */
+  readonly #gate: RateGate;
 
   constructor(ctx: NaqContext, queue: string, handlers: Handlers, settings: QueueWorkerSettings, log: Logger, clock: Clock = systemClock) {
     this.#ctx = ctx;
@@ -101,10 +106,18 @@ export class QueueWorker {
       activeAfterMs: settings.activeAfterMs,
       ...(settings.maxLogLines !== undefined ? { maxLogLines: settings.maxLogLines } : {}),
       clock,
-      io: jobIO(ctx),
+      io: jobIO(ctx, (ms) => this.#hold(ms)),
       log,
       onRefused: (error) => this.#refused(error),
       ...(settings.metrics ? { metrics: settings.metrics } : {}),
+    });
+    this.#gate = new RateGate({
+      kv: () => ctx.storage.ratesKv(),
+      key: queue,
+      ackWaitMs: settings.ackWaitMs,
+      now: () => clock.now(),
+      log,
+      start: (msg) => this.#startAdmitted(msg),
     });
   }
 
@@ -140,10 +153,35 @@ export class QueueWorker {
     });
   }
 
-  /** The queue is paused by an operator now (read once before the first pull, so a worker started while paused never pulls). */
+  /**
+   * The queue is paused by an operator now (read once before the first pull, so a worker
+   * started while paused never pulls); its rate limit and hold are taken up too.
+   */
   async readPaused(): Promise<boolean> {
     const entry = await (await this.#ctx.storage.queuesKv()).get(this.#queue);
-    return isPausedEntry(entry);
+    return this.#follow(settingsOf(entry)).paused;
+  }
+
+  #follow(settings: ActiveSettings): ActiveSettings {
+    this.#gate.follow(settings.limit, settings.holdUntil);
+    return settings;
+  }
+
+  /**
+   * A handler was told to slow down (ctx.rateLimit, RateLimitedError): nothing starts here
+   * before then, and the queue's settings carry the hold to every other worker.
+   */
+  #hold(ms: number): void {
+    const until = Date.now() + ms;
+    this.#gate.holdLocally(until);
+    updateQueueSettings(this.#ctx, this.#queue, `hold queue ${this.#queue}`, (s) => ((s.holdUntil ?? 0) >= until ? null : { ...s, holdUntil: until })).then(
+      () => this.#ctx.events.emit({ type: 'queue.held', queue: this.#queue, workerId: this.id, data: { until, ms } }),
+      (error: unknown) => {
+        const denied = toPermissionDenied(error);
+        if (denied) this.#refused(denied);
+        else this.#log.warn({ err: error, queue: this.#queue }, 'could not hold the queue for the other workers; this one holds');
+      },
+    );
   }
 
   /**
@@ -156,7 +194,7 @@ export class QueueWorker {
       const watch = await kv.watch({ key: this.#queue });
       if (this.#status === 'stopped') return watch.stop();
       this.#pauseWatch = watch;
-      for await (const e of watch) onChange(isPausedEntry(e));
+      for await (const e of watch) onChange(this.#follow(settingsOf(e)).paused);
     };
     const again = () => {
       if (this.#status === 'stopped') return;
@@ -273,9 +311,20 @@ export class QueueWorker {
         continue;
       }
       this.#inFlight++;
+      if (this.#gate.active) this.#gate.admit(msg);
       // One handler pair, not .catch().finally(): a promise less per job on the hot path.
-      void this.#path.process(msg, deliveryCount(msg as JsMsg)).then(this.#released, this.#failedOnTheWay);
+      else void this.#path.process(msg, deliveryCount(msg as JsMsg)).then(this.#released, this.#failedOnTheWay);
     }
+  }
+
+  /** Through the gate: started, unless pulling stopped meanwhile (then it goes back, as in #consume). */
+  #startAdmitted(msg: Delivery): void {
+    if (this.#status !== 'running') {
+      msg.nak();
+      this.#release();
+      return;
+    }
+    void this.#path.process(msg, deliveryCount(msg as JsMsg)).then(this.#released, this.#failedOnTheWay);
   }
 
   readonly #released = () => this.#release();
@@ -303,6 +352,7 @@ export class QueueWorker {
   #stopPulling() {
     this.#generation++;
     this.#pulling = false;
+    this.#gate.giveBack(this.#released);
     const m = this.#messages;
     this.#messages = null;
     if (m) void m.close().catch(() => {});
@@ -349,6 +399,7 @@ export class QueueWorker {
     this.#cancelSub = null;
     this.#pauseWatch?.stop();
     this.#pauseWatch = null;
+    this.#gate.stop();
   }
 
   info(): WorkerInfo {

@@ -3,7 +3,7 @@ import type { LongTimer } from '../../core/duration.js';
 import type { Logger } from '../../core/log.js';
 import type { JobMessage } from '../../model/job.js';
 import type { Delivery } from './delivery.js';
-import type { JobContext } from './handler.js';
+import { RateLimitedError, type JobContext } from './handler.js';
 import { snapshotProgress } from './outcome.js';
 import { jobLogger, LogLines, type History, type JobLogger } from './job-logs.js';
 
@@ -37,9 +37,11 @@ export interface RunningJob {
   prior: Promise<History> | undefined;
   /** What the handler logged through ctx.log, once it did. */
   logs: LogLines | undefined;
+  /** Earlier deliveries of this enqueue that went back without using an attempt (rate limits). */
+  deferred: number;
 }
 
-export function runningJob(msg: Delivery, job: JobMessage, attempt: number, startedAt: number): RunningJob {
+export function runningJob(msg: Delivery, job: JobMessage, attempt: number, startedAt: number, deferred = 0): RunningJob {
   return {
     msg,
     job,
@@ -59,6 +61,7 @@ export function runningJob(msg: Delivery, job: JobMessage, attempt: number, star
     finished: false,
     prior: undefined,
     logs: undefined,
+    deferred,
   };
 }
 
@@ -115,6 +118,10 @@ export class RunningJobContext implements JobContext {
     // and a later change to the object cannot break the write.
     this.#running.progress = snapshotProgress(value);
     this.#scheduleProgress(this.#running);
+  }
+
+  rateLimit(ms: number): never {
+    throw new RateLimitedError(ms);
   }
 
   /** A child logger per job is costly; most handlers never log. */

@@ -169,12 +169,18 @@ function Overview({ session }) {
             <td class="num" data-testid="dead">${q.dead}</td><td class="num">${q.workers}</td>
             <td class="num" data-testid="completed15">${t.total.completed}</td><td class="num" data-testid="failed15">${t.total.failed}</td>
             <td>${series && charts.sparkline(html, t.completed, t.failed)}</td>
-            <td>${q.paused ? html`<${Badge} value="paused" />` : html`<span class="badge running">running</span>`}</td>
+            <td>${q.paused ? html`<${Badge} value="paused" />` : html`<span class="badge running">running</span>`} ${q.limit && html`<span class="badge" data-testid="limit" title="rate limit: starts per window, across all workers">${limitText(q)}</span>`}</td>
             <td>${!session.readOnly && html`<${PauseButton} queue=${q.queue} paused=${q.paused} />`}</td>
           </tr>`;
         })}
       </tbody>
     </table>`;
+}
+
+/** A queue's rate limit as `50 / 1s`, and the hold a rate-limited handler set, if any. */
+function limitText(q) {
+  const per = q.limit.durationMs % 1000 === 0 ? `${q.limit.durationMs / 1000}s` : `${q.limit.durationMs}ms`;
+  return `${q.limit.max} / ${per}${q.heldUntil ? `, held until ${new Date(q.heldUntil).toLocaleTimeString()}` : ''}`;
 }
 
 function PauseButton({ queue, paused }) {
@@ -215,6 +221,7 @@ function QueuePage({ session, queue, params }) {
       <div class="stat"><b data-testid="q-inflight">${stats.inFlight}</b><span>in flight</span></div>
       <div class="stat"><b data-testid="q-dead">${stats.dead}</b><span>dead</span></div>
       <div class="stat"><b>${stats.workers}</b><span>workers</span></div>
+      ${stats.limit && html`<div class="stat"><b data-testid="q-limit">${limitText(stats)}</b><span>rate limit</span></div>`}
       ${!session.readOnly && html`<div class="row"><${PauseButton} queue=${queue} paused=${stats.paused} /></div>`}
     </div>`}
     <div class="tabs" data-testid="state-tabs">

@@ -1,0 +1,116 @@
+/**
+ * The rate gate without a server: two gates (two workers) share a window in a fake bucket with
+ * revision checks, so their grants race as on NATS. Starts are what the gates hand out.
+ */
+import { JetStreamApiError } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import type { Delivery } from '../../src/actors/worker/delivery.js';
+import { RateGate } from '../../src/actors/worker/rate-gate.js';
+
+const wrongLastSequence = () => new JetStreamApiError({ code: 400, err_code: 10071, description: 'wrong last sequence' });
+
+/** One key, revision-checked like a KV bucket; each call takes a moment, as a round trip does. */
+function fakeBucket() {
+  let value: Uint8Array | null = null;
+  let revision = 0;
+  const trip = () => new Promise((r) => setTimeout(r, 1 + Math.random() * 3));
+  const kv = {
+    get: async () => {
+      await trip();
+      const v = value;
+      return v === null ? null : { operation: 'PUT', revision, string: () => new TextDecoder().decode(v) };
+    },
+    update: async (_k: string, bytes: Uint8Array, rev: number) => {
+      await trip();
+      if (rev !== revision) throw wrongLastSequence();
+      value = bytes;
+      return ++revision;
+    },
+    create: async (_k: string, bytes: Uint8Array) => {
+      await trip();
+      if (value !== null) throw wrongLastSequence();
+      value = bytes;
+      return ++revision;
+    },
+  };
+  return kv as unknown as KV;
+}
+
+function delivery(calls: string[]): Delivery {
+  return { data: new Uint8Array(), subject: 'naq.jobs.q.x', ack: () => {}, nak: () => void calls.push('nak'), working: () => void calls.push('working') };
+}
+
+function gate(kv: KV, starts: number[], ackWaitMs = 30_000) {
+  return new RateGate({ kv: async () => kv, key: 'q', ackWaitMs, now: Date.now, log: pino({ level: 'silent' }), start: () => void starts.push(Date.now()) });
+}
+
+function busiest(starts: number[], ms: number): number {
+  const s = [...starts].sort((a, b) => a - b);
+  let most = 0;
+  for (let i = 0, j = 0; i < s.length; i++) {
+    while (s[j]! <= s[i]! - ms) j++;
+    most = Math.max(most, i - j + 1);
+  }
+  return most;
+}
+
+describe('the rate gate', () => {
+  it('two workers sharing a window of 3 per 200 ms: never more than 3 starts in any 200 ms, and all 12 start', async () => {
+    const kv = fakeBucket();
+    const starts: number[] = [];
+    const [a, b] = [gate(kv, starts), gate(kv, starts)];
+    for (const g of [a, b]) g.follow({ max: 3, durationMs: 200 }, 0);
+    for (let i = 0; i < 6; i++) for (const g of [a, b]) g.admit(delivery([]));
+    const t0 = Date.now();
+    while (starts.length < 12 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 10));
+    expect(starts).toHaveLength(12);
+    expect(busiest(starts, 200)).toBeLessThanOrEqual(3);
+    // 12 at 3 per window: three windows after the first grant.
+    expect(Math.max(...starts) - Math.min(...starts)).toBeGreaterThanOrEqual(600);
+  });
+
+  it('a hold stops every start until it ends; clearing the limit lets the rest through at once', async () => {
+    const starts: number[] = [];
+    const g = gate(fakeBucket(), starts);
+    const until = Date.now() + 300;
+    g.follow(null, until);
+    expect(g.active).toBe(true);
+    g.admit(delivery([]));
+    g.admit(delivery([]));
+    await new Promise((r) => setTimeout(r, 150));
+    expect(starts).toEqual([]);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(starts).toHaveLength(2);
+    expect(Math.min(...starts)).toBeGreaterThanOrEqual(until);
+    expect(g.active).toBe(false);
+
+    g.follow({ max: 1, durationMs: 60_000 }, 0);
+    for (let i = 0; i < 3; i++) g.admit(delivery([]));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(starts).toHaveLength(3);
+    g.follow(null, 0);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(starts).toHaveLength(5);
+  });
+
+  it('keeps waiting deliveries alive, and gives them back when pulling stops', async () => {
+    const calls: string[] = [];
+    const starts: number[] = [];
+    const g = gate(fakeBucket(), starts, 750);
+    g.follow({ max: 1, durationMs: 60_000 }, 0);
+    g.admit(delivery(calls));
+    g.admit(delivery(calls));
+    await new Promise((r) => setTimeout(r, 700));
+    expect(starts).toHaveLength(1);
+    // One waits for the next window: kept alive every ackWait / 3.
+    expect(calls.filter((c) => c === 'working').length).toBeGreaterThanOrEqual(2);
+    let released = 0;
+    g.giveBack(() => released++);
+    expect(calls.at(-1)).toBe('nak');
+    expect(released).toBe(1);
+    expect(g.waiting).toBe(0);
+    g.stop();
+  });
+});
