@@ -12,16 +12,6 @@ import { isWrongLastSequence } from './jetstream.js';
 /** Revision conflicts in a row before giving up (each means another change just landed). */
 const MAX_CONFLICTS = 20;
 
-export async function readQueueSettings(ctx: NaqContext, queue: string): Promise<QueueSettings | null> {
-  const entry = await withRetry(`read queue ${queue}`, ctx.retry, async () => (await ctx.storage.queuesKv()).get(queue));
-  if (!entry || entry.operation !== 'PUT') return null;
-  try {
-    return entry.json<QueueSettings>();
-  } catch {
-    return null;
-  }
-}
-
 /** Applies `change` to the queue's settings (created when missing); null from `change` writes nothing. */
 export async function updateQueueSettings(
   ctx: NaqContext,

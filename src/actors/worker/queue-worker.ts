@@ -174,7 +174,10 @@ export class QueueWorker {
   #hold(ms: number): void {
     const until = Date.now() + ms;
     this.#gate.holdLocally(until);
-    updateQueueSettings(this.#ctx, this.#queue, `hold queue ${this.#queue}`, (s) => ((s.holdUntil ?? 0) >= until ? null : { ...s, holdUntil: until })).then(
+    // Many jobs told to slow down at once write one hold, not one each: a hold already ending
+    // within a tenth of this wait (at most a second) of this one is left as it is.
+    const close = Math.min(1000, Math.floor(ms / 10));
+    updateQueueSettings(this.#ctx, this.#queue, `hold queue ${this.#queue}`, (s) => ((s.holdUntil ?? 0) >= until - close ? null : { ...s, holdUntil: until })).then(
       () => this.#ctx.events.emit({ type: 'queue.held', queue: this.#queue, workerId: this.id, data: { until, ms } }),
       (error: unknown) => {
         const denied = toPermissionDenied(error);
