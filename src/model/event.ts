@@ -18,6 +18,7 @@ export const EVENT_TYPES = [
   'job.promoted',
   'job.delayed',
   'job.removed',
+  'job.deduplicated',
   'worker.started',
   'worker.stopped',
   'worker.paused',

@@ -19,6 +19,8 @@ export interface Layout {
   /** Per-queue settings an operator sets (paused), by queue name. */
   queuesBucket: string;
   leaderBucket: string;
+  /** Dedupe windows by key (src/model/dedupe.ts). */
+  dedupeBucket: string;
   jobSubject(queue: string, jobId: string): string;
   queueFilter(queue: string): string;
   allJobs: string;
@@ -44,6 +46,7 @@ export function layout(prefix: string): Layout {
     schedulesBucket: `${prefix}_schedules`,
     queuesBucket: `${prefix}_queues`,
     leaderBucket: `${prefix}_leader`,
+    dedupeBucket: `${prefix}_dedupe`,
     jobSubject: (queue, jobId) => `${prefix}.jobs.${queue}.${jobId}`,
     queueFilter: (queue) => `${prefix}.jobs.${queue}.>`,
     allJobs: `${prefix}.jobs.>`,

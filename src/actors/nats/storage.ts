@@ -57,6 +57,7 @@ export class JobStorage {
   #schedulesKv: Promise<KV> | undefined;
   #queuesKv: Promise<KV> | undefined;
   #leaderKv: Promise<KV> | undefined;
+  #dedupeKv: Promise<KV> | undefined;
   #ready: Promise<void> | undefined;
   #repairing: Promise<void> | undefined;
   #lastRepair = 0;
@@ -156,7 +157,9 @@ export class JobStorage {
     this.#schedulesKv = bucket(layout.schedulesBucket, 0);
     this.#queuesKv = bucket(layout.queuesBucket, 0);
     this.#leaderKv = bucket(layout.leaderBucket, config.scheduler.leaderTtlMs, false);
-    await Promise.all([this.#jobsKv, this.#workersKv, this.#waitingKv, this.#schedulesKv, this.#queuesKv, this.#leaderKv]);
+    // A dedupe key lives this long after its last write, so no window may be longer (model/dedupe.ts).
+    this.#dedupeKv = bucket(layout.dedupeBucket, config.jobs.dedupeMaxTtlMs);
+    await Promise.all([this.#jobsKv, this.#workersKv, this.#waitingKv, this.#schedulesKv, this.#queuesKv, this.#leaderKv, this.#dedupeKv]);
   }
 
   /**
@@ -233,6 +236,11 @@ export class JobStorage {
   async leaderKv(): Promise<KV> {
     await this.ensureLayout();
     return this.#leaderKv!;
+  }
+  /** Dedupe windows by `<mode>.<key>` (src/actors/jobs/dedupe.ts). */
+  async dedupeKv(): Promise<KV> {
+    await this.ensureLayout();
+    return this.#dedupeKv!;
   }
 
   /**
