@@ -144,6 +144,86 @@ async function rateLimited(env: Env): Promise<FlowLine> {
   });
 }
 
+const us = (v: number) => `${Math.round(v)} µs`;
+const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / Math.max(1, values.length);
+
+/** Awaits each call in turn; returns its wall time per call, µs. */
+async function timed<T>(n: number, call: (i: number) => Promise<T>): Promise<{ results: T[]; us: number[] }> {
+  const results: T[] = [];
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    results.push(await call(i));
+    times.push((performance.now() - t) * 1000);
+  }
+  return { results, us: times };
+}
+
+/**
+ * 1,000 enqueues of 10 keys in throttle mode (one producer, each call awaited), against 1,000
+ * plain enqueues in the same run; then one enqueue per key from a second producer, which has
+ * seen none of the windows (a drop that reads the bucket). Jobs run: one per key.
+ */
+async function throttled(env: Env): Promise<FlowLine> {
+  return withWorkers(env, 1, 10, async (producer, children) => {
+    const calls = 1000;
+    const keys = 10;
+    const plain = await timed(calls, () => producer.enqueue!('job', { tag: 'p' }, { queue: QUEUE }));
+    const dedupe = (i: number) => ({ queue: QUEUE, dedupe: { key: `bench.${i % keys}`, ttlMs: 600_000 } });
+    const throttle = await timed(calls, (i) => producer.enqueue!('job', { tag: 't', t: i }, dedupe(i)));
+    const other = env.createNaq({ nats: { url: env.url }, log: { level: 'warn' } });
+    await other.start({ timeoutMs: 10_000 });
+    const read = await timed(keys, (i) => other.enqueue!('job', { tag: 't', t: -1 }, dedupe(i))).finally(() => other.stop());
+    const ids = new Set(throttle.results);
+    const agreed = read.results.every((id, i) => id === throttle.results[i]);
+    // Every job is in the stream by now; once all ran, a moment more for any that should not.
+    let allAt = 0;
+    const starts = await collect(
+      children,
+      (s) => {
+        if (!allAt && s.filter((x) => x[0] === 'p').length >= calls && s.filter((x) => x[0] === 't').length >= keys) allAt = Date.now();
+        return allAt > 0 && Date.now() > allAt + 500;
+      },
+      30_000,
+    );
+    const runs = starts.filter((x) => x[0] === 't');
+    return {
+      label: `${calls} enqueues of ${keys} keys in throttle mode (each awaited, one producer), against ${calls} plain enqueues`,
+      figure:
+        `jobs run ${runs.length} (${new Set(runs.map((r) => r[3])).size} ids); per call: plain ${us(mean(plain.us))}, throttle ${us(mean(throttle.us))} ` +
+        `(opening a window ${us(mean(throttle.us.slice(0, keys)))}, dropped from memory ${us(mean(throttle.us.slice(keys)))}, ` +
+        `dropped by another producer after reading the bucket ${us(mean(read.us))})`,
+      target: `jobs run = ${keys}`,
+      pass: runs.length === keys && ids.size === keys && agreed,
+    };
+  });
+}
+
+/**
+ * 1,000 enqueues of 10 keys in debounce mode (ttl 500 ms, each call awaited): each moves its
+ * key's delayed job, which runs once, after the last of them, with its data.
+ */
+async function debounced(env: Env): Promise<FlowLine> {
+  return withWorkers(env, 1, 10, async (producer, children) => {
+    const calls = 1000;
+    const keys = 10;
+    const ttlMs = 500;
+    const plain = await timed(calls, () => producer.enqueue!('job', { tag: 'p' }, { queue: QUEUE }));
+    const debounce = await timed(calls, (i) => producer.enqueue!('job', { tag: 'd', t: i }, { queue: QUEUE, dedupe: { key: `bench.${i % keys}`, ttlMs, mode: 'debounce' } }));
+    const doneAt = Date.now();
+    const starts = await collect(children, (s) => s.filter((x) => x[0] === 'd').length >= keys && Date.now() > doneAt + ttlMs + 1000, 30_000);
+    const runs = starts.filter((x) => x[0] === 'd');
+    // Each key's job ran with the data of its last enqueue: calls - keys .. calls - 1.
+    const last = runs.every((r) => r[2] >= calls - keys && debounce.results[r[2]] === r[3]);
+    return {
+      label: `${calls} enqueues of ${keys} keys in debounce mode (ttl ${ttlMs} ms, each awaited), against ${calls} plain enqueues`,
+      figure: `jobs run ${runs.length} (${new Set(runs.map((r) => r[3])).size} ids, ${last ? 'each with its key\'s last data' : 'NOT all with the last data'}); per call: plain ${us(mean(plain.us))}, debounce ${us(mean(debounce.us))} (starting a job ${us(mean(debounce.us.slice(0, keys)))}, moving it ${us(mean(debounce.us.slice(keys)))})`,
+      target: `jobs run = ${keys}, each with its key's last data`,
+      pass: runs.length === keys && new Set(debounce.results).size === keys && last,
+    };
+  });
+}
+
 export async function runFlowControl(createNaq: CreateNaqLike, jsm: JetStreamManager, url: string, script: string, log: (line: string) => void): Promise<FlowLine[]> {
   const env: Env = { createNaq, jsm, url, script, log };
   const lines: FlowLine[] = [];
@@ -151,6 +231,8 @@ export async function runFlowControl(createNaq: CreateNaqLike, jsm: JetStreamMan
     ['delayed jobs at light load', delayedLight],
     ['10,000 delayed jobs due together', delayedBurst],
     ['a rate-limited queue', rateLimited],
+    ['throttle windows', throttled],
+    ['debounce windows', debounced],
   ] as const) {
     log(`flow control: ${name}...`);
     try {

@@ -45,6 +45,7 @@ export {
   type EnqueueItem,
 } from './model/job.js';
 export { type ScheduleRecord, type ScheduleSpec, type ScheduleOptions, type ScheduleStatus } from './model/schedule.js';
+export { DEDUPE_MODES, type DedupeOptions, type DedupeMode, type DedupeRecord } from './model/dedupe.js';
 export { EVENT_TYPES, type NaqEvent, type NaqEventType, type StoredEvent } from './model/event.js';
 export type { EventFilter, HistoryFilter, StatsFilter, EventStats, EventSubscription } from './actors/events/queries.js';
 export type { EventLogCounters } from './actors/events/buffer.js';

@@ -107,7 +107,11 @@ export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
   get(systemId: string): AnyActorRef | undefined;
   readonly streams: StreamsClient;
   readonly kv: KvClient;
-  /** Enqueues a job; resolves with its id once the server has stored it. */
+  /**
+   * Enqueues a job; resolves with its id once the server has stored it. With `dedupe`, the id
+   * of the key's job: the window's (throttle, nothing enqueued while it is open) or the
+   * debounced one this enqueue moved (docs/wire-format.md, 3.6).
+   */
   enqueue<N extends keyof H & string>(name: N, data: JobData<H, N>, opts?: JobOptions): Promise<string>;
   /** Enqueues many jobs with pipelined publishes; all are validated before any is sent. */
   enqueueBulk<N extends keyof H & string>(jobs: Array<{ name: N; data: JobData<H, N>; opts?: JobOptions }>): Promise<string[]>;
@@ -142,7 +146,7 @@ export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
   cleanJobs(filter: CleanFilter): Promise<{ removed: number }>;
   listQueues(): Promise<QueueStats[]>;
   listWorkers(): Promise<WorkerInfo[]>;
-  /** Enqueues a job to run at `at` (fired by the scheduler leader). Returns the job id. */
+  /** Enqueues a job to run at `at` (fired by the scheduler leader). Returns the job id. `dedupe`: throttle only. */
   enqueueAt<N extends keyof H & string>(at: Date | number, name: N, data: JobData<H, N>, opts?: Omit<JobOptions, 'dependsOn'>): Promise<string>;
   enqueueIn<N extends keyof H & string>(delayMs: number, name: N, data: JobData<H, N>, opts?: Omit<JobOptions, 'dependsOn'>): Promise<string>;
   /** Creates or replaces a recurring schedule: `{ cron, tz? }` or `{ every: ms }`. */

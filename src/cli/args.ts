@@ -7,6 +7,7 @@
  */
 import { durationProblem } from '../core/duration.js';
 import { InvalidArgumentError } from '../core/errors.js';
+import { DEDUPE_MODES, dedupeKeyProblem, MAX_DEDUPE_KEY_CHARS, type DedupeMode } from '../model/dedupe.js';
 import { validateJobId, validateQueue } from '../model/layout.js';
 import { validateCron, validateTimeZone } from '../model/schedule.js';
 
@@ -26,6 +27,8 @@ const CRON_FORM = 'a cron expression of 5 fields (or 6, seconds first)';
 const TZ_FORM = 'an IANA time zone such as "Europe/Paris"';
 const BACKOFF_FORM = 'fixed:MS or exponential:MS';
 const JSON_FORM = 'JSON such as \'{"to":"ada"}\'';
+const DEDUPE_KEY_FORM = `a dedupe key of letters, digits, "-", "_", "=", "/" and "." (not first or last, no ".."; at most ${MAX_DEDUPE_KEY_CHARS})`;
+const DEDUPE_MODE_FORM = DEDUPE_MODES.join(' or ');
 
 /** How a value is quoted in a message: strings as JSON (cut when long), anything else as is. */
 function shown(raw: unknown): string {
@@ -127,6 +130,18 @@ export function jobIdsArg(arg: string, raw: unknown): string[] {
     }
   }
   return ids;
+}
+
+export function dedupeKeyArg(arg: string, raw: unknown): string {
+  const key = textArg(arg, raw, DEDUPE_KEY_FORM);
+  if (dedupeKeyProblem(key) !== null) throw invalid(arg, DEDUPE_KEY_FORM, key);
+  return key;
+}
+
+export function dedupeModeArg(arg: string, raw: unknown): DedupeMode {
+  const mode = textArg(arg, raw, DEDUPE_MODE_FORM);
+  if (!DEDUPE_MODES.includes(mode as DedupeMode)) throw invalid(arg, DEDUPE_MODE_FORM, mode);
+  return mode as DedupeMode;
 }
 
 export function jsonArg(arg: string, raw: unknown): unknown {

@@ -3,8 +3,9 @@ import type { Argv } from 'yargs';
 import type { NaqConfig } from '../config/index.js';
 import type { Naq } from '../naq.js';
 import { JobFailedError } from '../actors/jobs/reads.js';
+import type { CheckedDedupe } from '../model/dedupe.js';
 import { buildJob, type JobDefaults, type JobOptions, type JobRecord } from '../model/job.js';
-import { backoffArg, durationArg, integerArg, isoTimeArg, jobIdArg, jobIdsArg, jsonArg, queueArg, UsageError } from './args.js';
+import { backoffArg, dedupeKeyArg, dedupeModeArg, durationArg, integerArg, isoTimeArg, jobIdArg, jobIdsArg, jsonArg, queueArg, UsageError } from './args.js';
 import { formatTime, show, showLine } from './output.js';
 import { configFrom, defineCommand, EXIT_FAILURE, fail, need, withNaq, type BuiltArgs, type GlobalArgs } from './shared.js';
 
@@ -34,6 +35,9 @@ function enqueueOptions(y: Argv<GlobalArgs>) {
     .option('wait-timeout', { type: 'string', describe: 'how long --wait waits, ms (default 30000, at most 10 years)' })
     .option('delay', { type: 'string', describe: 'run no earlier than MS from now, 0 to 10 years (needs a running scheduler)' })
     .option('at', { type: 'string', describe: 'run at this ISO time (needs a running scheduler)' })
+    .option('dedupe-key', { type: 'string', describe: 'a dedupe window on this key (needs --dedupe-ttl): enqueues of the key within it share one job, whose id each prints' })
+    .option('dedupe-ttl', { type: 'string', describe: 'the window in ms, 1 to jobs.dedupeMaxTtlMs (default 1 day)' })
+    .option('dedupe-mode', { type: 'string', describe: 'throttle (default): the first enqueue of the window runs, later ones are dropped; debounce: the job runs --dedupe-ttl ms after the last enqueue, with its data' })
     .check(need('name'));
 }
 
@@ -64,8 +68,27 @@ function enqueueInput(args: EnqueueArgs): EnqueueInput {
   if (delay !== undefined && at !== undefined) throw new UsageError('give --delay or --at, not both');
   if ((at !== undefined || delay !== undefined) && opts.dependsOn) throw new UsageError('--depends-on cannot be combined with --delay or --at');
   if (args['wait-timeout'] !== undefined && !args.wait) throw new UsageError('--wait-timeout goes with --wait');
+  const dedupe = dedupeInput(args);
+  if (dedupe) {
+    opts.dedupe = dedupe;
+    if (dedupe.mode === 'debounce' && (at !== undefined || delay !== undefined)) throw new UsageError('--dedupe-mode debounce cannot be combined with --delay or --at: the job runs --dedupe-ttl ms after the last enqueue');
+    if (dedupe.mode === 'debounce' && opts.dependsOn) throw new UsageError('--dedupe-mode debounce cannot be combined with --depends-on: a debounced job is a delayed job');
+  }
   const when = delay !== undefined ? Date.now() + delay : at;
   return { name: args.name!, data, opts, ...(when !== undefined ? { at: when } : {}), waitTimeoutMs };
+}
+
+/** --dedupe-key with --dedupe-ttl and maybe --dedupe-mode, or none of them. */
+function dedupeInput(args: EnqueueArgs): CheckedDedupe | undefined {
+  const key = args['dedupe-key'] === undefined ? undefined : dedupeKeyArg('--dedupe-key', args['dedupe-key']);
+  const ttlMs = args['dedupe-ttl'] === undefined ? undefined : durationArg('--dedupe-ttl', args['dedupe-ttl']);
+  const mode = args['dedupe-mode'] === undefined ? undefined : dedupeModeArg('--dedupe-mode', args['dedupe-mode']);
+  if (key === undefined) {
+    if (ttlMs !== undefined || mode !== undefined) throw new UsageError(`${ttlMs !== undefined ? '--dedupe-ttl' : '--dedupe-mode'} goes with --dedupe-key`);
+    return undefined;
+  }
+  if (ttlMs === undefined) throw new UsageError('--dedupe-key needs --dedupe-ttl (the window, ms)');
+  return { key, ttlMs, mode: mode ?? 'throttle' };
 }
 
 async function runEnqueue(args: EnqueueArgs) {
@@ -74,6 +97,10 @@ async function runEnqueue(args: EnqueueArgs) {
   // The library's own check of the whole job (handler name, encoded size against
   // jobs.maxPayloadBytes, a job that depends on itself), before connecting rather than after.
   buildJob(input.name, input.data, input.opts, input.opts.jobId ?? UNASSIGNED_JOB_ID, jobDefaults(config));
+  const maxTtlMs = config.jobs.dedupeMaxTtlMs;
+  if (input.opts.dedupe && input.opts.dedupe.ttlMs > maxTtlMs) {
+    throw new UsageError(`invalid --dedupe-ttl: ${input.opts.dedupe.ttlMs} ms is over jobs.dedupeMaxTtlMs (${maxTtlMs} ms), how long the dedupe bucket keeps a key`);
+  }
   await withNaq(args, (naq) => enqueueAndReport(naq, input, args), config);
 }
 

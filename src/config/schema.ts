@@ -198,6 +198,11 @@ export const ConfigSchema = section({
     index: bool().default(true),
     /** Lines of `ctx.log` kept with each job's record (0: none kept; they are still logged). */
     maxLogLines: int(0).default(100),
+    /**
+     * The dedupe bucket's TTL, and so the longest dedupe window (`dedupe.ttlMs`): nats-server
+     * 2.9 has no per-key TTL, so a key is kept this long after its last write.
+     */
+    dedupeMaxTtlMs: ms(1000).default(86_400_000),
   }).prefault({}),
   worker: section({
     queues: expecting(z.array(z.string().regex(/^[A-Za-z0-9_-]+$/)).min(1), 'a non-empty list of queue names (letters, digits, "_", "-")')

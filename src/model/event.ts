@@ -19,6 +19,7 @@ export const EVENT_TYPES = [
   'job.delayed',
   'job.removed',
   'job.deferred',
+  'job.deduplicated',
   'worker.started',
   'worker.stopped',
   'worker.paused',

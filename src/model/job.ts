@@ -1,5 +1,6 @@
 import { durationProblem, MAX_DURATION_MS } from '../core/duration.js';
 import { InvalidArgumentError, type ErrorInfo } from '../core/errors.js';
+import type { DedupeOptions } from './dedupe.js';
 import { validateJobId, validateQueue } from './layout.js';
 import { jsonProblem } from './wire-value.js';
 import { utf8 } from '../core/utf8.js';
@@ -28,6 +29,12 @@ export interface JobOptions {
   dependsOn?: string[];
   /** How long the result is kept (logically; the bucket's TTL bounds it physically). */
   resultTtlMs?: number;
+  /**
+   * A dedupe window on a key (docs/wire-format.md, 3.6). `throttle`: while the window of the
+   * key is open, enqueueing is a no-op that returns the id of the window's job. `debounce`: the
+   * job runs `ttlMs` after the last enqueue of the key, with that enqueue's data and options.
+   */
+  dedupe?: DedupeOptions;
 }
 
 /** A job on the wire (one message on `<prefix>.jobs.<queue>.<id>`). */

@@ -21,6 +21,8 @@ export interface Layout {
   /** Rate limits' shared windows (src/model/rate-window.ts), by queue name. */
   ratesBucket: string;
   leaderBucket: string;
+  /** Dedupe windows by key (src/model/dedupe.ts). */
+  dedupeBucket: string;
   jobSubject(queue: string, jobId: string): string;
   queueFilter(queue: string): string;
   allJobs: string;
@@ -47,6 +49,7 @@ export function layout(prefix: string): Layout {
     queuesBucket: `${prefix}_queues`,
     ratesBucket: `${prefix}_rates`,
     leaderBucket: `${prefix}_leader`,
+    dedupeBucket: `${prefix}_dedupe`,
     jobSubject: (queue, jobId) => `${prefix}.jobs.${queue}.${jobId}`,
     queueFilter: (queue) => `${prefix}.jobs.${queue}.>`,
     allJobs: `${prefix}.jobs.>`,

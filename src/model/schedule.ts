@@ -13,7 +13,7 @@ import { validateJobId, validateQueue } from './layout.js';
  */
 export type ScheduleSpec = { cron: string; tz?: string } | { every: number };
 
-export interface ScheduleOptions extends Omit<JobOptions, 'jobId' | 'dependsOn'> {
+export interface ScheduleOptions extends Omit<JobOptions, 'jobId' | 'dependsOn' | 'dedupe'> {
   /** Fire at most this many times. */
   repeat?: number;
   startAt?: Date | number;
@@ -32,7 +32,7 @@ export interface ScheduleRecord {
   name: string;
   queue: string;
   data: unknown;
-  opts: Omit<JobOptions, 'queue' | 'dependsOn'>;
+  opts: Omit<JobOptions, 'queue' | 'dependsOn' | 'dedupe'>;
   status: ScheduleStatus;
   /** ms since the epoch; null once nothing is left to fire. */
   nextRunAt: number | null;
@@ -42,6 +42,12 @@ export interface ScheduleRecord {
   startAt?: number;
   endAt?: number;
   error?: string;
+  /**
+   * A debounced job (`dedupe.mode: 'debounce'`): the dedupe key whose enqueues move it. The
+   * leader claims it (status `completed`, `lastRunAt` = the fire time) before publishing it, so
+   * an enqueue can no longer change it once it fires.
+   */
+  debounceKey?: string;
   createdAt: number;
   updatedAt: number;
 }
@@ -99,6 +105,8 @@ export function buildSchedule(id: string, spec: ScheduleSpec, name: string, data
   validateJobId(id);
   if (typeof name !== 'string' || name.length === 0) throw new InvalidArgumentError('a schedule needs a handler name');
   const { repeat, startAt, endAt, queue, ...jobOpts } = options;
+  // Each run is a job of its own: a window across runs is not what a schedule means.
+  if ((jobOpts as { dedupe?: unknown }).dedupe !== undefined) throw new InvalidArgumentError('a schedule takes no dedupe option: dedupe windows are for enqueue');
   const record: ScheduleRecord = {
     v: 1,
     id,
@@ -136,11 +144,11 @@ export function buildSchedule(id: string, spec: ScheduleSpec, name: string, data
   return record;
 }
 
-/** A one-shot schedule for enqueueAt / enqueueIn. */
+/** A one-shot schedule for enqueueAt / enqueueIn (and a debounced job). */
 export function buildOneShot(id: string, at: number, name: string, data: unknown, options: Omit<JobOptions, 'dependsOn'>, now = Date.now()): ScheduleRecord {
   validateJobId(id);
   if (!Number.isFinite(at)) throw new InvalidArgumentError('enqueueAt needs a valid date');
-  const { queue, ...jobOpts } = options;
+  const { queue, dedupe: _dedupe, ...jobOpts } = options;
   return {
     v: 1,
     id,
@@ -156,6 +164,11 @@ export function buildOneShot(id: string, at: number, name: string, data: unknown
     createdAt: now,
     updatedAt: now,
   };
+}
+
+/** A debounced job the leader claimed and has not finished firing (its leader may have stopped). */
+export function isClaimed(s: ScheduleRecord): s is ScheduleRecord & { lastRunAt: number } {
+  return s.kind === 'at' && s.debounceKey !== undefined && s.status === 'completed' && s.lastRunAt !== undefined;
 }
 
 /** The job id of one run: the same run always maps to the same id (and Nats-Msg-Id). */

@@ -76,9 +76,16 @@ const CASES: Case[] = [
   bad(['enqueue', 'x', '--backoff', 'linear:5'], '--backoff', 'fixed:MS or exponential:MS'),
   bad(['enqueue', 'x', '--backoff', 'fixed:-1'], '--backoff delay', 'at least 0 ms'),
   bad(['enqueue', 'x', '--data', ''], '--data', 'JSON'),
+  bad(['enqueue', 'x', '--dedupe-key', 'k', '--dedupe-ttl', 'soon'], '--dedupe-ttl', 'an integer number of milliseconds, got "soon"'),
+  bad(['enqueue', 'x', '--dedupe-key', 'a b', '--dedupe-ttl', '5'], '--dedupe-key', 'a dedupe key of letters, digits'),
+  bad(['enqueue', 'x', '--dedupe-key', 'k', '--dedupe-ttl', '5', '--dedupe-mode', 'later'], '--dedupe-mode', 'throttle or debounce, got "later"'),
   // enqueue: how flags combine, and the library's check of the whole job
   { args: ['enqueue', 'x', '--wait-timeout', '5000'], says: ['--wait-timeout goes with --wait'] },
   { args: ['enqueue', 'x', '--job-id', 'j1', '--depends-on', 'j1'], says: ['j1 depends on itself'] },
+  { args: ['enqueue', 'x', '--dedupe-key', 'k'], says: ['--dedupe-key needs --dedupe-ttl'] },
+  { args: ['enqueue', 'x', '--dedupe-ttl', '5'], says: ['--dedupe-ttl goes with --dedupe-key'] },
+  { args: ['enqueue', 'x', '--dedupe-key', 'k', '--dedupe-ttl', '5', '--dedupe-mode', 'debounce', '--delay', '5'], says: ['--dedupe-mode debounce cannot be combined with --delay or --at'] },
+  { args: ['enqueue', 'x', '--dedupe-key', 'k', '--dedupe-ttl', '60001'], says: ['invalid --dedupe-ttl: 60001 ms is over jobs.dedupeMaxTtlMs (60000 ms)'], env: { NAQ_JOBS__DEDUPE_MAX_TTL_MS: '60000' } },
   { args: ['enqueue', 'x', '--data', JSON.stringify('x'.repeat(300))], says: ['over the 200-byte limit (config jobs.maxPayloadBytes)'], env: { NAQ_JOBS__MAX_PAYLOAD_BYTES: '200' } },
   // job
   bad(['job', 'bad.id'], '<id>', `${JOB_ID} (at most 200), got "bad.id"`),

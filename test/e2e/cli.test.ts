@@ -163,6 +163,26 @@ describe('naq CLI against a real nats-server', () => {
     expect(missing.stderr).toContain('job nope not found');
   });
 
+  it('enqueue --dedupe-key: the same id twice within the window, throttled or debounced; a bad --dedupe-ttl exits 2 naming it', async () => {
+    const url = ['--nats-url', server.url];
+    const args = ['enqueue', 'digest', '--queue', 'dedupe', '--dedupe-key', 'user.42', '--dedupe-ttl', '600000', ...url];
+    const first = await run([...args, '--data', '{"n":1}']);
+    expect(first.code, first.stderr).toBe(0);
+    const second = await run([...args, '--data', '{"n":2}', '--dedupe-mode', 'throttle']);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stdout.trim()).toBe(first.stdout.trim());
+    const debounced = ['enqueue', 'digest', '--queue', 'dedupe', '--dedupe-key', 'user.42', '--dedupe-ttl', '600000', '--dedupe-mode', 'debounce', ...url];
+    const third = await run([...debounced, '--json']);
+    expect(third.code, third.stderr).toBe(0);
+    const { id } = JSON.parse(third.stdout) as { id: string };
+    expect(id).not.toBe(first.stdout.trim());
+    expect((await run([...debounced, '--data', '{"n":4}'])).stdout.trim()).toBe(id);
+    expect(JSON.parse((await run(['job', id, '--json', ...url])).stdout)).toMatchObject({ id, status: 'delayed' });
+    const bad = await run(['enqueue', 'digest', '--dedupe-key', 'k', '--dedupe-ttl', '-1', ...url]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('invalid --dedupe-ttl: expected at least 1 ms, got -1');
+  });
+
   it('kv put / get / keys / del', async () => {
     const url = ['--nats-url', server.url];
     const put = await run(['kv', 'put', 'cli', 'greeting', 'hello', ...url]);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createNaq, type Naq } from '../../src/naq.js';
-import { cleanEnv, until, startServer, stopAllServers, type TestServer } from '../support/harness.js';
+import { cleanEnv, elapse, until, startServer, stopAllServers, type TestServer } from '../support/harness.js';
 import { CLI, fixture } from '../support/paths.js';
 import { killSpawned, runCli, spawned } from '../support/processes.js';
 
@@ -142,7 +142,7 @@ describe('job CLI', () => {
     expect(record.attempts).toHaveLength(2);
 
     const queues = await naqProcess(['queue', 'ls', '--json', ...url]).exited;
-    expect(JSON.parse(queues.stdout)).toEqual([{ queue: 'default', pending: 0, inFlight: 0, dead: 1, workers: 1, paused: false }]);
+    expect(JSON.parse(queues.stdout)).toEqual([{ queue: 'default', pending: 0, inFlight: 0, dead: 1, workers: 1, paused: false, limit: null }]);
     const workers = await naqProcess(['workers', '--json', ...url]).exited;
     expect(workers.code, workers.stderr).toBe(0);
     expect(JSON.parse(workers.stdout)[0]).toMatchObject({ queues: ['default'], processed: 1, failed: 1 });
@@ -240,5 +240,64 @@ describe('a rate limit across worker processes', () => {
     expect(busiest).toBeLessThanOrEqual(10);
     // 50 starts at 10 per second: four windows at least after the first.
     expect(stamps.at(-1)! - stamps[0]!).toBeGreaterThanOrEqual(4000);
+  });
+});
+
+describe('dedupe windows across a worker SIGKILL', () => {
+  const FAST = { NAQ_SCHEDULER__LEADER_TTL_MS: '2000', NAQ_SCHEDULER__RENEW_MS: '500', NAQ_SCHEDULER__ELECTION_RETRY_MS: '200' };
+
+  /** A worker that leads the firing of delayed jobs, killed; what is left is in NATS only. */
+  async function leaderThenKilled(server: TestServer, log: string) {
+    const a = await startWorker(server, log, FAST);
+    await until(() => a.stderr().includes('elected scheduler leader'));
+    return {
+      a,
+      kill: async () => {
+        a.child.kill('SIGKILL');
+        await a.exited;
+      },
+    };
+  }
+
+  it('debounce: its worker SIGKILLed while the job is pending, the next worker runs it once, with the last data, ttl after the last enqueue', async () => {
+    const server = await startServer();
+    const log = join(await mkdtemp(join(tmpdir(), 'naq-w-')), 'starts.log');
+    const { kill } = await leaderThenKilled(server, log);
+    const naq = await client(server);
+    const dedupe = { key: 'digest.1', ttlMs: 1500, mode: 'debounce' as const };
+    const id = await naq.enqueue('keep', { n: 1 }, { dedupe });
+    await kill();
+    expect(await naq.enqueue('keep', { n: 2 }, { dedupe })).toBe(id);
+    // Another producer, which has seen nothing of it.
+    const other = await client(server);
+    const lastAt = Date.now();
+    expect(await other.enqueue('keep', { n: 3 }, { dedupe })).toBe(id);
+    const b = await startWorker(server, log, FAST);
+    await expect(naq.waitFor(id, { timeoutMs: 15_000 })).resolves.toEqual({ n: 3 });
+    expect((await naq.getJob(id))!.startedAt).toBeGreaterThanOrEqual(lastAt + dedupe.ttlMs);
+    // A second firing would start within moments of the first.
+    await elapse(1000);
+    expect(await starts(log)).toEqual([`start ${id} ${b.child.pid} 1`]);
+  });
+
+  it('throttle: its worker SIGKILLed while the window\'s job is pending, enqueues are still dropped onto it; the next worker runs it once', async () => {
+    const server = await startServer();
+    const log = join(await mkdtemp(join(tmpdir(), 'naq-w-')), 'starts.log');
+    const { kill } = await leaderThenKilled(server, log);
+    const naq = await client(server);
+    const dedupe = { key: 'reminder.1', ttlMs: 60_000 };
+    // Pending as a delayed job, so that the killed worker cannot have run it.
+    const id = await naq.enqueueIn(1000, 'keep', { n: 1 }, { dedupe });
+    await kill();
+    const other = await client(server);
+    expect(await other.enqueue('keep', { n: 2 }, { dedupe })).toBe(id);
+    const b = await startWorker(server, log, FAST);
+    await expect(naq.waitFor(id, { timeoutMs: 15_000 })).resolves.toEqual({ n: 1 });
+    // The window outlives its job: still dropped, from a process that never saw it.
+    const third = await client(server);
+    expect(await third.enqueue('keep', { n: 3 }, { dedupe })).toBe(id);
+    await elapse(1000);
+    expect(await starts(log)).toEqual([`start ${id} ${b.child.pid} 1`]);
+    expect((await naq.queueStats('default')).pending).toBe(0);
   });
 });

@@ -307,6 +307,16 @@ describe('each role with exactly the documented permissions', () => {
     const later = await producer.enqueueIn(300, 'echo', { later: true });
     expect(await producer.waitFor(later, { timeoutMs: 15_000 })).toEqual({ later: true });
 
+    // Dedupe windows: a throttled key (its window read and opened), a debounced one (its job
+    // moved by a second enqueue, then claimed and fired by the leading worker).
+    const throttled = await producer.enqueue('echo', { n: 1 }, { dedupe: { key: 'perm.t', ttlMs: 60_000 } });
+    expect(await producer.enqueue('echo', { n: 2 }, { dedupe: { key: 'perm.t', ttlMs: 60_000 } })).toBe(throttled);
+    expect(await producer.waitFor(throttled, { timeoutMs: 15_000 })).toEqual({ n: 1 });
+    const debounce = { key: 'perm.d', ttlMs: 300, mode: 'debounce' as const };
+    const debounced = await producer.enqueue('echo', { n: 1 }, { dedupe: debounce });
+    expect(await producer.enqueue('echo', { n: 2 }, { dedupe: debounce })).toBe(debounced);
+    expect(await producer.waitFor(debounced, { timeoutMs: 15_000 })).toEqual({ n: 2 });
+
     expect(violations(server, 'naq-worker')).toEqual([]);
     expect(violations(server, 'naq-producer')).toEqual([]);
     for (const n of [worker, producer]) expect(n.lines.filter((l) => l.level >= 50)).toEqual([]);
@@ -454,7 +464,7 @@ describe('a missing permission fails loudly and at once', () => {
     producer = naqAs(server, 'naq-producer');
     await producer.start({ timeoutMs: 20_000 });
     expect((await producer.streams.list()).map((s) => s.config.name).sort()).toEqual(
-      ['KV_naq_jobs', 'KV_naq_leader', 'KV_naq_queues', 'KV_naq_rates', 'KV_naq_schedules', 'KV_naq_waiting', 'KV_naq_workers', 'NAQ_DEAD', 'NAQ_EVENTS', 'NAQ_INDEX', 'NAQ_JOBS'].sort(),
+      ['KV_naq_dedupe', 'KV_naq_jobs', 'KV_naq_leader', 'KV_naq_queues', 'KV_naq_rates', 'KV_naq_schedules', 'KV_naq_waiting', 'KV_naq_workers', 'NAQ_DEAD', 'NAQ_EVENTS', 'NAQ_INDEX', 'NAQ_JOBS'].sort(),
     );
     expect(violations(server, 'naq-producer')).toEqual([]);
   }, 30_000);

@@ -66,6 +66,7 @@ describe('defaults', () => {
         publishTimeoutMs: 5000,
         index: true,
         maxLogLines: 100,
+        dedupeMaxTtlMs: 86_400_000,
       },
       worker: { queues: ['default'], concurrency: 10, maxAckPending: 1000, heartbeatMs: 5000, ackWaitMs: 30_000, drainGraceMs: 10_000, fireSchedules: true },
       events: { enabled: true, maxBatch: 200, flushMs: 100, maxBuffered: 50_000, maxAgeMs: 604_800_000 },

@@ -11,6 +11,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { NaqConfig } from '../../config/index.js';
 import { NotConnectedError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
+import { OpenWindows } from '../../model/dedupe.js';
 import type { JobDefaults } from '../../model/job.js';
 import { layout as makeLayout, type Layout } from '../../model/layout.js';
 import { logPermissionDenied } from '../../core/permissions.js';
@@ -39,6 +40,8 @@ export class NaqContext {
   readonly retry: RetryOptions;
   /** The options a job gets when its enqueue does not say. */
   readonly defaults: JobDefaults;
+  /** Throttle windows this process knows are open (src/actors/jobs/dedupe.ts). */
+  readonly openWindows = new OpenWindows();
   #jsm: Promise<JetStreamManager> | undefined;
 
   constructor(

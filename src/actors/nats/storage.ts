@@ -58,6 +58,7 @@ export class JobStorage {
   #queuesKv: Promise<KV> | undefined;
   #ratesKv: Promise<KV> | undefined;
   #leaderKv: Promise<KV> | undefined;
+  #dedupeKv: Promise<KV> | undefined;
   #ready: Promise<void> | undefined;
   #repairing: Promise<void> | undefined;
   #lastRepair = 0;
@@ -158,7 +159,9 @@ export class JobStorage {
     this.#queuesKv = bucket(layout.queuesBucket, 0);
     this.#ratesKv = bucket(layout.ratesBucket, 0);
     this.#leaderKv = bucket(layout.leaderBucket, config.scheduler.leaderTtlMs, false);
-    await Promise.all([this.#jobsKv, this.#workersKv, this.#waitingKv, this.#schedulesKv, this.#queuesKv, this.#ratesKv, this.#leaderKv]);
+    // A dedupe key lives this long after its last write, so no window may be longer (model/dedupe.ts).
+    this.#dedupeKv = bucket(layout.dedupeBucket, config.jobs.dedupeMaxTtlMs);
+    await Promise.all([this.#jobsKv, this.#workersKv, this.#waitingKv, this.#schedulesKv, this.#queuesKv, this.#ratesKv, this.#leaderKv, this.#dedupeKv]);
   }
 
   /**
@@ -240,6 +243,11 @@ export class JobStorage {
   async leaderKv(): Promise<KV> {
     await this.ensureLayout();
     return this.#leaderKv!;
+  }
+  /** Dedupe windows by `<mode>.<key>` (src/actors/jobs/dedupe.ts). */
+  async dedupeKv(): Promise<KV> {
+    await this.ensureLayout();
+    return this.#dedupeKv!;
   }
 
   /**

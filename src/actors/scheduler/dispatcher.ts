@@ -5,7 +5,7 @@ import type { NaqConfig } from '../../config/index.js';
 import { errorInfo, NotConnectedError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { buildJob, encodeJson } from '../../model/job.js';
-import { nextRun, runJobId, type ScheduleRecord } from '../../model/schedule.js';
+import { isClaimed, nextRun, runJobId, type ScheduleRecord } from '../../model/schedule.js';
 import { isTransient, withRetry } from '../../core/retry.js';
 import { publishJob } from '../jobs/enqueue.js';
 import type { NaqContext } from '../nats/context.js';
@@ -33,6 +33,8 @@ export class ScheduleDispatcher {
   readonly #failures = new Map<string, number>();
   readonly #refusals = new Map<string, number>();
   readonly #retryAt = new Map<string, number>();
+  /** One-shots fired and deleted here, by the revision deleted: a late watch entry of that revision (or older) is not news. */
+  readonly #gone = new Map<string, number>();
   #watch: QueuedIterator<KvEntry> | null = null;
   #unfollowRepairs: (() => void) | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -59,8 +61,13 @@ export class ScheduleDispatcher {
     void (async () => {
       for await (const e of watch) {
         if (this.#stopped) break;
-        if (e.operation === 'PUT') this.#schedules.set(e.key, { record: e.json<ScheduleRecord>(), revision: e.revision });
-        else this.#schedules.delete(e.key);
+        if (e.operation === 'PUT') {
+          if ((this.#gone.get(e.key) ?? 0) >= e.revision) continue;
+          this.#schedules.set(e.key, { record: e.json<ScheduleRecord>(), revision: e.revision });
+        } else {
+          this.#schedules.delete(e.key);
+          this.#gone.delete(e.key);
+        }
         this.#armSoon();
       }
     })()
@@ -95,6 +102,8 @@ export class ScheduleDispatcher {
   }
 
   #dueAt(id: string, record: ScheduleRecord): number | null {
+    // A debounced job claimed and not deleted: its leader stopped mid-fire; the fire is finished.
+    if (isClaimed(record)) return Math.max(record.lastRunAt, this.#retryAt.get(id) ?? 0);
     if (record.status !== 'active' || record.nextRunAt === null) return null;
     return Math.max(record.nextRunAt, this.#retryAt.get(id) ?? 0);
   }
@@ -140,9 +149,15 @@ export class ScheduleDispatcher {
     const entry = this.#schedules.get(id);
     if (!entry || this.#firing.has(id)) return;
     this.#firing.add(id);
-    const { record, revision } = entry;
-    const fireTime = record.nextRunAt!;
+    let { record, revision } = entry;
     try {
+      if (record.debounceKey !== undefined && record.kind === 'at') {
+        const claimed = await this.#claim(record, revision);
+        // Moved by an enqueue of its key meanwhile: the watch brings the new version.
+        if (!claimed) return;
+        ({ record, revision } = claimed);
+      }
+      const fireTime = isClaimed(record) ? record.lastRunAt : record.nextRunAt!;
       const jobId = runJobId(record, fireTime);
       const { message, bytes } = buildJob(record.name, record.data, { ...record.opts, queue: record.queue, jobId }, jobId, this.#ctx.defaults);
       await publishJob(this.#ctx, message, bytes, `${record.id}:${fireTime}`);
@@ -157,6 +172,30 @@ export class ScheduleDispatcher {
     } finally {
       this.#firing.delete(id);
       this.#armSoon();
+    }
+  }
+
+  /**
+   * A debounced job is claimed before it is published: written as fired (status `completed`,
+   * `lastRunAt` = the fire time), revision-checked, so an enqueue of its key that would move it
+   * either lands first (the claim fails; the job fires later with its new data) or finds it
+   * claimed and starts a new one. Without it, an enqueue landing between the publish and the
+   * delete would move a job already sent. A claim left behind (the leader stopped) is finished
+   * by the next leader (`#dueAt`). Returns null when the claim lost.
+   */
+  async #claim(record: ScheduleRecord, revision: number): Promise<{ record: ScheduleRecord; revision: number } | null> {
+    if (isClaimed(record)) return { record, revision };
+    const claimed: ScheduleRecord = { ...record, status: 'completed', nextRunAt: null, lastRunAt: record.nextRunAt!, runs: record.runs + 1, updatedAt: Date.now() };
+    try {
+      const kv = await this.#ctx.storage.schedulesKv();
+      const claimedRevision = await kv.update(record.id, encodeJson(claimed), revision);
+      this.#schedules.set(record.id, { record: claimed, revision: claimedRevision });
+      return { record: claimed, revision: claimedRevision };
+    } catch (error) {
+      if (!isWrongLastSequence(error)) throw error;
+      // Not due any more as held here: the watch brings what it is now.
+      if (this.#schedules.get(record.id)?.revision === revision) this.#schedules.delete(record.id);
+      return null;
     }
   }
 
@@ -175,6 +214,9 @@ export class ScheduleDispatcher {
           headers: { 'KV-Operation': 'DEL' },
         });
         this.#schedules.delete(record.id);
+        // The watch may still bring this revision (a claim is written here): not news then.
+        if (this.#gone.size > 10_000) this.#gone.clear();
+        this.#gone.set(record.id, revision);
         return;
       }
       const updated: ScheduleRecord = { ...record, runs, lastRunAt: fireTime, nextRunAt: next, status: next === null ? 'completed' : record.status, updatedAt: now };

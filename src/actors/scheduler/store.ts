@@ -5,6 +5,8 @@ import { InvalidArgumentError, NotFoundError, RevisionMismatchError } from '../.
 import { buildJob, encodeJson, type JobOptions } from '../../model/job.js';
 import { buildOneShot, buildSchedule, nextRun, runJobId, type ScheduleOptions, type ScheduleRecord, type ScheduleSpec } from '../../model/schedule.js';
 import { withRetry } from '../../core/retry.js';
+import { checkDedupe } from '../../model/dedupe.js';
+import { throttle } from '../jobs/dedupe.js';
 import type { NaqContext } from '../nats/context.js';
 import { isWrongLastSequence } from '../nats/jetstream.js';
 
@@ -29,14 +31,22 @@ export class ScheduleStore {
     return record;
   }
 
-  /** Enqueues a job at a time: kept as a one-shot schedule until then. Returns the job id. */
+  /**
+   * Enqueues a job at a time: kept as a one-shot schedule until then. Returns the job id (with
+   * a throttle window that is open, the id of the window's job, and nothing is enqueued).
+   */
   async enqueueAt(at: Date | number, name: string, data: unknown, options: Omit<JobOptions, 'dependsOn'> = {}): Promise<string> {
     const when = at instanceof Date ? at.getTime() : at;
     const id = options.jobId ?? nuid.next();
     // Validate the job now (size, options), not when it fires.
     buildJob(name, data, { ...options, jobId: id }, id, this.ctx.defaults);
+    const dedupe = options.dedupe === undefined ? undefined : checkDedupe(options.dedupe, this.ctx.config.jobs.dedupeMaxTtlMs, { delayed: true });
     const record = buildOneShot(id, when, name, data, { ...options, jobId: id });
-    await this.#retry(`enqueue ${id} at ${when}`, (kv) => kv.put(id, encodeJson(record)));
+    const put = async () => {
+      await this.#retry(`enqueue ${id} at ${when}`, (kv) => kv.put(id, encodeJson(record)));
+    };
+    if (dedupe) return throttle(this.ctx, dedupe, record, put);
+    await put();
     return id;
   }
 
