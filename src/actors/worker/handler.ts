@@ -66,3 +66,21 @@ export class DrainAbort extends NaqError {
     super('DRAINED', 'worker stopped before the job finished; it goes back to the queue');
   }
 }
+
+/** `instanceof` on what a handler threw, which may be a Proxy whose traps throw. */
+export function isCancel(error: unknown): boolean {
+  try {
+    return error instanceof JobCancelledError;
+  } catch {
+    return false;
+  }
+}
+
+/** The handler was told to slow down: its wait, or null. */
+export function rateLimitedFor(error: unknown): number | null {
+  try {
+    return error instanceof RateLimitedError ? error.retryAfterMs : null;
+  } catch {
+    return null;
+  }
+}

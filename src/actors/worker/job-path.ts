@@ -6,104 +6,36 @@
  *
  * At least once: a delivery is acked only after its outcome is recorded.
  */
-import type { Clock } from '../../core/clock.js';
-import { errorInfo, withStack, type ErrorInfo, type PermissionDeniedError } from '../../core/errors.js';
-import type { Logger } from '../../core/log.js';
-import type { NaqEventInput, NaqEventType } from '../../model/event.js';
-import { decodeJob, JobDecodeError, recordFromMessage, retryDelay, WIRE_VERSION, type DeadLetter, type JobMessage, type JobRecord } from '../../model/job.js';
-import { completedFirstAttemptJson, encodeDeadLetter, encodeRecord, tryEncode } from '../../model/record-codec.js';
+import { errorInfo, withStack, type ErrorInfo } from '../../core/errors.js';
+import type { NaqEventType } from '../../model/event.js';
+import { decodeJob, JobDecodeError, recordFromMessage, retryDelay, type JobMessage, type JobRecord } from '../../model/job.js';
+import { encodeDeadLetter, encodeRecord } from '../../model/record-codec.js';
 import { toPermissionDenied } from '../../core/permissions.js';
-import { isIndexedState, type IndexedState, type IndexEntry } from '../../model/job-index.js';
-import { utf8 } from '../../core/utf8.js';
-import type { JobMetrics } from '../../metrics/metrics.js';
+import { isIndexedState, type IndexedState } from '../../model/job-index.js';
 import type { Delivery } from './delivery.js';
-import { DrainAbort, JobCancelledError, JobTimeoutError, RateLimitedError, type Handler, type Handlers } from './handler.js';
-import { resultProblem, ResultNotSerializableError, ResultTooLargeError } from './outcome.js';
+import { DrainAbort, isCancel, JobCancelledError, JobTimeoutError, rateLimitedFor, type Handler } from './handler.js';
+import type { JobPathOptions } from './job-io.js';
+import { resultProblem } from './outcome.js';
 import { Liveness } from './liveness.js';
+import { completed, completedFirst, type Completion, type CompletionSettings } from './completion.js';
+import { DeliveryMemory } from './delivery-memory.js';
+import { failedDeadLetter, undecodableOutcome } from './dead-letters.js';
 import { abortJob, runningJob, RunningJobContext, type RunningJob } from './running-job.js';
 import { attachLogs, historyOf, NO_HISTORY, recordLogs, type History } from './job-logs.js';
 import { consumerSpan, endSpan, within } from '../../tracing/tracing.js';
 
-/** What the job path reads and writes, as functions (the worker gives it NATS-backed ones). */
-export interface JobIO {
-  /** The job's record, or null (none, or deleted). */
-  readRecord(id: string): Promise<JobRecord | null>;
-  /** One record write; resolves once the server stored it. */
-  writeRecord(id: string, bytes: Uint8Array): Promise<unknown>;
-  /** A finished job's entry in the job index, queued for its next batch (not awaited), before its record is written. */
-  index(entry: IndexEntry): void;
-  /** A dead letter for `queue`; resolves with its stream sequence. */
-  deadLetter(queue: string, bytes: Uint8Array): Promise<number>;
-  /** Acks the delivery together with the next batch of writes. */
-  ackLater(msg: Delivery): void;
-  emit(event: NaqEventInput): void;
-  /** The largest message the server takes. */
-  maxMessageBytes(): number;
-  /** No job of the queue starts, on any worker, for `ms` (a handler was rate limited). */
-  hold(ms: number): void;
-}
-
-export interface JobPathOptions {
-  queue: string;
-  workerId: string;
-  handlers: Handlers;
-  ackWaitMs: number;
-  /** A job running this long gets an 'active' record (0: never). */
-  activeAfterMs: number;
-  clock: Clock;
-  io: JobIO;
-  log: Logger;
-  /** A write the server refused for permissions: the worker must stop, not redeliver for ever. */
-  onRefused(error: PermissionDeniedError): void;
-  /** Counts and times attempts for Prometheus, when the process serves metrics. */
-  metrics?: JobMetrics;
-  /** Lines of ctx.log kept with a job's record (jobs.maxLogLines; default 100). */
-  maxLogLines?: number;
-}
-
-/** A completed record, encoded and known to fit. */
-interface Completion {
-  bytes: Uint8Array;
-  finishedAt: number;
-}
+export type { JobIO, JobPathOptions } from './job-io.js';
 
 /** A copy whose completion another run already recorded: only its ack is left. */
 const ALREADY_RECORDED = Symbol('already recorded');
 
-/** How many finished job ids a worker remembers (at least; at most twice), to ack (not rerun) a redelivery of one. */
-const RECENT_JOBS = 4096;
-/** Cancels are remembered this long, for jobs that arrive after their cancel notice. */
-const CANCEL_MEMORY_MS = 10 * 60_000;
-
-/** `instanceof` on what a handler threw, which may be a Proxy whose traps throw. */
-function isCancel(error: unknown): boolean {
-  try {
-    return error instanceof JobCancelledError;
-  } catch {
-    return false;
-  }
-}
-
-/** The handler was told to slow down: its wait, or null. */
-function rateLimitedFor(error: unknown): number | null {
-  try {
-    return error instanceof RateLimitedError ? error.retryAfterMs : null;
-  } catch {
-    return null;
-  }
-}
 
 export class JobPath {
   readonly #o: JobPathOptions;
   readonly #running = new Map<string, RunningJob>();
-  readonly #cancelled = new Map<string, number>();
-  /**
-   * Jobs this worker finished recently (id → enqueue time): a redelivery of one is acked, not
-   * run. Two generations of RECENT_JOBS each, swapped when the newer fills: no per-job
-   * eviction (a Map iterator per delete was ~1 % of the worker's CPU).
-   */
-  #recent = new Map<string, number>();
-  #recentOld = new Map<string, number>();
+  /** Jobs finished here recently and cancel notices heard. */
+  readonly #memory = new DeliveryMemory();
+  #cs: CompletionSettings | undefined;
   /** Until then, even first attempts are checked against their record (see verifyAfterRestart). */
   #verifyUntil = 0;
   readonly #liveness: Liveness;
@@ -146,9 +78,7 @@ export class JobPath {
 
   /** A cancel notice: a running job is aborted; a job that arrives later is not run. */
   cancel(jobId: string): void {
-    const now = this.#o.clock.now();
-    this.#cancelled.set(jobId, now);
-    for (const [id, at] of this.#cancelled) if (now - at > CANCEL_MEMORY_MS) this.#cancelled.delete(id);
+    this.#memory.cancel(jobId, this.#o.clock.now());
     const running = this.#running.get(jobId);
     if (running && !running.finished) abortJob(running, new JobCancelledError());
   }
@@ -273,7 +203,7 @@ export class JobPath {
       (inProgress.duplicates ??= []).push(msg);
       return true;
     }
-    if ((this.#recent.get(job.id) ?? this.#recentOld.get(job.id)) === job.ts) {
+    if (this.#memory.finished(job.id, job.ts)) {
       this.#o.io.ackLater(msg);
       return true;
     }
@@ -312,9 +242,7 @@ export class JobPath {
 
   /** A cancel notice covers the jobs enqueued before it: a later enqueue of the same id runs. */
   #cancelledEarly(msg: Delivery, job: JobMessage, attempt: number): boolean | Promise<boolean> {
-    if (this.#cancelled.size === 0) return false;
-    const at = this.#cancelled.get(job.id);
-    if (at === undefined || job.ts > at) return false;
+    if (!this.#memory.cancelledBefore(job.id, job.ts)) return false;
     return this.#recordCancel(msg, job, attempt).then(() => true);
   }
 
@@ -360,28 +288,15 @@ export class JobPath {
     const problem = resultProblem(value);
     if (problem) return problem;
     // A job that was deferred keeps that count in its record: the full builder writes it.
-    if (!this.#mustVerify(running.attempt) && running.deferred === 0) return this.#completedFirst(running, value);
+    if (!this.#mustVerify(running.attempt) && running.deferred === 0) return completedFirst(running, value, this.#o.clock.now(), this.#completionSettings());
     return this.#completionOfCopy(running, value);
   }
 
-  /** The common case, without a record object: a first attempt has no history to keep. */
-  #completedFirst(running: RunningJob, value: unknown): Completion | Error {
-    const finishedAt = this.#o.clock.now();
-    let json: string;
-    try {
-      json = completedFirstAttemptJson(running.job, running.attempt, this.#o.workerId, running.startedAt, finishedAt, value, running.progress, recordLogs(NO_HISTORY, running.logs, this.#maxLogLines));
-    } catch (error) {
-      // The result was checked: only a value that changed while it was read (a getter) gets here.
-      return new ResultNotSerializableError(`encoding it threw: ${(error as Error).message}`);
-    }
-    return this.#fits(utf8(json), finishedAt, value);
-  }
-
-  /** Within the server's max_payload, or the error that fails the attempt. */
-  #fits(bytes: Uint8Array, finishedAt: number, value: unknown): Completion | Error {
-    const max = this.#o.io.maxMessageBytes();
-    if (bytes.length > max) return new ResultTooLargeError(Buffer.byteLength(JSON.stringify(value) ?? ''), max);
-    return { bytes, finishedAt };
+  /** One object, its max_payload read afresh each time (the server may tell a new one). */
+  #completionSettings(): CompletionSettings {
+    const cs = (this.#cs ??= { workerId: this.#o.workerId, maxLogLines: this.#maxLogLines, maxMessageBytes: 0 });
+    cs.maxMessageBytes = this.#o.io.maxMessageBytes();
+    return cs;
   }
 
   async #completionOfCopy(running: RunningJob, value: unknown): Promise<Completion | Error | typeof ALREADY_RECORDED> {
@@ -391,28 +306,11 @@ export class JobPath {
     if (await this.#alreadyFinished(job)) {
       const duplicates = running.duplicates;
       this.#running.delete(job.id);
-      this.#remember(job.id, job.ts);
+      this.#memory.remember(job.id, job.ts);
       this.#ackLater(msg, duplicates);
       return ALREADY_RECORDED;
     }
-    return this.#completed(running, value, await this.#baseRecord(job, attempt, running));
-  }
-
-  #completed(running: RunningJob, value: unknown, record: JobRecord): Completion | Error {
-    const { job, attempt, startedAt } = running;
-    const finishedAt = this.#o.clock.now();
-    record.status = 'completed';
-    record.startedAt = startedAt;
-    record.finishedAt = finishedAt;
-    record.result = value === undefined ? null : value;
-    record.attempts.push({ n: attempt, startedAt, finishedAt, workerId: this.#o.workerId });
-    if (running.progress !== undefined) record.progress = running.progress;
-    if (job.resultTtlMs) record.expiresAt = finishedAt + job.resultTtlMs;
-    // The result was checked, so encoding can only throw on a value that changed while it
-    // was read (a getter).
-    const bytes = tryEncode(record);
-    if (!bytes) return new ResultNotSerializableError('encoding it threw');
-    return this.#fits(bytes, finishedAt, value);
+    return completed(running, value, await this.#baseRecord(job, attempt, running), this.#o.clock.now(), this.#completionSettings());
   }
 
   /** A failed attempt: retry (record 'retrying', NAK with the backoff delay), or dead letter and record 'failed'. */
@@ -436,16 +334,7 @@ export class JobPath {
     }
     record.finishedAt = finishedAt;
     this.failed++;
-    const dead: DeadLetter = {
-      v: WIRE_VERSION,
-      reason: permanent ? error.message : `failed after ${attempt} attempt${attempt === 1 ? '' : 's'}: ${error.message}`,
-      error,
-      queue: job.queue,
-      subject: msg.subject,
-      jobId: job.id,
-      job,
-      ts: finishedAt,
-    };
+    const dead = failedDeadLetter(job, msg.subject, error, attempt, permanent, finishedAt);
     const seq = await this.#o.io.deadLetter(job.queue, encodeDeadLetter(dead, this.#o.io.maxMessageBytes()));
     record.status = 'failed';
     record.deadSeq = seq;
@@ -457,27 +346,13 @@ export class JobPath {
 
   /** Bad input loses nothing: the raw payload and the decode error go to the dead letters. */
   async #deadLetterUndecodable(msg: Delivery, error: Error): Promise<void> {
-    const jobId = msg.subject.split('.').at(-1);
-    const now = this.#o.clock.now();
-    const dead: DeadLetter = {
-      v: WIRE_VERSION,
-      reason: `undecodable job: ${error.message}`,
-      error: errorInfo(error),
-      queue: this.#o.queue,
-      subject: msg.subject,
-      ...(jobId ? { jobId } : {}),
-      raw: new TextDecoder().decode(msg.data.subarray(0, 64 * 1024)),
-      ts: now,
-    };
+    const { dead, record } = undecodableOutcome(msg, error, this.#o.queue, this.#o.clock.now());
     this.failed++;
     const seq = await this.#o.io.deadLetter(this.#o.queue, encodeDeadLetter(dead, this.#o.io.maxMessageBytes()));
-    const base = { queue: this.#o.queue, ...(jobId ? { jobId } : {}), workerId: this.#o.workerId };
+    const base = { queue: this.#o.queue, ...(dead.jobId ? { jobId: dead.jobId } : {}), workerId: this.#o.workerId };
     this.#o.io.emit({ type: 'job.failed', ...base, data: { error: dead.reason } });
     this.#o.io.emit({ type: 'job.dead', ...base, data: { reason: dead.reason, deadSeq: seq } });
-    if (jobId) {
-      const record = recordFromMessage({ id: jobId, name: '(undecodable)', queue: this.#o.queue, attempts: 1, ts: now }, 'failed');
-      record.finishedAt = now;
-      record.error = dead.error!;
+    if (record) {
       record.deadSeq = seq;
       await this.#write(record).catch(() => {});
     }
@@ -501,7 +376,7 @@ export class JobPath {
   #recorded(msg: Delivery, id: string, enqueuedAt: number | undefined): void {
     const duplicates = this.#running.get(id)?.duplicates;
     this.#running.delete(id);
-    if (enqueuedAt !== undefined) this.#remember(id, enqueuedAt);
+    if (enqueuedAt !== undefined) this.#memory.remember(id, enqueuedAt);
     this.#ackLater(msg, duplicates);
   }
 
@@ -534,14 +409,6 @@ export class JobPath {
     const duplicates = this.#running.get(id)?.duplicates;
     if (duplicates) for (const d of duplicates) d.nak();
     this.#running.delete(id);
-  }
-
-  #remember(id: string, enqueuedAt: number) {
-    this.#recent.set(id, enqueuedAt);
-    if (this.#recent.size >= RECENT_JOBS) {
-      this.#recentOld = this.#recent;
-      this.#recent = new Map();
-    }
   }
 
   #emit(type: NaqEventType, job: JobMessage, data: Record<string, unknown>) {
