@@ -6,20 +6,10 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { RateLimitedError } from '../../src/actors/worker/handler.js';
 import { until, startServer, stopAllServers } from '../support/harness.js';
 import { producer, stopNaqs, worker } from '../support/naqs.js';
+import { busiestWindow } from '../support/windows.js';
 
 afterEach(stopNaqs);
 afterAll(stopAllServers);
-
-/** The most starts any window of `ms` holds (each start opens a window ending at it). */
-function busiestWindow(starts: number[], ms: number): number {
-  const sorted = [...starts].sort((a, b) => a - b);
-  let most = 0;
-  for (let i = 0, j = 0; i < sorted.length; i++) {
-    while (sorted[j]! <= sorted[i]! - ms) j++;
-    most = Math.max(most, i - j + 1);
-  }
-  return most;
-}
 
 describe('queue rate limits', () => {
   it('5 per second across two workers: no one-second window holds more than 5 starts, and the backlog keeps moving', async () => {

@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { Delivery } from '../../src/actors/worker/delivery.js';
 import { RateGate } from '../../src/actors/worker/rate-gate.js';
+import { busiestWindow } from '../support/windows.js';
 
 const wrongLastSequence = () => new JetStreamApiError({ code: 400, err_code: 10071, description: 'wrong last sequence' });
 
@@ -46,16 +47,6 @@ function gate(kv: KV, starts: number[], ackWaitMs = 30_000) {
   return new RateGate({ kv: async () => kv, key: 'q', ackWaitMs, now: Date.now, log: pino({ level: 'silent' }), start: () => void starts.push(Date.now()) });
 }
 
-function busiest(starts: number[], ms: number): number {
-  const s = [...starts].sort((a, b) => a - b);
-  let most = 0;
-  for (let i = 0, j = 0; i < s.length; i++) {
-    while (s[j]! <= s[i]! - ms) j++;
-    most = Math.max(most, i - j + 1);
-  }
-  return most;
-}
-
 describe('the rate gate', () => {
   it('two workers sharing a window of 3 per 200 ms: never more than 3 starts in any 200 ms, and all 12 start', async () => {
     const kv = fakeBucket();
@@ -66,7 +57,7 @@ describe('the rate gate', () => {
     const t0 = Date.now();
     while (starts.length < 12 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 10));
     expect(starts).toHaveLength(12);
-    expect(busiest(starts, 200)).toBeLessThanOrEqual(3);
+    expect(busiestWindow(starts, 200)).toBeLessThanOrEqual(3);
     // 12 at 3 per window: three windows after the first grant.
     expect(Math.max(...starts) - Math.min(...starts)).toBeGreaterThanOrEqual(600);
   });
