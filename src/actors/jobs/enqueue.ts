@@ -100,18 +100,16 @@ async function isWaiting(ctx: NaqContext, id: string): Promise<boolean> {
  * their order (so a debounced key's job gets the data of the last of them).
  */
 export async function enqueueBulk(ctx: NaqContext, items: EnqueueItem[]): Promise<string[]> {
-  const built = items.map((item) => {
-    const opts = item.opts ?? {};
-    const job = buildJob(item.name, item.data, opts, opts.jobId ?? nuid.next(), ctx.defaults);
-    return { ...job, dedupe: dedupeOf(ctx, opts) };
-  });
+  const built = items.map((item) => buildJob(item.name, item.data, item.opts ?? {}, item.opts?.jobId ?? nuid.next(), ctx.defaults));
+  // Checked up front too, so that nothing is sent if one is bad; most bulks have none.
+  const dedupes = items.some((item) => item.opts?.dedupe !== undefined) ? items.map((item) => dedupeOf(ctx, item.opts ?? {})) : null;
   const waiting = new Map(built.filter((b) => b.message.dependsOn?.length).map((b) => [b.message.id, b.message.dependsOn!] as const));
   for (const { message } of built) if (waiting.has(message.id)) await refuseCycle(ctx, message, waiting);
   // One span for the bulk; every job carries its context.
   const traced = built.length ? producerSpan(built[0]!.message.queue, built.length, built[0]!.message.id) : null;
   let ids: string[];
   try {
-    ids = await publishBulk(ctx, items, built, traced?.headers);
+    ids = await publishBulk(ctx, items, built, dedupes, traced?.headers);
   } catch (error) {
     if (traced) endSpan(traced.span, error);
     throw error;
@@ -120,31 +118,37 @@ export async function enqueueBulk(ctx: NaqContext, items: EnqueueItem[]): Promis
   return ids;
 }
 
-type BuiltItem = { message: JobMessage; bytes: Uint8Array; dedupe: CheckedDedupe | undefined };
+type Built = { message: JobMessage; bytes: Uint8Array };
 
-async function publishBulk(ctx: NaqContext, items: EnqueueItem[], built: BuiltItem[], headers: Record<string, string> | undefined): Promise<string[]> {
+async function publishBulk(
+  ctx: NaqContext,
+  items: EnqueueItem[],
+  built: Built[],
+  dedupes: Array<CheckedDedupe | undefined> | null,
+  headers: Record<string, string> | undefined,
+): Promise<string[]> {
   const ids = built.map((b) => b.message.id);
   // The last enqueue of each dedupe key in flight: the next of the key waits for it.
   const keys = new Map<string, Promise<unknown>>();
-  const send = async ({ message, bytes, dedupe }: BuiltItem, i: number): Promise<void> => {
-    const opts = items[i]!.opts ?? {};
+  const send = ({ message, bytes }: Built, i: number): Promise<unknown> => {
+    const opts = items[i]!.opts;
+    const dedupe = dedupes?.[i];
     if (dedupe) {
       const key = dedupeEntryKey(dedupe);
-      const after = keys.get(key) ?? Promise.resolve();
-      const sent = after
+      const sent = (keys.get(key) ?? Promise.resolve())
         .catch(() => {})
         .then(async () => {
           ids[i] =
             dedupe.mode === 'debounce'
-              ? await debounce(ctx, dedupe, message.name, message.data, opts)
-              : await throttle(ctx, dedupe, message, () => sendJob(ctx, message, bytes, opts.jobId !== undefined));
+              ? await debounce(ctx, dedupe, message.name, message.data, opts ?? {})
+              : await throttle(ctx, dedupe, message, () => sendJob(ctx, message, bytes, opts?.jobId !== undefined));
         });
       keys.set(key, sent);
       return sent;
     }
     if (message.dependsOn?.length) return park(ctx, message);
-    if (opts.jobId === undefined) return publishJob(ctx, message, bytes, undefined, headers);
-    if (!(await isWaiting(ctx, message.id))) await publishJob(ctx, message, bytes, enqueueMsgId(message), headers);
+    if (opts?.jobId === undefined) return publishJob(ctx, message, bytes, undefined, headers);
+    return isWaiting(ctx, message.id).then((waiting) => (waiting ? undefined : publishJob(ctx, message, bytes, enqueueMsgId(message), headers)));
   };
   // Pipelined in windows: a window keeps the socket busy, and a bound on what is in flight
   // keeps memory flat however large the bulk (measured, 100k jobs in calls of 5,000: peak
