@@ -29,7 +29,6 @@ export type { JobIO, JobPathOptions } from './job-io.js';
 /** A copy whose completion another run already recorded: only its ack is left. */
 const ALREADY_RECORDED = Symbol('already recorded');
 
-
 export class JobPath {
   readonly #o: JobPathOptions;
   readonly #running = new Map<string, RunningJob>();
