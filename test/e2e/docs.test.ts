@@ -10,8 +10,8 @@ const readme = () => readFileSync(resolve(root, 'README.md'), 'utf8');
 describe('docs', () => {
   // One `naq … --help` process per command: ~40 of them, ~0.7 s each on a shared core.
   it('docs/cli.md is what `naq --help` prints for every command', async () => {
-    const { cliReference } = (await import(resolve(root, 'scripts/cli-docs.mjs'))) as { cliReference: () => string };
-    expect(readFileSync(resolve(root, 'docs/cli.md'), 'utf8')).toBe(cliReference());
+    const { cliReference } = (await import(resolve(root, 'scripts/cli-docs.mjs'))) as { cliReference: () => Promise<string> };
+    expect(readFileSync(resolve(root, 'docs/cli.md'), 'utf8')).toBe(await cliReference());
   }, 120_000);
 
   it('every TypeScript sample in the README compiles against the published entry point', () => {
