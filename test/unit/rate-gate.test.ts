@@ -86,6 +86,18 @@ describe('the rate gate', () => {
     expect(starts).toHaveLength(5);
   });
 
+  it("its own hold is not shortened by an older settings entry the watch brings after it", async () => {
+    const starts: number[] = [];
+    const g = gate(fakeBucket(), starts);
+    const until = Date.now() + 300;
+    g.holdLocally(until);
+    g.follow(null, 0);
+    g.admit(delivery([]));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(starts).toHaveLength(1);
+    expect(starts[0]!).toBeGreaterThanOrEqual(until);
+  });
+
   it('keeps waiting deliveries alive, and gives them back when pulling stops', async () => {
     const calls: string[] = [];
     const starts: number[] = [];

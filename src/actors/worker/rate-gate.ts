@@ -39,6 +39,8 @@ export class RateGate {
   readonly #o: RateGateOptions;
   #limit: RateLimit | null = null;
   #holdUntil = 0;
+  /** This worker's own hold, which an older settings entry from the watch must not shorten. */
+  #localHold = 0;
   readonly #waiting: Delivery[] = [];
   #pumping = false;
   #keepAlive: NodeJS.Timeout | undefined;
@@ -47,10 +49,6 @@ export class RateGate {
   /** The write of a grant, smoothed: the lead is twice it. */
   #writeMs = 5;
   #lateDrops = 0;
-  /** Starts granted too late to use (their jobs waited for the next grant). */
-  dropped = 0;
-  /** Starts granted by this gate (for tests and stats). */
-  granted = 0;
 
   constructor(options: RateGateOptions) {
     this.#o = options;
@@ -69,12 +67,13 @@ export class RateGate {
   /** The queue's settings changed: a new limit (or none), a new hold (0: none). */
   follow(limit: RateLimit | null, holdUntil: number): void {
     this.#limit = limit;
-    this.#holdUntil = holdUntil;
+    this.#holdUntil = Math.max(holdUntil, this.#localHold);
     this.#poke();
   }
 
   /** A handler asked the queue to slow down: no start here before `until` (the settings carry it to the other workers). */
   holdLocally(until: number): void {
+    if (until > this.#localHold) this.#localHold = until;
     if (until > this.#holdUntil) this.#holdUntil = until;
   }
 
@@ -137,7 +136,6 @@ export class RateGate {
           break;
         }
         const granted = await this.#take(limit, this.#waiting.length);
-        this.granted += granted;
         for (const m of this.#waiting.splice(0, granted)) this.#o.start(m);
       }
     } finally {
@@ -182,7 +180,6 @@ export class RateGate {
       // jobs wait for another, unless that keeps happening.
       if (this.#o.now() - at > slackMs(limit) / 2 && this.#lateDrops < MAX_LATE_DROPS) {
         this.#lateDrops++;
-        this.dropped += t.granted;
         return 0;
       }
       this.#lateDrops = 0;
