@@ -13,18 +13,14 @@
  */
 import type { KV, KvEntry } from '@nats-io/kv';
 import { nuid } from '@nats-io/transport-node';
-import { backoffDelay } from '../../core/backoff.js';
-import { InvalidArgumentError, OperationTimeoutError } from '../../core/errors.js';
-import { isTransient, toPermissionDenied, withRetry } from '../../core/retry.js';
+import { InvalidArgumentError } from '../../core/errors.js';
+import { withRetry } from '../../core/retry.js';
 import { decodeDedupeRecord, dedupeEntryKey, isOpenWindow, needsRefresh, type CheckedDedupe, type DedupeRecord } from '../../model/dedupe.js';
 import { encodeJson, type JobOptions } from '../../model/job.js';
 import { buildOneShot, isClaimed, type ScheduleRecord } from '../../model/schedule.js';
 import { isWrongLastSequence } from '../nats/jetstream.js';
+import { AGAIN, contended, LOST, revisionChecked } from '../nats/contended.js';
 import type { NaqContext } from '../nats/context.js';
-
-/** A step that lost a race (or whose write's answer was lost): read again and decide again. */
-const AGAIN = Symbol('again');
-const LOST = Symbol('lost');
 
 /** The job a throttled enqueue would enqueue if it opens the window. */
 export interface ThrottledJob {
@@ -170,39 +166,7 @@ function read(ctx: NaqContext, kv: KV, key: string): Promise<KvEntry | null> {
   return ctx.storage.withLayout(`read ${key}`, () => kv.get(key));
 }
 
-/** A revision-checked write; LOST when another writer got there first. */
-async function revisionChecked(write: () => Promise<number>): Promise<number | typeof LOST> {
-  try {
-    return await write();
-  } catch (error) {
-    if (isWrongLastSequence(error)) return LOST;
-    throw error;
-  }
-}
-
 /** The key's entry: created when none was read, else updated from the revision read (a delete marker's too). */
 function writeEntry(kv: KV, entryKey: string, record: DedupeRecord, read: KvEntry | null): Promise<number | typeof LOST> {
   return revisionChecked(() => (read ? kv.update(entryKey, encodeJson(record), read.revision) : kv.create(entryKey, encodeJson(record))));
-}
-
-/**
- * Runs `step` until it decides: again at once after a lost race (the winner's write is done),
- * then after short, spread-out pauses; a transient failure (the server away, a write whose
- * answer was lost) is a round like any other. Fails after `ops.timeoutMs`.
- */
-async function contended<T>(ctx: NaqContext, operation: string, step: () => Promise<T | typeof AGAIN>): Promise<T> {
-  const deadline = Date.now() + ctx.retry.timeoutMs;
-  let lastError: unknown;
-  for (let round = 1; ; round++) {
-    try {
-      const result = await step();
-      if (result !== AGAIN) return result;
-    } catch (error) {
-      if (!isTransient(error)) throw toPermissionDenied(error) ?? error;
-      lastError = error;
-    }
-    const pause = round === 1 ? 0 : Math.min(backoffDelay(round - 1, { initialDelayMs: 5, maxDelayMs: ctx.retry.maxDelayMs, jitter: 0.5 }), deadline - Date.now());
-    if (Date.now() + pause >= deadline) throw new OperationTimeoutError(operation, ctx.retry.timeoutMs, { cause: lastError });
-    if (pause > 0) await new Promise((r) => setTimeout(r, pause));
-  }
 }

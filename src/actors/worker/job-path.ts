@@ -26,6 +26,11 @@ import { consumerSpan, endSpan, within } from '../../tracing/tracing.js';
 
 export type { JobIO, JobPathOptions } from './job-io.js';
 
+/** Deliveries of this enqueue that a rate-limited handler gave back (not attempts). */
+function deferredOf(record: JobRecord | null): number {
+  return record && Number.isInteger(record.deferred) && record.deferred! > 0 ? record.deferred! : 0;
+}
+
 /** A copy whose completion another run already recorded: only its ack is left. */
 const ALREADY_RECORDED = Symbol('already recorded');
 
@@ -119,15 +124,15 @@ export class JobPath {
     // 2. Running here already, finished already, or cancelled: decided at once unless a record must be read.
     const early = this.#early(msg, job, attempt);
     let deferred = 0;
+    let record: JobRecord | null = null;
     if (early === true) return;
     if (early !== false) {
       const verified = await early;
       if (verified === true) return;
+      record = verified === false ? null : verified;
       // Deliveries that went back without using an attempt (rate limits) do not count.
-      if (typeof verified === 'number' && verified > 0) {
-        deferred = verified;
-        attempt = Math.max(1, attempt - deferred);
-      }
+      deferred = deferredOf(record);
+      attempt = Math.max(1, attempt - deferred);
     }
     const handler = Object.hasOwn(this.#o.handlers, job.name) ? this.#o.handlers[job.name] : undefined;
     const startedAt = this.#o.clock.now();
@@ -137,6 +142,8 @@ export class JobPath {
     }
     // 3. Run.
     const running = runningJob(msg, job, attempt, startedAt, deferred);
+    // The record read to verify this delivery is the history its records build on: not read again.
+    if (record) running.prior = Promise.resolve(historyOf(record, attempt));
     this.#running.set(job.id, running);
     this.#liveness.ensureSweeper();
     this.#emit('job.started', job, { attempt });
@@ -196,7 +203,7 @@ export class JobPath {
    * before it arrived (recorded as cancelled): true when there is nothing left to run. A
    * promise only when a record has to be read or written.
    */
-  #early(msg: Delivery, job: JobMessage, attempt: number): boolean | Promise<boolean | number> {
+  #early(msg: Delivery, job: JobMessage, attempt: number): boolean | Promise<boolean | JobRecord | null> {
     const inProgress = this.#running.get(job.id);
     if (inProgress && inProgress.job.ts === job.ts) {
       (inProgress.duplicates ??= []).push(msg);
@@ -207,12 +214,11 @@ export class JobPath {
       return true;
     }
     if (!this.#mustVerify(attempt)) return this.#cancelledEarly(msg, job, attempt);
-    // Resolves true when nothing is left to run, else with the deliveries that did not count.
+    // Resolves true when nothing is left to run, else with this enqueue's record (or null).
     return this.#currentRecord(job).then((record) => {
       if (!record || !isIndexedState(record.status)) {
-        const deferred = record && Number.isInteger(record.deferred) && record.deferred! > 0 ? record.deferred! : 0;
-        const cancelled = this.#cancelledEarly(msg, job, Math.max(1, attempt - deferred));
-        return cancelled === false ? deferred : cancelled === true ? true : cancelled.then((c) => c || deferred);
+        const cancelled = this.#cancelledEarly(msg, job, Math.max(1, attempt - deferredOf(record)));
+        return cancelled === false ? record : cancelled === true ? true : cancelled.then((c) => (c ? true : record));
       }
       // Its ack was lost, and maybe its index entry with it (a crash before the batch went out).
       this.#o.io.index({ id: job.id, queue: job.queue, name: job.name, state: record.status as IndexedState, enqueuedAt: job.ts });
