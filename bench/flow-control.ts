@@ -111,6 +111,35 @@ async function delayedBurst(env: Env): Promise<FlowLine> {
   });
 }
 
+/**
+ * Priorities: 10,000 level-10 jobs of 10 ms wait before a worker at concurrency 10; level-1
+ * jobs enqueued one by one while it drains them: start − enqueue of each.
+ */
+async function priorityJump(env: Env): Promise<FlowLine> {
+  return withWorkers(env, 1, 10, async (producer, children) => {
+    const backlog = 10_000;
+    const probes = 20;
+    for (let i = 0; i < backlog; i += 5000) {
+      await producer.enqueueBulk!(Array.from({ length: Math.min(5000, backlog - i) }, () => ({ name: 'job', data: { ms: 10 }, opts: { queue: QUEUE, priority: 10 } })));
+    }
+    await sleep(500);
+    for (let i = 0; i < probes; i++) {
+      await producer.enqueue!('job', { tag: 'p', t: wallNow() }, { queue: QUEUE, priority: 1 });
+      await sleep(100);
+    }
+    const starts = await collect(children, (s) => s.length >= probes, 30_000);
+    const waits = starts.map(([, at, t]) => at - t).sort((a, b) => a - b);
+    const stats = await producer.queueStats!(QUEUE);
+    const worst = waits.at(-1) ?? NaN;
+    return {
+      label: `priority 1 behind ${backlog} waiting level-10 jobs of 10 ms, 1 worker at concurrency 10 (${waits.length}/${probes} probes; ${stats.pending} level-10 jobs still waiting after)`,
+      figure: `start after enqueue p50 ${ms(percentile(waits, 50))}, max ${ms(worst)}`,
+      target: 'every one within 50 ms',
+      pass: waits.length === probes && worst <= 50 && stats.pending > 0,
+    };
+  });
+}
+
 /** The busiest window of `ms` among sorted start times. */
 function busiest(sorted: number[], ms: number): number {
   let most = 0;
@@ -231,6 +260,7 @@ export async function runFlowControl(createNaq: CreateNaqLike, jsm: JetStreamMan
     ['delayed jobs at light load', delayedLight],
     ['10,000 delayed jobs due together', delayedBurst],
     ['a rate-limited queue', rateLimited],
+    ['priorities', priorityJump],
     ['throttle windows', throttled],
     ['debounce windows', debounced],
   ] as const) {

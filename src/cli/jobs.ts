@@ -28,13 +28,14 @@ function enqueueOptions(y: Argv<GlobalArgs>) {
     .option('queue', { type: 'string', describe: 'queue (default: default)' })
     .option('job-id', { type: 'string', describe: 'idempotency key: while a job with this id is pending or running, it is not enqueued again' })
     .option('attempts', { type: 'string', describe: 'total attempts, the first included (an integer >= 1)' })
+    .option('priority', { type: 'string', describe: '1 (most urgent) to 10 (least), default 5: a waiting job starts before any less urgent one' })
     .option('backoff', { type: 'string', describe: 'retry backoff: fixed:MS or exponential:MS' })
     .option('timeout', { type: 'string', describe: 'per-attempt timeout in ms (1 ms to 10 years)' })
     .option('depends-on', { type: 'string', describe: 'comma-separated job ids that must complete first' })
     .option('wait', { type: 'boolean', describe: 'wait for the result and print it (exit 1 if the job fails)' })
     .option('wait-timeout', { type: 'string', describe: 'how long --wait waits, ms (default 30000, at most 10 years)' })
-    .option('delay', { type: 'string', describe: 'run no earlier than MS from now, 0 to 10 years (needs a running scheduler)' })
-    .option('at', { type: 'string', describe: 'run at this ISO time (needs a running scheduler)' })
+    .option('delay', { type: 'string', describe: 'run no earlier than MS from now, 0 to 10 years (fired by a worker or a scheduler)' })
+    .option('at', { type: 'string', describe: 'run at this ISO time (fired by a worker or a scheduler)' })
     .option('dedupe-key', { type: 'string', describe: 'a dedupe window on this key (needs --dedupe-ttl): enqueues of the key within it share one job, whose id each prints' })
     .option('dedupe-ttl', { type: 'string', describe: 'the window in ms, 1 to jobs.dedupeMaxTtlMs (default 1 day)' })
     .option('dedupe-mode', { type: 'string', describe: 'throttle (default): the first enqueue of the window runs, later ones are dropped; debounce: the job runs --dedupe-ttl ms after the last enqueue, with its data' })
@@ -58,6 +59,7 @@ function enqueueInput(args: EnqueueArgs): EnqueueInput {
   if (args.queue !== undefined) opts.queue = queueArg('--queue', args.queue);
   if (args['job-id'] !== undefined) opts.jobId = jobIdArg('--job-id', args['job-id']);
   if (args.attempts !== undefined) opts.attempts = integerArg('--attempts', args.attempts, 1);
+  if (args.priority !== undefined) opts.priority = integerArg('--priority', args.priority, 1, 10);
   if (args.backoff !== undefined) opts.backoff = backoffArg('--backoff', args.backoff);
   if (args.timeout !== undefined) opts.timeoutMs = durationArg('--timeout', args.timeout);
   if (args['depends-on'] !== undefined) opts.dependsOn = jobIdsArg('--depends-on', args['depends-on']);
@@ -147,7 +149,7 @@ function recordText(record: JobRecord): string[] {
   return [
     `${record.id}  ${record.status}  ${record.name} on ${record.queue}`,
     `  enqueued ${formatTime(record.enqueuedAt)}  started ${formatTime(record.startedAt)}  finished ${formatTime(record.finishedAt)}`,
-    `  attempts ${record.attempts.length}/${record.maxAttempts}`,
+    `  attempts ${record.attempts.length}/${record.maxAttempts}${record.priority !== undefined ? `  priority ${record.priority}` : ''}`,
     ...record.attempts.map((a) => `    #${a.n} ${formatTime(a.startedAt)} ${a.error ? `error: ${a.error.message}` : a.finishedAt ? 'ok' : 'running'}`),
     ...(record.dependsOn ? [`  depends on ${record.dependsOn.join(', ')}`] : []),
     ...(record.status === 'completed' ? [`  result ${JSON.stringify(record.result)}`] : []),

@@ -18,6 +18,7 @@ function addOptions(y: Argv<GlobalArgs>) {
     .option('data', { type: 'string', describe: 'job data as JSON' })
     .option('queue', { type: 'string', describe: 'queue (default: default)' })
     .option('repeat', { type: 'string', describe: 'fire at most N times (an integer >= 1)' })
+    .option('priority', { type: 'string', describe: "each run's priority: 1 (most urgent) to 10 (least), default 5" })
     .check(need('id', 'name'));
 }
 
@@ -43,6 +44,7 @@ function scheduleInput(args: BuiltArgs<typeof addOptions>, config: NaqConfig): S
   const opts: ScheduleOptions = {};
   if (args.queue !== undefined) opts.queue = queueArg('--queue', args.queue);
   if (args.repeat !== undefined) opts.repeat = integerArg('--repeat', args.repeat, 1);
+  if (args.priority !== undefined) opts.priority = integerArg('--priority', args.priority, 1, 10);
   const data = args.data === undefined ? null : jsonArg('--data', args.data);
   const record = buildSchedule(id, spec, args.name!, data, opts);
   buildJob(record.name, data, { ...record.opts, queue: record.queue }, runJobId(record, record.nextRunAt ?? 0), jobDefaults(config));

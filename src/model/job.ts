@@ -1,7 +1,7 @@
 import { durationProblem, MAX_DURATION_MS } from '../core/duration.js';
 import { InvalidArgumentError, type ErrorInfo } from '../core/errors.js';
 import type { DedupeOptions } from './dedupe.js';
-import { validateJobId, validateQueue } from './layout.js';
+import { DEFAULT_PRIORITY, PRIORITIES, validateJobId, validatePriority, validateQueue } from './layout.js';
 import { jsonProblem } from './wire-value.js';
 import { utf8 } from '../core/utf8.js';
 
@@ -35,6 +35,11 @@ export interface JobOptions {
    * job runs `ttlMs` after the last enqueue of the key, with that enqueue's data and options.
    */
   dedupe?: DedupeOptions;
+  /**
+   * 1 (most urgent) to 10 (least); 5 when absent. Strict: a waiting job of a more urgent level
+   * starts before any less urgent job that has not started.
+   */
+  priority?: number;
 }
 
 /** A job on the wire (one message on `<prefix>.jobs.<queue>.<id>`). */
@@ -49,6 +54,8 @@ export interface JobMessage {
   timeoutMs?: number;
   dependsOn?: string[];
   resultTtlMs?: number;
+  /** 1 to 10; absent means 5. It also names the subject's lane (Layout.jobSubject). */
+  priority?: number;
   /** Enqueue time, ms since the epoch. */
   ts: number;
 }
@@ -91,6 +98,8 @@ export interface JobRecord {
   result?: unknown;
   error?: ErrorInfo;
   dependsOn?: string[];
+  /** The job's priority level when it is not the default 5. */
+  priority?: number;
   /** Where the dead-lettered copy is: its sequence in the dead stream. */
   deadSeq?: number;
   /** Past this time the record counts as gone (per-job result TTL). */
@@ -228,6 +237,7 @@ export function decodeJob(bytes: Uint8Array): JobMessage {
   ) {
     throw new JobDecodeError(`field "dependsOn" must be an array of at most ${MAX_DEPENDENCIES} job ids`);
   }
+  if (j.priority !== undefined && !PRIORITIES.includes(j.priority as number)) throw new JobDecodeError('field "priority" must be an integer from 1 to 10');
   return parsed as JobMessage;
 }
 
@@ -283,6 +293,7 @@ export function buildJob(name: string, data: unknown, opts: JobOptions, id: stri
   if (opts.timeoutMs !== undefined) message.timeoutMs = opts.timeoutMs;
   if (opts.resultTtlMs !== undefined) message.resultTtlMs = opts.resultTtlMs;
   if (opts.dependsOn?.length) message.dependsOn = checkDependencies(id, opts.dependsOn);
+  if (opts.priority !== undefined && validatePriority(opts.priority) !== DEFAULT_PRIORITY) message.priority = opts.priority;
   const bytes = utf8(JSON.stringify(message));
   if (bytes.length > defaults.maxPayloadBytes) {
     throw new InvalidArgumentError(`job ${id} is ${bytes.length} bytes encoded, over the ${defaults.maxPayloadBytes}-byte limit (config jobs.maxPayloadBytes)`);
@@ -320,7 +331,7 @@ export function retryDelay(backoff: BackoffOptions | undefined, nextAttempt: num
  * The one way a job record is made: from the job's message, with a status and the attempts
  * so far; callers set the rest (times, result, error) on it.
  */
-export function recordFromMessage(m: Pick<JobMessage, 'id' | 'name' | 'queue' | 'attempts' | 'ts' | 'dependsOn'>, status: JobStatus, attempts: AttemptRecord[] = []): JobRecord {
+export function recordFromMessage(m: Pick<JobMessage, 'id' | 'name' | 'queue' | 'attempts' | 'ts' | 'dependsOn' | 'priority'>, status: JobStatus, attempts: AttemptRecord[] = []): JobRecord {
   const r: JobRecord = {
     v: WIRE_VERSION,
     id: m.id,
@@ -332,6 +343,7 @@ export function recordFromMessage(m: Pick<JobMessage, 'id' | 'name' | 'queue' | 
     enqueuedAt: m.ts,
   };
   if (m.dependsOn) r.dependsOn = m.dependsOn;
+  if (m.priority !== undefined && m.priority !== DEFAULT_PRIORITY) r.priority = m.priority;
   return r;
 }
 

@@ -23,14 +23,44 @@ export interface Layout {
   leaderBucket: string;
   /** Dedupe windows by key (src/model/dedupe.ts). */
   dedupeBucket: string;
-  jobSubject(queue: string, jobId: string): string;
-  queueFilter(queue: string): string;
+  /**
+   * A job's subject: `<prefix>.jobs.<lane>.<id>`, where the lane is the queue for the default
+   * priority and `<queue>~<priority>` for the others (laneToken).
+   */
+  jobSubject(queue: string, jobId: string, priority?: number): string;
+  /** The subjects of one priority level of a queue (every level: queueFilters). */
+  queueFilter(queue: string, priority?: number): string;
+  /** One filter per priority level, most urgent first. */
+  queueFilters(queue: string): string[];
   allJobs: string;
   deadSubject(queue: string): string;
   allDead: string;
   /** Core (non-stream) subject that tells workers to abort a running job. */
   cancelSubject(queue: string): string;
-  consumerName(queue: string): string;
+  /** The durable consumer of one priority level of a queue, shared by its workers. */
+  consumerName(queue: string, priority?: number): string;
+}
+
+/** Priority levels: 1 is the most urgent, 10 the least; jobs without one are at 5. */
+export const PRIORITIES: readonly number[] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+export const DEFAULT_PRIORITY = 5;
+
+/**
+ * The subject token of a queue's priority level. Workqueue consumers on nats-server 2.9 may not
+ * overlap and take one filter each, so every level is a lane of its own: the default level keeps
+ * the queue's plain token (what other clients publish to), the others add `~<level>`. Queue
+ * names cannot contain `~`, so no lane is taken for another queue.
+ */
+export function laneToken(queue: string, priority: number = DEFAULT_PRIORITY): string {
+  return priority === DEFAULT_PRIORITY ? queue : `${queue}~${priority}`;
+}
+
+/** The queue and priority of a subject's lane token (`q`, or `q~<level>`). */
+export function parseLane(token: string): { queue: string; priority: number } {
+  const tilde = token.indexOf('~');
+  if (tilde < 0) return { queue: token, priority: DEFAULT_PRIORITY };
+  const priority = Number(token.slice(tilde + 1));
+  return { queue: token.slice(0, tilde), priority: PRIORITIES.includes(priority) ? priority : DEFAULT_PRIORITY };
 }
 
 export function layout(prefix: string): Layout {
@@ -50,13 +80,14 @@ export function layout(prefix: string): Layout {
     ratesBucket: `${prefix}_rates`,
     leaderBucket: `${prefix}_leader`,
     dedupeBucket: `${prefix}_dedupe`,
-    jobSubject: (queue, jobId) => `${prefix}.jobs.${queue}.${jobId}`,
-    queueFilter: (queue) => `${prefix}.jobs.${queue}.>`,
+    jobSubject: (queue, jobId, priority) => `${prefix}.jobs.${laneToken(queue, priority)}.${jobId}`,
+    queueFilter: (queue, priority) => `${prefix}.jobs.${laneToken(queue, priority)}.>`,
+    queueFilters: (queue) => PRIORITIES.map((p) => `${prefix}.jobs.${laneToken(queue, p)}.>`),
     allJobs: `${prefix}.jobs.>`,
     deadSubject: (queue) => `${prefix}.dead.${queue}`,
     allDead: `${prefix}.dead.>`,
     cancelSubject: (queue) => `${prefix}.cancel.${queue}`,
-    consumerName: (queue) => `${prefix}-${queue}`,
+    consumerName: (queue, priority) => `${prefix}-${laneToken(queue, priority)}`,
   };
 }
 
@@ -68,6 +99,14 @@ export function validateQueue(queue: string): string {
     throw new InvalidArgumentError(`invalid queue name ${JSON.stringify(queue)}: use letters, digits, "_" and "-" (at most 128)`);
   }
   return queue;
+}
+
+/** A priority level: an integer from 1 (most urgent) to 10. */
+export function validatePriority(priority: unknown): number {
+  if (typeof priority !== 'number' || !PRIORITIES.includes(priority)) {
+    throw new InvalidArgumentError(`priority must be an integer from 1 (most urgent) to 10 (least), got ${JSON.stringify(priority)}`);
+  }
+  return priority;
 }
 
 /** Job ids are subject tokens and KV keys: letters, digits, "_", "-", "=" and ":"-free. */

@@ -2,7 +2,7 @@ import { CronExpressionParser } from 'cron-parser';
 import { durationProblem } from '../core/duration.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import type { JobOptions } from './job.js';
-import { validateJobId, validateQueue } from './layout.js';
+import { validateJobId, validatePriority, validateQueue } from './layout.js';
 
 /**
  * Schedules: a job to enqueue at one time, every N ms, or on a cron expression. Kept in the
@@ -107,6 +107,7 @@ export function buildSchedule(id: string, spec: ScheduleSpec, name: string, data
   const { repeat, startAt, endAt, queue, ...jobOpts } = options;
   // Each run is a job of its own: a window across runs is not what a schedule means.
   if ((jobOpts as { dedupe?: unknown }).dedupe !== undefined) throw new InvalidArgumentError('a schedule takes no dedupe option: dedupe windows are for enqueue');
+  if (jobOpts.priority !== undefined) validatePriority(jobOpts.priority);
   const record: ScheduleRecord = {
     v: 1,
     id,
@@ -149,6 +150,7 @@ export function buildOneShot(id: string, at: number, name: string, data: unknown
   validateJobId(id);
   if (!Number.isFinite(at)) throw new InvalidArgumentError('enqueueAt needs a valid date');
   const { queue, dedupe: _dedupe, ...jobOpts } = options;
+  if (jobOpts.priority !== undefined) validatePriority(jobOpts.priority);
   return {
     v: 1,
     id,

@@ -297,3 +297,34 @@ describe('dedupe windows across a worker SIGKILL', () => {
     expect((await naq.queueStats('default')).pending).toBe(0);
   });
 });
+
+describe('priorities across a worker SIGKILL', () => {
+  it('a worker SIGKILLed with urgent jobs running and held: the next worker runs every job, never-delivered ones most urgent first', async () => {
+    const server = await startServer();
+    const log = join(await mkdtemp(join(tmpdir(), 'naq-w-')), 'starts.log');
+    const naq = await client(server);
+    const level = new Map<string, number>();
+    for (const priority of [10, 5, 1]) {
+      const ids = await naq.enqueueBulk(Array.from({ length: 12 }, () => ({ name: 'sleepy', data: { ms: 100 }, opts: { priority } })));
+      for (const id of ids) level.set(id, priority);
+    }
+    const a = await startWorker(server, log, { NAQ_WORKER__CONCURRENCY: '2' });
+    await until(async () => (await starts(log)).length >= 4);
+    a.child.kill('SIGKILL');
+    await a.exited;
+    const ranByA = (await starts(log)).map((l) => l.split(' ')[1]!);
+    // Strict before the kill: the killed worker started only level-1 jobs.
+    expect(ranByA.every((id) => level.get(id) === 1)).toBe(true);
+
+    const b = await startWorker(server, log, { NAQ_WORKER__CONCURRENCY: '2' });
+    for (const id of level.keys()) await naq.waitFor(id, { timeoutMs: 20_000 });
+    const byB = (await starts(log)).map((l) => l.split(' ')).filter(([, , pid]) => pid === String(b.child.pid));
+    // Every job ran; those the killed worker never had (attempt 1 here) started in level order.
+    expect(new Set((await starts(log)).map((l) => l.split(' ')[1])).size).toBe(36);
+    const fresh = byB.filter(([, , , attempt]) => attempt === '1').map(([, id]) => level.get(id!)!);
+    expect(fresh).toEqual([...fresh].sort((x, y) => x - y));
+    // At most two per lane were held by the killed worker (its cap at concurrency 2), besides those it ran.
+    expect(fresh.length).toBeGreaterThanOrEqual(36 - ranByA.length - 2 * 3);
+    expect(byB.filter(([, id]) => level.get(id!) === 10)).toHaveLength(12);
+  });
+});

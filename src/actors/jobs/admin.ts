@@ -4,7 +4,7 @@ import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import { encodeJson, recordFromMessage, TERMINAL_STATUSES, WIRE_VERSION, type DeadLetter, type JobMessage, type JobRecord, type QueueStats, type WorkerInfo } from '../../model/job.js';
 import { settingsOf, type RateLimit } from '../../model/queue-settings.js';
 import { updateQueueSettings } from '../nats/queue-settings.js';
-import { validateJobId, validateQueue } from '../../model/layout.js';
+import { parseLane, PRIORITIES, validateJobId, validateQueue } from '../../model/layout.js';
 import { toPermissionDenied } from '../../core/permissions.js';
 import { withRetry } from '../../core/retry.js';
 import type { NaqContext } from '../nats/context.js';
@@ -110,8 +110,9 @@ export async function retryDeadLetter(ctx: NaqContext, seq: number, record: JobR
 export async function purgeQueue(ctx: NaqContext, queue: string): Promise<{ purged: number }> {
   validateQueue(queue);
   const jsm = await ctx.jsm();
-  const r = await jsm.streams.purge(ctx.layout.jobsStream, { filter: ctx.layout.queueFilter(queue) });
-  return { purged: r.purged };
+  // One purge per priority lane: a filter cannot take the queue token with a wildcard suffix.
+  const purged = await Promise.all(ctx.layout.queueFilters(queue).map((filter) => jsm.streams.purge(ctx.layout.jobsStream, { filter })));
+  return { purged: purged.reduce((sum, r) => sum + r.purged, 0) };
 }
 
 /**
@@ -182,15 +183,22 @@ export async function queueStats(ctx: NaqContext, queue: string): Promise<QueueS
   const jsm = await ctx.jsm();
   let pending = 0;
   let inFlight = 0;
-  try {
-    const c = await jsm.consumers.info(ctx.layout.jobsStream, ctx.layout.consumerName(queue));
-    pending = c.num_pending;
-    inFlight = c.num_ack_pending;
-  } catch (error) {
-    if (!(error instanceof JetStreamApiError)) throw error;
-    // No worker ever consumed the queue: count its messages in the stream.
-    const info = await jsm.streams.info(ctx.layout.jobsStream, { subjects_filter: ctx.layout.queueFilter(queue) });
-    pending = Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0);
+  const lanes = await Promise.all(
+    PRIORITIES.map(async (p) => {
+      try {
+        const c = await jsm.consumers.info(ctx.layout.jobsStream, ctx.layout.consumerName(queue, p));
+        return { pending: c.num_pending, inFlight: c.num_ack_pending };
+      } catch (error) {
+        if (!(error instanceof JetStreamApiError)) throw error;
+        // No worker ever consumed the lane: count its messages in the stream.
+        const info = await jsm.streams.info(ctx.layout.jobsStream, { subjects_filter: ctx.layout.queueFilter(queue, p) });
+        return { pending: Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0), inFlight: 0 };
+      }
+    }),
+  );
+  for (const lane of lanes) {
+    pending += lane.pending;
+    inFlight += lane.inFlight;
   }
   const dead = await jsm.streams.info(ctx.layout.deadStream, { subjects_filter: ctx.layout.deadSubject(queue) });
   const deadCount = Object.values(dead.state.subjects ?? {}).reduce((a, b) => a + b, 0);
@@ -214,7 +222,7 @@ export async function listQueues(ctx: NaqContext): Promise<QueueStats[]> {
   const queues = new Set<string>();
   const prefix = `${ctx.config.prefix}-`;
   for await (const c of jsm.consumers.list(ctx.layout.jobsStream)) {
-    if (c.name.startsWith(prefix)) queues.add(c.name.slice(prefix.length));
+    if (c.name.startsWith(prefix)) queues.add(parseLane(c.name.slice(prefix.length)).queue);
   }
   // A paused queue is listed even when it has neither a consumer nor jobs yet.
   await ctx.storage.queuesKv();
@@ -223,8 +231,8 @@ export async function listQueues(ctx: NaqContext): Promise<QueueStats[]> {
   for (const subject of Object.keys(settings.state.subjects ?? {})) queues.add(subject.slice(settingsPrefix.length));
   const info = await jsm.streams.info(ctx.layout.jobsStream, { subjects_filter: ctx.layout.allJobs });
   for (const subject of Object.keys(info.state.subjects ?? {})) {
-    const queue = subject.split('.')[2];
-    if (queue) queues.add(queue);
+    const lane = subject.split('.')[2];
+    if (lane) queues.add(parseLane(lane).queue);
   }
   return Promise.all([...queues].sort().map((q) => queueStats(ctx, q)));
 }

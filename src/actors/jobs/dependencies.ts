@@ -227,7 +227,7 @@ export class DependencyResolver {
       reason: error.message,
       error,
       queue: job.queue,
-      subject: this.#ctx.layout.jobSubject(job.queue, job.id),
+      subject: this.#ctx.layout.jobSubject(job.queue, job.id, job.priority),
       jobId: job.id,
       job,
       ts: Date.now(),

@@ -13,6 +13,7 @@ import { ERR_MAX_MSGS_PER_SUBJECT, PublishRejectedError } from '../nats/publishe
 import { isWrongLastSequence } from '../nats/jetstream.js';
 import { endSpan, producerSpan } from '../../tracing/tracing.js';
 import { debounce, throttle } from './dedupe.js';
+import { pendingMessage } from './reads.js';
 
 /** Publishes of one enqueueBulk in flight at once. */
 const BULK_WINDOW = 1000;
@@ -32,7 +33,7 @@ export async function publishJob(ctx: NaqContext, message: JobMessage, bytes: Ui
   const options = msgId !== undefined || headers ? { ...(msgId !== undefined ? { msgId } : {}), ...(headers ? { headers } : {}) } : undefined;
   const once = async () => {
     try {
-      await ctx.publisher.publish(ctx.layout.jobSubject(message.queue, message.id), bytes, options);
+      await ctx.publisher.publish(ctx.layout.jobSubject(message.queue, message.id, message.priority), bytes, options);
     } catch (error) {
       // Already pending: the idempotent case, not a new job (and not a new event).
       if (error instanceof PublishRejectedError && error.errCode === ERR_MAX_MSGS_PER_SUBJECT) return;
@@ -76,7 +77,7 @@ async function sendJob(ctx: NaqContext, message: JobMessage, bytes: Uint8Array, 
   const traced = producerSpan(message.queue, 1, message.id);
   try {
     if (!chosenId) await publishJob(ctx, message, bytes, undefined, traced?.headers);
-    else if (!(await isWaiting(ctx, message.id))) await publishJob(ctx, message, bytes, enqueueMsgId(message), traced?.headers);
+    else if (!(await isQueued(ctx, message.id))) await publishJob(ctx, message, bytes, enqueueMsgId(message), traced?.headers);
   } catch (error) {
     if (traced) endSpan(traced.span, error);
     throw error;
@@ -85,13 +86,14 @@ async function sendJob(ctx: NaqContext, message: JobMessage, bytes: Uint8Array, 
 }
 
 /**
- * A job waiting on its dependencies is not in the jobs stream, whose one-message-per-id rule
- * cannot refuse a second copy: an id the caller chose is looked up in the waiting bucket.
+ * The jobs stream's one-message-per-subject rule refuses a second copy of an id only in the
+ * same lane: an id the caller chose is looked up in the waiting bucket (a job waiting on its
+ * dependencies is not in the stream) and in every priority lane at once.
  */
-async function isWaiting(ctx: NaqContext, id: string): Promise<boolean> {
+async function isQueued(ctx: NaqContext, id: string): Promise<boolean> {
   const kv = await ctx.storage.waitingKv();
-  const entry = await withRetry(`enqueue ${id}`, ctx.retry, () => kv.get(id));
-  return entry !== null && entry.operation === 'PUT';
+  const [entry, pending] = await withRetry(`enqueue ${id}`, ctx.retry, () => Promise.all([kv.get(id), pendingMessage(ctx, id)]));
+  return (entry !== null && entry.operation === 'PUT') || pending !== null;
 }
 
 /**
@@ -148,7 +150,7 @@ async function publishBulk(
     }
     if (message.dependsOn?.length) return park(ctx, message);
     if (opts?.jobId === undefined) return publishJob(ctx, message, bytes, undefined, headers);
-    return isWaiting(ctx, message.id).then((waiting) => (waiting ? undefined : publishJob(ctx, message, bytes, enqueueMsgId(message), headers)));
+    return isQueued(ctx, message.id).then((queued) => (queued ? undefined : publishJob(ctx, message, bytes, enqueueMsgId(message), headers)));
   };
   // Pipelined in windows: a window keeps the socket busy, and a bound on what is in flight
   // keeps memory flat however large the bulk (measured, 100k jobs in calls of 5,000: peak

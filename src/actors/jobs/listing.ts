@@ -23,7 +23,7 @@ import {
   type ListFilter,
   type ListState,
 } from '../../model/job-index.js';
-import { validateQueue } from '../../model/layout.js';
+import { DEFAULT_PRIORITY, parseLane, PRIORITIES, validateQueue } from '../../model/layout.js';
 import type { ScheduleRecord } from '../../model/schedule.js';
 import type { NaqContext } from '../nats/context.js';
 import { scanBack, type Stored } from '../nats/stream-scan.js';
@@ -107,9 +107,9 @@ interface Wanted {
 
 function sourcesFor(ctx: NaqContext, w: Wanted): Source[] {
   const { state } = w;
-  if (state === undefined) return [indexSource(ctx, w, undefined), jobsStreamSource(ctx, w, ['pending', 'active', 'retrying']), delayedSource(ctx, w), waitingSource(ctx, w)];
+  if (state === undefined) return [indexSource(ctx, w, undefined), ...jobsStreamSources(ctx, w, ['pending', 'active', 'retrying']), delayedSource(ctx, w), waitingSource(ctx, w)];
   if (isIndexedState(state)) return [indexSource(ctx, w, state)];
-  if (state === 'pending' || state === 'active' || state === 'retrying') return [jobsStreamSource(ctx, w, [state])];
+  if (state === 'pending' || state === 'active' || state === 'retrying') return jobsStreamSources(ctx, w, [state]);
   if (state === 'dead') return [deadSource(ctx, w)];
   if (state === 'delayed') return [delayedSource(ctx, w)];
   return [waitingSource(ctx, w)];
@@ -173,32 +173,41 @@ function indexSource(ctx: NaqContext, w: Wanted, state: IndexedState | undefined
  * sequence), or delivered and not acked: retrying when its record says so for this enqueue,
  * else active.
  */
-function jobsStreamSource(ctx: NaqContext, w: Wanted, states: ListState[]): Source {
-  const subject = w.queue ? ctx.layout.queueFilter(w.queue) : ctx.layout.allJobs;
+function jobsStreamSources(ctx: NaqContext, w: Wanted, states: ListState[]): Source[] {
+  // One queue's jobs are in one lane per priority level, a subject filter each; every queue's
+  // are under one filter.
+  if (!w.queue) return [jobsStreamSource(ctx, w, states, 'jobs', ctx.layout.allJobs)];
+  const queue = w.queue;
+  return PRIORITIES.map((p) => jobsStreamSource(ctx, w, states, p === DEFAULT_PRIORITY ? 'jobs' : `jobs~${p}`, ctx.layout.queueFilter(queue, p)));
+}
+
+function jobsStreamSource(ctx: NaqContext, w: Wanted, states: ListState[], name: string, subject: string): Source {
+  // By lane token (`q` or `q~<level>`): each lane has its consumer.
   const delivered = new Map<string, Promise<number>>();
-  const deliveredOf = (queue: string) => {
-    let d = delivered.get(queue);
+  const deliveredOf = (lane: string) => {
+    let d = delivered.get(lane);
     if (!d) {
       d = ctx
         .jsm()
-        .then((jsm) => jsm.consumers.info(ctx.layout.jobsStream, ctx.layout.consumerName(queue)))
+        .then((jsm) => jsm.consumers.info(ctx.layout.jobsStream, ctx.layout.consumerName(parseLane(lane).queue, parseLane(lane).priority)))
         .then(
           (info) => info.delivered.stream_seq,
           () => 0,
         );
-      delivered.set(queue, d);
+      delivered.set(lane, d);
     }
     return d;
   };
   return {
-    name: 'jobs',
+    name,
     page: async (pos, want) => {
       const kv = await ctx.storage.jobsKv();
       const budget = w.name === undefined && states.includes('pending') && states.length === 3 ? Number.POSITIVE_INFINITY : CLIENT_FILTER_BUDGET;
       return backPage(ctx, ctx.layout.jobsStream, subject, pos, want, budget, async (msgs) => {
         return Promise.all(
           msgs.map(async (m): Promise<Candidate | null> => {
-            const queue = m.subject.split('.').at(-2) ?? '';
+            const lane = m.subject.split('.').at(-2) ?? '';
+            const { queue } = parseLane(lane);
             const id = m.subject.split('.').at(-1) ?? '';
             let job: JobMessage | null = null;
             try {
@@ -209,7 +218,7 @@ function jobsStreamSource(ctx: NaqContext, w: Wanted, states: ListState[]): Sour
             const jobName = job?.name ?? '(undecodable)';
             if (w.name !== undefined && jobName !== w.name) return null;
             const base = { id, name: jobName, queue, enqueuedAt: job?.ts ?? m.time, attempts: 0, maxAttempts: job?.attempts ?? 1 };
-            if (m.seq > (await deliveredOf(queue))) {
+            if (m.seq > (await deliveredOf(lane))) {
               return states.includes('pending') ? { key: m.time, pos: m.seq, row: { ...base, state: 'pending', at: m.time } } : null;
             }
             const r = await readRecord(kv, id);

@@ -98,7 +98,7 @@ export async function removeJob(ctx: NaqContext, id: string): Promise<{ id: stri
     const jsm = await ctx.jsm();
     // In a work-queue stream, a message the queue's consumer has delivered is still there until
     // it is acked: it may be running on a worker now.
-    const consumer = await jsm.consumers.info(ctx.layout.jobsStream, ctx.layout.consumerName(pending.job.queue)).catch(() => null);
+    const consumer = await jsm.consumers.info(ctx.layout.jobsStream, ctx.layout.consumerName(pending.job.queue, pending.job.priority)).catch(() => null);
     if (consumer && pending.seq <= consumer.delivered.stream_seq) {
       throw new InvalidArgumentError(`job ${id} was delivered to a worker and may be running; cancel it first (naq job cancel ${id})`);
     }

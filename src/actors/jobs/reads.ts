@@ -73,7 +73,7 @@ async function notStarted(ctx: NaqContext, id: string, after = Number.NEGATIVE_I
   if (schedule && schedule.operation === 'PUT') {
     const s = schedule.json<ScheduleRecord>();
     if (s.kind === 'at' && s.status === 'active' && s.createdAt > after) {
-      return recordFromMessage({ id, name: s.name, queue: s.queue, attempts: s.opts.attempts ?? ctx.defaults.attempts, ts: s.createdAt }, 'delayed');
+      return recordFromMessage({ id, name: s.name, queue: s.queue, attempts: s.opts.attempts ?? ctx.defaults.attempts, ts: s.createdAt, priority: s.opts.priority }, 'delayed');
     }
   }
   return null;

@@ -7,7 +7,7 @@ import type { KV, Kvm } from '@nats-io/kv';
 import type { NaqConfig } from '../../config/index.js';
 import type { Logger } from '../../core/log.js';
 import type { JobRecord } from '../../model/job.js';
-import type { Layout } from '../../model/layout.js';
+import { PRIORITIES, type Layout } from '../../model/layout.js';
 import { encodeRecord } from '../../model/record-codec.js';
 import { encodeIndexBatch, indexSubject, isIndexedState, type IndexEntry } from '../../model/job-index.js';
 import { toPermissionDenied } from '../../core/permissions.js';
@@ -311,7 +311,7 @@ export class JobStorage {
     return this.#d.publisher.publish(`$KV.${this.#d.layout.jobsBucket}.${id}`, bytes);
   }
 
-  /** The durable consumer a queue's workers share; its stream is recreated if it is gone. */
+  /** The durable consumers a queue's workers share; its stream is recreated if it is gone. */
   async ensureConsumer(queue: string, maxAckPending: number): Promise<void> {
     try {
       await this.#ensureConsumer(queue, maxAckPending);
@@ -323,13 +323,18 @@ export class JobStorage {
     }
   }
 
+  /** One consumer per priority level (Layout.laneToken), made or brought up to date at once. */
   async #ensureConsumer(queue: string, maxAckPending: number): Promise<void> {
-    const { layout, config } = this.#d;
     const jsm = await this.#d.jsm();
-    const name = layout.consumerName(queue);
+    await Promise.all(PRIORITIES.map((p) => this.#ensureLane(jsm, queue, p, maxAckPending)));
+  }
+
+  async #ensureLane(jsm: JetStreamManager, queue: string, priority: number, maxAckPending: number): Promise<void> {
+    const { layout, config } = this.#d;
+    const name = layout.consumerName(queue, priority);
     const wanted = {
       durable_name: name,
-      filter_subject: layout.queueFilter(queue),
+      filter_subject: layout.queueFilter(queue, priority),
       ack_policy: AckPolicy.Explicit,
       ack_wait: config.worker.ackWaitMs * 1_000_000,
       max_ack_pending: maxAckPending,

@@ -8,6 +8,7 @@
  */
 import { errorInfo, withStack, type ErrorInfo } from '../../core/errors.js';
 import type { NaqEventType } from '../../model/event.js';
+import { laneToken } from '../../model/layout.js';
 import { decodeJob, JobDecodeError, recordFromMessage, retryDelay, type JobMessage, type JobRecord } from '../../model/job.js';
 import { encodeDeadLetter, encodeRecord } from '../../model/record-codec.js';
 import { toPermissionDenied } from '../../core/permissions.js';
@@ -118,8 +119,13 @@ export class JobPath {
     }
     // Records, dead letters and events are keyed by the body's id and queue: one that is not
     // the subject's would land elsewhere (or, not a valid subject token, never land at all).
-    if (job.queue !== this.#o.queue || !msg.subject.endsWith(`.${job.queue}.${job.id}`)) {
-      return this.#deadLetterUndecodable(msg, new JobDecodeError(`the body's queue ${JSON.stringify(job.queue)} and id ${JSON.stringify(job.id)} are not those of its subject ${msg.subject}`));
+    // The lane is part of it: a body's priority that is not its subject's would be shown wrong.
+    if (job.queue !== this.#o.queue || !msg.subject.endsWith(`.${laneToken(job.queue, job.priority)}.${job.id}`)) {
+      const priority = job.priority === undefined ? '' : ` (priority ${job.priority})`;
+      return this.#deadLetterUndecodable(
+        msg,
+        new JobDecodeError(`the body's queue ${JSON.stringify(job.queue)}${priority} and id ${JSON.stringify(job.id)} are not those of its subject ${msg.subject}`),
+      );
     }
     // 2. Running here already, finished already, or cancelled: decided at once unless a record must be read.
     const early = this.#early(msg, job, attempt);

@@ -4,7 +4,7 @@
  * notices, and stops loudly when the server refuses a subject it needs.
  */
 import { hostname } from 'node:os';
-import { jetstream, JetStreamApiCodes, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import type { JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
 import { systemClock, type Clock } from '../../core/clock.js';
 import type { PermissionDeniedError } from '../../core/errors.js';
@@ -18,6 +18,8 @@ import type { NaqContext } from '../nats/context.js';
 import { deliveryCount, type Delivery } from './delivery.js';
 import type { Handlers } from './handler.js';
 import { JobPath, type JobIO } from './job-path.js';
+import { LanePuller } from './lanes.js';
+import { laneToken, PRIORITIES } from '../../model/layout.js';
 import { RateGate } from './rate-gate.js';
 
 export interface QueueWorkerSettings {
@@ -29,21 +31,10 @@ export interface QueueWorkerSettings {
   metrics?: JobMetrics;
 }
 
-/** Before pulling again after a pull ended on its own. */
-const REPULL_DELAY_MS = 250;
 /** Before following the pause setting again after its watch ended. */
 const PAUSE_WATCH_RETRY_MS = 1000;
 /** How long a pull request lives on the server (see #pull for why it is short). */
 const PULL_EXPIRES_MS = 5000;
-
-/** The stream or consumer a pull needs no longer exists. */
-function isMissingResource(error: unknown): boolean {
-  const code = (error as { code?: unknown })?.code;
-  if (code === JetStreamApiCodes.StreamNotFound || code === JetStreamApiCodes.ConsumerNotFound) return true;
-  const message = error instanceof Error ? error.message : '';
-  // The server tells a waiting pull so with a 409 status when the consumer (or its stream) goes.
-  return message === 'stream not found' || message === 'consumer not found' || message === 'consumer deleted';
-}
 
 /** The job path's I/O on this connection; `hold` asks every worker of the queue to start nothing before a time. */
 function jobIO(ctx: NaqContext, hold: JobIO['hold']): JobIO {
@@ -69,12 +60,9 @@ export class QueueWorker {
   readonly #settings: QueueWorkerSettings;
   readonly #log: Logger;
   readonly #path: JobPath;
-  readonly #slotWaiters: Array<() => void> = [];
   readonly #startedAt: number;
-  #messages: ConsumerMessages | null = null;
-  /** Bumped by every stop of pulling; a pull of an older generation ends. */
-  #generation = 0;
-  #pulling = false;
+  /** Pulls the queue's lanes while running; replaced by every pause and resume. */
+  #puller: LanePuller | null = null;
   #maxAckPending = 1;
   #cancelSub: Subscription | null = null;
   #inFlight = 0;
@@ -134,12 +122,12 @@ export class QueueWorker {
     const ctx = this.#ctx;
     await ctx.storage.ensureLayout();
     await ctx.storage.ensureConsumer(this.#queue, maxAckPending);
-    const consumer = ctx.layout.consumerName(this.#queue);
-    const ackPrefix = `$JS.ACK.${ctx.layout.jobsStream}.${consumer}.`;
-    const pull = `$JS.API.CONSUMER.MSG.NEXT.${ctx.layout.jobsStream}.${consumer}`;
+    const consumers = PRIORITIES.map((p) => ctx.layout.consumerName(this.#queue, p));
+    const ackPrefixes = consumers.map((c) => `$JS.ACK.${ctx.layout.jobsStream}.${c}.`);
+    const pulls = new Set(consumers.map((c) => `$JS.API.CONSUMER.MSG.NEXT.${ctx.layout.jobsStream}.${c}`));
     const cancel = ctx.layout.cancelSubject(this.#queue);
     this.#unlisten = ctx.publisher.onPermissionError((error) => {
-      if (error.subject.startsWith(ackPrefix) || error.subject === pull || error.subject === cancel) this.#refused(error);
+      if (pulls.has(error.subject) || error.subject === cancel || ackPrefixes.some((a) => error.subject.startsWith(a))) this.#refused(error);
     });
     this.#cancelSub = ctx.nc.subscribe(cancel, {
       callback: (err, msg) => {
@@ -231,21 +219,54 @@ export class QueueWorker {
 
   #startPulling(): void {
     const onError = this.#onError;
-    if (!onError || this.#held || this.#status === 'draining' || this.#status === 'stopped' || this.#pulling) return;
+    if (!onError || this.#held || this.#status === 'draining' || this.#status === 'stopped' || this.#puller) return;
     if (this.#denied) {
       onError(this.#denied);
       return;
     }
-    this.#pulling = true;
     this.#status = 'running';
     this.#path.resumed();
-    const generation = this.#generation;
-    void this.#pull(generation).catch((error: unknown) => {
-      // A pull that a pause (or a newer resume) replaced ends quietly.
-      if (this.#status !== 'running' || generation !== this.#generation) return;
-      this.#pulling = false;
-      onError(error instanceof Error ? error : new Error(String(error)));
+    const ctx = this.#ctx;
+    const puller: LanePuller = new LanePuller({
+      nc: ctx.nc,
+      apiPrefix: '$JS.API',
+      stream: ctx.layout.jobsStream,
+      subjectPrefix: `${ctx.layout.prefix}.jobs.`,
+      lanes: PRIORITIES.map((p) => ({ token: laneToken(this.#queue, p), consumer: ctx.layout.consumerName(this.#queue, p) })),
+      // At most `concurrency` held per lane beyond those running, so a held job's ack_wait is
+      // not eaten up waiting for a slot (and they are kept alive while they wait).
+      cap: this.#settings.concurrency,
+      ackWaitMs: this.#settings.ackWaitMs,
+      // Pull requests live on the consumer's leader. When a cluster moves that leader (its node
+      // died), they vanish without a word; a request not heard from a second past its expiry is
+      // sent again, so a short expiry bounds that stall (~6 s), for one pull per lane every 5 s
+      // when the queue is idle.
+      expiresMs: PULL_EXPIRES_MS,
+      now: () => Date.now(),
+      onReady: this.#fill,
+      onMissing: (error) => {
+        if (this.#puller !== puller) return;
+        this.#stopPulling();
+        this.#recreate(error).then(
+          () => this.#startPulling(),
+          (e: unknown) => this.#pullFailed(e),
+        );
+      },
+      onError: (error) => {
+        if (this.#puller !== puller) return;
+        const denied = toPermissionDenied(error);
+        if (denied) return this.#refused(denied);
+        this.#pullFailed(error);
+      },
     });
+    this.#puller = puller;
+    puller.start();
+  }
+
+  #pullFailed(error: unknown): void {
+    if (this.#status !== 'running') return;
+    this.#stopPulling();
+    this.#onError?.(error instanceof Error ? error : new Error(String(error)));
   }
 
   /** The link went down: stop pulling; jobs already running go on. */
@@ -256,69 +277,19 @@ export class QueueWorker {
     this.#path.verifyAfterRestart();
   }
 
-  /**
-   * Pulls until stopped. Each pause or resume starts a new generation: a pull of an older one
-   * (say, still waiting for the consumer lookup when the link flapped) ends instead of
-   * pulling beside the new one. A stream or consumer that disappears under it (deleted by an
-   * operator, `naq streams rm`) is recreated and the pull starts again.
-   */
-  async #pull(generation: number): Promise<void> {
-    const stale = () => this.#status !== 'running' || generation !== this.#generation;
-    const ctx = this.#ctx;
-    const js = jetstream(ctx.nc);
-    for (;;) {
-      let messages: ConsumerMessages;
-      try {
-        const consumer = await js.consumers.get(ctx.layout.jobsStream, ctx.layout.consumerName(this.#queue));
-        if (stale()) return;
-        // At most `concurrency` buffered beyond those running, so a buffered job's ack_wait is
-        // not eaten up waiting for a slot.
-        // Pull requests live on the consumer's leader. When a cluster moves that leader (its
-        // node died), they vanish without a word; the client notices only after two missed
-        // idle heartbeats, which the default 30 s expiry spaces 15 s apart. A 5 s expiry brings
-        // the stall down to ~5 s, for one extra pull request every 5 s when the queue is idle.
-        messages = await consumer.consume({ max_messages: this.#settings.concurrency, expires: PULL_EXPIRES_MS, abort_on_missing_resource: true });
-      } catch (error) {
-        if (!isMissingResource(error) || stale()) throw error;
-        await this.#recreate(error);
-        continue;
-      }
-      if (stale()) {
-        void messages.close().catch(() => {});
-        return;
-      }
-      this.#messages = messages;
-      try {
-        await this.#consume(messages);
-        if (stale()) return;
-        // Ended without being stopped and without an error (the client gave up on it): a
-        // worker that silently stops pulling is the one failure nobody sees. Pull again.
-        this.#log.warn({ queue: this.#queue }, 'the pull ended on its own; pulling again');
-        this.#messages = null;
-        await new Promise((r) => setTimeout(r, REPULL_DELAY_MS));
-      } catch (error) {
-        if (!isMissingResource(error) || stale()) throw error;
-        this.#messages = null;
-        await this.#recreate(error);
-      }
-    }
-  }
-
-  async #consume(messages: ConsumerMessages): Promise<void> {
-    for await (const msg of messages) {
-      if (this.#inFlight >= this.#settings.concurrency) await new Promise<void>((r) => this.#slotWaiters.push(r));
-      // Pulled before a pause, a drain, or a reconnect that started a newer pull: the server
-      // redelivers it (after a restart it already has), so running this copy would run it twice.
-      if (this.#status !== 'running' || this.#messages !== messages) {
-        msg.nak();
-        continue;
-      }
+  /** Starts the most urgent jobs held while slots are free (a job arrived, or one finished). */
+  readonly #fill = () => {
+    const puller = this.#puller;
+    if (!puller) return;
+    while (this.#inFlight < this.#settings.concurrency) {
+      const msg = puller.take();
+      if (!msg) return;
       this.#inFlight++;
       if (this.#gate.active) this.#gate.admit(msg);
       // One handler pair, not .catch().finally(): a promise less per job on the hot path.
-      else void this.#path.process(msg, deliveryCount(msg as JsMsg)).then(this.#released, this.#failedOnTheWay);
+      else void this.#path.process(msg, deliveryCount(msg as unknown as JsMsg)).then(this.#released, this.#failedOnTheWay);
     }
-  }
+  };
 
   /** Through the gate: started, unless pulling stopped meanwhile (then it goes back, as in #consume). */
   #startAdmitted(msg: Delivery): void {
@@ -327,7 +298,7 @@ export class QueueWorker {
       this.#release();
       return;
     }
-    void this.#path.process(msg, deliveryCount(msg as JsMsg)).then(this.#released, this.#failedOnTheWay);
+    void this.#path.process(msg, deliveryCount(msg as unknown as JsMsg)).then(this.#released, this.#failedOnTheWay);
   }
 
   readonly #released = () => this.#release();
@@ -353,18 +324,16 @@ export class QueueWorker {
   }
 
   #stopPulling() {
-    this.#generation++;
-    this.#pulling = false;
     this.#gate.giveBack(this.#released);
-    const m = this.#messages;
-    this.#messages = null;
-    if (m) void m.close().catch(() => {});
+    const puller = this.#puller;
+    this.#puller = null;
+    puller?.stop();
   }
 
   #release() {
     this.#inFlight--;
-    this.#slotWaiters.shift()?.();
     if (this.#inFlight === 0 && this.#idle) this.#idle();
+    else this.#fill();
   }
 
   /** Stops pulling and resolves once every running job has finished (or was given back). */
