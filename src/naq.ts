@@ -137,6 +137,15 @@ export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
    * (null clears it). Persisted; workers follow it within a moment.
    */
   setQueueLimit(queue: string, limit: { max: number; durationMs: number } | null): Promise<{ queue: string; limit: { max: number; durationMs: number } | null }>;
+  /**
+   * The limits each group of the queue gets (jobs enqueued with `group`): at most
+   * `concurrency` running at once, at most `rate.max` starts per `rate.durationMs`, across every
+   * worker (null clears them). Persisted; the group dispatcher follows it within a moment.
+   */
+  setGroupLimit(
+    queue: string,
+    limit: { concurrency?: number; rate?: { max: number; durationMs: number } } | null,
+  ): Promise<{ queue: string; groups: { concurrency?: number; rate?: { max: number; durationMs: number } } | null }>;
   queueStats(queue: string): Promise<QueueStats>;
   /** Jobs by queue, state and name, newest first, a page at a time (docs/wire-format.md, section 11). */
   listJobs(filter?: ListFilter): Promise<JobPage>;
@@ -340,6 +349,7 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
     pauseQueue: (queue) => askJobs({ type: 'jobs.setQueuePaused', queue, paused: true }),
     resumeQueue: (queue) => askJobs({ type: 'jobs.setQueuePaused', queue, paused: false }),
     setQueueLimit: (queue, limit) => askJobs({ type: 'jobs.setQueueLimit', queue, limit }),
+    setGroupLimit: (queue, limit) => askJobs({ type: 'jobs.setGroupLimit', queue, limit }),
     queueStats: (queue) => askJobs({ type: 'jobs.queueStats', queue }),
     listJobs: (filter) => Promise.resolve().then(() => listJobs(context(), filter)),
     retryJobs: (filter) => askJobs({ type: 'jobs.retryJobs', filter }, queryTimeoutMs),

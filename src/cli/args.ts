@@ -83,6 +83,13 @@ function integerOf(arg: string, raw: unknown): number | string {
   return typeof value === 'string' ? value : String(value);
 }
 
+/** A job's group: any text of 1 to 256 characters. */
+export function groupArg(arg: string, raw: unknown): string {
+  const group = textArg(arg, raw, 'a group name of 1 to 256 characters');
+  if (group.length > 256) throw invalid(arg, 'a group name of 1 to 256 characters', group);
+  return group;
+}
+
 export function integerArg(arg: string, raw: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const value = integerOf(arg, raw);
   const expected = max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`;

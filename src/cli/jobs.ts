@@ -5,7 +5,7 @@ import type { Naq } from '../naq.js';
 import { JobFailedError } from '../actors/jobs/reads.js';
 import type { CheckedDedupe } from '../model/dedupe.js';
 import { buildJob, type JobDefaults, type JobOptions, type JobRecord } from '../model/job.js';
-import { backoffArg, dedupeKeyArg, dedupeModeArg, durationArg, integerArg, isoTimeArg, jobIdArg, jobIdsArg, jsonArg, queueArg, UsageError } from './args.js';
+import { backoffArg, groupArg, dedupeKeyArg, dedupeModeArg, durationArg, integerArg, isoTimeArg, jobIdArg, jobIdsArg, jsonArg, queueArg, UsageError } from './args.js';
 import { formatTime, show, showLine } from './output.js';
 import { configFrom, defineCommand, EXIT_FAILURE, fail, need, withNaq, type BuiltArgs, type GlobalArgs } from './shared.js';
 
@@ -29,6 +29,7 @@ function enqueueOptions(y: Argv<GlobalArgs>) {
     .option('job-id', { type: 'string', describe: 'idempotency key: while a job with this id is pending or running, it is not enqueued again' })
     .option('attempts', { type: 'string', describe: 'total attempts, the first included (an integer >= 1)' })
     .option('priority', { type: 'string', describe: '1 (most urgent) to 10 (least), default 5: a waiting job starts before any less urgent one' })
+    .option('group', { type: 'string', describe: "the job's group (a tenant, say): groups take turns, within the queue's group limits" })
     .option('backoff', { type: 'string', describe: 'retry backoff: fixed:MS or exponential:MS' })
     .option('timeout', { type: 'string', describe: 'per-attempt timeout in ms (1 ms to 10 years)' })
     .option('depends-on', { type: 'string', describe: 'comma-separated job ids that must complete first' })
@@ -60,6 +61,7 @@ function enqueueInput(args: EnqueueArgs): EnqueueInput {
   if (args['job-id'] !== undefined) opts.jobId = jobIdArg('--job-id', args['job-id']);
   if (args.attempts !== undefined) opts.attempts = integerArg('--attempts', args.attempts, 1);
   if (args.priority !== undefined) opts.priority = integerArg('--priority', args.priority, 1, 10);
+  if (args.group !== undefined) opts.group = groupArg('--group', args.group);
   if (args.backoff !== undefined) opts.backoff = backoffArg('--backoff', args.backoff);
   if (args.timeout !== undefined) opts.timeoutMs = durationArg('--timeout', args.timeout);
   if (args['depends-on'] !== undefined) opts.dependsOn = jobIdsArg('--depends-on', args['depends-on']);

@@ -82,6 +82,43 @@ const limit = defineCommand({
     }),
 });
 
+const groupLimit = defineCommand({
+  command: 'group-limit [queue]',
+  describe: 'limit every group of a queue (jobs enqueued with a group): at most --concurrency running at once and/or --max starts per --per ms window; persisted (--clear removes it)',
+  builder: (y) =>
+    y
+      .positional('queue', { type: 'string' })
+      .option('concurrency', { type: 'string', describe: "a group's jobs running at once, across every worker, an integer from 1 to 100000" })
+      .option('max', { type: 'string', describe: "a group's job starts allowed per window, an integer from 1 to 100000" })
+      .option('per', { type: 'string', describe: 'the window in ms, an integer from 1 to 86400000' })
+      .option('clear', { type: 'boolean', describe: 'remove the group limits' })
+      .check(need('queue'))
+      .check(valid((a) => queueArg('<queue>', a.queue)))
+      .check(valid((a) => void groupLimitArgs(a))),
+  handler: (args) =>
+    withNaq(args, async (naq) => {
+      const r = await naq.setGroupLimit(args.queue!, groupLimitArgs(args));
+      const g = r.groups;
+      const text = !g
+        ? `${args.queue}: groups not limited`
+        : `${args.queue}: each group at most ${[g.concurrency !== undefined ? `${g.concurrency} running` : '', g.rate ? `${g.rate.max} starts per ${g.rate.durationMs} ms` : ''].filter(Boolean).join(' and ')}`;
+      show(args, r, () => text);
+    }),
+});
+
+function groupLimitArgs(a: { clear?: boolean | undefined; concurrency?: string | undefined; max?: string | undefined; per?: string | undefined }) {
+  if (a.clear) {
+    if (a.concurrency !== undefined || a.max !== undefined || a.per !== undefined) throw new UsageError('--clear takes no --concurrency, --max or --per');
+    return null;
+  }
+  if ((a.max === undefined) !== (a.per === undefined)) throw new UsageError('--max and --per go together');
+  if (a.concurrency === undefined && a.max === undefined) throw new UsageError('give --concurrency, or --max and --per (or --clear)');
+  return {
+    ...(a.concurrency !== undefined ? { concurrency: integerArg('--concurrency', a.concurrency, 1, 100_000) } : {}),
+    ...(a.max !== undefined ? { rate: { max: integerArg('--max', a.max, 1, 100_000), durationMs: integerArg('--per', a.per, 1, 86_400_000) } } : {}),
+  };
+}
+
 export const queueCommand = defineGroup('queue', 'queue operations', (y) =>
   y
     .command(ls)
@@ -89,7 +126,8 @@ export const queueCommand = defineGroup('queue', 'queue operations', (y) =>
     .command(pauseCommand(true))
     .command(pauseCommand(false))
     .command(limit)
-    .demandCommand(1, 'name a queue command: ls, purge, pause, resume or limit'),
+    .command(groupLimit)
+    .demandCommand(1, 'name a queue command: ls, purge, pause, resume, limit or group-limit'),
 );
 
 export const workersCommand = defineCommand({

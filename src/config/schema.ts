@@ -203,6 +203,11 @@ export const ConfigSchema = section({
      * 2.9 has no per-key TTL, so a key is kept this long after its last write.
      */
     dedupeMaxTtlMs: ms(1000).default(86_400_000),
+    /**
+     * Jobs with a group the group dispatcher holds at once per queue (its staging consumer's
+     * max_ack_pending): groups take turns among this many waiting jobs, in enqueue order.
+     */
+    groupLookahead: int(100).default(20_000),
   }).prefault({}),
   worker: section({
     queues: expecting(z.array(z.string().regex(/^[A-Za-z0-9_-]+$/)).min(1), 'a non-empty list of queue names (letters, digits, "_", "-")')

@@ -1,7 +1,7 @@
 import { durationProblem, MAX_DURATION_MS } from '../core/duration.js';
 import { InvalidArgumentError, type ErrorInfo } from '../core/errors.js';
 import type { DedupeOptions } from './dedupe.js';
-import { DEFAULT_PRIORITY, PRIORITIES, validateJobId, validatePriority, validateQueue } from './layout.js';
+import { DEFAULT_PRIORITY, PRIORITIES, validateGroup, validateJobId, validatePriority, validateQueue } from './layout.js';
 import { jsonProblem } from './wire-value.js';
 import { utf8 } from '../core/utf8.js';
 
@@ -40,6 +40,12 @@ export interface JobOptions {
    * starts before any less urgent job that has not started.
    */
   priority?: number;
+  /**
+   * The job's group (a tenant, say): groups take turns, and a queue's group limits
+   * (setGroupLimit) bound each group's running jobs and starts. Needs the group dispatcher, which
+   * runs in the process leading the firing of schedules.
+   */
+  group?: string;
 }
 
 /** A job on the wire (one message on `<prefix>.jobs.<queue>.<id>`). */
@@ -56,6 +62,8 @@ export interface JobMessage {
   resultTtlMs?: number;
   /** 1 to 10; absent means 5. It also names the subject's lane (Layout.jobSubject). */
   priority?: number;
+  /** Its group: published to the queue's staging lane, released to its priority lane in turn. */
+  group?: string;
   /** Enqueue time, ms since the epoch. */
   ts: number;
 }
@@ -100,6 +108,8 @@ export interface JobRecord {
   dependsOn?: string[];
   /** The job's priority level when it is not the default 5. */
   priority?: number;
+  /** The job's group, when it has one. */
+  group?: string;
   /** Where the dead-lettered copy is: its sequence in the dead stream. */
   deadSeq?: number;
   /** Past this time the record counts as gone (per-job result TTL). */
@@ -166,6 +176,8 @@ export interface QueueStats {
   limit: { max: number; durationMs: number } | null;
   /** A handler asked the queue to slow down (ctx.rateLimit): no job starts before then. */
   heldUntil?: number;
+  /** The limits each group of the queue gets (setGroupLimit), when set. */
+  groups?: { concurrency?: number; rate?: { max: number; durationMs: number } };
 }
 
 export interface EnqueueItem<N extends string = string, D = unknown> {
@@ -238,6 +250,7 @@ export function decodeJob(bytes: Uint8Array): JobMessage {
     throw new JobDecodeError(`field "dependsOn" must be an array of at most ${MAX_DEPENDENCIES} job ids`);
   }
   if (j.priority !== undefined && !PRIORITIES.includes(j.priority as number)) throw new JobDecodeError('field "priority" must be an integer from 1 to 10');
+  if (j.group !== undefined && (typeof j.group !== 'string' || j.group.length === 0 || j.group.length > 256)) throw new JobDecodeError('field "group" must be a string of 1 to 256 characters');
   return parsed as JobMessage;
 }
 
@@ -294,6 +307,7 @@ export function buildJob(name: string, data: unknown, opts: JobOptions, id: stri
   if (opts.resultTtlMs !== undefined) message.resultTtlMs = opts.resultTtlMs;
   if (opts.dependsOn?.length) message.dependsOn = checkDependencies(id, opts.dependsOn);
   if (opts.priority !== undefined && validatePriority(opts.priority) !== DEFAULT_PRIORITY) message.priority = opts.priority;
+  if (opts.group !== undefined) message.group = validateGroup(opts.group);
   const bytes = utf8(JSON.stringify(message));
   if (bytes.length > defaults.maxPayloadBytes) {
     throw new InvalidArgumentError(`job ${id} is ${bytes.length} bytes encoded, over the ${defaults.maxPayloadBytes}-byte limit (config jobs.maxPayloadBytes)`);
@@ -331,7 +345,7 @@ export function retryDelay(backoff: BackoffOptions | undefined, nextAttempt: num
  * The one way a job record is made: from the job's message, with a status and the attempts
  * so far; callers set the rest (times, result, error) on it.
  */
-export function recordFromMessage(m: Pick<JobMessage, 'id' | 'name' | 'queue' | 'attempts' | 'ts' | 'dependsOn' | 'priority'>, status: JobStatus, attempts: AttemptRecord[] = []): JobRecord {
+export function recordFromMessage(m: Pick<JobMessage, 'id' | 'name' | 'queue' | 'attempts' | 'ts' | 'dependsOn' | 'priority' | 'group'>, status: JobStatus, attempts: AttemptRecord[] = []): JobRecord {
   const r: JobRecord = {
     v: WIRE_VERSION,
     id: m.id,
@@ -344,6 +358,7 @@ export function recordFromMessage(m: Pick<JobMessage, 'id' | 'name' | 'queue' | 
   };
   if (m.dependsOn) r.dependsOn = m.dependsOn;
   if (m.priority !== undefined && m.priority !== DEFAULT_PRIORITY) r.priority = m.priority;
+  if (m.group !== undefined) r.group = m.group;
   return r;
 }
 

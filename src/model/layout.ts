@@ -30,8 +30,10 @@ export interface Layout {
   jobSubject(queue: string, jobId: string, priority?: number): string;
   /** The subjects of one priority level of a queue (every level: queueFilters). */
   queueFilter(queue: string, priority?: number): string;
-  /** One filter per priority level, most urgent first. */
+  /** One filter per priority level, most urgent first, then the group staging lane's. */
   queueFilters(queue: string): string[];
+  /** Where a job with a `group` waits until the group dispatcher releases it to its priority lane. */
+  stagedSubject(queue: string, jobId: string): string;
   allJobs: string;
   deadSubject(queue: string): string;
   allDead: string;
@@ -39,6 +41,10 @@ export interface Layout {
   cancelSubject(queue: string): string;
   /** The durable consumer of one priority level of a queue, shared by its workers. */
   consumerName(queue: string, priority?: number): string;
+  /** The group dispatcher's consumer of a queue's staging lane. */
+  stagingConsumer(queue: string): string;
+  /** Core subject: a worker tells the group dispatcher a grouped job finished (`<id> <group>`) or its group must hold. */
+  groupNoticeSubject(queue: string, kind: 'done' | 'hold'): string;
 }
 
 /** Priority levels: 1 is the most urgent, 10 the least; jobs without one are at 5. */
@@ -55,10 +61,16 @@ export function laneToken(queue: string, priority: number = DEFAULT_PRIORITY): s
   return priority === DEFAULT_PRIORITY ? queue : `${queue}~${priority}`;
 }
 
-/** The queue and priority of a subject's lane token (`q`, or `q~<level>`). */
-export function parseLane(token: string): { queue: string; priority: number } {
+/** The lane where jobs with a group wait for the group dispatcher (docs/wire-format.md 3.8). */
+export function stagingToken(queue: string): string {
+  return `${queue}~g`;
+}
+
+/** The queue and priority of a subject's lane token (`q`, `q~<level>`; `q~g` is the staging lane, `staged`). */
+export function parseLane(token: string): { queue: string; priority: number; staged?: true } {
   const tilde = token.indexOf('~');
   if (tilde < 0) return { queue: token, priority: DEFAULT_PRIORITY };
+  if (token.slice(tilde + 1) === 'g') return { queue: token.slice(0, tilde), priority: DEFAULT_PRIORITY, staged: true };
   const priority = Number(token.slice(tilde + 1));
   return { queue: token.slice(0, tilde), priority: PRIORITIES.includes(priority) ? priority : DEFAULT_PRIORITY };
 }
@@ -82,12 +94,15 @@ export function layout(prefix: string): Layout {
     dedupeBucket: `${prefix}_dedupe`,
     jobSubject: (queue, jobId, priority) => `${prefix}.jobs.${laneToken(queue, priority)}.${jobId}`,
     queueFilter: (queue, priority) => `${prefix}.jobs.${laneToken(queue, priority)}.>`,
-    queueFilters: (queue) => PRIORITIES.map((p) => `${prefix}.jobs.${laneToken(queue, p)}.>`),
+    queueFilters: (queue) => [...PRIORITIES.map((p) => `${prefix}.jobs.${laneToken(queue, p)}.>`), `${prefix}.jobs.${stagingToken(queue)}.>`],
+    stagedSubject: (queue, jobId) => `${prefix}.jobs.${stagingToken(queue)}.${jobId}`,
     allJobs: `${prefix}.jobs.>`,
     deadSubject: (queue) => `${prefix}.dead.${queue}`,
     allDead: `${prefix}.dead.>`,
     cancelSubject: (queue) => `${prefix}.cancel.${queue}`,
     consumerName: (queue, priority) => `${prefix}-${laneToken(queue, priority)}`,
+    stagingConsumer: (queue) => `${prefix}-${stagingToken(queue)}`,
+    groupNoticeSubject: (queue, kind) => `${prefix}.groups.${queue}.${kind}`,
   };
 }
 
@@ -107,6 +122,14 @@ export function validatePriority(priority: unknown): number {
     throw new InvalidArgumentError(`priority must be an integer from 1 (most urgent) to 10 (least), got ${JSON.stringify(priority)}`);
   }
   return priority;
+}
+
+/** A group key: it travels in the job's body only, so any text of 1 to 256 characters. */
+export function validateGroup(group: unknown): string {
+  if (typeof group !== 'string' || group.length === 0 || group.length > 256) {
+    throw new InvalidArgumentError(`group must be a string of 1 to 256 characters, got ${JSON.stringify(group)}`);
+  }
+  return group;
 }
 
 /** Job ids are subject tokens and KV keys: letters, digits, "_", "-", "=" and ":"-free. */

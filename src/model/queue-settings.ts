@@ -10,10 +10,20 @@ export interface RateLimit {
   durationMs: number;
 }
 
+/** Limits every group of a queue gets (setGroupLimit): running at once, and starts per window. */
+export interface GroupLimit {
+  /** At most this many jobs of one group released and not finished, across every worker. */
+  concurrency?: number;
+  /** At most `max` starts of one group in any `durationMs`. */
+  rate?: RateLimit;
+}
+
 export interface QueueSettings {
   v: typeof WIRE_VERSION;
   paused: boolean;
   limit?: RateLimit;
+  /** What each group of the queue may run (jobs enqueued with a `group`). */
+  groups?: GroupLimit;
   /**
    * No job of the queue starts before this time (ms since the epoch): set by a handler that
    * was told to slow down (ctx.rateLimit, RateLimitedError), as after a 429.
@@ -46,20 +56,32 @@ export function settingsOf(entry: SettingsEntry | null | undefined): ActiveSetti
       paused: s?.paused === true,
       limit: isRateLimit(s?.limit) ? { max: s.limit.max, durationMs: s.limit.durationMs } : null,
       holdUntil: Number.isFinite(s?.holdUntil) ? s!.holdUntil! : 0,
+      groups: groupLimitOf(s?.groups),
     };
   } catch {
     return RUNNING;
   }
 }
 
-/** What a worker follows: paused, the rate limit, and a hold (0: none). */
+/** A group limit as stored, its damaged parts dropped. */
+function groupLimitOf(value: unknown): GroupLimit | null {
+  const g = value as GroupLimit | null | undefined;
+  if (!g || typeof g !== 'object') return null;
+  const out: GroupLimit = {};
+  if (Number.isInteger(g.concurrency) && g.concurrency! >= 1) out.concurrency = g.concurrency!;
+  if (isRateLimit(g.rate)) out.rate = { max: g.rate.max, durationMs: g.rate.durationMs };
+  return out.concurrency !== undefined || out.rate ? out : null;
+}
+
+/** What a worker follows: paused, the rate limit, and a hold (0: none); and the group limits the group dispatcher follows. */
 export interface ActiveSettings {
   paused: boolean;
   limit: RateLimit | null;
   holdUntil: number;
+  groups: GroupLimit | null;
 }
 
-const RUNNING: ActiveSettings = { paused: false, limit: null, holdUntil: 0 };
+const RUNNING: ActiveSettings = { paused: false, limit: null, holdUntil: 0, groups: null };
 
 /** Paused only when the entry says so plainly. */
 export function isPausedEntry(entry: SettingsEntry | null | undefined): boolean {

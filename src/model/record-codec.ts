@@ -37,6 +37,7 @@ export function completedFirstAttemptJson(
   let json = `{"v":${WIRE_VERSION},"id":${JSON.stringify(job.id)},"name":${JSON.stringify(job.name)},"queue":${JSON.stringify(job.queue)},"status":"completed","maxAttempts":${job.attempts},"attempts":[{"n":${attempt},"startedAt":${startedAt},"finishedAt":${finishedAt},"workerId":${JSON.stringify(workerId)}}],"enqueuedAt":${job.ts}`;
   if (job.dependsOn) json += `,"dependsOn":${JSON.stringify(job.dependsOn)}`;
   if (job.priority !== undefined && job.priority !== 5) json += `,"priority":${job.priority}`;
+  if (job.group !== undefined) json += `,"group":${JSON.stringify(job.group)}`;
   json += `,"startedAt":${startedAt},"finishedAt":${finishedAt}`;
   // A toJSON() that returns undefined leaves the key out, as encoding the record object would.
   const resultJson = result === undefined ? 'null' : JSON.stringify(result);

@@ -328,3 +328,35 @@ describe('priorities across a worker SIGKILL', () => {
     expect(byB.filter(([, id]) => level.get(id!) === 10)).toHaveLength(12);
   });
 });
+
+describe('groups across a SIGKILL of the leading worker', () => {
+  const FAST = { NAQ_SCHEDULER__LEADER_TTL_MS: '2000', NAQ_SCHEDULER__RENEW_MS: '500', NAQ_SCHEDULER__ELECTION_RETRY_MS: '200', NAQ_WORKER__CONCURRENCY: '4' };
+
+  it('the worker releasing grouped jobs is killed: the other takes over, every job runs, no group ever runs more than its limit', async () => {
+    const server = await startServer();
+    const log = join(await mkdtemp(join(tmpdir(), 'naq-w-')), 'starts.log');
+    const naq = await client(server);
+    await naq.setGroupLimit('default', { concurrency: 2 });
+    const ids = await naq.enqueueBulk(['g1', 'g2', 'g3', 'g4'].flatMap((group) => Array.from({ length: 6 }, () => ({ name: 'grouped', data: { group, ms: 500 }, opts: { group } }))));
+    const workers = [await startWorker(server, log, FAST), await startWorker(server, log, FAST)];
+    const leading = () => workers.find((w) => w.stderr().includes('elected scheduler leader'));
+    await until(() => leading() !== undefined);
+    // Jobs run on both workers (the spans are logged at their end).
+    await until(async () => (await starts(log)).length >= 4);
+    const killed = leading()!;
+    killed.child.kill('SIGKILL');
+    await killed.exited;
+    for (const id of ids) await naq.waitFor(id, { timeoutMs: 30_000 });
+    const spans = (await starts(log)).map((l) => l.split(' ')).filter(([kind]) => kind === 'span');
+    // Every job finished somewhere (a job cut short by the kill ran again on the survivor).
+    expect(new Set(spans.map(([, id]) => id))).toEqual(new Set(ids));
+    for (const group of ['g1', 'g2', 'g3', 'g4']) {
+      const edges = spans.filter(([, , , g]) => g === group).flatMap(([, , , , s, e]) => [[Number(s), 1], [Number(e), -1]] as const);
+      edges.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+      let now = 0;
+      let most = 0;
+      for (const [, d] of edges) most = Math.max(most, (now += d));
+      expect(most, group).toBeLessThanOrEqual(2);
+    }
+  });
+});

@@ -317,6 +317,15 @@ describe('each role with exactly the documented permissions', () => {
     expect(await producer.enqueue('echo', { n: 2 }, { dedupe: debounce })).toBe(debounced);
     expect(await producer.waitFor(debounced, { timeoutMs: 15_000 })).toEqual({ n: 2 });
 
+    // Priorities (a lane of its own) and groups (released by the leading worker, within a
+    // group limit; the worker reports each grouped job's outcome).
+    const urgent = await producer.enqueue('echo', { urgent: true }, { priority: 1 });
+    expect(await producer.waitFor(urgent, { timeoutMs: 15_000 })).toEqual({ urgent: true });
+    await producer.setGroupLimit('default', { concurrency: 1 });
+    const grouped = await Promise.all([1, 2].map((n) => producer.enqueue('echo', { n }, { group: 'tenant-1' })));
+    for (const id of grouped) expect(await producer.waitFor(id, { timeoutMs: 15_000 })).toMatchObject({ n: expect.any(Number) });
+    await producer.setGroupLimit('default', null);
+
     expect(violations(server, 'naq-worker')).toEqual([]);
     expect(violations(server, 'naq-producer')).toEqual([]);
     for (const n of [worker, producer]) expect(n.lines.filter((l) => l.level >= 50)).toEqual([]);
@@ -339,6 +348,9 @@ describe('each role with exactly the documented permissions', () => {
     await until(async () => (await producer.getSchedule('tick'))?.runs === 2, 15_000);
     const at = await producer.enqueueIn(300, 'echo', { at: true });
     expect(await producer.waitFor(at, { timeoutMs: 15_000 })).toEqual({ at: true });
+    // The leading scheduler releases grouped jobs.
+    const grouped = await producer.enqueue('echo', { grouped: true }, { group: 'tenant-2' });
+    expect(await producer.waitFor(grouped, { timeoutMs: 15_000 })).toEqual({ grouped: true });
 
     expect(violations(server, 'naq-scheduler')).toEqual([]);
     for (const n of [first, second]) expect(n.lines.filter((l) => l.level >= 50)).toEqual([]);

@@ -70,6 +70,8 @@ function memoryIO() {
   const acks: Array<{ ack(): void }> = [];
   const indexed: IndexEntry[] = [];
   const holds: number[] = [];
+  const groupHolds: Array<[number, string]> = [];
+  const groupsDone: string[] = [];
   /** Index entries and record writes, in the order they were made. */
   const order: string[] = [];
   const io: JobIO = {
@@ -91,10 +93,11 @@ function memoryIO() {
     ackLater: (msg) => void acks.push(msg),
     emit: (event) => void events.push(event),
     maxMessageBytes: () => 1_048_576,
-    hold: (ms) => void holds.push(ms),
+    hold: (ms, group) => void (group === undefined ? holds.push(ms) : groupHolds.push([ms, group])),
+    groupDone: (job) => void groupsDone.push(job.id),
   };
   const flush = () => acks.splice(0).forEach((m) => m.ack());
-  return { io, records, writes, dead, events, indexed, order, holds, flush, types: () => events.map((e) => e.type) };
+  return { io, records, writes, dead, events, indexed, order, holds, groupHolds, groupsDone, flush, types: () => events.map((e) => e.type) };
 }
 
 function path(handlers: Handlers, extra: { clock?: ManualClock; ackWaitMs?: number; activeAfterMs?: number; maxLogLines?: number } = {}) {
@@ -165,6 +168,26 @@ describe('the job path', () => {
     await p.process(delivery({ attempts: 3 }), 3);
     expect(seen).toEqual([1, 2, 2]);
     expect(records.get('j1')).toMatchObject({ status: 'completed', attempts: [{ n: 1 }, { n: 2 }] });
+  });
+
+  it("a grouped job: its group's slot is freed on its final outcome only (not on a retry), and a rate limit holds its group, not the queue", async () => {
+    let runs = 0;
+    const { p, records, holds, groupHolds, groupsDone } = path({
+      work: async (_d: unknown, ctx) => {
+        runs++;
+        if (runs === 1) ctx.rateLimit(500);
+        if (runs === 2) throw new Error('flaky');
+        return 'ok';
+      },
+    });
+    await p.process(delivery({ attempts: 2, group: 'tenant-a' }), 1);
+    expect(groupHolds).toEqual([[500, 'tenant-a']]);
+    expect(holds).toEqual([]);
+    await p.process(delivery({ attempts: 2, group: 'tenant-a' }), 2);
+    expect(groupsDone).toEqual([]);
+    await p.process(delivery({ attempts: 2, group: 'tenant-a' }), 3);
+    expect(groupsDone).toEqual(['j1']);
+    expect(records.get('j1')).toMatchObject({ status: 'completed', group: 'tenant-a', attempts: [{ n: 1 }, { n: 2 }] });
   });
 
   it('first attempt: runs the handler, records the completion with its result, then acks', async () => {
@@ -445,7 +468,7 @@ describe('the job path', () => {
   });
 
   it('a body whose queue or id is not its subject\'s: dead-lettered as undecodable under the subject\'s id, acked', async () => {
-    for (const over of [{ queue: 'other' }, { queue: 'a b' }, { id: 'j2' }]) {
+    for (const over of [{ queue: 'other' }, { queue: 'a b' }, { id: 'j2' }, { priority: 1 }]) {
       let runs = 0;
       const { p, records, dead, flush } = path({ work: async () => void runs++ });
       const msg = delivery(over);

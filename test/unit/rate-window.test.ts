@@ -47,10 +47,13 @@ describe('the rate window', () => {
     expect(decodeWindow('{"w":[[1,2],["x",1],[3,-1]]}').w).toEqual([[1, 2]]);
   });
 
-  it('queue settings: a damaged limit reads as none, beside a good pause setting', () => {
+  it('queue settings: a damaged limit or group limit reads as none, beside a good pause setting', () => {
     const entry = (v: unknown) => ({ operation: 'PUT', string: () => JSON.stringify(v) });
-    expect(settingsOf(entry({ paused: true, limit: { max: 0, durationMs: 1000 } }))).toEqual({ paused: true, limit: null, holdUntil: 0 });
-    expect(settingsOf(entry({ paused: false, limit: { max: 50, durationMs: 1000 }, holdUntil: 5 }))).toEqual({ paused: false, limit: { max: 50, durationMs: 1000 }, holdUntil: 5 });
-    expect(settingsOf({ operation: 'DEL', string: () => '' })).toEqual({ paused: false, limit: null, holdUntil: 0 });
+    expect(settingsOf(entry({ paused: true, limit: { max: 0, durationMs: 1000 } }))).toEqual({ paused: true, limit: null, holdUntil: 0, groups: null });
+    expect(settingsOf(entry({ paused: false, limit: { max: 50, durationMs: 1000 }, holdUntil: 5 }))).toEqual({ paused: false, limit: { max: 50, durationMs: 1000 }, holdUntil: 5, groups: null });
+    expect(settingsOf({ operation: 'DEL', string: () => '' })).toEqual({ paused: false, limit: null, holdUntil: 0, groups: null });
+    expect(settingsOf(entry({ paused: false, groups: { concurrency: 2, rate: { max: 0, durationMs: 5 } } })).groups).toEqual({ concurrency: 2 });
+    expect(settingsOf(entry({ paused: false, groups: { concurrency: 'x', rate: { max: 3, durationMs: 5 } } })).groups).toEqual({ rate: { max: 3, durationMs: 5 } });
+    expect(settingsOf(entry({ paused: false, groups: { concurrency: 0 } })).groups).toBeNull();
   });
 });

@@ -2,7 +2,7 @@
 import { JetStreamApiError } from '@nats-io/jetstream';
 import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import { encodeJson, recordFromMessage, TERMINAL_STATUSES, WIRE_VERSION, type DeadLetter, type JobMessage, type JobRecord, type QueueStats, type WorkerInfo } from '../../model/job.js';
-import { settingsOf, type RateLimit } from '../../model/queue-settings.js';
+import { settingsOf, type GroupLimit, type RateLimit } from '../../model/queue-settings.js';
 import { updateQueueSettings } from '../nats/queue-settings.js';
 import { parseLane, PRIORITIES, validateJobId, validateQueue } from '../../model/layout.js';
 import { toPermissionDenied } from '../../core/permissions.js';
@@ -174,6 +174,32 @@ export async function setQueueLimit(ctx: NaqContext, queue: string, limit: RateL
   return { queue, limit: checked };
 }
 
+/**
+ * Sets (or, with null, clears) the limits every group of a queue gets: at most `concurrency`
+ * of a group's jobs released and not finished, and at most `rate.max` released per
+ * `rate.durationMs`, across every worker. The group dispatcher follows it within a moment.
+ */
+export async function setGroupLimit(ctx: NaqContext, queue: string, limit: GroupLimit | null): Promise<{ queue: string; groups: GroupLimit | null }> {
+  validateQueue(queue);
+  let checked: GroupLimit | null = null;
+  if (limit !== null) {
+    checked = {};
+    const c = (limit as { concurrency?: unknown })?.concurrency;
+    if (c !== undefined) {
+      if (typeof c !== 'number' || !Number.isInteger(c) || c < 1 || c > 100_000) throw new InvalidArgumentError(`groups.concurrency must be an integer from 1 to 100000, got ${JSON.stringify(c)}`);
+      checked.concurrency = c;
+    }
+    if (limit.rate !== undefined) checked.rate = validateLimit(limit.rate);
+    if (checked.concurrency === undefined && !checked.rate) throw new InvalidArgumentError('a group limit needs concurrency or rate (or null to clear it)');
+  }
+  await updateQueueSettings(ctx, queue, `limit the groups of queue ${queue}`, (s) => {
+    const { groups: _old, ...rest } = s;
+    return checked ? { ...rest, groups: checked } : rest;
+  });
+  ctx.events.emit({ type: 'queue.limited', queue, data: { groups: checked } });
+  return { queue, groups: checked };
+}
+
 async function queueSettings(ctx: NaqContext, queue: string) {
   return settingsOf(await (await ctx.storage.queuesKv()).get(queue));
 }
@@ -200,6 +226,15 @@ export async function queueStats(ctx: NaqContext, queue: string): Promise<QueueS
     pending += lane.pending;
     inFlight += lane.inFlight;
   }
+  // Grouped jobs the group dispatcher has not released yet wait, whether it holds them or not.
+  try {
+    const staging = await jsm.consumers.info(ctx.layout.jobsStream, ctx.layout.stagingConsumer(queue));
+    pending += staging.num_pending + staging.num_ack_pending;
+  } catch (error) {
+    if (!(error instanceof JetStreamApiError)) throw error;
+    const info = await jsm.streams.info(ctx.layout.jobsStream, { subjects_filter: ctx.layout.stagedSubject(queue, '>') });
+    pending += Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0);
+  }
   const dead = await jsm.streams.info(ctx.layout.deadStream, { subjects_filter: ctx.layout.deadSubject(queue) });
   const deadCount = Object.values(dead.state.subjects ?? {}).reduce((a, b) => a + b, 0);
   const workers = (await listWorkers(ctx)).filter((w) => w.queues.includes(queue)).length;
@@ -212,6 +247,7 @@ export async function queueStats(ctx: NaqContext, queue: string): Promise<QueueS
     workers,
     paused: settings.paused,
     limit: settings.limit,
+    ...(settings.groups ? { groups: settings.groups } : {}),
     ...(settings.holdUntil > Date.now() ? { heldUntil: settings.holdUntil } : {}),
   };
 }

@@ -33,7 +33,9 @@ export async function publishJob(ctx: NaqContext, message: JobMessage, bytes: Ui
   const options = msgId !== undefined || headers ? { ...(msgId !== undefined ? { msgId } : {}), ...(headers ? { headers } : {}) } : undefined;
   const once = async () => {
     try {
-      await ctx.publisher.publish(ctx.layout.jobSubject(message.queue, message.id, message.priority), bytes, options);
+      // A job with a group waits in the staging lane until the group dispatcher releases it.
+      const subject = message.group === undefined ? ctx.layout.jobSubject(message.queue, message.id, message.priority) : ctx.layout.stagedSubject(message.queue, message.id);
+      await ctx.publisher.publish(subject, bytes, options);
     } catch (error) {
       // Already pending: the idempotent case, not a new job (and not a new event).
       if (error instanceof PublishRejectedError && error.errCode === ERR_MAX_MSGS_PER_SUBJECT) return;

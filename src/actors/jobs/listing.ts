@@ -178,7 +178,10 @@ function jobsStreamSources(ctx: NaqContext, w: Wanted, states: ListState[]): Sou
   // are under one filter.
   if (!w.queue) return [jobsStreamSource(ctx, w, states, 'jobs', ctx.layout.allJobs)];
   const queue = w.queue;
-  return PRIORITIES.map((p) => jobsStreamSource(ctx, w, states, p === DEFAULT_PRIORITY ? 'jobs' : `jobs~${p}`, ctx.layout.queueFilter(queue, p)));
+  return [
+    ...PRIORITIES.map((p) => jobsStreamSource(ctx, w, states, p === DEFAULT_PRIORITY ? 'jobs' : `jobs~${p}`, ctx.layout.queueFilter(queue, p))),
+    jobsStreamSource(ctx, w, states, 'jobs~g', ctx.layout.stagedSubject(queue, '>')),
+  ];
 }
 
 function jobsStreamSource(ctx: NaqContext, w: Wanted, states: ListState[], name: string, subject: string): Source {
@@ -207,7 +210,7 @@ function jobsStreamSource(ctx: NaqContext, w: Wanted, states: ListState[], name:
         return Promise.all(
           msgs.map(async (m): Promise<Candidate | null> => {
             const lane = m.subject.split('.').at(-2) ?? '';
-            const { queue } = parseLane(lane);
+            const { queue, staged } = parseLane(lane);
             const id = m.subject.split('.').at(-1) ?? '';
             let job: JobMessage | null = null;
             try {
@@ -218,7 +221,8 @@ function jobsStreamSource(ctx: NaqContext, w: Wanted, states: ListState[], name:
             const jobName = job?.name ?? '(undecodable)';
             if (w.name !== undefined && jobName !== w.name) return null;
             const base = { id, name: jobName, queue, enqueuedAt: job?.ts ?? m.time, attempts: 0, maxAttempts: job?.attempts ?? 1 };
-            if (m.seq > (await deliveredOf(lane))) {
+            // A grouped job the group dispatcher holds has not started: it is pending until released.
+            if (staged || m.seq > (await deliveredOf(lane))) {
               return states.includes('pending') ? { key: m.time, pos: m.seq, row: { ...base, state: 'pending', at: m.time } } : null;
             }
             const r = await readRecord(kv, id);

@@ -3,8 +3,8 @@ import type { JobRecord } from '../../model/job.js';
 import type { Logger } from '../../core/log.js';
 import { DependencyResolver } from './dependencies.js';
 import type { QueueStats, WorkerInfo } from '../../model/job.js';
-import { cancel, listQueues, listWorkers, purgeQueue, queueStats, retryDead, setQueueLimit, setQueuePaused } from './admin.js';
-import type { RateLimit } from '../../model/queue-settings.js';
+import { cancel, listQueues, listWorkers, purgeQueue, queueStats, retryDead, setGroupLimit, setQueueLimit, setQueuePaused } from './admin.js';
+import type { GroupLimit, RateLimit } from '../../model/queue-settings.js';
 import { getJob } from './reads.js';
 import { cleanJobs, retryJobs, type CleanFilter, type RetryFilter, type RetryOutcome } from './bulk.js';
 import { changeDelay, promote, removeJob } from './operate.js';
@@ -20,6 +20,7 @@ export type JobsRequest =
   | { type: 'jobs.changeDelay'; id: string; delayMs: number; replyTo: ReplyTo<{ id: string; runAt: number }> }
   | { type: 'jobs.setQueuePaused'; queue: string; paused: boolean; replyTo: ReplyTo<{ queue: string; paused: boolean }> }
   | { type: 'jobs.setQueueLimit'; queue: string; limit: RateLimit | null; replyTo: ReplyTo<{ queue: string; limit: RateLimit | null }> }
+  | { type: 'jobs.setGroupLimit'; queue: string; limit: GroupLimit | null; replyTo: ReplyTo<{ queue: string; groups: GroupLimit | null }> }
   | { type: 'jobs.queueStats'; queue: string; replyTo: ReplyTo<QueueStats> }
   | { type: 'jobs.listQueues'; replyTo: ReplyTo<QueueStats[]> }
   | { type: 'jobs.listWorkers'; replyTo: ReplyTo<WorkerInfo[]> }
@@ -36,6 +37,7 @@ export const JOBS_REQUESTS: ReadonlyArray<JobsRequest['type']> = [
   'jobs.changeDelay',
   'jobs.setQueuePaused',
   'jobs.setQueueLimit',
+  'jobs.setGroupLimit',
   'jobs.queueStats',
   'jobs.listQueues',
   'jobs.listWorkers',
@@ -90,6 +92,8 @@ export function jobsLogic(log: Logger, options: JobsOptions = {}) {
           return setQueuePaused(ctx, request.queue, request.paused);
         case 'jobs.setQueueLimit':
           return setQueueLimit(ctx, request.queue, request.limit);
+        case 'jobs.setGroupLimit':
+          return setGroupLimit(ctx, request.queue, request.limit);
         case 'jobs.queueStats':
           return queueStats(ctx, request.queue);
         case 'jobs.listQueues':

@@ -326,15 +326,19 @@ export class JobStorage {
   /** One consumer per priority level (Layout.laneToken), made or brought up to date at once. */
   async #ensureConsumer(queue: string, maxAckPending: number): Promise<void> {
     const jsm = await this.#d.jsm();
-    await Promise.all(PRIORITIES.map((p) => this.#ensureLane(jsm, queue, p, maxAckPending)));
+    const { layout, config } = this.#d;
+    await Promise.all([
+      ...PRIORITIES.map((p) => this.#ensureLane(jsm, layout.consumerName(queue, p), layout.queueFilter(queue, p), maxAckPending)),
+      // The group dispatcher's: it holds up to the lookahead, in enqueue order, to let groups take turns.
+      this.#ensureLane(jsm, layout.stagingConsumer(queue), layout.stagedSubject(queue, '>'), config.jobs.groupLookahead),
+    ]);
   }
 
-  async #ensureLane(jsm: JetStreamManager, queue: string, priority: number, maxAckPending: number): Promise<void> {
+  async #ensureLane(jsm: JetStreamManager, name: string, filter: string, maxAckPending: number): Promise<void> {
     const { layout, config } = this.#d;
-    const name = layout.consumerName(queue, priority);
     const wanted = {
       durable_name: name,
-      filter_subject: layout.queueFilter(queue, priority),
+      filter_subject: filter,
       ack_policy: AckPolicy.Explicit,
       ack_wait: config.worker.ackWaitMs * 1_000_000,
       max_ack_pending: maxAckPending,

@@ -12,6 +12,7 @@ import { encodeJson } from '../../model/job.js';
 import { contextOf } from '../nats/context.js';
 import { isWrongLastSequence } from '../nats/jetstream.js';
 import { ScheduleDispatcher } from './dispatcher.js';
+import { GroupDispatcher } from './groups.js';
 
 const LEADER_KEY = 'scheduler';
 
@@ -68,11 +69,15 @@ export function schedulerLogic(config: NaqConfig, log: Logger) {
       dispatcher: fromCallback<{ type: string }, SchedulerInput>(({ input, sendBack }) => {
         const ctx = contextOf(input.connection);
         const dispatcher = new ScheduleDispatcher(ctx, config, log.child({ actor: 'scheduler' }));
+        const groups = new GroupDispatcher(ctx, log.child({ actor: 'groups' }));
         log.info({ candidate: input.candidateId }, 'elected scheduler leader; firing schedules');
         ctx.events.emit({ type: 'leader.elected', queue: '_system', data: { candidateId: input.candidateId } });
         dispatcher.start().catch((error: unknown) => sendBack({ type: 'DISPATCHER.FAILED', error: errorInfo(error) }));
+        // Grouped jobs wait for their dispatcher; schedules must not stop firing with it.
+        groups.start().catch((error: unknown) => log.error({ err: error }, 'the group dispatcher did not start: grouped jobs wait until the next leader'));
         return () => {
           dispatcher.stop();
+          groups.stop();
           ctx.events.emit({ type: 'leader.lost', queue: '_system', data: { candidateId: input.candidateId } });
         };
       }),

@@ -9,7 +9,7 @@ import type { Logger } from '../../core/log.js';
 import type { JobMetrics } from '../../metrics/metrics.js';
 import type { NaqEventInput } from '../../model/event.js';
 import type { IndexEntry } from '../../model/job-index.js';
-import type { JobRecord } from '../../model/job.js';
+import type { JobMessage, JobRecord } from '../../model/job.js';
 import type { Delivery } from './delivery.js';
 import type { Handlers } from './handler.js';
 
@@ -28,8 +28,13 @@ export interface JobIO {
   emit(event: NaqEventInput): void;
   /** The largest message the server takes. */
   maxMessageBytes(): number;
-  /** No job of the queue starts, on any worker, for `ms` (a handler was rate limited). */
-  hold(ms: number): void;
+  /**
+   * No job of the queue starts, on any worker, for `ms` (a handler was rate limited); with a
+   * group, no job of that group (the group dispatcher holds it).
+   */
+  hold(ms: number, group?: string): void;
+  /** A job with a group reached its final outcome: the group dispatcher frees its slot. */
+  groupDone(job: JobMessage): void;
 }
 
 export interface JobPathOptions {

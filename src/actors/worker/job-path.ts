@@ -246,7 +246,7 @@ export class JobPath {
       return this.#notRecorded(msg, job.id, thrown);
     }
     msg.nak(waitMs);
-    this.#o.io.hold(waitMs);
+    this.#o.io.hold(waitMs, job.group);
     this.#releaseDuplicates(job.id);
     this.#emit('job.deferred', job, { name: job.name, attempt, delayMs: waitMs, reason: error.message });
   }
@@ -425,6 +425,8 @@ export class JobPath {
   #emit(type: NaqEventType, job: JobMessage, data: Record<string, unknown>) {
     // Every field set at once (ts too): the buffer then adds none to it.
     this.#o.io.emit({ type, ts: this.#o.clock.now(), queue: job.queue, jobId: job.id, workerId: this.#o.workerId, data });
+    // A grouped job's final outcome frees its group's slot (a retry keeps it).
+    if (job.group !== undefined && (type === 'job.completed' || type === 'job.failed' || type === 'job.cancelled')) this.#o.io.groupDone(job);
   }
 
   /** A redelivered job's record, when it already says how it ended (and is for this enqueue). */

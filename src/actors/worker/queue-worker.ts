@@ -49,6 +49,7 @@ function jobIO(ctx: NaqContext, hold: JobIO['hold']): JobIO {
     deadLetter: async (queue, bytes) => (await ctx.publisher.publish(ctx.layout.deadSubject(queue), bytes)).seq,
     ackLater: (msg) => ctx.publisher.ackLater(msg),
     emit: (event) => ctx.events.emit(event),
+    groupDone: (job) => ctx.nc.publish(ctx.layout.groupNoticeSubject(job.queue, 'done'), `${job.id} ${job.group}`),
     maxMessageBytes: () => ctx.storage.maxMessageBytes,
   };
 }
@@ -94,7 +95,7 @@ export class QueueWorker {
       activeAfterMs: settings.activeAfterMs,
       ...(settings.maxLogLines !== undefined ? { maxLogLines: settings.maxLogLines } : {}),
       clock,
-      io: jobIO(ctx, (ms) => this.#hold(ms)),
+      io: jobIO(ctx, (ms, group) => this.#hold(ms, group)),
       log,
       onRefused: (error) => this.#refused(error),
       ...(settings.metrics ? { metrics: settings.metrics } : {}),
@@ -159,8 +160,14 @@ export class QueueWorker {
    * A handler was told to slow down (ctx.rateLimit, RateLimitedError): nothing starts here
    * before then, and the queue's settings carry the hold to every other worker.
    */
-  #hold(ms: number): void {
+  #hold(ms: number, group?: string): void {
     const until = Date.now() + ms;
+    if (group !== undefined) {
+      // Only the group waits: the group dispatcher releases none of its jobs before then.
+      this.#ctx.nc.publish(this.#ctx.layout.groupNoticeSubject(this.#queue, 'hold'), JSON.stringify({ group, until }));
+      this.#ctx.events.emit({ type: 'queue.held', queue: this.#queue, workerId: this.id, data: { until, ms, group } });
+      return;
+    }
     this.#gate.holdLocally(until);
     // Many jobs told to slow down at once write one hold, not one each: a hold already ending
     // within a tenth of this wait (at most a second) of this one is left as it is.
