@@ -112,7 +112,10 @@ describe.concurrent('naq CLI: usage and config', () => {
 });
 
 describe.concurrent('naq CLI against a real nats-server', () => {
-  it('queue pause / resume / limit: persisted, shown by queue ls; a bad queue name or limit exits 2 naming it', async () => {
+  // 22 naq starts one after another (each waits for the last): 13 s alone, 18-21 s beside
+  // another test on a busy 2-core machine, near the default 30 s; a run that hangs still fails
+  // at its own 20 s.
+  it('queue pause / resume / limit: persisted, shown by queue ls; a bad queue name or limit exits 2 naming it', { timeout: 60_000 }, async () => {
     const url = ['--nats-url', server.url];
     const pause = await run(['queue', 'pause', 'held', ...url]);
     expect(pause.code, pause.stderr).toBe(0);
