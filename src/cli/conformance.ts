@@ -4,15 +4,10 @@
  * 1 when one failed.
  */
 import { fileURLToPath } from 'node:url';
-import { connect } from '@nats-io/transport-node';
-import { connectOptions } from '../actors/nats/connection.js';
-import { summary, type CheckResult } from '../conformance/checks.js';
-import { referenceHandlers } from '../conformance/handlers.js';
-import { checkProducer, DONE_JOB } from '../conformance/producer-kit.js';
-import { checkWorker } from '../conformance/worker-kit.js';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { DONE_JOB, summary, type CheckResult } from '../conformance/checks.js';
 import type { NaqConfig } from '../config/index.js';
 import { layout } from '../model/layout.js';
-import { createNaq } from '../naq.js';
 import { durationArg, queueArg } from './args.js';
 import { configFrom, defineCommand, defineGroup, EXIT_FAILURE, loggerFor, need, valid, type GlobalArgs } from './shared.js';
 import type { Argv } from 'yargs';
@@ -41,12 +36,25 @@ function finish(results: CheckResult[]): void {
   if (results.some((r) => !r.ok)) process.exitCode = EXIT_FAILURE;
 }
 
-/** A naq of the kit's own: it creates the layout, and its jobs service releases waiting jobs. */
-async function withKit(config: NaqConfig, handlers: Record<string, (...args: never[]) => unknown>, work: () => Promise<void>): Promise<void> {
-  const naq = createNaq(config, { logger: loggerFor(config), handlers: handlers as never });
+/**
+ * A naq of the kit's own: it creates the layout, and its jobs service releases waiting jobs.
+ * `work` gets a raw connection of its own (the checks publish and read what naq would not).
+ */
+async function withKit(config: NaqConfig, handlers: Record<string, (...args: never[]) => unknown>, work: (nc: NatsConnection) => Promise<void>): Promise<void> {
+  const [{ createNaq }, { connect }, { connectOptions }] = await Promise.all([
+    import('../naq.js'),
+    import('@nats-io/transport-node'),
+    import('../actors/nats/connection.js'),
+  ]);
+  const naq = createNaq(config, { logger: await loggerFor(config), handlers: handlers as never });
   await naq.start({ timeoutMs: config.nats.connectTimeoutMs + config.ops.timeoutMs });
   try {
-    await work();
+    const nc = await connect(await connectOptions(config));
+    try {
+      await work(nc);
+    } finally {
+      await nc.close();
+    }
   } finally {
     await naq.stop();
   }
@@ -59,15 +67,11 @@ const worker = defineCommand({
   handler: async (args) => {
     const queue = queueArg('--queue', args.queue);
     const timeoutMs = args.timeout === undefined ? DEFAULT_TIMEOUT_MS : durationArg('--timeout', args.timeout);
-    const config = configFrom(args, { roles: ['producer'] }, true);
-    await withKit(config, {}, async () => {
-      const nc = await connect(await connectOptions(config));
-      try {
-        print(`checking the worker of queue ${queue}`);
-        finish(await checkWorker({ nc, layout: layout(config.prefix), queue, timeoutMs, print }));
-      } finally {
-        await nc.close();
-      }
+    const config = await configFrom(args, { roles: ['producer'] }, true);
+    const { checkWorker } = await import('../conformance/worker-kit.js');
+    await withKit(config, {}, async (nc) => {
+      print(`checking the worker of queue ${queue}`);
+      finish(await checkWorker({ nc, layout: layout(config.prefix), queue, timeoutMs, print }));
     });
   },
 });
@@ -83,20 +87,16 @@ const producer = defineCommand({
     const queue = queueArg('--queue', args.queue);
     const timeoutMs = args.timeout === undefined ? DEFAULT_TIMEOUT_MS : durationArg('--timeout', args.timeout);
     const waitMs = args.wait === undefined ? DEFAULT_WAIT_MS : durationArg('--wait', args.wait);
-    const config = configFrom(args, { roles: ['producer', 'worker'], worker: { queues: [queue], concurrency: 20 } }, true);
+    const config = await configFrom(args, { roles: ['producer', 'worker'], worker: { queues: [queue], concurrency: 20 } }, true);
+    const [{ referenceHandlers }, { checkProducer }] = await Promise.all([import('../conformance/handlers.js'), import('../conformance/producer-kit.js')]);
     let announce!: (data: unknown) => void;
     const done = new Promise<unknown>((resolve) => (announce = resolve));
     const handlers = { ...referenceHandlers, [DONE_JOB]: (data: unknown) => announce(data) };
-    await withKit(config, handlers, async () => {
-      const nc = await connect(await connectOptions(config));
-      try {
-        const results = await checkProducer({ nc, layout: layout(config.prefix), queue, timeoutMs, waitMs, done, print }, () =>
-          print(`ready: the reference worker serves queue ${queue}; run the producer under test now`),
-        );
-        finish(results);
-      } finally {
-        await nc.close();
-      }
+    await withKit(config, handlers, async (nc) => {
+      const results = await checkProducer({ nc, layout: layout(config.prefix), queue, timeoutMs, waitMs, done, print }, () =>
+        print(`ready: the reference worker serves queue ${queue}; run the producer under test now`),
+      );
+      finish(results);
     });
   },
 });

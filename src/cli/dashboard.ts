@@ -4,10 +4,6 @@
  * with `--dashboard` (see run.ts).
  */
 import type { Argv } from 'yargs';
-import { checkBind } from '../dashboard/security.js';
-import { ActorTree, startDashboardFor } from '../dashboard/index.js';
-import { createNaq } from '../naq.js';
-import { configSecrets } from '../config/index.js';
 import { ConfigError, NaqError, toError } from '../core/errors.js';
 import { integerArg, textArg } from './args.js';
 import { configFrom, defineCommand, EXIT_FAILURE, fail, loggerFor, valid, type GlobalArgs } from './shared.js';
@@ -28,15 +24,22 @@ const dashboard = defineCommand({
       .check(valid((a) => a.port === undefined || integerArg('--port', a.port, 0, 65535)))
       .check(valid((a) => a.host === undefined || textArg('--host', a.host, 'an address to bind'))),
   handler: async (args) => {
-    const config = configFrom(args, {
+    const config = await configFrom(args, {
       dashboard: {
         ...(args.port !== undefined ? { port: integerArg('--port', args.port, 0, 65535) } : {}),
         ...(args.host !== undefined ? { host: textArg('--host', args.host, 'an address to bind') } : {}),
       },
     });
+    // Loaded by this command only: the dashboard's server, the actor system.
+    const [{ checkBind }, { ActorTree, startDashboardFor }, { createNaq }, { configSecrets }] = await Promise.all([
+      import('../dashboard/security.js'),
+      import('../dashboard/index.js'),
+      import('../naq.js'),
+      import('../config/secrets.js'),
+    ]);
     // Before connecting: a dashboard that may not start is a mistake to report at once.
     checkBind(config.dashboard.host, config.dashboard);
-    const logger = loggerFor(config);
+    const logger = await loggerFor(config);
     const tree = new ActorTree(configSecrets(config));
     const naq = createNaq(config, { logger, inspect: tree.observer, metrics: true, resolveDependencies: false });
     const server = await startDashboardFor(naq, config, logger, tree, { readOnly: args['read-only'], hidePayloads: args['hide-payloads'] }).catch((error: unknown) => {

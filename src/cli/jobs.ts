@@ -2,7 +2,6 @@
 import type { Argv } from 'yargs';
 import type { NaqConfig } from '../config/index.js';
 import type { Naq } from '../naq.js';
-import { JobFailedError } from '../actors/jobs/reads.js';
 import type { CheckedDedupe } from '../model/dedupe.js';
 import { buildJob, type JobDefaults, type JobOptions, type JobRecord } from '../model/job.js';
 import { backoffArg, groupArg, dedupeKeyArg, dedupeModeArg, durationArg, integerArg, isoTimeArg, jobIdArg, jobIdsArg, jsonArg, queueArg, UsageError } from './args.js';
@@ -97,7 +96,7 @@ function dedupeInput(args: EnqueueArgs): CheckedDedupe | undefined {
 
 async function runEnqueue(args: EnqueueArgs) {
   const input = enqueueInput(args);
-  const config = configFrom(args, {}, true);
+  const config = await configFrom(args, {}, true);
   // The library's own check of the whole job (handler name, encoded size against
   // jobs.maxPayloadBytes, a job that depends on itself), before connecting rather than after.
   buildJob(input.name, input.data, input.opts, input.opts.jobId ?? UNASSIGNED_JOB_ID, jobDefaults(config));
@@ -113,6 +112,8 @@ async function enqueueAndReport(naq: Naq, input: EnqueueInput, args: EnqueueArgs
   const { name, data, opts, at } = input;
   const id = at !== undefined ? await naq.enqueueAt(at, name, data, opts) : await naq.enqueue(name, data, opts);
   if (!args.wait) return show(args, { id }, () => id);
+  // Loaded with the actor system (withNaq), so no cost of its own here.
+  const { JobFailedError } = await import('../actors/jobs/reads.js');
   try {
     const result = await naq.waitFor(id, { timeoutMs: input.waitTimeoutMs });
     // The result is JSON either way: a script pipes it on, --json adds the id and status.

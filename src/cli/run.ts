@@ -3,20 +3,15 @@
  * with its roles until SIGINT / SIGTERM, then drains and exits 0 (1 if it failed).
  */
 import type { Argv } from 'yargs';
-import { configSecrets, ROLES, type NaqConfig, type NaqConfigInput, type Role } from '../config/index.js';
-import { resolveNats } from '../nats-server/embedded.js';
+import type { NaqConfig, NaqConfigInput, Role } from '../config/index.js';
+import { ROLES } from '../config/names.js';
 import { DEFAULT_NATS_SERVER } from '../config/nats-url.js';
 import { ConfigError, NaqError, toError } from '../core/errors.js';
-import { loadHandlers } from '../actors/worker/handlers-module.js';
-import { startInspector, type RunningInspector } from '../inspect/inspector.js';
+import type { RunningInspector } from '../inspect/inspector.js';
 import type { Logger } from '../core/log.js';
-import { createNaq } from '../naq.js';
 import type { Handlers } from '../actors/worker/queue-worker.js';
 import { integerArg, queueArg, textArg } from './args.js';
 import { configFrom, defineCommand, EXIT_FAILURE, loggerFor, valid, type GlobalArgs } from './shared.js';
-import { serveMetrics } from '../metrics/server.js';
-import { ActorTree, inspectBoth, startDashboardFor } from '../dashboard/index.js';
-import { checkBind } from '../dashboard/security.js';
 
 /** Everything a run command may have been given; each command declares its own subset. */
 interface RunArgs extends GlobalArgs {
@@ -111,6 +106,7 @@ function keepServingOnUnhandledRejection(logger: Logger) {
 async function handlersFor(config: NaqConfig, logger: Logger): Promise<Handlers> {
   if (!config.roles.includes('worker')) return {};
   if (!config.worker.handlers) throw new ConfigError('--handlers', 'the worker role needs a handlers module (--handlers FILE or worker.handlers)');
+  const { loadHandlers } = await import('../actors/worker/handlers-module.js');
   const handlers = await loadHandlers(config.worker.handlers);
   logger.info({ queues: config.worker.queues, handlers: Object.keys(handlers), concurrency: config.worker.concurrency }, 'worker handlers loaded');
   return handlers;
@@ -134,14 +130,24 @@ function flushLogs(logger: Logger): Promise<void> {
   });
 }
 
-/** Runs until SIGINT / SIGTERM, then drains and exits 0; exits 1 if the supervisor failed. */
+/**
+ * Runs until SIGINT / SIGTERM, then drains and exits 0; exits 1 if the supervisor failed.
+ * What a run needs is loaded here, and only what it was asked for: a worker without
+ * --dashboard, --inspect or --metrics-port loads none of them.
+ */
 async function runSupervisor(args: RunArgs) {
-  const loaded = configFrom(args, runConfigInput(args));
-  const logger = loggerFor(loaded);
+  const loaded = await configFrom(args, runConfigInput(args));
+  const logger = await loggerFor(loaded);
   keepServingOnUnhandledRejection(logger);
   const wantsDashboard = Boolean(args.dashboard) || args['dashboard-port'] !== undefined;
+  const [{ resolveNats }, { createNaq }, { configSecrets }, dashboardModules] = await Promise.all([
+    import('../nats-server/embedded.js'),
+    import('../naq.js'),
+    import('../config/secrets.js'),
+    wantsDashboard ? Promise.all([import('../dashboard/index.js'), import('../dashboard/security.js')]) : null,
+  ]);
   // Before anything starts: a dashboard that may not bind is a mistake to report at once.
-  if (wantsDashboard) checkBind(loaded.dashboard.host, loaded.dashboard);
+  if (dashboardModules) dashboardModules[1].checkBind(loaded.dashboard.host, loaded.dashboard);
   // Before resolveNats, which may start an embedded nats-server: a bad handlers module is a
   // mistake to report at once, not after a server was started for nothing.
   const handlers = await handlersFor(loaded, logger);
@@ -149,6 +155,7 @@ async function runSupervisor(args: RunArgs) {
 
   let inspector: RunningInspector | null = null;
   if (config.inspect.enabled || config.inspect.recordFile) {
+    const { startInspector } = await import('../inspect/inspector.js');
     inspector = startInspector({
       port: config.inspect.enabled ? config.inspect.port : 0,
       ...(config.inspect.recordFile ? { recordFile: config.inspect.recordFile } : {}),
@@ -160,13 +167,14 @@ async function runSupervisor(args: RunArgs) {
   }
 
   const metricsPort = args['metrics-port'] === undefined ? undefined : integerArg('--metrics-port', args['metrics-port'], 0, 65535);
-  const tree = wantsDashboard ? new ActorTree(configSecrets(config)) : null;
-  const inspect = tree ? inspectBoth(tree, inspector?.observer) : inspector?.observer;
+  const dashboardModule = dashboardModules?.[0];
+  const tree = dashboardModule ? new dashboardModule.ActorTree(configSecrets(config)) : null;
+  const inspect = tree && dashboardModule ? dashboardModule.inspectBoth(tree, inspector?.observer) : inspector?.observer;
   const naq = createNaq(config, { logger, handlers, ...(inspect ? { inspect } : {}), ...(metricsPort !== undefined || wantsDashboard ? { metrics: true } : {}) });
-  const metricsServer = metricsPort !== undefined && naq.metrics ? await serveMetrics(naq.metrics, metricsPort) : null;
+  const metricsServer = metricsPort !== undefined && naq.metrics ? await (await import('../metrics/server.js')).serveMetrics(naq.metrics, metricsPort) : null;
   if (metricsServer) logger.info(`metrics: http://127.0.0.1:${metricsServer.port}/metrics`);
-  const dashboard = tree
-    ? await startDashboardFor(naq, config, logger, tree).catch(async (error: unknown) => {
+  const dashboard = tree && dashboardModule
+    ? await dashboardModule.startDashboardFor(naq, config, logger, tree).catch(async (error: unknown) => {
         // A port already taken must not leave the embedded nats-server running behind us.
         await inspector?.stop();
         await metricsServer?.close();

@@ -55,8 +55,8 @@ const add = defineCommand({
   command: 'add [id] [name]',
   describe: 'create or replace a schedule: --cron EXPR [--tz TZ] or --every MS',
   builder: addOptions,
-  handler: (args) => {
-    const config = configFrom(args, {}, true);
+  handler: async (args) => {
+    const config = await configFrom(args, {}, true);
     const { id, spec, name, data, opts } = scheduleInput(args, config);
     return withNaq(
       args,

@@ -4,9 +4,10 @@
  * that refuse a missing or bad positional before a handler runs.
  */
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
-import { configSecrets, loadConfig, LOG_LEVELS, type NaqConfig, type NaqConfigInput } from '../config/index.js';
-import { createLogger, type Logger } from '../core/log.js';
-import { createNaq, type Naq } from '../naq.js';
+import type { NaqConfig, NaqConfigInput } from '../config/index.js';
+import { LOG_LEVELS } from '../config/names.js';
+import type { Logger } from '../core/log.js';
+import type { Naq } from '../naq.js';
 import { textArg, UsageError } from './args.js';
 
 /** Exit codes: 0 ok, 1 failure at run time, 2 bad arguments or config. */
@@ -64,18 +65,25 @@ export function usageFailure(message: string): never {
   fail(`${message}\nRun "naq --help" for usage.`, EXIT_USAGE);
 }
 
-/** defaults ← file ← environment ← flags; one-shot commands log warnings only unless asked. */
-export function configFrom(args: GlobalArgs, extra: NaqConfigInput = {}, quiet = false): NaqConfig {
+/**
+ * defaults ← file ← environment ← flags; one-shot commands log warnings only unless asked.
+ * The config module (and zod) is loaded here, by a handler: `naq --help` and a bad argument
+ * stop before it.
+ */
+export async function configFrom(args: GlobalArgs, extra: NaqConfigInput = {}, quiet = false): Promise<NaqConfig> {
   const flags: NaqConfigInput = { ...extra };
   if (args['nats-url'] !== undefined) flags.nats = { ...flags.nats, url: args['nats-url'] };
   const level = args['log-level'] ?? (quiet && !process.env.NAQ_LOG_LEVEL ? 'warn' : undefined);
   if (level !== undefined) flags.log = { ...flags.log, level };
   // An empty --config is a mistake (an unset variable in a script, say), not "no file".
   const file = args.config === undefined ? undefined : textArg('--config', args.config, 'a config file ending in .json, .yaml or .yml');
+  const { loadConfig } = await import('../config/index.js');
   return loadConfig({ ...(file !== undefined ? { file } : {}), env: process.env, flags });
 }
 
-export function loggerFor(config: NaqConfig): Logger {
+/** A logger for `config`; pino is loaded by the first command that logs, not by `naq --help`. */
+export async function loggerFor(config: NaqConfig): Promise<Logger> {
+  const [{ createLogger }, { configSecrets }] = await Promise.all([import('../core/log.js'), import('../config/secrets.js')]);
   return createLogger({ level: config.log.level, pretty: config.log.pretty, secrets: configSecrets(config) });
 }
 
@@ -83,9 +91,13 @@ export function loggerFor(config: NaqConfig): Logger {
  * Runs a one-shot command against a started (producer-only) system, then stops it. Every
  * argument must have been checked before this is called: from here on it connects.
  */
-export async function withNaq<T>(args: GlobalArgs, work: (naq: Naq) => Promise<T>, config = configFrom(args, {}, true)): Promise<T> {
+export async function withNaq<T>(args: GlobalArgs, work: (naq: Naq) => Promise<T>, given?: NaqConfig): Promise<T> {
+  const config = given ?? (await configFrom(args, {}, true));
+  // Loaded here, not at the top: a command that stops at its arguments (`naq --help`, a bad
+  // flag) never loads the actor system, the NATS client and what they import.
+  const { createNaq } = await import('../naq.js');
   // One command, then stop: no dependency resolver (its watch would only start to be torn down).
-  const naq = createNaq(config, { logger: loggerFor(config), services: ['streams', 'kv', 'events', 'jobs'], resolveDependencies: false });
+  const naq = createNaq(config, { logger: await loggerFor(config), services: ['streams', 'kv', 'events', 'jobs'], resolveDependencies: false });
   try {
     await naq.start({ timeoutMs: config.nats.connectTimeoutMs + config.ops.timeoutMs });
     return await work(naq);

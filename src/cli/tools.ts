@@ -1,10 +1,5 @@
 /** `naq inspect-replay`, `naq config`, `naq machines`: commands that never connect. */
 import { readFile } from 'node:fs/promises';
-import { redactConfig } from '../config/index.js';
-import { yaml } from '../config/file.js';
-import { replayRecording } from '../inspect/inspector.js';
-import { exportMachines } from '../inspect/machine-export.js';
-import { MACHINES } from '../machines/index.js';
 import { UsageError } from './args.js';
 import { print, show } from './output.js';
 import { configFrom, defineCommand, need } from './shared.js';
@@ -17,6 +12,7 @@ const inspectReplay = defineCommand({
     const text = await readFile(args.file!, 'utf8').catch((error: unknown) => {
       throw new UsageError(`cannot read ${args.file}: ${error instanceof Error ? error.message : String(error)}`);
     });
+    const { replayRecording } = await import('../inspect/inspector.js');
     const states = replayRecording(text);
     show(args, Object.fromEntries(states), () => [...states].map(([actor, seq]) => `${actor}: ${seq.join(' → ')}`));
   },
@@ -27,14 +23,21 @@ const config = defineCommand({
   describe: 'print the effective configuration (secrets redacted)',
   builder: (y) => y,
   // A YAML document ends with its own newline; print adds one.
-  handler: (args) => show(args, redactConfig(configFrom(args)), (c) => yaml().stringify(c).replace(/\n$/, '')),
+  handler: async (args) => {
+    const config = await configFrom(args);
+    const [{ redactConfig }, { yaml }] = await Promise.all([import('../config/secrets.js'), import('../config/file.js')]);
+    show(args, redactConfig(config), (c) => yaml().stringify(c).replace(/\n$/, ''));
+  },
 });
 
 const machines = defineCommand({
   command: 'machines',
   describe: 'print every machine definition (JSON for Stately tools, or Mermaid diagrams)',
   builder: (y) => y.option('format', { choices: ['json', 'mermaid'] as const, default: 'json' as const, describe: 'output format' }),
-  handler: (args) => print(exportMachines(MACHINES, args.format)),
+  handler: async (args) => {
+    const [{ exportMachines }, { MACHINES }] = await Promise.all([import('../inspect/machine-export.js'), import('../machines/index.js')]);
+    print(exportMachines(MACHINES, args.format));
+  },
 });
 
 export const toolCommands = { inspectReplay, config, machines };

@@ -3,6 +3,7 @@
  * lives here; reading, merging and reporting are in the neighbouring modules.
  */
 import { z } from 'zod';
+import { LOG_LEVELS, ROLES } from './names.js';
 import { NATS_URL_FORM, parseNatsUrls } from './nats-url.js';
 
 /**
@@ -44,8 +45,7 @@ const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
 const section = <T extends z.core.$ZodLooseShape>(shape: T) =>
   expecting(z.strictObject(shape), 'an object');
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export const ROLES = ['producer', 'worker', 'scheduler'] as const;
+export { LOG_LEVELS, ROLES };
 const natsUrl = expecting(
   z.string().superRefine((value, ctx) => {
     const parsed = parseNatsUrls(value);

@@ -4,6 +4,9 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 
+/** The job a producer under test enqueues last; the reference worker's handler for it ends the check. */
+export const DONE_JOB = 'conformance.done';
+
 /** A failed expectation: its message is the line the kit prints. */
 export class CheckFailed extends Error {
   override name = 'CheckFailed';

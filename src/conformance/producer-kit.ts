@@ -7,11 +7,11 @@
  */
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { decodeJob, WIRE_VERSION, type JobMessage } from '../model/job.js';
-import { CheckFailed, expect, expectEqual, runChecks, type Check, type CheckResult } from './checks.js';
+import { CheckFailed, DONE_JOB, expect, expectEqual, runChecks, type Check, type CheckResult } from './checks.js';
 import { referenceHandlers } from './handlers.js';
 import { Probe, type ProbeOptions } from './probe.js';
 
-export const DONE_JOB = 'conformance.done';
+export { DONE_JOB };
 
 export interface ProducerKitOptions extends ProbeOptions {
   print: (line: string) => void;

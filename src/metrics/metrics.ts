@@ -3,7 +3,8 @@
  * job path as jobs start and end (JobMetrics); queue depths, workers, the connection and the
  * event log are read when scraped, so an idle process does no work for them.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { createRequire } from 'node:module';
+import type * as PromClient from 'prom-client';
 import type { QueueStats } from '../model/job.js';
 
 /** What the job path reports; every call is a few label lookups, no I/O. */
@@ -25,18 +26,28 @@ export interface MetricsSource {
 /** Seconds: from a millisecond to ten minutes, for job run times and waits. */
 const BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 600];
 
+/**
+ * prom-client (a CommonJS package of some 30 modules) is required by the first NaqMetrics, not
+ * by every process that imports naq: a one-shot CLI command or an app without metrics never
+ * loads it.
+ */
+let promClient: typeof PromClient | undefined;
+function prom(): typeof PromClient {
+  return (promClient ??= createRequire(import.meta.url)('prom-client') as typeof PromClient);
+}
+
 export class NaqMetrics implements JobMetrics {
-  readonly registry = new Registry();
+  readonly registry = new (prom().Registry)();
   readonly #source: MetricsSource;
-  readonly #jobs = new Gauge({ name: 'naq_jobs', help: 'Jobs by queue and state (pending, in_flight, dead), from the server', labelNames: ['queue', 'state'] as const });
-  readonly #paused = new Gauge({ name: 'naq_queue_paused', help: '1 when an operator paused the queue', labelNames: ['queue'] as const });
-  readonly #workers = new Gauge({ name: 'naq_workers', help: 'Live workers by queue, from their heartbeats', labelNames: ['queue'] as const });
-  readonly #up = new Gauge({ name: 'naq_connection_up', help: '1 while this process is connected to NATS' });
-  readonly #dropped = new Gauge({ name: 'naq_events_dropped', help: 'Events this process dropped because NATS was away too long (since start)' });
-  readonly #restarts = new Gauge({ name: 'naq_supervisor_restarts', help: 'Child actors the supervisor restarted (since start)' });
-  readonly #ended = new Counter({ name: 'naq_jobs_ended_total', help: 'Job attempts this process ended, by queue, handler name and outcome', labelNames: ['queue', 'name', 'outcome'] as const });
-  readonly #duration = new Histogram({ name: 'naq_job_duration_seconds', help: 'Run time of job attempts, by queue and handler name', labelNames: ['queue', 'name'] as const, buckets: BUCKETS });
-  readonly #wait = new Histogram({ name: 'naq_job_wait_seconds', help: 'From enqueue to the start of an attempt, by queue', labelNames: ['queue'] as const, buckets: BUCKETS });
+  readonly #jobs = new (prom().Gauge)({ name: 'naq_jobs', help: 'Jobs by queue and state (pending, in_flight, dead), from the server', labelNames: ['queue', 'state'] as const });
+  readonly #paused = new (prom().Gauge)({ name: 'naq_queue_paused', help: '1 when an operator paused the queue', labelNames: ['queue'] as const });
+  readonly #workers = new (prom().Gauge)({ name: 'naq_workers', help: 'Live workers by queue, from their heartbeats', labelNames: ['queue'] as const });
+  readonly #up = new (prom().Gauge)({ name: 'naq_connection_up', help: '1 while this process is connected to NATS' });
+  readonly #dropped = new (prom().Gauge)({ name: 'naq_events_dropped', help: 'Events this process dropped because NATS was away too long (since start)' });
+  readonly #restarts = new (prom().Gauge)({ name: 'naq_supervisor_restarts', help: 'Child actors the supervisor restarted (since start)' });
+  readonly #ended = new (prom().Counter)({ name: 'naq_jobs_ended_total', help: 'Job attempts this process ended, by queue, handler name and outcome', labelNames: ['queue', 'name', 'outcome'] as const });
+  readonly #duration = new (prom().Histogram)({ name: 'naq_job_duration_seconds', help: 'Run time of job attempts, by queue and handler name', labelNames: ['queue', 'name'] as const, buckets: BUCKETS });
+  readonly #wait = new (prom().Histogram)({ name: 'naq_job_wait_seconds', help: 'From enqueue to the start of an attempt, by queue', labelNames: ['queue'] as const, buckets: BUCKETS });
 
   constructor(source: MetricsSource) {
     this.#source = source;

@@ -22,7 +22,7 @@ const STACK_LINE = /^\s+at /m;
 /** Runs `naq ...args`; a generous kill timer, so a command that connects first fails on its exit code. */
 const run = (args: string[], env: Record<string, string> = {}) => runCli(args, env, 60_000);
 
-/** Runs every item, at most `limit` at a time: two shared cores, and each start costs ~0.5 s of CPU. */
+/** Runs every item, at most `limit` at a time: two shared cores, and each start costs ~0.4 s of CPU. */
 async function pool<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
   const results: R[] = new Array(items.length);
   let next = 0;
@@ -56,7 +56,7 @@ const JOB_ID = 'a job id of letters, digits, "_", "-" and "="';
 
 /**
  * Every case the issue lists, and one for each check added beside them (each start costs
- * ~0.5 s of CPU, so a rule already covered through the same validator is not repeated).
+ * ~0.4 s of CPU, so a rule already covered through the same validator is not repeated).
  */
 const CASES: Case[] = [
   // enqueue: each flag

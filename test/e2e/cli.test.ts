@@ -35,13 +35,16 @@ function runUntil(args: string[], ready: RegExp, extra: Record<string, string> =
   return { child, started, exited, output: () => ({ stdout, stderr }) };
 }
 
+// The tests of this file are independent of each other (each its own queue, bucket, stream or
+// port on the shared server) and mostly wait on `naq` subprocesses, one core each: they run two
+// at a time (describe.concurrent, at most maxConcurrency of vitest.config.ts).
 let server: TestServer;
 beforeAll(async () => {
   server = await startServer();
 });
 afterAll(stopAllServers);
 
-describe('naq CLI: usage and config', () => {
+describe.concurrent('naq CLI: usage and config', () => {
   it('--help lists the commands and exits 0', async () => {
     const r = await run(['--help']);
     expect(r.code).toBe(0);
@@ -108,8 +111,11 @@ describe('naq CLI: usage and config', () => {
   });
 });
 
-describe('naq CLI against a real nats-server', () => {
-  it('queue pause / resume / limit: persisted, shown by queue ls; a bad queue name or limit exits 2 naming it', async () => {
+describe.concurrent('naq CLI against a real nats-server', () => {
+  // 22 naq starts one after another (each waits for the last): 13 s alone, 18-21 s beside
+  // another test on a busy 2-core machine, near the default 30 s; a run that hangs still fails
+  // at its own 20 s.
+  it('queue pause / resume / limit: persisted, shown by queue ls; a bad queue name or limit exits 2 naming it', { timeout: 60_000 }, async () => {
     const url = ['--nats-url', server.url];
     const pause = await run(['queue', 'pause', 'held', ...url]);
     expect(pause.code, pause.stderr).toBe(0);
@@ -247,7 +253,7 @@ describe('naq CLI against a real nats-server', () => {
   });
 });
 
-describe('naq supervisor', () => {
+describe.concurrent('naq supervisor', () => {
   it('runs until SIGTERM, then drains its children in reverse order and exits 0', async () => {
     const s = runUntil(['supervisor', '--nats-url', server.url, '--log-level', 'info'], /all services running/);
     await s.started;
