@@ -109,13 +109,22 @@ describe('the dashboard in a browser', { timeout: 60_000 }, () => {
     await shot('overview');
   });
 
-  it("shows a queue's rate limit on the overview and on its page", async () => {
+  it("shows a queue's rate limit on the overview and on its page, its group limits, a job's priority and group", async () => {
     await naq.setQueueLimit('reports', { max: 50, durationMs: 1000 });
     await page.goto(dashboard.url);
     await page.locator('tr[data-queue="reports"] [data-testid="limit"]', { hasText: '50 / 1s' }).waitFor({ timeout: 10_000 });
     await page.goto(`${dashboard.url}#/queue/reports`);
     await page.getByTestId('q-limit').filter({ hasText: '50 / 1s' }).waitFor({ timeout: 10_000 });
     await naq.setQueueLimit('reports', null);
+    await naq.setGroupLimit('reports', { concurrency: 2, rate: { max: 100, durationMs: 60_000 } });
+    await page.reload();
+    await page.getByTestId('q-groups').filter({ hasText: '2 running, 100 / 60s' }).waitFor({ timeout: 10_000 });
+    await naq.setGroupLimit('reports', null);
+    // A job's priority and group are on its page (a queue no worker serves: it waits).
+    const id = await naq.enqueue('work', { ms: 1 }, { queue: 'nobody-here', priority: 2, group: 'tenant-7' });
+    await page.goto(`${dashboard.url}#/job/${id}`);
+    await page.getByTestId('job-priority').filter({ hasText: '2' }).waitFor({ timeout: 10_000 });
+    await expect(page.getByTestId('job-group').textContent()).resolves.toBe('tenant-7');
   });
 
   it('opens a failed job, reads its error, retries it and sees it complete', async () => {

@@ -337,7 +337,7 @@ describe('groups across a SIGKILL of the leading worker', () => {
     const log = join(await mkdtemp(join(tmpdir(), 'naq-w-')), 'starts.log');
     const naq = await client(server);
     await naq.setGroupLimit('default', { concurrency: 2 });
-    const ids = await naq.enqueueBulk(['g1', 'g2', 'g3', 'g4'].flatMap((group) => Array.from({ length: 6 }, () => ({ name: 'grouped', data: { group, ms: 500 }, opts: { group } }))));
+    const ids = await naq.enqueueBulk(['g1', 'g2', 'g3', 'g4'].flatMap((group) => Array.from({ length: 4 }, () => ({ name: 'grouped', data: { group, ms: 400 }, opts: { group } }))));
     const workers = [await startWorker(server, log, FAST), await startWorker(server, log, FAST)];
     const leading = () => workers.find((w) => w.stderr().includes('elected scheduler leader'));
     await until(() => leading() !== undefined);

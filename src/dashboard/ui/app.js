@@ -177,6 +177,12 @@ function Overview({ session }) {
     </table>`;
 }
 
+/** A queue's group limits as `2 running, 100 / 60s`. */
+function groupLimitText(g) {
+  const rate = g.rate && `${g.rate.max} / ${g.rate.durationMs % 1000 === 0 ? `${g.rate.durationMs / 1000}s` : `${g.rate.durationMs}ms`}`;
+  return [g.concurrency !== undefined && `${g.concurrency} running`, rate].filter(Boolean).join(', ');
+}
+
 /** A queue's rate limit as `50 / 1s`, and the hold a rate-limited handler set, if any. */
 function limitText(q) {
   const per = q.limit.durationMs % 1000 === 0 ? `${q.limit.durationMs / 1000}s` : `${q.limit.durationMs}ms`;
@@ -222,6 +228,7 @@ function QueuePage({ session, queue, params }) {
       <div class="stat"><b data-testid="q-dead">${stats.dead}</b><span>dead</span></div>
       <div class="stat"><b>${stats.workers}</b><span>workers</span></div>
       ${stats.limit && html`<div class="stat"><b data-testid="q-limit">${limitText(stats)}</b><span>rate limit</span></div>`}
+      ${stats.groups && html`<div class="stat"><b data-testid="q-groups">${groupLimitText(stats.groups)}</b><span>per group</span></div>`}
       ${!session.readOnly && html`<div class="row"><${PauseButton} queue=${queue} paused=${stats.paused} /></div>`}
     </div>`}
     <div class="tabs" data-testid="state-tabs">
@@ -286,6 +293,8 @@ function JobPage({ session, id }) {
     <div class="card row">
       <span>name <b>${job.name}</b></span><span>queue <a href=${`#/queue/${enc(job.queue)}`}>${job.queue}</a></span>
       <span>attempts <b>${job.attempts.length}/${job.maxAttempts}</b></span><span>enqueued ${fmtTime(job.enqueuedAt)}</span>
+      ${job.priority !== undefined && html`<span>priority <b data-testid="job-priority">${job.priority}</b></span>`}
+      ${job.group !== undefined && html`<span>group <b data-testid="job-group">${job.group}</b></span>`}
       ${job.finishedAt && html`<span>finished ${fmtTime(job.finishedAt)}</span>`}
       ${!ro && html`<span class="row" style="margin-left:auto">
         ${canRetry && html`<button class="primary" data-testid="retry" onClick=${() => act(`/api/jobs/${enc(id)}/retry`, {}, 'retried')}>Retry</button>`}
