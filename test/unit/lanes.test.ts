@@ -49,8 +49,10 @@ function fakeNats() {
       callback!(null, msg as unknown as Msg);
       return id;
     },
-    status(lane: number, code: number, description = '') {
-      callback!(null, { subject: `${inbox}.${lane}`, data: new Uint8Array(), headers: { code, description } } as unknown as Msg);
+    /** A status on a lane's inbox; `unfilled`: the Nats-Pending-Messages of a 408 (jobs of that request that will not come). */
+    status(lane: number, code: number, description = '', unfilled?: number) {
+      const get = (key: string) => (key === 'Nats-Pending-Messages' && unfilled !== undefined ? String(unfilled) : '');
+      callback!(null, { subject: `${inbox}.${lane}`, data: new Uint8Array(), headers: { code, description, get } } as unknown as Msg);
     },
   };
 }
@@ -157,19 +159,23 @@ describe('lane puller', () => {
     expect(nats.pulls).toContainEqual({ lane: 9, batch: 4 });
   });
 
-  it('asks a lane for more once it holds half its cap or less, and never with a request open', () => {
+  it('asks a lane for more once what it holds and has asked for is 3/4 of its cap or less; an expired request gives back only its unfilled part', () => {
     const nats = fakeNats();
     const { p } = puller(nats);
     nats.pulls.length = 0;
     for (let i = 0; i < 4; i++) nats.job('q');
-    // All four asked for came: the request is done; holding 4 of 4, nothing is asked.
+    // All four asked for came: holding 4 of 4, nothing is asked.
     expect(nats.pulls).toEqual([]);
     p.take();
-    expect(nats.pulls).toEqual([]);
+    expect(nats.pulls).toEqual([{ lane: 4, batch: 1 }]);
     p.take();
-    expect(nats.pulls).toEqual([{ lane: 4, batch: 2 }]);
     p.take();
-    expect(nats.pulls).toHaveLength(1);
+    // Each take left held + asked at 3: one more each time, three requests open.
+    expect(nats.pulls).toEqual([{ lane: 4, batch: 1 }, { lane: 4, batch: 1 }, { lane: 4, batch: 1 }]);
+    // One expires with its 1 job unfilled: 2 are still to come, 1 is held, so 1 more is asked (not 3).
+    nats.status(4, 408, 'Request Timeout', 1);
+    expect(nats.pulls.at(-1)).toEqual({ lane: 4, batch: 1 });
+    expect(nats.pulls).toHaveLength(4);
   });
 
   it('asks again after a pull that was never answered (its consumer leader moved)', () => {

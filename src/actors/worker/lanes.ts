@@ -122,7 +122,7 @@ export class LanePuller {
   readonly #inbox = createInbox();
   readonly #held: PulledJob[][];
   readonly #heldAt: number[][];
-  /** Jobs asked for and not yet delivered, per lane (one request at a time). */
+  /** Jobs asked for and not yet delivered, per lane (over one or two open requests). */
   readonly #asked: number[];
   /** When the lane's open request was sent or last heard from. */
   readonly #heard: number[];
@@ -251,8 +251,10 @@ export class LanePuller {
     const description = (msg.headers?.description ?? '').toLowerCase();
     this.#heard[i] = this.#o.now();
     if (code === 100) return;
-    // 408: the request expired (or was answered in part); 404: nothing to deliver.
-    this.#asked[i] = 0;
+    // 408: a request expired (answered in part, or not at all); 404: nothing to deliver. The
+    // status says how many of that request's jobs will not come; without it, none will.
+    const unfilled = Number(msg.headers?.get('Nats-Pending-Messages') || NaN);
+    this.#asked[i] = Number.isFinite(unfilled) ? Math.max(0, this.#asked[i]! - unfilled) : 0;
     if (code === 408 || code === 404) {
       this.#backlog[i] = 0;
       this.#pull(i);
@@ -301,18 +303,19 @@ export class LanePuller {
   }
 
   /**
-   * Asks lane `i` for jobs when it has none asked for, holds at most half its cap, and no more
-   * urgent lane holds a job (those would start first: a job pulled here would only wait).
+   * Asks lane `i` for jobs when what it holds and has asked for is at most 3/4 of its cap (so a
+   * busy lane has its next batch on the way well before the last runs out), and no more urgent lane
+   * holds a job (those would start first: a job pulled here would only wait).
    */
   #pull(i: number): void {
-    if (this.#stopped || !this.#sub || this.#asked[i]! > 0) return;
+    if (this.#stopped || !this.#sub) return;
     const held = this.#held[i]!.length;
-    if (held > this.#o.cap / 2) return;
+    if (held + this.#asked[i]! > (this.#o.cap * 3) / 4) return;
     for (let j = 0; j < i; j++) if (this.#held[j]!.length > 0) return;
     const now = this.#o.now();
     if (now < this.#retryAt[i]!) return;
-    const batch = this.#o.cap - held;
-    this.#asked[i] = batch;
+    const batch = this.#o.cap - held - this.#asked[i]!;
+    this.#asked[i]! += batch;
     this.#heard[i] = now;
     const o = this.#o;
     o.nc.publish(`${o.apiPrefix}.CONSUMER.MSG.NEXT.${o.stream}.${o.lanes[i]!.consumer}`, encoder.encode(`{"batch":${batch},"expires":${o.expiresMs * 1_000_000}}`), {
