@@ -208,6 +208,11 @@ export const ConfigSchema = section({
      * max_ack_pending): groups take turns among this many waiting jobs, in enqueue order.
      */
     groupLookahead: int(100).default(20_000),
+    /**
+     * At most this many jobs of one group running at once, for a queue with no group limit of
+     * its own (setGroupLimit); 0: none. Read by the process that releases grouped jobs.
+     */
+    groupConcurrency: int(0).default(0),
   }).prefault({}),
   worker: section({
     queues: expecting(z.array(z.string().regex(/^[A-Za-z0-9_-]+$/)).min(1), 'a non-empty list of queue names (letters, digits, "_", "-")')

@@ -6,7 +6,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { JobContext } from '../../src/actors/worker/handler.js';
 import { jetstream } from '@nats-io/jetstream';
 import { connectTo, until, startServer, stopAllServers } from '../support/harness.js';
-import { producer, stopNaqs, worker } from '../support/naqs.js';
+import { producer, startNaq, stopNaqs, worker } from '../support/naqs.js';
 import { busiestWindow } from '../support/windows.js';
 
 afterEach(stopNaqs);
@@ -57,6 +57,22 @@ describe('groups', () => {
     // Turns: B did not wait for A's twelve.
     expect(order.slice(0, 6)).toContain('B');
     expect(await ops.queueStats('default')).toMatchObject({ groups: { concurrency: 2 } });
+  });
+
+  it('without a group limit of its own, a queue gets jobs.groupConcurrency from the config of the process releasing its jobs', async () => {
+    const server = await startServer();
+    const ops = await producer(server);
+    let running = 0;
+    let most = 0;
+    const job = async () => {
+      most = Math.max(most, ++running);
+      await sleep(50);
+      running--;
+    };
+    await startNaq(server, { roles: ['worker'], worker: { queues: ['default'], concurrency: 8, ackWaitMs: 5000 }, jobs: { groupConcurrency: 1 } }, { job });
+    const ids = await ops.enqueueBulk(Array.from({ length: 6 }, () => ({ name: 'job' as const, data: null, opts: { group: 'solo' } })));
+    for (const id of ids) await ops.waitFor(id, { timeoutMs: 10_000 });
+    expect(most).toBe(1);
   });
 
   it('a per-group rate limit: no group starts more than 3 in any second, and the groups do not wait for one another', async () => {

@@ -68,6 +68,7 @@ describe('defaults', () => {
         maxLogLines: 100,
         dedupeMaxTtlMs: 86_400_000,
         groupLookahead: 20_000,
+        groupConcurrency: 0,
       },
       worker: { queues: ['default'], concurrency: 10, maxAckPending: 1000, heartbeatMs: 5000, ackWaitMs: 30_000, drainGraceMs: 10_000, fireSchedules: true },
       events: { enabled: true, maxBatch: 200, flushMs: 100, maxBuffered: 50_000, maxAgeMs: 604_800_000 },

@@ -83,8 +83,10 @@ export class GroupQueue {
     this.#ackWaitMs = ctx.config.worker.ackWaitMs;
   }
 
+  /** The queue's group limits; without any, `jobs.groupConcurrency` from the config (0: none). */
   follow(limit: GroupLimit | null): void {
-    this.#limit = limit;
+    const fallback = this.#ctx.config.jobs.groupConcurrency;
+    this.#limit = limit ?? (fallback > 0 ? { concurrency: fallback } : null);
     this.#pump();
   }
 
