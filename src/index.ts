@@ -28,6 +28,7 @@ export { stateName } from './core/state-name.js';
 export * from './core/errors.js';
 export { JobFailedError } from './actors/jobs/reads.js';
 export { JobTimeoutError, JobCancelledError, RateLimitedError, type Handler, type Handlers, type JobContext } from './actors/worker/handler.js';
+export type { Middleware, MiddlewareJob, Next } from './actors/worker/middleware.js';
 export { ResultNotSerializableError, ResultTooLargeError, ProgressNotSerializableError, ProgressTooLargeError } from './actors/worker/outcome.js';
 
 // Jobs, schedules and events as users see them (docs/wire-format.md).

@@ -30,11 +30,14 @@ import type { ConnectionMachine } from './machines/connection.js';
 import type { LeaderMachine } from './machines/leader.js';
 import type { SchedulerMachine } from './machines/scheduler.js';
 import type { ServiceMachine } from './machines/service.js';
+import { checkMiddleware, withMiddleware, type Middleware } from './actors/worker/middleware.js';
 import type { WorkerMachine } from './machines/worker.js';
 
 export interface CreateNaqOptions<H extends Handlers = Handlers> {
   /** Handlers by job name, for the worker role. A job can only run a handler registered here. */
   handlers?: H;
+  /** Run around every handler, in order, the first outermost (see `use`). */
+  middleware?: Middleware[];
   /** Defaults to a pino logger built from `config.log`, secrets scrubbed. */
   logger?: Logger;
   /** An inspection observer for the whole actor system (see `startInspector`). */
@@ -98,6 +101,13 @@ export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
   readonly metrics: NaqMetrics | undefined;
   /** True while this process's scheduler holds the leader lease and fires the schedules. */
   isLeader(): boolean;
+  /**
+   * Adds a middleware, run around every handler of this process's workers after those added
+   * before it: `async (job, ctx, next) => { …; const result = await next(); …; return result }`.
+   * What it returns is the job's result; what it throws fails the attempt like a handler error.
+   * It applies to the jobs that start after the call.
+   */
+  use(middleware: Middleware): Naq<H>;
   /** Finds an actor of the system by its system id; the ids naq gives its actors come typed. */
   get(systemId: 'connection'): ActorRefFrom<ConnectionMachine> | undefined;
   get(systemId: 'streams' | 'kv' | 'events' | 'jobs'): ActorRefFrom<ServiceMachine> | undefined;
@@ -180,7 +190,9 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
   const config = resolveConfig(input);
   const logger = options.logger ?? createLogger({ level: config.log.level, pretty: config.log.pretty, secrets: configSecrets(config) });
   const services = options.services ?? servicesForRoles(config.roles, config);
-  const handlers: Handlers = options.handlers ?? {};
+  const middleware: Middleware[] = (options.middleware ?? []).map((m, i) => checkMiddleware(m, `middleware[${i}]`));
+  // Wrapped once: each call reads the list, so use() after start applies to later jobs.
+  const handlers: Handlers = withMiddleware(options.handlers ?? {}, middleware);
   const registry: ConnectionRegistry = { current: null };
   let actor: Actor<SupervisorMachine> | undefined;
   let started: Promise<void> | undefined;
@@ -233,6 +245,10 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
   const naq: Naq<H> = {
     config,
     logger,
+    use(m) {
+      middleware.push(checkMiddleware(m, 'use()'));
+      return naq;
+    },
     get metrics() {
       return metrics;
     },

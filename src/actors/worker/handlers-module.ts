@@ -3,12 +3,15 @@ import { extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Handlers } from './queue-worker.js';
 import { ConfigError } from '../../core/errors.js';
+import { checkMiddleware, withMiddleware, type Middleware } from './middleware.js';
 
 /**
  * Loads the handlers a worker may run from a module: every exported function is a handler
  * named by its export (a default export that is an object of functions counts too). Only
- * these can ever run — a job names a handler, it never carries code. TypeScript modules are
- * loaded through tsx, so `--handlers jobs.ts` works without a build step.
+ * these can ever run — a job names a handler, it never carries code. The export `middleware`
+ * (a function, or an array of them) is not a handler: it runs around every handler of the
+ * module (middleware.ts). TypeScript modules are loaded through tsx, so `--handlers jobs.ts`
+ * works without a build step.
  */
 export async function loadHandlers(file: string): Promise<Handlers> {
   const path = resolve(file);
@@ -22,13 +25,23 @@ export async function loadHandlers(file: string): Promise<Handlers> {
     mod = (await import(url)) as Record<string, unknown>;
   }
   const handlers: Handlers = {};
+  let middleware: Middleware[] = [];
   const collect = (source: Record<string, unknown>) => {
-    for (const [name, value] of Object.entries(source)) if (typeof value === 'function' && name !== 'default') handlers[name] = value as Handlers[string];
+    for (const [name, value] of Object.entries(source)) {
+      if (name === 'middleware') {
+        const list = Array.isArray(value) ? value : [value];
+        try {
+          middleware = list.map((m, i) => checkMiddleware(m, `${path}: middleware${Array.isArray(value) ? `[${i}]` : ''}`));
+        } catch (error) {
+          throw new ConfigError('--handlers', (error as Error).message);
+        }
+      } else if (typeof value === 'function' && name !== 'default') handlers[name] = value as Handlers[string];
+    }
   };
   if (mod.default && typeof mod.default === 'object') collect(mod.default as Record<string, unknown>);
   collect(mod);
   if (Object.keys(handlers).length === 0) {
     throw new ConfigError('--handlers', `${path} exports no functions; export each handler by its job name`);
   }
-  return handlers;
+  return middleware.length ? withMiddleware(handlers, middleware) : handlers;
 }
