@@ -142,6 +142,34 @@ describe('groups', () => {
     expect(spans.get('staged')![0]).toBeGreaterThanOrEqual(spans.get('released-1')![1]);
   });
 
+  it('a grouped job the dispatcher holds is not released once cancelled, removed or purged', async () => {
+    const server = await startServer();
+    const ops = await producer(server);
+    await ops.setGroupLimit('default', { concurrency: 1 });
+    const ran: string[] = [];
+    await worker(server, { job: async (d: { n: number }) => void (ran.push(`g${d.n}`), await sleep(d.n === 0 ? 1500 : 10)) }, { concurrency: 4 });
+    const first = await ops.enqueue('job', { n: 0 }, { group: 'g' });
+    await until(() => ran.length === 1);
+    // Held by the dispatcher behind the running one (the group may run one at a time).
+    const cancelled = await ops.enqueue('job', { n: 1 }, { group: 'g' });
+    const removed = await ops.enqueue('job', { n: 2 }, { group: 'g' });
+    const kept = await ops.enqueue('job', { n: 3 }, { group: 'g' });
+    await sleep(300);
+    expect(await ops.cancel(cancelled)).toMatchObject({ id: cancelled });
+    expect(await ops.removeJob(removed)).toMatchObject({ id: removed, removed: 'pending' });
+    await ops.waitFor(first, { timeoutMs: 10_000 });
+    await ops.waitFor(kept, { timeoutMs: 10_000 });
+    await sleep(300);
+    expect(ran).toEqual(['g0', 'g3']);
+    expect(await ops.getJob(cancelled)).toMatchObject({ status: 'cancelled' });
+    expect(await ops.getJob(removed)).toBeNull();
+    // Purged while held: none runs.
+    await ops.enqueueBulk(Array.from({ length: 3 }, (_, i) => ({ name: 'job' as const, data: { n: 10 + i }, opts: { group: 'h' } })));
+    expect((await ops.purgeQueue('default')).purged).toBeGreaterThanOrEqual(1);
+    await sleep(2500);
+    expect(ran.filter((r) => Number(r.slice(1)) >= 10).length).toBeLessThanOrEqual(1);
+  });
+
   it('bad group options are refused, naming them', async () => {
     const server = await startServer();
     const ops = await producer(server);

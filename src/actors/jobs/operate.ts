@@ -6,7 +6,7 @@ import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import { toPermissionDenied } from '../../core/permissions.js';
 import { buildJob, encodeJson } from '../../model/job.js';
 import { validateDuration } from '../../core/duration.js';
-import { validateJobId } from '../../model/layout.js';
+import { parseLane, validateJobId } from '../../model/layout.js';
 import type { ScheduleRecord } from '../../model/schedule.js';
 import { isWrongLastSequence } from '../nats/jetstream.js';
 import type { NaqContext } from '../nats/context.js';
@@ -97,8 +97,11 @@ export async function removeJob(ctx: NaqContext, id: string): Promise<{ id: stri
   if (pending) {
     const jsm = await ctx.jsm();
     // In a work-queue stream, a message the queue's consumer has delivered is still there until
-    // it is acked: it may be running on a worker now.
-    const consumer = await jsm.consumers.info(ctx.layout.jobsStream, ctx.layout.consumerName(pending.job.queue, pending.job.priority)).catch(() => null);
+    // it is acked: it may be running on a worker now. A grouped job still in its staging lane
+    // has not started, whether the group dispatcher holds it or not: it checks before it
+    // releases one that the message is still there.
+    const staged = parseLane(pending.subject.split('.').at(-2) ?? '').staged === true;
+    const consumer = staged ? null : await jsm.consumers.info(ctx.layout.jobsStream, ctx.layout.consumerName(pending.job.queue, pending.job.priority)).catch(() => null);
     if (consumer && pending.seq <= consumer.delivered.stream_seq) {
       throw new InvalidArgumentError(`job ${id} was delivered to a worker and may be running; cancel it first (naq job cancel ${id})`);
     }

@@ -80,13 +80,13 @@ async function notStarted(ctx: NaqContext, id: string, after = Number.NEGATIVE_I
 }
 
 /** The pending message of a job, found by id alone (the queue is a wildcard in the subject). */
-export async function pendingMessage(ctx: NaqContext, id: string): Promise<{ job: JobMessage; seq: number } | null> {
+export async function pendingMessage(ctx: NaqContext, id: string): Promise<{ job: JobMessage; seq: number; subject: string } | null> {
   const jsm = await ctx.jsm();
   try {
     const msg = await jsm.streams.getMessage(ctx.layout.jobsStream, { last_by_subj: ctx.layout.jobSubject('*', id) });
     if (!msg) return null;
     try {
-      return { job: decodeJob(msg.data), seq: msg.seq };
+      return { job: decodeJob(msg.data), seq: msg.seq, subject: msg.subject };
     } catch {
       return null;
     }

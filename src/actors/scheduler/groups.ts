@@ -54,7 +54,8 @@ export class GroupQueue {
   readonly #queue: string;
   readonly #log: Logger;
   readonly #lookahead: number;
-  readonly #ackWaitMs: number;
+  #ackWaitMs: number;
+  #keeper: ReturnType<typeof setInterval> | null = null;
   /** Waiting jobs per group, in enqueue order. */
   readonly #waiting = new Map<string, Staged[]>();
   /** Groups with waiting jobs, in turn order (a group leaves when it has none). */
@@ -122,6 +123,11 @@ export class GroupQueue {
     await this.#adopt();
     const js = jetstream(this.#ctx.nc);
     const consumer = await js.consumers.get(this.#ctx.layout.jobsStream, this.#ctx.layout.stagingConsumer(this.#queue));
+    // The consumer's ack_wait, not this process's config: the workers that made it may differ.
+    this.#ackWaitMs = Math.floor(((await consumer.info(true)).config.ack_wait ?? 0) / 1_000_000) || this.#ackWaitMs;
+    if (this.#stopped) return;
+    this.#keeper = setInterval(() => this.#keepAlive(), Math.max(100, Math.min(1000, Math.floor(this.#ackWaitMs / 6))));
+    this.#keeper.unref?.();
     while (!this.#stopped) {
       const room = this.#lookahead - this.#staged;
       if (room < this.#lookahead / 4) {
@@ -226,7 +232,8 @@ export class GroupQueue {
         this.#next++;
       }
       looked = 0;
-      this.#count(group, now);
+      // The same enqueue staged again (a lost ack, a change of leader) is not a second job.
+      if (!this.#released.has(staged.job.id)) this.#count(staged.job.id, group, now);
       void this.#release(staged, false);
     }
     if (wait !== Number.POSITIVE_INFINITY && Number.isFinite(wait)) this.#later(wait);
@@ -259,7 +266,8 @@ export class GroupQueue {
     return 0;
   }
 
-  #count(group: string, now: number): void {
+  #count(id: string, group: string, now: number): void {
+    this.#released.set(id, { group, at: now });
     this.#running.set(group, (this.#running.get(group) ?? 0) + 1);
     if (this.#limit?.rate) {
       let starts = this.#starts.get(group);
@@ -276,8 +284,13 @@ export class GroupQueue {
   async #release(staged: Staged, raw: boolean): Promise<void> {
     const { msg, job } = staged;
     const ctx = this.#ctx;
-    if (!raw) this.#released.set(job.id, { group: job.group!, at: Date.now() });
     try {
+      // Purged, removed or cancelled while held here (each deletes the staged message): not released.
+      if (!raw && !(await this.#stillStaged(msg))) {
+        msg.ack();
+        this.done(job.id);
+        return;
+      }
       if (!raw && deliveryCount(msg) > 1) {
         const record = await (await ctx.storage.jobsKv()).get(job.id).catch(() => null);
         const r = record && record.operation === 'PUT' ? record.json<{ enqueuedAt?: number; status?: string }>() : null;
@@ -299,6 +312,15 @@ export class GroupQueue {
     }
   }
 
+  async #stillStaged(msg: JsMsg): Promise<boolean> {
+    const jsm = await this.#ctx.jsm();
+    const found = await jsm.streams.getMessage(this.#ctx.layout.jobsStream, { seq: msg.seq }).catch((error: unknown) => {
+      if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.NoMessageFound) return null;
+      throw error;
+    });
+    return found !== null && found.subject === msg.subject;
+  }
+
   /** Pumps again in `ms` (or sooner, if a sooner pump is already due). */
   #later(ms: number): void {
     const delay = Math.max(1, Math.min(ms, 60_000));
@@ -315,8 +337,8 @@ export class GroupQueue {
     this.#timer.unref?.();
   }
 
-  /** Keeps staged jobs alive, and looks up released jobs no worker reported (a report lost). */
-  async sweep(): Promise<void> {
+  /** Keeps staged jobs alive: none goes a third of the staging consumer's ack_wait unrenewed. */
+  #keepAlive(): void {
     const now = Date.now();
     const keepAlive = this.#ackWaitMs / 3;
     for (const queue of this.#waiting.values()) {
@@ -327,6 +349,14 @@ export class GroupQueue {
         }
       }
     }
+  }
+
+  /** Looks up released jobs no worker reported (a report lost); forgets old rate windows and holds. */
+  async sweep(): Promise<void> {
+    const now = Date.now();
+    const span = this.#limit?.rate ? this.#limit.rate.durationMs + rateSlack(this.#limit.rate.durationMs) : 0;
+    for (const [group, starts] of this.#starts) if (span === 0 || starts.at(-1)! <= now - span) this.#starts.delete(group);
+    for (const [group, until] of this.#holds) if (until <= now) this.#holds.delete(group);
     const old = [...this.#released].filter(([, r]) => now - r.at > LOOKUP_AFTER_MS);
     for (const [id, r] of old) {
       if (this.#stopped) return;
@@ -340,6 +370,8 @@ export class GroupQueue {
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
+    if (this.#keeper) clearInterval(this.#keeper);
+    this.#keeper = null;
     for (const queue of this.#waiting.values()) for (const s of queue) s.msg.nak();
     this.#waiting.clear();
     this.#turns = [];
@@ -389,9 +421,18 @@ export class GroupDispatcher {
         },
       }),
     ];
-    await this.#discover();
-    this.#timer = setInterval(() => void this.#discover().catch((error: unknown) => this.#log.debug({ err: error }, 'group dispatcher: look-up failed')), DISCOVER_MS);
+    // Looked for again every DISCOVER_MS, whatever the first look gives (a failover may make it fail).
+    let looking = false;
+    const look = () => {
+      if (looking || this.#stopped) return;
+      looking = true;
+      this.#discover()
+        .catch((error: unknown) => this.#log.warn({ err: error }, 'group dispatcher: looking for grouped queues failed; trying again'))
+        .finally(() => (looking = false));
+    };
+    this.#timer = setInterval(look, DISCOVER_MS);
     this.#timer.unref?.();
+    look();
     void this.#followSettings();
   }
 
@@ -405,9 +446,10 @@ export class GroupDispatcher {
       if (!c.name.startsWith(prefix)) continue;
       const lane = parseLane(c.name.slice(prefix.length));
       if (!lane.staged || this.#queues.has(lane.queue)) continue;
+      const entry = await (await this.#ctx.storage.queuesKv()).get(lane.queue);
+      if (this.#stopped) return;
       const q = new GroupQueue(this.#ctx, lane.queue, this.#log);
       this.#queues.set(lane.queue, q);
-      const entry = await (await this.#ctx.storage.queuesKv()).get(lane.queue);
       q.follow(settingsOf(entry).groups);
       this.#log.info({ queue: lane.queue }, 'group dispatcher: releasing grouped jobs in turns');
       q.run().catch((error: unknown) => {

@@ -136,7 +136,6 @@ export class LanePuller {
   readonly #byToken = new Map<string, number>();
   #sub: Subscription | null = null;
   #timer: ReturnType<typeof setInterval> | null = null;
-  #lastSweep = 0;
   #count = 0;
   #stopped = false;
 
@@ -159,7 +158,6 @@ export class LanePuller {
 
   start(): void {
     this.#sub = this.#o.nc.subscribe(`${this.#inbox}.*`, { callback: (err, msg) => (err ? this.#fail(err) : this.#receive(msg)) });
-    this.#lastSweep = this.#o.now();
     // Checks lost pulls and keeps held jobs alive; its period bounds how late either happens.
     const period = Math.max(100, Math.min(LOST_AFTER_MS, Math.floor(this.#o.ackWaitMs / 3)));
     this.#timer = setInterval(() => this.#tick(), period);
@@ -283,9 +281,9 @@ export class LanePuller {
     }
     this.#pullAll();
     // Held jobs wait for a slot; a slow handler ahead of them must not let them be redelivered.
+    // Looked at every tick, so none goes longer than a third of ack_wait plus a tick unrenewed.
     const keepAlive = Math.floor(this.#o.ackWaitMs / 3);
-    if (now - this.#lastSweep < keepAlive) return;
-    this.#lastSweep = now;
+    if (this.#count === 0) return;
     for (let i = 0; i < this.#held.length; i++) {
       const at = this.#heldAt[i]!;
       this.#held[i]!.forEach((job, k) => {

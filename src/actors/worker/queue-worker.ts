@@ -331,10 +331,11 @@ export class QueueWorker {
   }
 
   #stopPulling() {
-    this.#gate.giveBack(this.#released);
+    // The puller goes first: a slot the gate gives back must not be filled from it again.
     const puller = this.#puller;
     this.#puller = null;
     puller?.stop();
+    this.#gate.giveBack(this.#released);
   }
 
   #release() {
