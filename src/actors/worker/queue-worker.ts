@@ -1,7 +1,8 @@
 /**
- * Consumes one queue: pulls in batches through the queue's shared durable consumer, runs up to
- * `concurrency` jobs at once through the job path (job-path.ts), sends heartbeats and cancel
- * notices, and stops loudly when the server refuses a subject it needs.
+ * Consumes one queue: pulls its priority lanes (the queue's shared durable consumers, one per
+ * level, through lanes.ts), runs up to `concurrency` jobs at once through the job path
+ * (job-path.ts), most urgent first, sends heartbeats and cancel notices, and stops loudly when
+ * the server refuses a subject it needs.
  */
 import { hostname } from 'node:os';
 import type { JsMsg } from '@nats-io/jetstream';
@@ -33,7 +34,7 @@ export interface QueueWorkerSettings {
 
 /** Before following the pause setting again after its watch ended. */
 const PAUSE_WATCH_RETRY_MS = 1000;
-/** How long a pull request lives on the server (see #pull for why it is short). */
+/** How long a pull request lives on the server (see #startPulling for why it is short). */
 const PULL_EXPIRES_MS = 5000;
 
 /** The job path's I/O on this connection; `hold` asks every worker of the queue to start nothing before a time. */
