@@ -192,7 +192,10 @@ function jobsStreamSource(ctx: NaqContext, w: Wanted, states: ListState[], name:
     if (!d) {
       d = ctx
         .jsm()
-        .then((jsm) => jsm.consumers.info(ctx.layout.jobsStream, ctx.layout.consumerName(parseLane(lane).queue, parseLane(lane).priority)))
+        .then((jsm) => {
+          const { queue, priority } = parseLane(lane);
+          return jsm.consumers.info(ctx.layout.jobsStream, ctx.layout.consumerName(queue, priority));
+        })
         .then(
           (info) => info.delivered.stream_seq,
           () => 0,

@@ -96,6 +96,16 @@ export async function scanBack<T>(
 export async function scanForward(ctx: NaqContext, stream: string, subject: string, visit: (window: Stored[]) => Promise<boolean>, window = 1000): Promise<void> {
   const bounds = await streamBounds(ctx, stream);
   if (!bounds || bounds.messages === 0) return;
+  if (bounds.workqueue) {
+    // Each get jumps to the next match: windows of `window` matches, not of sequences, so a
+    // long run of other subjects costs one get, not one per `window` sequences.
+    for (let start = bounds.first; start <= bounds.last; ) {
+      const msgs = await readRangeByGets(ctx, bounds.stream, subject, start, bounds.last + 1, window);
+      if (!msgs.length || !(await visit(msgs))) return;
+      start = msgs.at(-1)!.seq + 1;
+    }
+    return;
+  }
   for (let start = bounds.first; start <= bounds.last; start += window) {
     const msgs = await readRange(ctx, bounds, subject, start, Math.min(start + window, bounds.last + 1));
     if (msgs.length && !(await visit(msgs))) return;
@@ -107,11 +117,11 @@ export function readRange(ctx: NaqContext, bounds: Bounds, subject: string, star
   return bounds.workqueue ? readRangeByGets(ctx, bounds.stream, subject, start, end) : readRangeByConsumer(ctx.nc, bounds.stream, subject, start, end);
 }
 
-/** One stream message get per message, each asking for the next one on the subject (server 2.9+). */
-async function readRangeByGets(ctx: NaqContext, stream: string, subject: string, start: number, end: number): Promise<Stored[]> {
+/** One stream message get per message, each asking for the next one on the subject (server 2.9+); at most `max`. */
+async function readRangeByGets(ctx: NaqContext, stream: string, subject: string, start: number, end: number, max = Number.POSITIVE_INFINITY): Promise<Stored[]> {
   const jsm = await ctx.jsm();
   const out: Stored[] = [];
-  for (let seq = start; seq < end; ) {
+  for (let seq = start; seq < end && out.length < max; ) {
     let m;
     try {
       // next_by_subj is in the server's API (2.9) though not in the client's request type.

@@ -15,12 +15,13 @@ import { jetstream, JetStreamApiCodes, JetStreamApiError, type ConsumerMessages,
 import type { KvEntry } from '@nats-io/kv';
 import type { QueuedIterator, Subscription } from '@nats-io/transport-node';
 import type { Logger } from '../../core/log.js';
-import { decodeJob, type JobMessage } from '../../model/job.js';
+import { decodeJob, TERMINAL_STATUSES, type JobMessage, type JobRecord } from '../../model/job.js';
 import { parseLane, PRIORITIES } from '../../model/layout.js';
 import { settingsOf, type GroupLimit } from '../../model/queue-settings.js';
 import { listWorkers } from '../jobs/admin.js';
 import { pendingMessage } from '../jobs/reads.js';
 import type { NaqContext } from '../nats/context.js';
+import { scanForward } from '../nats/stream-scan.js';
 import { ERR_MAX_MSGS_PER_SUBJECT, PublishRejectedError } from '../nats/publisher.js';
 import { deliveryCount } from '../worker/delivery.js';
 
@@ -155,30 +156,23 @@ export class GroupQueue {
    */
   async #adopt(): Promise<void> {
     const ctx = this.#ctx;
-    const jsm = await ctx.jsm();
+    const now = Date.now();
     let seen = 0;
     for (const p of PRIORITIES) {
-      let seq = 1;
-      while (seen < MAX_ADOPT_SCAN && !this.#stopped) {
-        // next_by_subj is in the server's API (2.9) though not in the client's request type.
-        const query = { seq, next_by_subj: ctx.layout.queueFilter(this.#queue, p) } as unknown as { seq: number };
-        const m = await jsm.streams.getMessage(ctx.layout.jobsStream, query).catch((error: unknown) => {
-          if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.NoMessageFound) return null;
-          throw error;
-        });
-        if (!m) break;
-        seen++;
-        seq = m.seq + 1;
-        let job: JobMessage | null = null;
-        try {
-          job = decodeJob(m.data);
-        } catch {
-          // A worker dead-letters it.
+      await scanForward(ctx, ctx.layout.jobsStream, ctx.layout.queueFilter(this.#queue, p), async (window) => {
+        for (const m of window) {
+          let job: JobMessage | null = null;
+          try {
+            job = decodeJob(m.data);
+          } catch {
+            // A worker dead-letters it.
+          }
+          if (job?.group !== undefined && !this.#released.has(job.id)) this.#occupy(job.id, job.group, now);
         }
-        if (job?.group === undefined || this.#released.has(job.id)) continue;
-        this.#released.set(job.id, { group: job.group, at: Date.now() });
-        this.#running.set(job.group, (this.#running.get(job.group) ?? 0) + 1);
-      }
+        seen += window.length;
+        return seen < MAX_ADOPT_SCAN && !this.#stopped;
+      });
+      if (seen >= MAX_ADOPT_SCAN || this.#stopped) break;
     }
     if (this.#released.size > 0) this.#log.info({ queue: this.#queue, jobs: this.#released.size }, 'group dispatcher: counting grouped jobs released by an earlier leader');
   }
@@ -266,9 +260,15 @@ export class GroupQueue {
     return 0;
   }
 
-  #count(id: string, group: string, now: number): void {
+  /** A job released and not finished takes a slot of its group. */
+  #occupy(id: string, group: string, now: number): void {
     this.#released.set(id, { group, at: now });
     this.#running.set(group, (this.#running.get(group) ?? 0) + 1);
+  }
+
+  /** A release: a slot of its group, and a start in the group's rate window. */
+  #count(id: string, group: string, now: number): void {
+    this.#occupy(id, group, now);
     if (this.#limit?.rate) {
       let starts = this.#starts.get(group);
       if (!starts) this.#starts.set(group, (starts = []));
@@ -293,14 +293,14 @@ export class GroupQueue {
       }
       if (!raw && deliveryCount(msg) > 1) {
         const record = await (await ctx.storage.jobsKv()).get(job.id).catch(() => null);
-        const r = record && record.operation === 'PUT' ? record.json<{ enqueuedAt?: number; status?: string }>() : null;
-        if (r && r.enqueuedAt === job.ts && (r.status === 'completed' || r.status === 'failed' || r.status === 'cancelled')) {
+        const r = record && record.operation === 'PUT' ? record.json<Partial<JobRecord>>() : null;
+        if (r && r.enqueuedAt === job.ts && r.status !== undefined && TERMINAL_STATUSES.has(r.status)) {
           msg.ack();
           this.done(job.id);
           return;
         }
       }
-      const subject = raw ? `${ctx.layout.prefix}.jobs.${this.#queue}.${job.id}` : ctx.layout.jobSubject(job.queue, job.id, job.priority);
+      const subject = raw ? ctx.layout.jobSubject(this.#queue, job.id) : ctx.layout.jobSubject(job.queue, job.id, job.priority);
       await ctx.publisher.publish(subject, msg.data, { msgId: `${job.id}:${job.ts}:group` }).catch((error: unknown) => {
         if (!(error instanceof PublishRejectedError && error.errCode === ERR_MAX_MSGS_PER_SUBJECT)) throw error;
       });

@@ -37,3 +37,22 @@ export function deliveryCount(msg: JsMsg): number {
   }
   return msg.info.deliveryCount;
 }
+
+/**
+ * Jobs still waiting on the server after this one, from its ack subject
+ * (`$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>`, or the 12-token form
+ * with a domain, an account hash and a random token after it).
+ */
+export function pendingAfter(reply: string | undefined): number {
+  if (!reply) return 0;
+  let dots = 0;
+  let last = -1;
+  let prev = -1;
+  for (let i = reply.indexOf('.'); i !== -1; i = reply.indexOf('.', i + 1)) {
+    dots++;
+    prev = last;
+    last = i;
+  }
+  const n = Number(dots === 11 ? reply.slice(prev + 1, last) : reply.slice(last + 1));
+  return Number.isFinite(n) && n >= 0 ? n : 1;
+}

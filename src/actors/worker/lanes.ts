@@ -7,7 +7,7 @@
  * waits, and a less urgent lane is pulled only while no more urgent one holds a job.
  */
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
-import type { Delivery } from './delivery.js';
+import { pendingAfter, type Delivery } from './delivery.js';
 
 /** One priority level of the queue. */
 export interface Lane {
@@ -87,24 +87,6 @@ export class PulledJob implements Delivery {
   }
 }
 
-/**
- * Jobs still waiting on the server after this one, from its ack subject
- * (`$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>`, or the 12-token form
- * with a domain, an account hash and a random token after it).
- */
-export function pendingAfter(reply: string | undefined): number {
-  if (!reply) return 0;
-  let dots = 0;
-  let last = -1;
-  let prev = -1;
-  for (let i = reply.indexOf('.'); i !== -1; i = reply.indexOf('.', i + 1)) {
-    dots++;
-    prev = last;
-    last = i;
-  }
-  const n = Number(dots === 11 ? reply.slice(prev + 1, last) : reply.slice(last + 1));
-  return Number.isFinite(n) && n >= 0 ? n : 1;
-}
 
 /**
  * How long a worker waits for a more urgent lane's open pull, when the server said jobs wait
