@@ -36,5 +36,8 @@ export function createLogger(options: LogOptions): Logger {
   if (pretty && !options.destination) {
     return pino({ ...base, transport: { target: 'pino-pretty', options: { colorize: true, destination: 2 } } });
   }
-  return pino(base, (options.destination as never) ?? pino.destination(2));
+  // Synchronous: pino's asynchronous destination, flushed at process.exit, writes what was
+  // queued before the write still in flight, so the last lines of a run could come out of order
+  // ("bye" before "stopping kv"). Nothing on the per-job path logs at info or above.
+  return pino(base, (options.destination as never) ?? pino.destination({ dest: 2, sync: true }));
 }
