@@ -46,6 +46,8 @@ export {
   type EnqueueItem,
 } from './model/job.js';
 export { type ScheduleRecord, type ScheduleSpec, type ScheduleOptions, type ScheduleStatus } from './model/schedule.js';
+export { ON_FAILURE, MAX_FAILED_IDS, type FlowSpec, type FlowIds, type OnFailure, type BatchOptions, type BatchCompletion, type BatchSummary, type FlowRecord, type ChildNotice } from './model/flow.js';
+export type { FlowNode, BatchStatus } from './actors/jobs/flow-reads.js';
 export { DEDUPE_MODES, type DedupeOptions, type DedupeMode, type DedupeRecord } from './model/dedupe.js';
 export { EVENT_TYPES, type NaqEvent, type NaqEventType, type StoredEvent } from './model/event.js';
 export type { EventFilter, HistoryFilter, StatsFilter, EventStats, EventSubscription } from './actors/events/queries.js';

@@ -4,6 +4,9 @@ import { ask } from './core/ask.js';
 import { enqueue, enqueueBulk } from './actors/jobs/enqueue.js';
 import { getJob, jobData, waitFor } from './actors/jobs/reads.js';
 import { listJobs } from './actors/jobs/listing.js';
+import { enqueueBatch, enqueueFlow } from './actors/jobs/flows.js';
+import { getBatch, getFlow, type BatchStatus, type FlowNode } from './actors/jobs/flow-reads.js';
+import type { BatchOptions, FlowIds, FlowSpec } from './model/flow.js';
 import type { CleanFilter, RetryFilter, RetryOutcome } from './actors/jobs/bulk.js';
 import type { JobPage, ListFilter } from './model/job-index.js';
 import { contextOf, type NaqContext } from './actors/nats/context.js';
@@ -126,6 +129,23 @@ export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
   /** Enqueues many jobs with pipelined publishes; all are validated before any is sent. */
   enqueueBulk<N extends keyof H & string>(jobs: Array<{ name: N; data: JobData<H, N>; opts?: JobOptions }>): Promise<string[]>;
   getJob(id: string): Promise<JobRecord | null>;
+  /**
+   * Enqueues a tree of jobs: each parent runs after all its children finished and reads their
+   * results with `ctx.childResults()`; a child's `onFailure` says what its parent does if it
+   * fails. All or nothing: if a publish fails, what was created is cancelled and the call
+   * rejects. Resolves with the ids, in the tree's shape.
+   */
+  enqueueFlow(flow: FlowSpec): Promise<FlowIds>;
+  /** A flow (from any of its nodes down), each node with its state. */
+  getFlow(id: string): Promise<FlowNode>;
+  /**
+   * Enqueues jobs as one batch: once every one finished (completed, or failed for good, or
+   * cancelled), `onComplete` runs once with the counts as `ctx.batch`. Resolves with the
+   * batch's id (its completion job's id too).
+   */
+  enqueueBatch(jobs: EnqueueItem[], options: BatchOptions): Promise<string>;
+  /** A batch's progress, then its completion job's status. */
+  getBatch(id: string): Promise<BatchStatus>;
   /** A job's data while something keeps it (not yet acked, waiting, delayed, dead-lettered); null after. */
   jobData(id: string): Promise<{ data: unknown } | null>;
   /** The job's result once it completed; throws JobFailedError if it failed or was cancelled. */
@@ -354,6 +374,10 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
     enqueue: (name, data, opts) => Promise.resolve().then(() => enqueue(context(), name, data, opts)),
     enqueueBulk: (jobs) => Promise.resolve().then(() => enqueueBulk(context(), jobs as EnqueueItem[])),
     getJob: (id) => Promise.resolve().then(() => getJob(context(), id)),
+    enqueueFlow: (flow) => Promise.resolve().then(() => enqueueFlow(context(), flow)),
+    getFlow: (id) => Promise.resolve().then(() => getFlow(context(), id)),
+    enqueueBatch: (jobs, batchOptions) => Promise.resolve().then(() => enqueueBatch(context(), jobs, batchOptions)),
+    getBatch: (id) => Promise.resolve().then(() => getBatch(context(), id)),
     jobData: (id) => Promise.resolve().then(() => jobData(context(), id)),
     waitFor: (id, waitOptions) => Promise.resolve().then(() => waitFor(context(), id, waitOptions)),
     cancel: (id) => askJobs({ type: 'jobs.cancel', id }),

@@ -204,6 +204,12 @@ export const ConfigSchema = section({
      */
     dedupeMaxTtlMs: ms(1000).default(86_400_000),
     /**
+     * How long a flow's parent or a batch's completion job waits for its children: the flows
+     * bucket's and notice stream's max age (a parent whose children have not all finished by
+     * then is forgotten, and never runs).
+     */
+    flowTtlMs: ms(60_000).default(7 * 86_400_000),
+    /**
      * Jobs with a group the group dispatcher holds at once per queue (its staging consumer's
      * max_ack_pending): groups take turns among this many waiting jobs, in enqueue order.
      */

@@ -1,6 +1,7 @@
 import { durationProblem, MAX_DURATION_MS } from '../core/duration.js';
 import { InvalidArgumentError, type ErrorInfo } from '../core/errors.js';
 import type { DedupeOptions } from './dedupe.js';
+import type { BatchSummary } from './flow.js';
 import { DEFAULT_PRIORITY, PRIORITIES, validateGroup, validateJobId, validatePriority, validateQueue } from './layout.js';
 import { jsonProblem } from './wire-value.js';
 import { utf8 } from '../core/utf8.js';
@@ -64,6 +65,10 @@ export interface JobMessage {
   priority?: number;
   /** Its group: published to the queue's staging lane, released to its priority lane in turn. */
   group?: string;
+  /** The flow parent or batch it belongs to: its final outcome is told there (model/flow.ts). */
+  parent?: string;
+  /** A batch's completion job: the batch's counts (`ctx.batch`). */
+  batch?: BatchSummary;
   /** Enqueue time, ms since the epoch. */
   ts: number;
 }
@@ -110,6 +115,8 @@ export interface JobRecord {
   priority?: number;
   /** The job's group, when it has one. */
   group?: string;
+  /** The flow parent or batch it belongs to. */
+  parent?: string;
   /** Where the dead-lettered copy is: its sequence in the dead stream. */
   deadSeq?: number;
   /** Past this time the record counts as gone (per-job result TTL). */
@@ -221,6 +228,8 @@ function checkBackoff(b: unknown): string | null {
 }
 
 const REQUIRED_STRINGS = ['id', 'name', 'queue'] as const;
+/** A parent's id becomes a subject token (Layout.flowNoticeSubject). */
+const JOB_ID_TOKEN = /^[A-Za-z0-9_=-]{1,200}$/;
 
 /** Validates a job message; hand-written because it runs once per job on the hot path. */
 export function decodeJob(bytes: Uint8Array): JobMessage {
@@ -251,6 +260,7 @@ export function decodeJob(bytes: Uint8Array): JobMessage {
   }
   if (j.priority !== undefined && !PRIORITIES.includes(j.priority as number)) throw new JobDecodeError('field "priority" must be an integer from 1 to 10');
   if (j.group !== undefined && (typeof j.group !== 'string' || j.group.length === 0 || j.group.length > 256)) throw new JobDecodeError('field "group" must be a string of 1 to 256 characters');
+  if (j.parent !== undefined && (typeof j.parent !== 'string' || !JOB_ID_TOKEN.test(j.parent))) throw new JobDecodeError('field "parent" must be a job id');
   return parsed as JobMessage;
 }
 
@@ -345,7 +355,7 @@ export function retryDelay(backoff: BackoffOptions | undefined, nextAttempt: num
  * The one way a job record is made: from the job's message, with a status and the attempts
  * so far; callers set the rest (times, result, error) on it.
  */
-export function recordFromMessage(m: Pick<JobMessage, 'id' | 'name' | 'queue' | 'attempts' | 'ts' | 'dependsOn' | 'priority' | 'group'>, status: JobStatus, attempts: AttemptRecord[] = []): JobRecord {
+export function recordFromMessage(m: Pick<JobMessage, 'id' | 'name' | 'queue' | 'attempts' | 'ts' | 'dependsOn' | 'priority' | 'group' | 'parent'>, status: JobStatus, attempts: AttemptRecord[] = []): JobRecord {
   const r: JobRecord = {
     v: WIRE_VERSION,
     id: m.id,
@@ -359,6 +369,7 @@ export function recordFromMessage(m: Pick<JobMessage, 'id' | 'name' | 'queue' | 
   if (m.dependsOn) r.dependsOn = m.dependsOn;
   if (m.priority !== undefined && m.priority !== DEFAULT_PRIORITY) r.priority = m.priority;
   if (m.group !== undefined) r.group = m.group;
+  if (m.parent !== undefined) r.parent = m.parent;
   return r;
 }
 

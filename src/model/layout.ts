@@ -23,6 +23,13 @@ export interface Layout {
   leaderBucket: string;
   /** Dedupe windows by key (src/model/dedupe.ts). */
   dedupeBucket: string;
+  /** Parents waiting for children (flows, batches), by the parent's id (src/model/flow.ts). */
+  flowsBucket: string;
+  /** One notice per finished child of a flow or batch. */
+  flowsStream: string;
+  allFlowNotices: string;
+  /** Where a child of `parent` tells that it finished: `<prefix>.flows.<parent>.<child>`. */
+  flowNoticeSubject(parent: string, child: string): string;
   /**
    * A job's subject: `<prefix>.jobs.<lane>.<id>`, where the lane is the queue for the default
    * priority and `<queue>~<priority>` for the others (laneToken).
@@ -92,6 +99,10 @@ export function layout(prefix: string): Layout {
     ratesBucket: `${prefix}_rates`,
     leaderBucket: `${prefix}_leader`,
     dedupeBucket: `${prefix}_dedupe`,
+    flowsBucket: `${prefix}_flows`,
+    flowsStream: `${upper}_FLOWS`,
+    allFlowNotices: `${prefix}.flows.>`,
+    flowNoticeSubject: (parent, child) => `${prefix}.flows.${parent}.${child}`,
     jobSubject: (queue, jobId, priority) => `${prefix}.jobs.${laneToken(queue, priority)}.${jobId}`,
     queueFilter: (queue, priority) => `${prefix}.jobs.${laneToken(queue, priority)}.>`,
     queueFilters: (queue) => [...PRIORITIES.map((p) => `${prefix}.jobs.${laneToken(queue, p)}.>`), `${prefix}.jobs.${stagingToken(queue)}.>`],

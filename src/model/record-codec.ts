@@ -38,6 +38,7 @@ export function completedFirstAttemptJson(
   if (job.dependsOn) json += `,"dependsOn":${JSON.stringify(job.dependsOn)}`;
   if (job.priority !== undefined && job.priority !== 5) json += `,"priority":${job.priority}`;
   if (job.group !== undefined) json += `,"group":${JSON.stringify(job.group)}`;
+  if (job.parent !== undefined) json += `,"parent":${JSON.stringify(job.parent)}`;
   json += `,"startedAt":${startedAt},"finishedAt":${finishedAt}`;
   // A toJSON() that returns undefined leaves the key out, as encoding the record object would.
   const resultJson = result === undefined ? 'null' : JSON.stringify(result);

@@ -276,6 +276,18 @@ describe('each role with exactly the documented permissions', () => {
     // Another pending one, for the read-only user to find.
     ids.pending = await producer.enqueue('echo', 'for the reader', { queue: 'parked' });
 
+    // A flow (its parent released by the leading worker's tracker) and a batch with a job
+    // cancelled while pending (the producer tells the batch).
+    const flow = await producer.enqueueFlow({ name: 'echo', data: 'parent', children: [{ name: 'echo', data: 'child' }] });
+    expect(await producer.waitFor(flow.id, { timeoutMs: 15_000 })).toBe('parent');
+    ids.flow = flow.id;
+    ids.batch = await producer.enqueueBatch([{ name: 'echo', data: 1 }, { name: 'echo', data: 2, opts: { queue: 'parked', jobId: 'batch-parked' } }], { onComplete: { name: 'echo', data: 'batch done' } });
+    expect(await producer.cancel('batch-parked')).toMatchObject({ status: 'cancelled' });
+    expect(await producer.waitFor(ids.batch, { timeoutMs: 15_000 })).toBe('batch done');
+    // One that stays open (a job on a queue nobody serves), for the read-only user to count.
+    ids.openBatch = await producer.enqueueBatch([{ name: 'echo', data: 3 }, { name: 'echo', data: 4, opts: { queue: 'unserved' } }], { onComplete: { name: 'echo' } });
+    await until(async () => (await producer.getBatch(ids.openBatch!)).completed === 1, 15_000);
+
     // Re-run from the dead letters: it fails again and is dead-lettered anew.
     expect(await producer.retryDead(ids.boom)).toEqual({ id: ids.boom });
     await until(async () => {
@@ -351,6 +363,9 @@ describe('each role with exactly the documented permissions', () => {
     // The leading scheduler releases grouped jobs.
     const grouped = await producer.enqueue('echo', { grouped: true }, { group: 'tenant-2' });
     expect(await producer.waitFor(grouped, { timeoutMs: 15_000 })).toEqual({ grouped: true });
+    // ... and the parents of flows.
+    const flow = await producer.enqueueFlow({ name: 'echo', data: 'by the scheduler', children: [{ name: 'echo', data: 1 }] });
+    expect(await producer.waitFor(flow.id, { timeoutMs: 15_000 })).toBe('by the scheduler');
 
     expect(violations(server, 'naq-scheduler')).toEqual([]);
     for (const n of [first, second]) expect(n.lines.filter((l) => l.level >= 50)).toEqual([]);
@@ -370,6 +385,9 @@ describe('each role with exactly the documented permissions', () => {
     expect((await reader.listJobs({ queue: 'parked', state: 'pending' })).jobs.map((j) => j.id)).toEqual([ids.pending]);
     expect((await reader.listJobs({ limit: 5 })).jobs).toHaveLength(5);
     expect(await reader.jobData(ids.pending!)).toEqual({ data: 'for the reader' });
+    expect((await reader.getFlow(ids.flow!)).children!.map((c) => c.state)).toEqual(['completed']);
+    expect(await reader.getBatch(ids.batch!)).toMatchObject({ state: 'completed', total: 2, completed: 1, failed: 1, failedIds: ['batch-parked'] });
+    expect(await reader.getBatch(ids.openBatch!)).toMatchObject({ state: 'running', total: 2, completed: 1, pending: 1 });
     expect(await reader.jobData(ids.boom!)).toEqual({ data: null });
     expect((await reader.listQueues()).map((q) => q.queue)).toEqual(expect.arrayContaining(['default', 'parked']));
     expect((await reader.listWorkers()).length).toBeGreaterThan(0);
@@ -476,7 +494,7 @@ describe('a missing permission fails loudly and at once', () => {
     producer = naqAs(server, 'naq-producer');
     await producer.start({ timeoutMs: 20_000 });
     expect((await producer.streams.list()).map((s) => s.config.name).sort()).toEqual(
-      ['KV_naq_dedupe', 'KV_naq_jobs', 'KV_naq_leader', 'KV_naq_queues', 'KV_naq_rates', 'KV_naq_schedules', 'KV_naq_waiting', 'KV_naq_workers', 'NAQ_DEAD', 'NAQ_EVENTS', 'NAQ_INDEX', 'NAQ_JOBS'].sort(),
+      ['KV_naq_dedupe', 'KV_naq_flows', 'KV_naq_jobs', 'KV_naq_leader', 'KV_naq_queues', 'KV_naq_rates', 'KV_naq_schedules', 'KV_naq_waiting', 'KV_naq_workers', 'NAQ_DEAD', 'NAQ_EVENTS', 'NAQ_FLOWS', 'NAQ_INDEX', 'NAQ_JOBS'].sort(),
     );
     expect(violations(server, 'naq-producer')).toEqual([]);
   }, 30_000);

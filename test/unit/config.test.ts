@@ -67,6 +67,7 @@ describe('defaults', () => {
         index: true,
         maxLogLines: 100,
         dedupeMaxTtlMs: 86_400_000,
+        flowTtlMs: 604_800_000,
         groupLookahead: 20_000,
         groupConcurrency: 0,
       },

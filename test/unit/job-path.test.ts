@@ -72,6 +72,8 @@ function memoryIO() {
   const holds: number[] = [];
   const groupHolds: Array<[number, string]> = [];
   const groupsDone: string[] = [];
+  /** Notices to flow parents: `<parent> <child> <status>`, in order (with the acks, in `order`). */
+  const told: string[] = [];
   /** Index entries and record writes, in the order they were made. */
   const order: string[] = [];
   const io: JobIO = {
@@ -95,9 +97,14 @@ function memoryIO() {
     maxMessageBytes: () => 1_048_576,
     hold: (ms, group) => void (group === undefined ? holds.push(ms) : groupHolds.push([ms, group])),
     groupDone: (job) => void groupsDone.push(job.id),
+    tellParent: async (parent, child, status) => {
+      told.push(`${parent} ${child} ${status}`);
+      order.push(`told ${status}`);
+    },
+    children: async () => ({ results: {}, failures: {} }),
   };
   const flush = () => acks.splice(0).forEach((m) => m.ack());
-  return { io, records, writes, dead, events, indexed, order, holds, groupHolds, groupsDone, flush, types: () => events.map((e) => e.type) };
+  return { io, records, writes, dead, events, indexed, order, holds, groupHolds, groupsDone, told, flush, types: () => events.map((e) => e.type) };
 }
 
 function path(handlers: Handlers, extra: { clock?: ManualClock; ackWaitMs?: number; activeAfterMs?: number; maxLogLines?: number } = {}) {
@@ -445,6 +452,52 @@ describe('the job path', () => {
     // The same id enqueued again later (another enqueue time) is a new job: it runs.
     await p.process(delivery({ attempts: 3, ts: 600 }), 2);
     expect(runs).toBe(1);
+  });
+
+  it('a child of a flow or batch: its parent is told each final outcome after the record is written and before the ack; a retry tells nothing', async () => {
+    let fail = true;
+    const { p, told, order, flush } = path({
+      work: async () => {
+        if (fail) throw new Error('no');
+        return 1;
+      },
+    });
+    const first = delivery({ attempts: 2, parent: 'P' });
+    await p.process(first, 1);
+    expect(told).toEqual([]);
+    fail = false;
+    const second = delivery({ attempts: 2, parent: 'P' });
+    await p.process(second, 2);
+    expect(told).toEqual(['P j1 completed']);
+    expect(order.slice(-2)).toEqual(['record completed', 'told completed']);
+    expect(second.calls).toEqual([]);
+    flush();
+    expect(second.calls).toEqual(['ack']);
+    // Failed for good, and cancelled: told too.
+    const dead = path({ work: async () => Promise.reject(new Error('no')) });
+    await dead.p.process(delivery({ id: 'j2', parent: 'P' }, 'naq.jobs.q.j2'), 1);
+    expect(dead.told).toEqual(['P j2 failed']);
+  });
+
+  it('a redelivered child whose outcome was recorded (crash before the notice or the ack): its parent is told again, then it is acked', async () => {
+    const { p, records, told, flush } = path({ work: async () => 1 });
+    records.set('j1', { v: 1, id: 'j1', name: 'work', queue: 'q', status: 'failed', maxAttempts: 1, attempts: [{ n: 1, startedAt: 1, finishedAt: 2 }], enqueuedAt: 500, parent: 'P' });
+    const msg = delivery({ parent: 'P' });
+    await p.process(msg, 2);
+    flush();
+    expect(told).toEqual(['P j1 failed']);
+    expect(msg.calls).toEqual(['ack']);
+  });
+
+  it('a notice the server did not take: not acked, so the job comes back', async () => {
+    const { p, io, flush } = path({ work: async () => 1 });
+    io.tellParent = async () => {
+      throw new Error('no stream answered');
+    };
+    const msg = delivery({ parent: 'P' });
+    await p.process(msg, 1);
+    flush();
+    expect(msg.calls).toEqual([]);
   });
 
   it('unknown handler: dead-lettered at once with UNKNOWN_HANDLER, whatever attempts remain', async () => {

@@ -11,6 +11,8 @@ import type { NaqContext } from '../nats/context.js';
 import { publishJob } from './enqueue.js';
 import { getJob, pendingMessage } from './reads.js';
 import { delayed } from './operate.js';
+import { tellParent } from './flow-notice.js';
+import type { FlowRecord } from '../../model/flow.js';
 import { isWrongLastSequence } from '../nats/jetstream.js';
 
 const decoder = new TextDecoder();
@@ -45,10 +47,10 @@ export async function cancel(ctx: NaqContext, id: string): Promise<{ id: string;
   if (waiting && waiting.operation === 'PUT') {
     const job = waiting.json<JobMessage>();
     await waitingKv.delete(id);
-    await ctx.storage.putRecord({ ...recordFromMessage(job, 'cancelled'), finishedAt: Date.now() });
-    ctx.events.emit({ type: 'job.cancelled', queue: job.queue, jobId: id, data: { name: job.name, waiting: true } });
+    await cancelledUnstarted(ctx, job, { waiting: true });
     return { id, status: 'cancelled' };
   }
+  if (await cancelWaitingParent(ctx, id)) return { id, status: 'cancelled' };
   const pending = await pendingMessage(ctx, id);
   if (pending) {
     const jsm = await ctx.jsm();
@@ -58,8 +60,7 @@ export async function cancel(ctx: NaqContext, id: string): Promise<{ id: string;
       if (denied) throw denied;
       return false;
     });
-    await ctx.storage.putRecord({ ...recordFromMessage(pending.job, 'cancelled'), finishedAt: Date.now() });
-    ctx.events.emit({ type: 'job.cancelled', queue: pending.job.queue, jobId: id, data: { name: pending.job.name, pending: true } });
+    await cancelledUnstarted(ctx, pending.job, { pending: true });
     // A worker may already hold it (delivered, not started, or running): tell it.
     ctx.nc.publish(ctx.layout.cancelSubject(pending.job.queue), id);
     return { id, status: 'cancelled' };
@@ -69,6 +70,34 @@ export async function cancel(ctx: NaqContext, id: string): Promise<{ id: string;
   if (TERMINAL_STATUSES.has(record.status)) return { id, status: record.status };
   ctx.nc.publish(ctx.layout.cancelSubject(record.queue), id);
   return { id, status: 'cancelling' };
+}
+
+/** The record and event of a job cancelled before it started; in a flow or batch, its parent is told. */
+async function cancelledUnstarted(ctx: NaqContext, job: JobMessage, data: Record<string, unknown>): Promise<void> {
+  await ctx.storage.putRecord({ ...recordFromMessage(job, 'cancelled'), finishedAt: Date.now() });
+  if (job.parent !== undefined) await tellParent(ctx, job.parent, job.id, 'cancelled');
+  ctx.events.emit({ type: 'job.cancelled', queue: job.queue, jobId: job.id, data: { name: job.name, ...data } });
+}
+
+/**
+ * A flow parent (or batch completion) still waiting for its children: its record is closed
+ * (revision-checked: a release on its way wins). Its children go on; their outcomes are not
+ * waited for any more.
+ */
+async function cancelWaitingParent(ctx: NaqContext, id: string): Promise<boolean> {
+  const kv = await ctx.storage.flowsKv();
+  const entry = await kv.get(id);
+  if (!entry || entry.operation !== 'PUT') return false;
+  const record = entry.json<FlowRecord>();
+  if (record.state !== 'waiting') return false;
+  try {
+    await kv.update(id, encodeJson({ ...record, state: 'cancelled', closedAt: Date.now() }), entry.revision);
+  } catch (error) {
+    if (isWrongLastSequence(error)) return false;
+    throw error;
+  }
+  await cancelledUnstarted(ctx, record.job, { waitingChildren: true });
+  return true;
 }
 
 /** Re-enqueues a dead job with fresh attempts; the record keeps its history. */

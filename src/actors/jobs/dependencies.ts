@@ -1,10 +1,10 @@
 import { KvWatchInclude, type KvEntry } from '@nats-io/kv';
 import type { QueuedIterator } from '@nats-io/transport-node';
-import { encodeJson, recordFromMessage, WIRE_VERSION, type DeadLetter, type JobMessage, type JobRecord } from '../../model/job.js';
+import { encodeJson, type JobMessage, type JobRecord } from '../../model/job.js';
 import type { Logger } from '../../core/log.js';
-import { encodeDeadLetter } from '../../model/record-codec.js';
 import type { NaqContext } from '../nats/context.js';
 import { publishJob } from './enqueue.js';
+import { failUnstarted } from './fail-unstarted.js';
 
 /** A watch that ended is opened again after this long. */
 const REOPEN_MS = 1000;
@@ -222,22 +222,7 @@ export class DependencyResolver {
 
   async #failDependent(job: JobMessage, message: string, dep: string, code = 'DEPENDENCY_FAILED'): Promise<void> {
     const error = { name: code === 'DEPENDENCY_CYCLE' ? 'DependencyCycleError' : 'DependencyFailedError', code, message };
-    const dead: DeadLetter = {
-      v: WIRE_VERSION,
-      reason: error.message,
-      error,
-      queue: job.queue,
-      subject: this.#ctx.layout.jobSubject(job.queue, job.id, job.priority),
-      jobId: job.id,
-      job,
-      ts: Date.now(),
-    };
-    const ack = await this.#ctx.publisher.publish(this.#ctx.layout.deadSubject(job.queue), encodeDeadLetter(dead, this.#ctx.storage.maxMessageBytes), {
-      msgId: `${job.id}:${job.ts}:dependency-failed`,
-    });
-    await this.#ctx.storage.putRecord({ ...recordFromMessage(job, 'failed'), error, finishedAt: Date.now(), deadSeq: ack.seq });
-    this.#ctx.events.emit({ type: 'job.failed', queue: job.queue, jobId: job.id, data: { name: job.name, error: error.message, code: error.code, dependency: dep } });
-    this.#ctx.events.emit({ type: 'job.dead', queue: job.queue, jobId: job.id, data: { reason: dead.reason, deadSeq: ack.seq } });
+    await failUnstarted(this.#ctx, job, error, { dependency: dep });
   }
 }
 

@@ -5,6 +5,7 @@ import { NaqError, OperationTimeoutError, type ErrorInfo } from '../../core/erro
 import { decodeJob, recordFromMessage, recordProblem, TERMINAL_STATUSES, type DeadLetter, type JobMessage, type JobRecord } from '../../model/job.js';
 import { validateJobId } from '../../model/layout.js';
 import type { ScheduleRecord } from '../../model/schedule.js';
+import type { FlowRecord } from '../../model/flow.js';
 import type { NaqContext } from '../nats/context.js';
 
 /** A job failed for good (or was cancelled); carries the record's error. */
@@ -59,15 +60,21 @@ function storedRecord(id: string, text: string): JobRecord {
 /** A job enqueued (after `after`, when given) that has not started: pending in its queue, or waiting on dependencies. */
 async function notStarted(ctx: NaqContext, id: string, after = Number.NEGATIVE_INFINITY): Promise<JobRecord | null> {
   // The three places a job waits to start, asked at once: one round trip, not three.
-  const [pending, waiting, schedule] = await Promise.all([
+  const [pending, waiting, schedule, parent] = await Promise.all([
     pendingMessage(ctx, id),
     ctx.storage.waitingKv().then((kv) => kv.get(id)),
     ctx.storage.schedulesKv().then((kv) => kv.get(id)),
+    ctx.storage.flowsKv().then((kv) => kv.get(id)),
   ]);
   if (pending && pending.job.ts > after) return recordFromMessage(pending.job, 'pending');
   if (waiting && waiting.operation === 'PUT') {
     const job = waiting.json<JobMessage>();
     if (job.ts > after) return recordFromMessage(job, 'waiting');
+  }
+  // A flow parent or batch completion waiting for its children.
+  if (parent && parent.operation === 'PUT') {
+    const flow = parent.json<FlowRecord>();
+    if (flow.state === 'waiting' && flow.job.ts > after) return recordFromMessage(flow.job, 'waiting');
   }
   // Enqueued to run later: a one-shot schedule named by the job id until it fires.
   if (schedule && schedule.operation === 'PUT') {

@@ -59,6 +59,7 @@ export class JobStorage {
   #ratesKv: Promise<KV> | undefined;
   #leaderKv: Promise<KV> | undefined;
   #dedupeKv: Promise<KV> | undefined;
+  #flowsKv: Promise<KV> | undefined;
   #ready: Promise<void> | undefined;
   #repairing: Promise<void> | undefined;
   #lastRepair = 0;
@@ -131,6 +132,19 @@ export class JobStorage {
       },
       drift,
     );
+    // One notice per finished child of a flow or batch, until its parent is released.
+    await ensureStream(
+      jsm,
+      {
+        name: layout.flowsStream,
+        subjects: [layout.allFlowNotices],
+        storage,
+        num_replicas: replicas,
+        max_msgs_per_subject: 1,
+        max_age: config.jobs.flowTtlMs * 1_000_000,
+      },
+      drift,
+    );
     const kvm = this.#d.kvm();
     // A heartbeat TTL belongs to the workers that write those keys: a producer with another
     // worker.heartbeatMs must not change it under them. The leader bucket's TTL is the lease
@@ -161,7 +175,8 @@ export class JobStorage {
     this.#leaderKv = bucket(layout.leaderBucket, config.scheduler.leaderTtlMs, false);
     // A dedupe key lives this long after its last write, so no window may be longer (model/dedupe.ts).
     this.#dedupeKv = bucket(layout.dedupeBucket, config.jobs.dedupeMaxTtlMs);
-    await Promise.all([this.#jobsKv, this.#workersKv, this.#waitingKv, this.#schedulesKv, this.#queuesKv, this.#ratesKv, this.#leaderKv, this.#dedupeKv]);
+    this.#flowsKv = bucket(layout.flowsBucket, config.jobs.flowTtlMs);
+    await Promise.all([this.#jobsKv, this.#workersKv, this.#waitingKv, this.#schedulesKv, this.#queuesKv, this.#ratesKv, this.#leaderKv, this.#dedupeKv, this.#flowsKv]);
   }
 
   /**
@@ -248,6 +263,12 @@ export class JobStorage {
   async dedupeKv(): Promise<KV> {
     await this.ensureLayout();
     return this.#dedupeKv!;
+  }
+
+  /** Parents waiting for children (flows, batches), by the parent's id (src/model/flow.ts). */
+  async flowsKv(): Promise<KV> {
+    await this.ensureLayout();
+    return this.#flowsKv!;
   }
 
   /**

@@ -12,6 +12,7 @@ import { encodeJson } from '../../model/job.js';
 import { contextOf } from '../nats/context.js';
 import { isWrongLastSequence } from '../nats/jetstream.js';
 import { ScheduleDispatcher } from './dispatcher.js';
+import { FlowTracker } from './flows.js';
 import { GroupDispatcher } from './groups.js';
 
 const LEADER_KEY = 'scheduler';
@@ -70,14 +71,17 @@ export function schedulerLogic(config: NaqConfig, log: Logger) {
         const ctx = contextOf(input.connection);
         const dispatcher = new ScheduleDispatcher(ctx, config, log.child({ actor: 'scheduler' }));
         const groups = new GroupDispatcher(ctx, log.child({ actor: 'groups' }));
+        const flows = new FlowTracker(ctx, log.child({ actor: 'flows' }));
         log.info({ candidate: input.candidateId }, 'elected scheduler leader; firing schedules');
         ctx.events.emit({ type: 'leader.elected', queue: '_system', data: { candidateId: input.candidateId } });
         dispatcher.start().catch((error: unknown) => sendBack({ type: 'DISPATCHER.FAILED', error: errorInfo(error) }));
         // Grouped jobs wait for their dispatcher; schedules must not stop firing with it.
         groups.start().catch((error: unknown) => log.error({ err: error }, 'the group dispatcher did not start: grouped jobs wait until the next leader'));
+        flows.start();
         return () => {
           dispatcher.stop();
           groups.stop();
+          flows.stop();
           ctx.events.emit({ type: 'leader.lost', queue: '_system', data: { candidateId: input.candidateId } });
         };
       }),

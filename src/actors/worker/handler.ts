@@ -1,5 +1,6 @@
 /** What a handler is, what it is given, and the errors that end an attempt from outside it. */
-import { NaqError } from '../../core/errors.js';
+import { NaqError, type ErrorInfo } from '../../core/errors.js';
+import type { BatchSummary } from '../../model/flow.js';
 import type { JobLogger } from './job-logs.js';
 
 /** What a handler gets besides the job's data. */
@@ -29,6 +30,15 @@ export interface JobContext {
    * `ms`. Nothing after the call runs: `ctx.rateLimit(retryAfter)` ends the attempt.
    */
   rateLimit(ms: number): never;
+  /**
+   * A flow parent's children that completed: child id → result. Read when called (one read per
+   * child); `{}` for a job that is not a flow parent.
+   */
+  childResults<T = unknown>(): Promise<Record<string, T>>;
+  /** A flow parent's children that failed with onFailure `continue`: child id → error. */
+  childFailures(): Promise<Record<string, ErrorInfo>>;
+  /** A batch's completion job: the batch's counts and the ids that failed. */
+  batch: BatchSummary | undefined;
 }
 
 export type Handler<D = any, R = unknown> = (data: D, ctx: JobContext) => Promise<R> | R;

@@ -4,7 +4,8 @@
  * settings.
  */
 import type { Clock } from '../../core/clock.js';
-import type { PermissionDeniedError } from '../../core/errors.js';
+import type { ErrorInfo, PermissionDeniedError } from '../../core/errors.js';
+import type { ChildNotice, ChildOutcomes } from '../../model/flow.js';
 import type { Logger } from '../../core/log.js';
 import type { JobMetrics } from '../../metrics/metrics.js';
 import type { NaqEventInput } from '../../model/event.js';
@@ -35,6 +36,10 @@ export interface JobIO {
   hold(ms: number, group?: string): void;
   /** A job with a group reached its final outcome: the group dispatcher frees its slot. */
   groupDone(job: JobMessage): void;
+  /** A child of a flow or batch reached its final outcome (recorded): its parent is told, durably. */
+  tellParent(parent: string, child: string, status: ChildNotice['status'], error?: ErrorInfo): Promise<unknown>;
+  /** What a flow parent's children ended with (`ctx.childResults()`). */
+  children(parentId: string): Promise<ChildOutcomes>;
 }
 
 export interface JobPathOptions {

@@ -9,7 +9,7 @@
 import { errorInfo, withStack, type ErrorInfo } from '../../core/errors.js';
 import type { NaqEventType } from '../../model/event.js';
 import { laneToken } from '../../model/layout.js';
-import { decodeJob, JobDecodeError, recordFromMessage, retryDelay, type JobMessage, type JobRecord } from '../../model/job.js';
+import { decodeJob, JobDecodeError, recordFromMessage, retryDelay, TERMINAL_STATUSES, type JobMessage, type JobRecord } from '../../model/job.js';
 import { encodeDeadLetter, encodeRecord } from '../../model/record-codec.js';
 import { toPermissionDenied } from '../../core/permissions.js';
 import { isIndexedState, type IndexedState } from '../../model/job-index.js';
@@ -181,6 +181,7 @@ export class JobPath {
           try {
             this.#o.io.index({ id: job.id, queue: job.queue, name: job.name, state: 'completed', enqueuedAt: job.ts });
             await this.#o.io.writeRecord(job.id, completion.bytes);
+            if (job.parent !== undefined) await this.#o.io.tellParent(job.parent, job.id, 'completed');
           } catch (thrown) {
             return this.#notRecorded(msg, job.id, thrown);
           }
@@ -228,8 +229,10 @@ export class JobPath {
       }
       // Its ack was lost, and maybe its index entry with it (a crash before the batch went out).
       this.#o.io.index({ id: job.id, queue: job.queue, name: job.name, state: record.status as IndexedState, enqueuedAt: job.ts });
-      this.#o.io.ackLater(msg);
-      return true;
+      return Promise.resolve(this.#toldParent(record)).then(() => {
+        this.#o.io.ackLater(msg);
+        return true;
+      });
     });
   }
 
@@ -278,7 +281,7 @@ export class JobPath {
       const ms = job.timeoutMs;
       running.timeout = this.#o.clock.setTimeout(() => abortJob(running, new JobTimeoutError(ms)), ms);
     }
-    const ctx = new RunningJobContext(running, this.#o.log, this.#liveness.scheduleProgress, this.#maxLogLines, this.#now);
+    const ctx = new RunningJobContext(running, this.#o.log, this.#liveness.scheduleProgress, this.#maxLogLines, this.#now, this.#o.io);
     return new Promise<unknown>((resolve, reject) => {
       running.rejectWait = reject;
       if (running.abortReason !== undefined) return reject(running.abortReason);
@@ -314,7 +317,9 @@ export class JobPath {
     const { msg, job, attempt } = running;
     // A copy that ran twice (a redelivery racing the original after a crash) records its
     // completion once: if the record already says completed, only the ack is left.
-    if (await this.#alreadyFinished(job)) {
+    const finished = await this.#alreadyFinished(job);
+    if (finished) {
+      await this.#toldParent(finished);
       const duplicates = running.duplicates;
       this.#running.delete(job.id);
       this.#memory.remember(job.id, job.ts);
@@ -374,6 +379,7 @@ export class JobPath {
   async #finish(msg: Delivery, record: JobRecord): Promise<void> {
     try {
       await this.#write(record);
+      await this.#toldParent(record);
     } catch (error) {
       return this.#notRecorded(msg, record.id, error);
     }
@@ -389,6 +395,16 @@ export class JobPath {
     this.#running.delete(id);
     if (enqueuedAt !== undefined) this.#memory.remember(id, enqueuedAt);
     this.#ackLater(msg, duplicates);
+  }
+
+  /**
+   * A final outcome of a flow's or batch's child is told to its parent before the ack: a crash
+   * in between redelivers the job, and its recorded outcome is told again (the notice replaces
+   * itself).
+   */
+  #toldParent(record: JobRecord): Promise<unknown> | undefined {
+    if (record.parent === undefined || !TERMINAL_STATUSES.has(record.status)) return undefined;
+    return this.#o.io.tellParent(record.parent, record.id, record.status as 'completed' | 'failed' | 'cancelled', record.error);
   }
 
   #ackLater(msg: Delivery, duplicates: Delivery[] | undefined) {

@@ -16,6 +16,8 @@ import { updateQueueSettings } from '../nats/queue-settings.js';
 import type { JobMetrics } from '../../metrics/metrics.js';
 import { toPermissionDenied } from '../../core/permissions.js';
 import type { NaqContext } from '../nats/context.js';
+import { tellParent } from '../jobs/flow-notice.js';
+import { childOutcomes } from '../jobs/flow-reads.js';
 import { deliveryCount, type Delivery } from './delivery.js';
 import type { Handlers } from './handler.js';
 import { JobPath, type JobIO } from './job-path.js';
@@ -51,6 +53,8 @@ function jobIO(ctx: NaqContext, hold: JobIO['hold']): JobIO {
     ackLater: (msg) => ctx.publisher.ackLater(msg),
     emit: (event) => ctx.events.emit(event),
     groupDone: (job) => ctx.nc.publish(ctx.layout.groupNoticeSubject(job.queue, 'done'), `${job.id} ${job.group}`),
+    tellParent: (parent, child, status, error) => tellParent(ctx, parent, child, status, error),
+    children: (parentId) => childOutcomes(ctx, parentId),
     maxMessageBytes: () => ctx.storage.maxMessageBytes,
   };
 }

@@ -1,8 +1,11 @@
 /** One job while a worker runs it, and the `ctx` its handler is given. */
 import type { LongTimer } from '../../core/duration.js';
 import type { Logger } from '../../core/log.js';
+import type { ErrorInfo } from '../../core/errors.js';
+import type { BatchSummary, ChildOutcomes } from '../../model/flow.js';
 import type { JobMessage } from '../../model/job.js';
 import type { Delivery } from './delivery.js';
+import type { JobIO } from './job-io.js';
 import { RateLimitedError, type JobContext } from './handler.js';
 import { snapshotProgress } from './outcome.js';
 import { jobLogger, LogLines, type History, type JobLogger } from './job-logs.js';
@@ -39,6 +42,8 @@ export interface RunningJob {
   logs: LogLines | undefined;
   /** Earlier deliveries of this enqueue that went back without using an attempt (rate limits). */
   deferred: number;
+  /** A flow parent's children, once its handler asked. */
+  children?: Promise<ChildOutcomes>;
 }
 
 export function runningJob(msg: Delivery, job: JobMessage, attempt: number, startedAt: number, deferred = 0): RunningJob {
@@ -88,9 +93,10 @@ export class RunningJobContext implements JobContext {
   readonly #scheduleProgress: (running: RunningJob) => void;
   readonly #maxLogLines: number;
   readonly #now: () => number;
+  readonly #io: Pick<JobIO, 'children'>;
   #log: JobLogger | undefined;
 
-  constructor(running: RunningJob, workerLog: Logger, scheduleProgress: (running: RunningJob) => void, maxLogLines: number, now: () => number) {
+  constructor(running: RunningJob, workerLog: Logger, scheduleProgress: (running: RunningJob) => void, maxLogLines: number, now: () => number, io: Pick<JobIO, 'children'>) {
     this.jobId = running.job.id;
     this.name = running.job.name;
     this.queue = running.job.queue;
@@ -101,6 +107,23 @@ export class RunningJobContext implements JobContext {
     this.#scheduleProgress = scheduleProgress;
     this.#maxLogLines = maxLogLines;
     this.#now = now;
+    this.#io = io;
+  }
+
+  get batch(): BatchSummary | undefined {
+    return this.#running.job.batch;
+  }
+
+  async childResults<T = unknown>(): Promise<Record<string, T>> {
+    return (await this.#children()).results as Record<string, T>;
+  }
+
+  async childFailures(): Promise<Record<string, ErrorInfo>> {
+    return (await this.#children()).failures;
+  }
+
+  #children(): Promise<ChildOutcomes> {
+    return (this.#running.children ??= this.#io.children(this.jobId));
   }
 
   /** Made on first read: most handlers never look, and an AbortController per job is costly. */
