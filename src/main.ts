@@ -7,6 +7,7 @@ import { UsageError } from './cli/args.js';
 import { conformanceCommand } from './cli/conformance.js';
 import { dashboardCommand } from './cli/dashboard.js';
 import { eventsCommand } from './cli/events.js';
+import { flowCommands } from './cli/flows.js';
 import { jobsCommands } from './cli/jobs.js';
 import { jobsListCommand } from './cli/list.js';
 import { kvCommand, streamsCommand } from './cli/ops.js';
@@ -30,6 +31,8 @@ function buildCli(argv: string[]) {
     .command(scheduleCommand)
     .command(jobsCommands.enqueue)
     .command(jobsCommands.job)
+    .command(flowCommands.flow)
+    .command(flowCommands.batch)
     .command(jobsListCommand)
     .command(queueCommand)
     .command(workersCommand)

@@ -9,6 +9,7 @@ import type { JobContext } from '../../src/actors/worker/handler.js';
 import type { BatchSummary } from '../../src/model/flow.js';
 import { startServer, stopAllServers, until } from '../support/harness.js';
 import { producer, startNaq, stopNaqs, worker } from '../support/naqs.js';
+import { runCli } from '../support/processes.js';
 
 afterEach(stopNaqs);
 afterAll(stopAllServers);
@@ -118,6 +119,26 @@ describe('flows', () => {
     expect(await ops.waitFor(flow.children![0]!.id, { timeoutMs: 10_000 })).toBe(2);
     await expect(ops.waitFor(flow.id, { timeoutMs: 2000 })).rejects.toThrow(/cancelled/);
     expect(started).not.toContain(flow.id);
+  });
+});
+
+describe('naq flow and naq batch', () => {
+  it('print the tree and the progress (text and --json); an unknown id exits 1, a bad one 2', async () => {
+    const server = await startServer();
+    const ops = await producer(server);
+    const url = ['--nats-url', server.url];
+    const flow = await ops.enqueueFlow({ name: 'sum', opts: { jobId: 'root' }, children: [{ name: 'double', opts: { jobId: 'kid' }, queue: 'other', onFailure: 'ignore' }] });
+    const text = await runCli(['flow', flow.id, ...url]);
+    expect([text.code, text.stdout]).toEqual([0, 'root sum (default) waiting\n  kid double (other) pending [onFailure ignore]\n']);
+    const json = JSON.parse((await runCli(['flow', flow.id, '--json', ...url])).stdout);
+    expect(json).toMatchObject({ id: 'root', state: 'waiting', children: [{ id: 'kid', state: 'pending', onFailure: 'ignore' }] });
+    const batch = await ops.enqueueBatch([{ name: 'double', data: { n: 1 } }], { batchId: 'b1', onComplete: { name: 'report' } });
+    const shown = await runCli(['batch', batch, ...url]);
+    expect(shown.stdout).toContain('batch b1: running\n  jobs 1: 0 completed, 0 failed, 1 not finished\n  on completion: report (default), job b1\n');
+    const missing = await runCli(['flow', 'nope', ...url]);
+    expect([missing.code, missing.stderr]).toEqual([1, expect.stringContaining('flow nope not found')]);
+    const bad = await runCli(['batch', 'a.b', ...url]);
+    expect([bad.code, bad.stderr]).toEqual([2, expect.stringContaining('invalid id: expected a job id')]);
   });
 });
 
