@@ -360,3 +360,30 @@ describe('groups across a SIGKILL of the leading worker', () => {
     }
   });
 });
+
+describe('a batch across a SIGKILL of the leading worker', () => {
+  const FAST = { NAQ_SCHEDULER__LEADER_TTL_MS: '2000', NAQ_SCHEDULER__RENEW_MS: '500', NAQ_SCHEDULER__ELECTION_RETRY_MS: '200', NAQ_WORKER__CONCURRENCY: '8' };
+
+  it('5,000 jobs, the worker counting them killed midway: every job runs, the completion job runs once with the right counts', async () => {
+    const server = await startServer();
+    const log = join(await mkdtemp(join(tmpdir(), 'naq-w-')), 'starts.log');
+    const naq = await client(server);
+    const workers = [await startWorker(server, log, FAST), await startWorker(server, log, FAST)];
+    const jobs = Array.from({ length: 5000 }, (_, i) => (i % 500 === 7 ? { name: 'explode', data: null, opts: { attempts: 1 } } : { name: 'brief', data: {} }));
+    const id = await naq.enqueueBatch(jobs, { onComplete: { name: 'batchDone' } });
+    const leading = () => workers.find((w) => w.stderr().includes('elected scheduler leader'));
+    await until(() => leading() !== undefined);
+    await until(async () => (await naq.getBatch(id)).completed >= 1000, 30_000);
+    const killed = leading()!;
+    killed.child.kill('SIGKILL');
+    await killed.exited;
+    const summary = await naq.waitFor<{ total: number; completed: number; failed: number; failedIds: string[] }>(id, { timeoutMs: 60_000 });
+    expect([summary.total, summary.completed, summary.failed, summary.failedIds.length]).toEqual([5000, 4990, 10, 10]);
+    // Once: a moment later there is still one run, on the survivor.
+    await elapse(1500);
+    const runs = (await starts(log)).filter((l) => l.startsWith('batch '));
+    expect(runs).toHaveLength(1);
+    expect(runs[0]!.split(' ')[2]).not.toBe(String(killed.child.pid));
+    expect(await naq.getBatch(id)).toMatchObject({ state: 'completed', completed: 4990, failed: 10, pending: 0 });
+  }, 120_000);
+});
