@@ -29,12 +29,6 @@ const { module } = workerData as SandboxThreadData;
 // with the reason, rather than killing threads the pool would keep replacing.
 const loaded: Promise<HandlersModule> = readHandlersModule(module);
 loaded.catch(() => {});
-/**
- * A timeout, a cancel or a drain terminates the thread (sandbox.ts): nothing after the abort
- * runs here, so the signal a handler sees is one that never fires.
- */
-const NEVER = new AbortController().signal;
-
 const post = (message: FromThread): void => port.postMessage(message);
 
 port.on('message', (msg: ToThread) => {
@@ -95,9 +89,9 @@ class ThreadContext implements JobContext {
   readonly queue: string;
   readonly attempt: number;
   readonly maxAttempts: number;
-  readonly signal = NEVER;
   readonly #id: number;
   #log: JobLogger | undefined;
+  #signal: AbortSignal | undefined;
 
   constructor(id: number, job: JobMeta) {
     this.#id = id;
@@ -106,6 +100,15 @@ class ThreadContext implements JobContext {
     this.queue = job.queue;
     this.attempt = job.attempt;
     this.maxAttempts = job.maxAttempts;
+  }
+
+  /**
+   * A timeout, a cancel or a drain terminates the thread (sandbox.ts): nothing after the abort
+   * runs here, so this signal never fires. One per job, so listeners a handler leaves on it go
+   * with the job.
+   */
+  get signal(): AbortSignal {
+    return (this.#signal ??= new AbortController().signal);
   }
 
   progress(value: unknown): void {
