@@ -5,7 +5,7 @@
  * misses instead of failing.
  *
  *   node dist/bench/run.js [--jobs N | --quick] [--json FILE] [--concurrency N]
- *                          [--window N] [--pull N] [--chunk N] [--repeat N] [--only raw,naq,bullmq,flow]
+ *                          [--window N] [--pull N] [--chunk N] [--repeat N] [--only raw,naq,bullmq,flow,sandbox]
  */
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -19,12 +19,13 @@ import { LISTING_RECORDS, listingLines, runListing, type ListingResult } from '.
 import { loadCreateNaq } from './naq-contract.js';
 import { runLatency, runScaling, type LatencyResult, type ScalingResult } from './naq-extras.js';
 import { connectBench, DRAIN_LABEL, FRESH_DRAIN_LABEL, runRaw } from './raw.js';
+import { runSandbox, SANDBOX_MAX_CONCURRENCY, SANDBOX_MAX_JOBS, sandboxLines, type SandboxResult } from './sandbox.js';
 import { fmtBytes, fmtRate, installCleanupHooks, startBenchServer, table, type Category, type Row } from './util.js';
 
 const DEFAULT_JOBS = 50_000;
 const QUICK_JOBS = 10_000;
 const DEFAULT_ROUNDS = 3;
-const SYSTEMS = ['raw', 'naq', 'bullmq', 'flow'] as const;
+const SYSTEMS = ['raw', 'naq', 'bullmq', 'flow', 'sandbox'] as const;
 type SystemName = (typeof SYSTEMS)[number];
 
 /** The targets the issue sets for naq, as multiples of the other system's jobs/s. */
@@ -48,7 +49,7 @@ interface Options {
   only: Set<SystemName>;
 }
 
-const USAGE = `usage: node dist/bench/run.js [--jobs N | --quick] [--json FILE] [--concurrency N] [--window N] [--pull N] [--chunk N] [--repeat N] [--only raw,naq,bullmq,flow]
+const USAGE = `usage: node dist/bench/run.js [--jobs N | --quick] [--json FILE] [--concurrency N] [--window N] [--pull N] [--chunk N] [--repeat N] [--only raw,naq,bullmq,flow,sandbox]
   --jobs N         jobs per line (default ${DEFAULT_JOBS}, or NAQ_BENCH_JOBS)
   --quick          ${QUICK_JOBS} jobs: a smoke run
   --json FILE      also write the results as JSON
@@ -57,7 +58,8 @@ const USAGE = `usage: node dist/bench/run.js [--jobs N | --quick] [--json FILE] 
   --pull N         raw consumer: messages per pull (default 200)
   --chunk N        jobs per enqueueBulk / addBulk call (default 5000)
   --repeat N       rounds; each line reports its median (default ${DEFAULT_ROUNDS}, 1 with --quick)
-  --only LIST      run only some of raw, naq, bullmq, flow (the flow-control section)`;
+  --only LIST      run only some of raw, naq, bullmq, flow (the flow-control section),
+                   sandbox (no-op jobs in worker threads against in-process)`;
 
 function usageError(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`);
@@ -253,6 +255,7 @@ async function main(): Promise<void> {
   let latency: LatencyResult | undefined;
   let listing: ListingResult | undefined;
   let flow: FlowLine[] = [];
+  let sandbox: SandboxResult | undefined;
   const notes = new Set<string>();
   try {
     const nc = await connectBench(bench.url, 'bench-raw');
@@ -318,6 +321,14 @@ async function main(): Promise<void> {
           flow = await runFlowControl(await loadCreateNaq(), jsm, bench.url, script('./flow-worker-process.js'), log);
         } catch (error) {
           notes.add(`flow control: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      }
+      if (options.only.has('sandbox')) {
+        try {
+          const settings = { jobs: Math.min(n, SANDBOX_MAX_JOBS), concurrency: Math.min(options.concurrency, SANDBOX_MAX_CONCURRENCY), rounds: options.repeat };
+          sandbox = await runSandbox(await loadCreateNaq(), jsm, bench.url, script('./sandbox-worker-process.js'), script('./sandbox-handlers.js'), settings, log);
+        } catch (error) {
+          notes.add(`sandbox: ${error instanceof Error ? error.message : String(error)}`);
         }
       }
     } finally {
@@ -449,11 +460,12 @@ async function main(): Promise<void> {
     );
   }
   if (flow.length > 0) out.push(...flowLines(flow));
+  if (sandbox) out.push(...sandboxLines(sandbox));
   out.push(`total bench time: ${conditions.totalSeconds.toFixed(1)} s`);
   process.stdout.write(`${out.join('\n')}\n`);
 
   if (options.json) {
-    writeFileSync(options.json, `${JSON.stringify({ conditions, results: rows, summary, notes: [...notes], samples }, null, 2)}\n`);
+    writeFileSync(options.json, `${JSON.stringify({ conditions, results: rows, summary, notes: [...notes], samples, ...(sandbox ? { sandbox } : {}) }, null, 2)}\n`);
     log(`results written to ${options.json}`);
   }
 }

@@ -22,6 +22,7 @@ export {
 } from './config/index.js';
 export { createLogger, type Logger } from './core/log.js';
 export { loadHandlers } from './actors/worker/handlers-module.js';
+export { loadSandboxedHandlers, SandboxPool, SandboxCrashError, SandboxClosedError, type SandboxedHandlers, type SandboxPoolOptions, type SandboxStats } from './actors/worker/sandbox.js';
 export { stateName } from './core/state-name.js';
 
 // Errors: every one has a stable `code`.

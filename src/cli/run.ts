@@ -10,6 +10,7 @@ import { ConfigError, NaqError, toError } from '../core/errors.js';
 import type { RunningInspector } from '../inspect/inspector.js';
 import type { Logger } from '../core/log.js';
 import type { Handlers } from '../actors/worker/queue-worker.js';
+import type { SandboxPool } from '../actors/worker/sandbox.js';
 import { integerArg, queueArg, textArg } from './args.js';
 import { configFrom, defineCommand, EXIT_FAILURE, loggerFor, valid, type GlobalArgs } from './shared.js';
 
@@ -20,6 +21,7 @@ interface RunArgs extends GlobalArgs {
   handlers?: string | undefined;
   concurrency?: string | undefined;
   'fire-schedules'?: boolean | undefined;
+  sandbox?: boolean | undefined;
   embedded?: boolean | undefined;
   inspect?: boolean | undefined;
   'inspect-port'?: string | undefined;
@@ -48,6 +50,7 @@ function withWorkerOptions<T>(y: Argv<T>) {
     .option('queue', { type: 'string', array: true, describe: 'queue(s) to consume (repeatable; default from config: default)' })
     .option('handlers', { type: 'string', describe: 'JS/TS module whose exported functions are the handlers, by job name' })
     .option('concurrency', { type: 'string', describe: 'jobs run at once per queue, an integer >= 1 (default from config: 10)' })
+    .option('sandbox', { type: 'boolean', describe: "run the handlers module's handlers in worker threads, one job per thread, at most concurrency x queues threads (default from config: false)" })
     .option('fire-schedules', { type: 'boolean', describe: 'take part in firing delayed jobs and schedules (one leader fires); --no-fire-schedules leaves that to `naq scheduler` (default from config: true)' });
 }
 
@@ -77,6 +80,7 @@ function runConfigInput(args: RunArgs): NaqConfigInput {
   if (args.handlers !== undefined) worker.handlers = textArg('--handlers', args.handlers, 'a JS or TS module file');
   if (args.concurrency !== undefined) worker.concurrency = integerArg('--concurrency', args.concurrency, 1);
   if (args['fire-schedules'] !== undefined) worker.fireSchedules = args['fire-schedules'];
+  if (args.sandbox !== undefined) worker.sandbox = args.sandbox;
   if (Object.keys(worker).length > 0) extra.worker = worker;
   if (args.embedded === false) extra.embedded = { enabled: false };
   const inspect: NonNullable<NaqConfigInput['inspect']> = {};
@@ -103,13 +107,22 @@ function keepServingOnUnhandledRejection(logger: Logger) {
   });
 }
 
-async function handlersFor(config: NaqConfig, logger: Logger): Promise<Handlers> {
-  if (!config.roles.includes('worker')) return {};
+/** The worker's handlers; with `worker.sandbox`, the pool of threads they run in (closed after the run). */
+async function handlersFor(config: NaqConfig, logger: Logger): Promise<{ handlers: Handlers; pool?: SandboxPool }> {
+  if (!config.roles.includes('worker')) return { handlers: {} };
   if (!config.worker.handlers) throw new ConfigError('--handlers', 'the worker role needs a handlers module (--handlers FILE or worker.handlers)');
-  const { loadHandlers } = await import('../actors/worker/handlers-module.js');
-  const handlers = await loadHandlers(config.worker.handlers);
-  logger.info({ queues: config.worker.queues, handlers: Object.keys(handlers), concurrency: config.worker.concurrency }, 'worker handlers loaded');
-  return handlers;
+  const { concurrency, queues, sandbox } = config.worker;
+  let loaded: { handlers: Handlers; pool?: SandboxPool };
+  if (sandbox) {
+    const { loadSandboxedHandlers } = await import('../actors/worker/sandbox.js');
+    // Every queue runs up to `concurrency` jobs at once: a thread for each, never more.
+    loaded = await loadSandboxedHandlers(config.worker.handlers, { threads: concurrency * queues.length, logger });
+  } else {
+    const { loadHandlers } = await import('../actors/worker/handlers-module.js');
+    loaded = { handlers: await loadHandlers(config.worker.handlers) };
+  }
+  logger.info({ queues, handlers: Object.keys(loaded.handlers), concurrency, ...(sandbox ? { sandbox } : {}) }, 'worker handlers loaded');
+  return loaded;
 }
 
 /** A job to try from another terminal, for the log of a process that serves the dashboard. */
@@ -150,7 +163,7 @@ async function runSupervisor(args: RunArgs) {
   if (dashboardModules) dashboardModules[1].checkBind(loaded.dashboard.host, loaded.dashboard);
   // Before resolveNats, which may start an embedded nats-server: a bad handlers module is a
   // mistake to report at once, not after a server was started for nothing.
-  const handlers = await handlersFor(loaded, logger);
+  const { handlers, pool } = await handlersFor(loaded, logger);
   const { config, embedded } = await resolveNats(loaded, logger);
 
   let inspector: RunningInspector | null = null;
@@ -202,6 +215,7 @@ async function runSupervisor(args: RunArgs) {
   await inspector?.stop();
   await metricsServer?.close();
   await dashboard?.close();
+  await pool?.close();
   if (embedded) await embedded.stop();
   if (output.status === 'failed') {
     logger.error({ failure: output.failure }, 'supervisor failed');

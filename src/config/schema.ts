@@ -233,6 +233,9 @@ export const ConfigSchema = section({
     // A delayed job or a schedule must not need a process nobody thought to start: a worker
     // takes part in the scheduler's leader election (one leader fires), unless told not to.
     fireSchedules: bool().default(true),
+    // The handlers module's handlers run in worker threads (actors/worker/sandbox.ts): a
+    // CPU-bound handler then leaves the event loop free to keep its job alive.
+    sandbox: bool().default(false),
   }).prefault({}),
   events: section({
     enabled: bool().default(true),

@@ -71,7 +71,7 @@ describe('defaults', () => {
         groupLookahead: 20_000,
         groupConcurrency: 0,
       },
-      worker: { queues: ['default'], concurrency: 10, maxAckPending: 1000, heartbeatMs: 5000, ackWaitMs: 30_000, drainGraceMs: 10_000, fireSchedules: true },
+      worker: { queues: ['default'], concurrency: 10, maxAckPending: 1000, heartbeatMs: 5000, ackWaitMs: 30_000, drainGraceMs: 10_000, fireSchedules: true, sandbox: false },
       events: { enabled: true, maxBatch: 200, flushMs: 100, maxBuffered: 50_000, maxAgeMs: 604_800_000 },
       scheduler: { leaderTtlMs: 10_000, renewMs: 3000, electionRetryMs: 1000, maxFireFailures: 5 },
       dashboard: { host: '127.0.0.1', port: 8080 },
@@ -303,6 +303,7 @@ describe('environment', () => {
         NAQ_LOG__PRETTY: 'true',
         NAQ_STORAGE__STORAGE: 'memory',
         NAQ_INSPECT__RECORD_FILE: '/tmp/rec.jsonl',
+        NAQ_WORKER__SANDBOX: 'yes',
       },
     });
     expect(config.supervisor.maxRestarts).toBe(3);
@@ -314,6 +315,7 @@ describe('environment', () => {
     expect(config.log.pretty).toBe(true);
     expect(config.storage.storage).toBe('memory');
     expect(config.inspect.recordFile).toBe('/tmp/rec.jsonl');
+    expect(config.worker.sandbox).toBe(true);
   });
 
   it('a bad env value names the variable and the expected form', () => {

@@ -1,9 +1,17 @@
 import { existsSync } from 'node:fs';
 import { extname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Handlers } from './queue-worker.js';
+import type { Handlers } from './handler.js';
 import { ConfigError } from '../../core/errors.js';
 import { checkMiddleware, withMiddleware, type Middleware } from './middleware.js';
+
+/** A handlers module, read: its file, its handlers by name and its `middleware` export. */
+export interface HandlersModule {
+  /** The module's absolute path. */
+  path: string;
+  handlers: Handlers;
+  middleware: Middleware[];
+}
 
 /**
  * Loads the handlers a worker may run from a module: every exported function is a handler
@@ -14,6 +22,15 @@ import { checkMiddleware, withMiddleware, type Middleware } from './middleware.j
  * works without a build step.
  */
 export async function loadHandlers(file: string): Promise<Handlers> {
+  const { handlers, middleware } = await readHandlersModule(file);
+  return middleware.length ? withMiddleware(handlers, middleware) : handlers;
+}
+
+/**
+ * The module imported and its exports sorted (loadHandlers; the sandbox's threads import it
+ * the same way, sandbox-thread.ts).
+ */
+export async function readHandlersModule(file: string): Promise<HandlersModule> {
   const path = resolve(file);
   if (!existsSync(path)) throw new ConfigError('--handlers', `no such file: ${path}`);
   const url = pathToFileURL(path).href;
@@ -43,5 +60,5 @@ export async function loadHandlers(file: string): Promise<Handlers> {
   if (Object.keys(handlers).length === 0) {
     throw new ConfigError('--handlers', `${path} exports no functions; export each handler by its job name`);
   }
-  return middleware.length ? withMiddleware(handlers, middleware) : handlers;
+  return { path, handlers, middleware };
 }
