@@ -312,6 +312,30 @@ async function debounced(env: Env): Promise<FlowLine> {
   });
 }
 
+/**
+ * A flow of 10,000 no-op children on one worker (concurrency 20): the parent's start after the
+ * last child's (a child's outcome, its notice and the tracker's release come between them).
+ */
+async function flowOfTenThousand(env: Env): Promise<FlowLine> {
+  return withWorkers(env, 1, 20, async (producer, children) => {
+    const size = 10_000;
+    const t0 = Date.now();
+    await producer.enqueueFlow!({ name: 'job', data: { tag: 'p' }, queue: QUEUE, children: Array.from({ length: size }, () => ({ name: 'job', data: { tag: 'c' }, queue: QUEUE })) });
+    const enqueueMs = Date.now() - t0;
+    const starts = await collect(children, (s) => s.some((x) => x[0] === 'p'), 120_000);
+    const last = Math.max(...starts.filter((x) => x[0] === 'c').map((x) => x[1]));
+    const parent = starts.find((x) => x[0] === 'p');
+    const ran = starts.filter((x) => x[0] === 'c').length;
+    const gap = parent ? parent[1] - last : NaN;
+    return {
+      label: `a flow of ${size} no-op children (${ran} ran), 1 worker at concurrency 20: the parent's start after the last child's start (flow enqueued in ${enqueueMs} ms, parent started ${parent ? Math.round(parent[1] - t0) : NaN} ms after the call)`,
+      figure: ms(gap),
+      target: '<= 1000 ms',
+      pass: parent !== undefined && ran === size && gap <= 1000,
+    };
+  });
+}
+
 export async function runFlowControl(createNaq: CreateNaqLike, jsm: JetStreamManager, url: string, script: string, log: (line: string) => void): Promise<FlowLine[]> {
   const env: Env = { createNaq, jsm, url, script, log };
   const lines: FlowLine[] = [];
@@ -324,6 +348,7 @@ export async function runFlowControl(createNaq: CreateNaqLike, jsm: JetStreamMan
     ['groups: 10,000 groups', groupsAtScale],
     ['throttle windows', throttled],
     ['debounce windows', debounced],
+    ['a flow of 10,000 children', flowOfTenThousand],
   ] as const) {
     log(`flow control: ${name}...`);
     try {

@@ -23,6 +23,7 @@ export interface NaqLike {
   enqueue?: (name: string, data: unknown, opts?: { queue?: string } & Record<string, unknown>) => Promise<string>;
   enqueueAt?: (at: number, name: string, data: unknown, opts?: { queue?: string } & Record<string, unknown>) => Promise<string>;
   queueStats?: (queue: string) => Promise<QueueStats>;
+  enqueueFlow?: (flow: { name: string; data?: unknown; queue?: string; children: Array<{ name: string; data?: unknown; queue?: string }> }) => Promise<{ id: string }>;
   setQueueLimit?: (queue: string, limit: { max: number; durationMs: number } | null) => Promise<unknown>;
   listJobs?: (filter: { queue?: string; state?: string; name?: string; limit?: number; cursor?: string }) => Promise<{ jobs: Array<{ id: string }>; cursor: string | null }>;
 }
