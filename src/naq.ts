@@ -137,7 +137,7 @@ export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
    */
   enqueueFlow(flow: FlowSpec): Promise<FlowIds>;
   /** A flow (from any of its nodes down), each node with its state. */
-  getFlow(id: string): Promise<FlowNode>;
+  getFlow(id: string, options?: { maxChildren?: number }): Promise<FlowNode>;
   /**
    * Enqueues jobs as one batch: once every one finished (completed, or failed for good, or
    * cancelled), `onComplete` runs once with the counts as `ctx.batch`. Resolves with the
@@ -375,7 +375,7 @@ export function createNaq<H extends Handlers = Handlers>(input: NaqConfigInput =
     enqueueBulk: (jobs) => Promise.resolve().then(() => enqueueBulk(context(), jobs as EnqueueItem[])),
     getJob: (id) => Promise.resolve().then(() => getJob(context(), id)),
     enqueueFlow: (flow) => Promise.resolve().then(() => enqueueFlow(context(), flow)),
-    getFlow: (id) => Promise.resolve().then(() => getFlow(context(), id)),
+    getFlow: (id, flowOptions) => Promise.resolve().then(() => getFlow(context(), id, flowOptions)),
     enqueueBatch: (jobs, batchOptions) => Promise.resolve().then(() => enqueueBatch(context(), jobs, batchOptions)),
     getBatch: (id) => Promise.resolve().then(() => getBatch(context(), id)),
     jobData: (id) => Promise.resolve().then(() => jobData(context(), id)),

@@ -41,6 +41,9 @@ function optionalText(value: unknown, name: string): string | undefined {
   return value;
 }
 
+/** A flow parent's page shows this many children per node (and how many more there are). */
+const FLOW_CHILDREN_SHOWN = 100;
+
 function withoutPayloads(job: DashboardJob, hide: boolean): DashboardJob {
   if (!hide) return job;
   const copy = { ...job };
@@ -53,11 +56,14 @@ async function jobDetail(ctx: ApiContext, id: string) {
   const job = await ctx.backend.getJob(id);
   if (!job) throw new NaqError('NOT_FOUND', `job ${id} not found`);
   // The timeline: this job's events since it was enqueued, from its queue's subject only.
-  const events = await ctx.backend
-    .history({ queue: job.queue, jobId: id, since: job.enqueuedAt - 1000, limit: 500 })
-    .catch(() => []);
+  const [events, flow] = await Promise.all([
+    ctx.backend.history({ queue: job.queue, jobId: id, since: job.enqueuedAt - 1000, limit: 500 }).catch(() => []),
+    // A flow parent's tree (its first children per node); null for other jobs.
+    ctx.backend.getFlow(id, FLOW_CHILDREN_SHOWN).catch(() => null),
+  ]);
   return {
     job: withoutPayloads(job, ctx.hidePayloads),
+    flow,
     events: events.map((e) => ({ type: e.type, ts: e.ts, workerId: e.workerId, data: ctx.hidePayloads && e.type === 'job.progress' ? undefined : e.data })),
   };
 }

@@ -11,6 +11,7 @@ import type { EventFilter, EventSubscription, HistoryFilter } from '../actors/ev
 import { NotFoundError } from '../core/errors.js';
 import type { JobPage, ListFilter } from '../model/job-index.js';
 import type { CleanFilter, RetryFilter, RetryOutcome } from '../actors/jobs/bulk.js';
+import type { FlowNode } from '../actors/jobs/flow-reads.js';
 
 export { LIST_STATES, type JobPage, type JobRow, type ListFilter as ListJobsFilter, type ListState } from '../model/job-index.js';
 export type { CleanFilter as CleanJobsFilter, RetryFilter as RetryJobsFilter, RetryOutcome } from '../actors/jobs/bulk.js';
@@ -32,6 +33,8 @@ export interface DashboardBackend {
   queueStats(queue: string): Promise<QueueStats>;
   listJobs(filter: ListFilter): Promise<JobPage>;
   getJob(id: string): Promise<DashboardJob | null>;
+  /** The flow under a job, at most `maxChildren` children per node; null when it has no children. */
+  getFlow(id: string, maxChildren: number): Promise<FlowNode | null>;
   retryJobs(filter: RetryFilter): Promise<RetryOutcome>;
   cleanJobs(filter: CleanFilter): Promise<{ removed: number }>;
   cancel(id: string): Promise<unknown>;
@@ -67,6 +70,13 @@ export function backendFromNaq(naq: Naq<any>): DashboardBackend {
       // The record does not keep the data; the message, schedule or dead letter may.
       const kept = await naq.jobData(id).catch(() => null);
       return kept ? { ...record, data: kept.data } : record;
+    },
+    async getFlow(id, maxChildren) {
+      const flow = await naq.getFlow(id, { maxChildren }).catch((error: unknown) => {
+        if (error instanceof NotFoundError) return null;
+        throw error;
+      });
+      return flow?.children ? flow : null;
     },
     retryJobs: (filter) => naq.retryJobs(filter),
     cleanJobs: (filter) => naq.cleanJobs(filter),

@@ -127,6 +127,19 @@ describe('the dashboard in a browser', { timeout: 60_000 }, () => {
     await expect(page.getByTestId('job-group').textContent()).resolves.toBe('tenant-7');
   });
 
+  it("shows a flow parent's tree with each node's state, and a child's link to its parent", async () => {
+    const flow = await naq.enqueueFlow({ name: 'work', queue: 'nobody-here', children: [{ name: 'work', data: { ms: 1 }, queue: 'nobody-here', onFailure: 'ignore' }, { name: 'work', queue: 'nobody-here', children: [{ name: 'work', queue: 'nobody-here' }] }] });
+    await page.goto(`${dashboard.url}#/job/${flow.id}`);
+    const root = page.locator(`[data-testid="flow"] li[data-node="${flow.id}"]`);
+    await root.waitFor({ timeout: 10_000 });
+    await expect(root.textContent()).resolves.toContain('waiting');
+    const [leaf, inner] = flow.children!;
+    await expect(page.locator(`li[data-node="${leaf!.id}"]`).textContent()).resolves.toMatch(/pending.*onFailure ignore/);
+    await expect(page.locator(`li[data-node="${inner!.id}"] li[data-node="${inner!.children![0]!.id}"]`).textContent()).resolves.toContain('pending');
+    await page.locator(`li[data-node="${leaf!.id}"] a`).first().click();
+    await expect(page.getByTestId('job-parent').textContent()).resolves.toBe(flow.id);
+  });
+
   it('opens a failed job, reads its error, retries it and sees it complete', async () => {
     const id = await naq.enqueue('picky', { invoice: 'INV-42' }, { jobId: 'invoice-42', attempts: 2, backoff: { type: 'fixed', delay: 50 } });
     await until(async () => (await naq.getJob(id))?.deadSeq !== undefined, 10_000);

@@ -24,6 +24,8 @@ export interface FlowNode {
   onFailure?: Exclude<OnFailure, 'fail'>;
   error?: string;
   children?: FlowNode[];
+  /** Children left out (`getFlow(id, { maxChildren })`). */
+  more?: number;
 }
 
 /** `getBatch`: a batch's progress, then its outcome. */
@@ -53,14 +55,14 @@ async function inWindows<T, R>(items: T[], read: (item: T) => Promise<R>): Promi
 }
 
 /** The flow under `id` (any node of it), each node with its state. */
-export async function getFlow(ctx: NaqContext, id: string): Promise<FlowNode> {
+export async function getFlow(ctx: NaqContext, id: string, options: { maxChildren?: number } = {}): Promise<FlowNode> {
   validateJobId(id);
-  const node = await flowNode(ctx, id, undefined);
+  const node = await flowNode(ctx, id, undefined, options.maxChildren ?? Number.POSITIVE_INFINITY);
   if (!node) throw new NotFoundError(`flow ${id}`);
   return node;
 }
 
-async function flowNode(ctx: NaqContext, id: string, onFailure: FlowNode['onFailure']): Promise<FlowNode | null> {
+async function flowNode(ctx: NaqContext, id: string, onFailure: FlowNode['onFailure'], maxChildren: number): Promise<FlowNode | null> {
   const [record, job] = await Promise.all([flowRecord(ctx, id), getJob(ctx, id)]);
   if (!record && !job) return null;
   const node: FlowNode = {
@@ -73,8 +75,10 @@ async function flowNode(ctx: NaqContext, id: string, onFailure: FlowNode['onFail
   if (job?.error) node.error = job.error.message;
   else if (record?.reason) node.error = record.reason;
   if (record?.kind === 'flow' && record.children) {
-    const children = await inWindows(record.children, (c) => flowNode(ctx, c, record.onFailure?.[c]));
-    node.children = children.map((c, i) => c ?? { id: record.children![i]!, name: '?', queue: '?', state: 'unknown' });
+    const shown = record.children.slice(0, maxChildren);
+    const children = await inWindows(shown, (c) => flowNode(ctx, c, record.onFailure?.[c], maxChildren));
+    node.children = children.map((c, i) => c ?? { id: shown[i]!, name: '?', queue: '?', state: 'unknown' });
+    if (shown.length < record.children.length) node.more = record.children.length - shown.length;
   }
   return node;
 }

@@ -283,7 +283,7 @@ function JobPage({ session, id }) {
   const { data, error } = useData(`/api/jobs/${enc(id)}`, { relevant: (events) => events.some((e) => e.jobId === id), everyMs: 10_000 });
   if (error && !data) return html`<h1>Job ${id}</h1><p class="bad">${error}</p>`;
   if (!data) return html`<p class="muted">loading…</p>`;
-  const { job, events } = data;
+  const { job, events, flow } = data;
   const state = job.deadSeq !== undefined && job.status === 'failed' ? 'dead' : job.status;
   const ro = session.readOnly;
   const canRetry = job.status === 'failed' && job.deadSeq !== undefined;
@@ -303,6 +303,8 @@ function JobPage({ session, id }) {
         <button class="danger" data-testid="remove" onClick=${() => confirm(`Remove job ${id}?`) && act(`/api/jobs/${enc(id)}/remove`, {}, 'removed')}>Remove</button>
       </span>`}
     </div>
+    ${job.parent !== undefined && html`<p>part of the flow or batch of <a data-testid="job-parent" href=${`#/job/${enc(job.parent)}`}>${job.parent}</a></p>`}
+    ${flow && html`<h2>Flow</h2><ul class="flow" data-testid="flow"><${FlowNode} node=${flow} /></ul>`}
     ${progress !== null && html`<div class="card row"><b>progress</b><div class="progress"><i style=${`width:${Math.max(0, Math.min(100, progress))}%`}></i></div>${progress}%</div>`}
     ${progress === null && job.progress !== undefined && html`<div class="card"><b>progress</b><pre>${json(job.progress)}</pre></div>`}
     ${job.error && html`<h2>Error</h2><${ErrorInfo} error=${job.error} />`}
@@ -324,6 +326,16 @@ function JobPage({ session, id }) {
       : html`<p class="muted">no lines logged</p>`}
     <h2>Events</h2>
     <table><tbody>${events.map((e) => html`<tr><td class="muted">${fmtTime(e.ts)}</td><td>${e.type}</td><td class="muted">${e.workerId ?? ''}</td><td><code>${e.data ? JSON.stringify(e.data) : ''}</code></td></tr>`)}</tbody></table>`;
+}
+
+/** One node of a flow and its children: a link, its state, and what its parent does if it fails. */
+function FlowNode({ node }) {
+  return html`<li data-node=${node.id}>
+    <a href=${`#/job/${enc(node.id)}`}><code>${node.id}</code></a> ${node.name} <span class="muted">on ${node.queue}</span> <${Badge} value=${node.state} />
+    ${node.onFailure && html` <span class="muted">onFailure ${node.onFailure}</span>`}
+    ${node.error && html` <span class="bad">${node.error}</span>`}
+    ${node.children && html`<ul>${node.children.map((c) => html`<${FlowNode} node=${c} />`)}${node.more ? html`<li class="muted">… ${node.more} more</li>` : null}</ul>`}
+  </li>`;
 }
 
 function WorkersPage() {
