@@ -108,6 +108,10 @@ describe('flows', () => {
     await expect(ops.enqueueFlow({ name: 'sum', opts: { jobId: 'same' }, children: [{ name: 'double', opts: { jobId: 'same' } }] })).rejects.toThrow(/appears twice/);
     await expect(ops.enqueueFlow({ name: 'sum', children: [{ name: 'double', queue: 'bad queue' }] })).rejects.toThrow(/invalid queue name/);
     expect((await ops.queueStats('default')).pending).toBe(0);
+    // A chosen id that is pending already would never tell the parent.
+    await ops.enqueue('double', { n: 1 }, { jobId: 'busy', queue: 'elsewhere' });
+    await expect(ops.enqueueFlow({ name: 'sum', children: [{ name: 'double', opts: { jobId: 'busy' } }] })).rejects.toThrow(/busy is already pending or waiting/);
+    await expect(ops.enqueueBatch([{ name: 'double', opts: { jobId: 'busy' } }], { onComplete: { name: 'report' } })).rejects.toThrow(/busy is already pending/);
   });
 
   it('a parent waiting for its children can be cancelled; its children go on', async () => {

@@ -92,7 +92,7 @@ async function sendJob(ctx: NaqContext, message: JobMessage, bytes: Uint8Array, 
  * same lane: an id the caller chose is looked up in the waiting bucket (a job waiting on its
  * dependencies is not in the stream) and in every priority lane at once.
  */
-async function isQueued(ctx: NaqContext, id: string): Promise<boolean> {
+export async function isQueued(ctx: NaqContext, id: string): Promise<boolean> {
   const kv = await ctx.storage.waitingKv();
   const [entry, pending] = await withRetry(`enqueue ${id}`, ctx.retry, () => Promise.all([kv.get(id), pendingMessage(ctx, id)]));
   return (entry !== null && entry.operation === 'PUT') || pending !== null;

@@ -13,7 +13,7 @@ import { buildJob, encodeJson, WIRE_VERSION, type EnqueueItem, type JobMessage }
 import { isWrongLastSequence } from '../nats/jetstream.js';
 import type { NaqContext } from '../nats/context.js';
 import { cancel } from './admin.js';
-import { publishJob } from './enqueue.js';
+import { isQueued, publishJob } from './enqueue.js';
 
 /** Publishes (and record creations) of one flow or batch in flight at once. */
 const WINDOW = 1000;
@@ -32,15 +32,16 @@ function built(ctx: NaqContext, name: string, data: unknown, opts: FlowSpec['opt
   return message;
 }
 
-function buildTree(ctx: NaqContext, spec: FlowSpec, parent: string | undefined, at: string, seen: Set<string>): Node {
+function buildTree(ctx: NaqContext, spec: FlowSpec, parent: string | undefined, at: string, seen: Set<string>, chosen: string[]): Node {
   if (!spec || typeof spec !== 'object') throw new InvalidArgumentError(`${at}: a flow node must be an object { name, data?, queue?, opts?, children? }`);
   const id = spec.opts?.jobId ?? nuid.next();
+  if (spec.opts?.jobId !== undefined) chosen.push(id);
   if (seen.has(id)) throw new InvalidArgumentError(`${at}: job id ${id} appears twice in the flow`);
   seen.add(id);
   const message = built(ctx, spec.name, spec.data, spec.opts, spec.queue, id, parent, at);
   const onFailure = checkOnFailure(spec.onFailure, at);
   if (spec.children !== undefined && !Array.isArray(spec.children)) throw new InvalidArgumentError(`${at}: children must be an array`);
-  const children = (spec.children ?? []).map((child, i) => buildTree(ctx, child, id, `${at}.children[${i}]`, seen));
+  const children = (spec.children ?? []).map((child, i) => buildTree(ctx, child, id, `${at}.children[${i}]`, seen, chosen));
   return { message, onFailure, children };
 }
 
@@ -98,7 +99,20 @@ async function inWindows<T>(items: T[], step: (item: T) => Promise<void>): Promi
   }
 }
 
-async function create(ctx: NaqContext, records: FlowRecord[], jobs: JobMessage[]): Promise<void> {
+/**
+ * An id the caller chose that is pending or waiting already would be taken for the idempotent
+ * case and never tell the parent: refused before anything is created.
+ */
+async function refuseQueued(ctx: NaqContext, chosen: string[]): Promise<void> {
+  for (let i = 0; i < chosen.length; i += WINDOW) {
+    const queued = await Promise.all(chosen.slice(i, i + WINDOW).map(async (id) => ((await isQueued(ctx, id)) ? id : null)));
+    const taken = queued.find((id) => id !== null);
+    if (taken) throw new InvalidArgumentError(`job ${taken} is already pending or waiting: the jobs of a flow or batch must be new`);
+  }
+}
+
+async function create(ctx: NaqContext, records: FlowRecord[], jobs: JobMessage[], chosen: string[]): Promise<void> {
+  await refuseQueued(ctx, chosen);
   const created = new Created(ctx);
   try {
     // Parents top down, then the jobs that wait for nothing.
@@ -115,7 +129,8 @@ async function create(ctx: NaqContext, records: FlowRecord[], jobs: JobMessage[]
  * results with `ctx.childResults()`. Returns the ids, in the tree's shape.
  */
 export async function enqueueFlow(ctx: NaqContext, spec: FlowSpec): Promise<FlowIds> {
-  const root = buildTree(ctx, spec, undefined, 'flow', new Set());
+  const chosen: string[] = [];
+  const root = buildTree(ctx, spec, undefined, 'flow', new Set(), chosen);
   if (root.children.length === 0) throw new InvalidArgumentError('flow: the root has no children (enqueue a single job with enqueue())');
   const records: FlowRecord[] = [];
   const leaves: JobMessage[] = [];
@@ -125,7 +140,7 @@ export async function enqueueFlow(ctx: NaqContext, spec: FlowSpec): Promise<Flow
     node.children.forEach(walk);
   };
   walk(root);
-  await create(ctx, records, leaves);
+  await create(ctx, records, leaves, chosen);
   const ids = (node: Node): FlowIds => (node.children.length ? { id: node.message.id, children: node.children.map(ids) } : { id: node.message.id });
   return ids(root);
 }
@@ -142,14 +157,16 @@ export async function enqueueBatch(ctx: NaqContext, items: EnqueueItem[], option
   const id = options.batchId ?? nuid.next();
   const completion = built(ctx, done.name, done.data, done.opts, done.queue, id, undefined, 'onComplete');
   const seen = new Set<string>([id]);
+  const chosen = options.batchId !== undefined ? [id] : [];
   const jobs = items.map((item, i) => {
     const at = `jobs[${i}]`;
     const jobId = item.opts?.jobId ?? nuid.next();
+    if (item.opts?.jobId !== undefined) chosen.push(jobId);
     if (seen.has(jobId)) throw new InvalidArgumentError(`${at}: job id ${jobId} appears twice in the batch`);
     seen.add(jobId);
     const { queue, ...opts } = item.opts ?? {};
     return built(ctx, item.name, item.data, opts, queue, jobId, id, at);
   });
-  await create(ctx, [recordOf('batch', completion, jobs.length)], jobs);
+  await create(ctx, [recordOf('batch', completion, jobs.length)], jobs, chosen);
   return id;
 }

@@ -26,6 +26,8 @@ import type { NaqContext } from '../nats/context.js';
 const RETRY_MS = 1000;
 /** A notice stream read that ended is opened again after this long. */
 const REOPEN_MS = 1000;
+/** Parents closed lately, remembered so that their children's late notices cost no read. */
+const CLOSED_KEPT = 10_000;
 
 interface Parent {
   /** Notices by child id. */
@@ -48,6 +50,7 @@ export class FlowTracker {
   readonly #ctx: NaqContext;
   readonly #log: Logger;
   readonly #parents = new Map<string, Parent>();
+  readonly #closed = new Set<string>();
   readonly #noticePrefix: string;
   #messages: ConsumerMessages | null = null;
   #stopped = false;
@@ -104,6 +107,11 @@ export class FlowTracker {
     try {
       notice = JSON.parse(new TextDecoder().decode(data)) as ChildNotice;
     } catch {
+      return;
+    }
+    if (this.#closed.has(parentId)) {
+      // A child that finished after its parent was released or failed: only dropped.
+      void this.#purge(subject).catch(() => {});
       return;
     }
     let parent = this.#parents.get(parentId);
@@ -213,7 +221,13 @@ export class FlowTracker {
   async #close(id: string, parent: Parent): Promise<void> {
     parent.closed = true;
     this.#parents.delete(id);
+    this.#closed.add(id);
+    if (this.#closed.size > CLOSED_KEPT) this.#closed.delete(this.#closed.values().next().value!);
+    await this.#purge(this.#ctx.layout.flowNoticeSubject(id, '>'));
+  }
+
+  async #purge(filter: string): Promise<void> {
     const jsm = await this.#ctx.jsm();
-    await jsm.streams.purge(this.#ctx.layout.flowsStream, { filter: this.#ctx.layout.flowNoticeSubject(id, '>') });
+    await jsm.streams.purge(this.#ctx.layout.flowsStream, { filter });
   }
 }
