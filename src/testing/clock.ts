@@ -14,6 +14,8 @@ interface Timer {
   seq: number;
   fn: () => void;
   cleared: boolean;
+  /** Fires when time passes it, but is no reason to move time (nextDue skips it). */
+  background: boolean;
 }
 
 /**
@@ -41,10 +43,24 @@ export class ManualClock implements Clock {
   /** Bound, so `const { now } = clock` works as Date.now does. */
   readonly now = (): number => this.#now;
 
-  readonly setTimeout = (fn: () => void, ms: number): LongTimer => {
+  readonly setTimeout = (fn: () => void, ms: number): LongTimer => this.#set(fn, ms, false);
+
+  /**
+   * A timer that fires when time passes it but is no reason to move time: `nextDue()` does not
+   * count it. For housekeeping that repeats while something runs (the job path's sweep of
+   * running jobs every 250 ms), so "run until the next thing happens" does not stop at each tick.
+   */
+  readonly setBackgroundTimeout = (fn: () => void, ms: number): LongTimer => this.#set(fn, ms, true);
+
+  /** A Clock whose timers are all background ones (see setBackgroundTimeout). */
+  background(): Clock {
+    return { now: this.now, setTimeout: this.setBackgroundTimeout };
+  }
+
+  #set(fn: () => void, ms: number, background: boolean): LongTimer {
     // As Node does: a negative or non-number delay means "as soon as possible".
     const delay = Number.isFinite(ms) && ms > 0 ? ms : 0;
-    const timer: Timer = { due: this.#now + delay, seq: this.#seq++, fn, cleared: false };
+    const timer: Timer = { due: this.#now + delay, seq: this.#seq++, fn, cleared: false, background };
     let i = this.#timers.length;
     while (i > 0 && this.#timers[i - 1]!.due > timer.due) i--;
     this.#timers.splice(i, 0, timer);
@@ -53,12 +69,12 @@ export class ManualClock implements Clock {
         timer.cleared = true;
       },
     };
-  };
+  }
 
-  /** When the next timer is due, or undefined when none is set. */
+  /** When the next timer (not a background one) is due, or undefined when none is set. */
   nextDue(): number | undefined {
     this.#dropCleared();
-    return this.#timers[0]?.due;
+    return this.#timers.find((t) => !t.cleared && !t.background)?.due;
   }
 
   /** Timers set and not yet fired or cleared. */
