@@ -35,14 +35,6 @@ export class WaitingJobs {
     return this.#waiting.get(id);
   }
 
-  get size(): number {
-    return this.#waiting.size;
-  }
-
-  ids(): string[] {
-    return [...this.#waiting.keys()];
-  }
-
   /**
    * The same check as the real enqueue's: a job that would wait, through jobs still waiting
    * (or enqueued with it: `batch`), for itself is refused, naming the cycle.

@@ -1,14 +1,10 @@
 /**
- * The test mode's queue: what NATS does for naq (the jobs stream and its consumers, the jobs
- * bucket, the dead letters, the scheduler's one-shot schedules, the dependency resolver), in
- * memory, feeding the real per-job path (src/actors/worker/job-path.ts) — one `JobPath` per
- * queue, given in-memory I/O (memory-io.ts) and the test clock. So retries and backoff,
- * timeouts, cancel, rate limits, results and dead letters are the worker's own code, not a copy.
- *
- * A job's message is "in the stream" (`#live`) from its enqueue until its delivery is acked;
- * a NAK with a delay puts it back, due after the delay; a delivery neither acked nor NAKed comes
- * back after `worker.ackWaitMs`, as JetStream redelivers. Due jobs start in priority order
- * (then enqueue order), at most `worker.concurrency` per queue.
+ * The test mode's queue: what NATS and the other actors do for a worker, in memory — enqueue
+ * (the real `buildJob`), the jobs bucket, the dead letters, the scheduler's one-shot schedules
+ * (delayed jobs), the dependency resolver (dependencies.ts), cancel and getJob as the jobs
+ * actor does them — around the jobs stream of job-stream.ts, whose workers run the real job
+ * path. So retries and backoff, timeouts, rate limits, results and dead letters are the
+ * worker's own code, not a copy.
  *
  * `onFinal` is the one place a job's final outcome (completed, failed, cancelled) is announced,
  * once per enqueue: dependencies are resolved there, and flows and batches hang off it too.
@@ -19,34 +15,16 @@ import type { LongTimer } from '../core/duration.js';
 import { InvalidArgumentError, NotConnectedError, NotFoundError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { NaqConfig } from '../config/index.js';
-import type { Delivery } from '../actors/worker/delivery.js';
 import type { Handlers } from '../actors/worker/handler.js';
 import type { JobIO } from '../actors/worker/job-io.js';
-import { JobPath } from '../actors/worker/job-path.js';
 import type { NaqEventInput } from '../model/event.js';
-import { buildJob, encodeJson, recordFromMessage, TERMINAL_STATUSES, type DeadLetter, type EnqueueItem, type JobDefaults, type JobMessage, type JobOptions, type JobRecord } from '../model/job.js';
-import { layout, validateJobId, type Layout } from '../model/layout.js';
+import { buildJob, recordFromMessage, TERMINAL_STATUSES, type DeadLetter, type EnqueueItem, type JobDefaults, type JobMessage, type JobOptions, type JobRecord } from '../model/job.js';
+import { layout, validateJobId } from '../model/layout.js';
 import { encodeDeadLetter, encodeRecord } from '../model/record-codec.js';
 import { buildOneShot, runJobId, type ScheduleRecord } from '../model/schedule.js';
 import { WaitingJobs } from './dependencies.js';
-import { fakeDelivery, memoryIO, type MemoryIO } from './memory-io.js';
-
-/** A job's message in the stream: pending (due at `dueAt`) or delivered to its queue's job path. */
-interface Entry {
-  message: JobMessage;
-  bytes: Uint8Array;
-  subject: string;
-  /** The stream sequence: jobs of one priority start in this order. */
-  seq: number;
-  state: 'pending' | 'running';
-  dueAt: number;
-  deliveries: number;
-  delivery: Delivery | undefined;
-  /** The current delivery was acked or NAKed. */
-  settled: boolean;
-  startedAt: number;
-  timer: LongTimer | undefined;
-}
+import { JobStream } from './job-stream.js';
+import { memoryIO, type MemoryIO } from './memory-io.js';
 
 export interface EngineOptions {
   handlers: Handlers;
@@ -59,30 +37,19 @@ export interface EngineOptions {
 
 export type FinalListener = (record: JobRecord) => void;
 
-const WORKER_ID = 'test-worker';
-
 export class TestEngine {
   readonly #o: EngineOptions;
-  readonly #layout: Layout;
   readonly #defaults: JobDefaults;
   readonly mem: MemoryIO;
-  /** The job paths' I/O, but for `hold`, which each queue's path gets its own of. */
-  readonly #io: Omit<JobIO, 'hold'>;
-  readonly #live = new Map<string, Entry>();
+  readonly #stream: JobStream;
   readonly #delayed = new Map<string, { schedule: ScheduleRecord; timer: LongTimer }>();
   readonly #waiting: WaitingJobs;
-  readonly #paths = new Map<string, JobPath>();
-  readonly #running = new Map<string, number>();
-  readonly #heldUntil = new Map<string, number>();
   readonly #timers = new Set<LongTimer>();
   /** `id:enqueuedAt` of every enqueue whose final outcome was announced. */
   readonly #finalized = new Set<string>();
   readonly #finalListeners: FinalListener[] = [];
   /** The last enqueue time given to each id the caller chose (see #stamp). */
   readonly #lastTs = new Map<string, number>();
-  readonly #inflight = new Set<Promise<void>>();
-  #seq = 0;
-  #pumpSoon: NodeJS.Immediate | undefined;
   #stopped = false;
   /** Counts everything that happens, so the driver can tell a quiet moment from a busy one. */
   activity = 0;
@@ -91,12 +58,12 @@ export class TestEngine {
   constructor(options: EngineOptions) {
     this.#o = options;
     const { config } = options;
-    this.#layout = layout(config.prefix);
+    const names = layout(config.prefix);
     this.#defaults = { attempts: config.jobs.attempts, backoff: { type: config.jobs.backoffType, delay: config.jobs.backoffDelayMs }, maxPayloadBytes: config.jobs.maxPayloadBytes };
     this.mem = memoryIO();
     const mem = this.mem;
     const { hold: _hold, ...base } = mem.io;
-    this.#io = {
+    const io: Omit<JobIO, 'hold'> = {
       ...base,
       writeRecord: async (id, bytes) => {
         await mem.io.writeRecord(id, bytes);
@@ -115,12 +82,13 @@ export class TestEngine {
       // Groups take no turns here: nothing to free.
       groupDone: () => {},
     };
+    this.#stream = new JobStream({ ...options, layout: names, io, after: (ms, fn) => this.#after(ms, fn), touch: () => this.#touch() });
     this.#waiting = new WaitingJobs({
       record: (id) => mem.records.get(id),
       release: (job) => this.#publish(job),
       fail: (job, dead, dependency) => this.#failDependent(job, dead, dependency),
       now: () => this.#o.clock.now(),
-      subject: (job) => this.#layout.jobSubject(job.queue, job.id, job.priority),
+      subject: (job) => names.jobSubject(job.queue, job.id, job.priority),
     });
   }
 
@@ -213,16 +181,11 @@ export class TestEngine {
       this.#emit({ type: 'job.cancelled', queue: waiting.queue, jobId: id, data: { name: waiting.name, waiting: true } });
       return { id, status: 'cancelled' };
     }
-    const entry = this.#live.get(id);
-    if (entry) {
-      // Out of the stream: a NAK or ack of the running delivery finds nothing to put back.
-      this.#live.delete(id);
-      entry.timer?.clear();
-      const { message } = entry;
-      this.#put({ ...recordFromMessage(message, 'cancelled'), finishedAt: now });
-      this.#emit({ type: 'job.cancelled', queue: message.queue, jobId: id, data: { name: message.name, pending: true } });
-      // The cancel notice: the worker running it aborts its signal and records the cancel.
-      if (entry.state === 'running') this.#path(message.queue).cancel(id);
+    // Out of the stream; a running job gets the cancel notice (its path records the cancel too).
+    const pending = this.#stream.remove(id);
+    if (pending) {
+      this.#put({ ...recordFromMessage(pending, 'cancelled'), finishedAt: now });
+      this.#emit({ type: 'job.cancelled', queue: pending.queue, jobId: id, data: { name: pending.name, pending: true } });
       return { id, status: 'cancelled' };
     }
     const record = this.getJob(id);
@@ -230,55 +193,29 @@ export class TestEngine {
     return { id, status: record.status };
   }
 
-  /** Starts what is due now, within each queue's concurrency; a queue held by a rate limit waits. */
+  /** Starts what is due now (job-stream.ts). */
   pump(): void {
-    if (this.#stopped) return;
-    const now = this.#o.clock.now();
-    const due = [...this.#live.values()].filter((e) => e.state === 'pending' && e.dueAt <= now);
-    if (due.length === 0) return;
-    due.sort((a, b) => (a.message.priority ?? 5) - (b.message.priority ?? 5) || a.seq - b.seq);
-    for (const entry of due) {
-      const queue = entry.message.queue;
-      if ((this.#heldUntil.get(queue) ?? 0) > now) continue;
-      if ((this.#running.get(queue) ?? 0) >= this.#o.config.worker.concurrency) continue;
-      this.#start(entry);
-    }
+    this.#stream.pump();
   }
 
-  /** A job that could start now (due, with a free slot in its queue). */
+  /** A job that could start now. */
   startable(): boolean {
-    const now = this.#o.clock.now();
-    for (const e of this.#live.values()) {
-      const queue = e.message.queue;
-      if (e.state === 'pending' && e.dueAt <= now && (this.#heldUntil.get(queue) ?? 0) <= now && (this.#running.get(queue) ?? 0) < this.#o.config.worker.concurrency) return true;
-    }
-    return false;
+    return this.#stream.startable();
   }
 
-  /** The earliest time a running job's timeout ends it (its timer is the job path's own). */
+  /** The earliest time a running job's timeout ends it. */
   timeoutDeadline(): number | undefined {
-    let first: number | undefined;
-    for (const e of this.#live.values()) {
-      if (e.state !== 'running' || !e.message.timeoutMs) continue;
-      const end = e.startedAt + e.message.timeoutMs;
-      if (first === undefined || end < first) first = end;
-    }
-    return first;
+    return this.#stream.timeoutDeadline();
   }
 
   /** Deliveries being processed (handlers running, outcomes being recorded). */
   get inflight(): number {
-    return this.#inflight.size;
+    return this.#stream.inflight;
   }
 
   /** Jobs not finished and not waiting on dependencies: delayed, pending (a retry's wait included) or running. */
   left(): string[] {
-    return [...this.#delayed.keys(), ...this.#live.keys()];
-  }
-
-  /** Jobs waiting on dependencies that have not finished. */
-  waitingIds(): string[] {
-    return this.#waiting.ids();
+    return [...this.#delayed.keys(), ...this.#stream.ids()];
   }
 
   /** Resolves at the next thing that happens (a record, an event, a delivery, a timer). */
@@ -295,15 +232,10 @@ export class TestEngine {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    if (this.#pumpSoon) clearImmediate(this.#pumpSoon);
     for (const timer of this.#timers) timer.clear();
     this.#timers.clear();
     for (const { timer } of this.#delayed.values()) timer.clear();
-    for (const path of this.#paths.values()) {
-      path.abandonAll();
-      path.stop();
-    }
-    await Promise.allSettled([...this.#inflight]);
+    await this.#stream.stop();
   }
 
   // ---------------------------------------------------------------------------------------
@@ -333,7 +265,7 @@ export class TestEngine {
 
   /** Pending, running or waiting: enqueueing the id again is a no-op (the idempotent case). */
   #queued(id: string): boolean {
-    return this.#live.has(id) || this.#waiting.get(id) !== undefined;
+    return this.#stream.get(id) !== undefined || this.#waiting.get(id) !== undefined;
   }
 
   /** Waits for its dependencies; one already waiting under this id is the idempotent case. */
@@ -345,24 +277,10 @@ export class TestEngine {
     this.#waiting.park(message);
   }
 
-  /** Into the stream: due now. */
+  /** Into the stream (job.enqueued first, as the real publish's ack comes before any delivery). */
   #publish(message: JobMessage): void {
-    const entry: Entry = {
-      message,
-      bytes: encodeJson(message),
-      subject: this.#layout.jobSubject(message.queue, message.id, message.priority),
-      seq: ++this.#seq,
-      state: 'pending',
-      dueAt: this.#o.clock.now(),
-      deliveries: 0,
-      delivery: undefined,
-      settled: false,
-      startedAt: 0,
-      timer: undefined,
-    };
-    this.#live.set(message.id, entry);
     this.#emit({ type: 'job.enqueued', queue: message.queue, jobId: message.id, data: { name: message.name, attempts: message.attempts } });
-    this.#schedulePump();
+    this.#stream.publish(message);
   }
 
   /** A delayed job's time came: the scheduler leader's fire (src/actors/scheduler/dispatcher.ts). */
@@ -376,92 +294,7 @@ export class TestEngine {
     this.#stamp(message);
     this.#emit({ type: 'schedule.fired', queue: s.queue, jobId, data: { id, fireTime: s.nextRunAt } });
     // The stream holds one message per job id: a copy still pending is not published again.
-    if (!this.#live.has(jobId)) this.#publish(message);
-  }
-
-  #start(entry: Entry): void {
-    const { message } = entry;
-    entry.state = 'running';
-    entry.deliveries++;
-    entry.startedAt = this.#o.clock.now();
-    entry.settled = false;
-    const delivery = fakeDelivery(entry.bytes, entry.subject, {
-      ack: () => this.#acked(entry, delivery),
-      nak: (delayMs) => this.#naked(entry, delivery, delayMs),
-    });
-    entry.delivery = delivery;
-    this.#running.set(message.queue, (this.#running.get(message.queue) ?? 0) + 1);
-    this.#touch();
-    const processing: Promise<void> = this.#path(message.queue)
-      .process(delivery, entry.deliveries)
-      .catch((error: unknown) => this.#o.log.warn({ err: error, jobId: message.id }, 'outcome not recorded; the job will be redelivered'))
-      .finally(() => {
-        this.#inflight.delete(processing);
-        this.#running.set(message.queue, (this.#running.get(message.queue) ?? 1) - 1);
-        // Neither acked nor NAKed (its outcome was not recorded): back after ack_wait, as JetStream does.
-        if (!entry.settled && this.#current(entry, delivery)) this.#due(entry, this.#o.config.worker.ackWaitMs);
-        this.#touch();
-        this.pump();
-      });
-    this.#inflight.add(processing);
-  }
-
-  #current(entry: Entry, delivery: Delivery): boolean {
-    return !this.#stopped && this.#live.get(entry.message.id) === entry && entry.delivery === delivery;
-  }
-
-  #acked(entry: Entry, delivery: Delivery): void {
-    entry.settled = true;
-    if (this.#current(entry, delivery)) this.#live.delete(entry.message.id);
-    this.#touch();
-  }
-
-  /** Back to the stream, due after the delay. Never started from here: the job path still holds this delivery. */
-  #naked(entry: Entry, delivery: Delivery, delayMs: number | undefined): void {
-    entry.settled = true;
-    if (this.#current(entry, delivery)) this.#due(entry, delayMs ?? 0);
-    this.#touch();
-  }
-
-  #due(entry: Entry, delayMs: number): void {
-    entry.state = 'pending';
-    entry.dueAt = this.#o.clock.now() + delayMs;
-    entry.timer?.clear();
-    entry.timer = delayMs > 0 ? this.#after(delayMs, () => this.pump()) : undefined;
-  }
-
-  /** One job path per queue, as one worker per queue: the real one, on in-memory I/O. */
-  #path(queue: string): JobPath {
-    let path = this.#paths.get(queue);
-    if (!path) {
-      const { config } = this.#o;
-      path = new JobPath({
-        queue,
-        workerId: WORKER_ID,
-        handlers: this.#o.handlers,
-        ackWaitMs: config.worker.ackWaitMs,
-        activeAfterMs: config.jobs.activeAfterMs,
-        maxLogLines: config.jobs.maxLogLines,
-        clock: this.#o.pathClock,
-        io: { ...this.#io, hold: (ms, group) => this.#holdQueue(queue, ms, group) },
-        log: this.#o.log,
-        // Memory never refuses a write.
-        onRefused: () => {},
-      });
-      this.#paths.set(queue, path);
-    }
-    return path;
-  }
-
-  /** A handler was rate limited: no job of the queue starts for `ms`. */
-  #holdQueue(queue: string, ms: number, group: string | undefined): void {
-    this.#touch();
-    // A group's hold is the group dispatcher's, which the test mode does not have.
-    if (group !== undefined) return;
-    const until = this.#o.clock.now() + ms;
-    if (until <= (this.#heldUntil.get(queue) ?? 0)) return;
-    this.#heldUntil.set(queue, until);
-    this.#after(ms, () => this.pump());
+    if (!this.#stream.get(jobId)) this.#publish(message);
   }
 
   /** A timer on the test clock, cleared by stop(). */
@@ -480,17 +313,9 @@ export class TestEngine {
     };
   }
 
-  /** Soon, not now: an enqueue never runs a handler before it returns. */
-  #schedulePump(): void {
-    if (this.#pumpSoon || this.#stopped) return;
-    this.#pumpSoon = setImmediate(() => {
-      this.#pumpSoon = undefined;
-      this.pump();
-    });
-  }
-
   #emit(event: NaqEventInput): void {
-    this.#io.emit({ ts: this.#o.clock.now(), ...event });
+    this.#touch();
+    this.mem.io.emit({ ts: this.#o.clock.now(), ...event });
   }
 
   /** A record the queue writes itself (a cancel, a failed dependency), through the same bucket. */
@@ -520,8 +345,8 @@ export class TestEngine {
 
   /** A job enqueued (after `after`) that has not started: pending or running in its queue, waiting, or delayed. */
   #notStarted(id: string, after = Number.NEGATIVE_INFINITY): JobRecord | null {
-    const live = this.#live.get(id);
-    if (live && live.message.ts > after) return recordFromMessage(live.message, 'pending');
+    const inStream = this.#stream.get(id);
+    if (inStream && inStream.ts > after) return recordFromMessage(inStream, 'pending');
     const waiting = this.#waiting.get(id);
     if (waiting && waiting.ts > after) return recordFromMessage(waiting, 'waiting');
     const s = this.#delayed.get(id)?.schedule;
