@@ -7,9 +7,10 @@
  * it; `runUntilIdle()` runs what is due now; `drain()` and `waitFor(id)` move it from one due
  * time to the next (a delayed job, a retry's backoff, a timeout, a rate limit's hold, a timer
  * a handler set on `clock`) until they are done. "Nothing happens now" is judged by letting
- * pending promise reactions run a few event-loop turns: a handler that waits on real I/O or a
- * real timer gets real time only while nothing virtual is due — give such handlers fakes, or
- * use `clock: 'real'`.
+ * pending promise reactions run a few event-loop turns. A handler that waits on real I/O or a
+ * real timer is waited for in real time only when nothing on the test clock is due sooner
+ * (a timeout, a retry, a delayed job): the clock jumps to those first. Give such handlers
+ * fakes, or use `clock: 'real'`.
  */
 import { systemClock, type Clock } from '../core/clock.js';
 import { validateDuration } from '../core/duration.js';
@@ -138,23 +139,30 @@ export function createTestNaq<H extends Handlers = Handlers>(options: TestNaqOpt
   const drive = async (done: () => boolean, timeoutMs: number, what: string): Promise<void> => {
     const realEnd = Date.now() + (manual ? Math.min(timeoutMs, REAL_WAIT_MS) : timeoutMs);
     const end = clock.now() + timeoutMs;
+    /** The activity count when a due time already reached moved nothing. */
+    let stalledAt = -1;
     for (;;) {
       await runUntilIdle();
       if (done()) return;
       if (manual) {
-        const next = earliest(manual.nextDue(), engine.timeoutDeadline());
+        let next = earliest(manual.nextDue(), engine.timeoutDeadline());
+        // A due time reached that moves nothing twice running is no reason to stay here.
+        if (next !== undefined && next <= clock.now()) {
+          if (stalledAt === engine.activity) next = undefined;
+          stalledAt = engine.activity;
+        }
         if (next !== undefined && next <= end) {
           await manual.advanceTo(next);
           continue;
         }
-        // Nothing can happen before the deadline: let it pass, as a real wait would.
-        if (next !== undefined || engine.inflight === 0) {
+        // Nothing runs and nothing is due before the deadline: let it pass, as a real wait would.
+        if (engine.inflight === 0) {
           await manual.advanceTo(end);
           await runUntilIdle();
           if (done()) return;
           throw new OperationTimeoutError(what, timeoutMs);
         }
-        // Running handlers wait on something other than the test clock: real time it is.
+        // Running handlers wait on something other than the test clock (real I/O): real time it is.
       }
       const left = realEnd - Date.now();
       if (left <= 0) throw new OperationTimeoutError(what, timeoutMs);

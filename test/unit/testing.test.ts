@@ -361,6 +361,24 @@ describe('createTestNaq (no server, manual clock)', () => {
     expect(await naq.getJob(id)).toMatchObject({ status: 'completed', result: 30_000 });
   });
 
+  it('a handler waiting on real I/O: waitFor gives it real time rather than jumping the clock past it', async () => {
+    const clock = new ManualClock(T0);
+    const naq = createTestNaq({
+      clock,
+      handlers: {
+        io: async () => {
+          await new Promise((r) => setTimeout(r, 20));
+          return 'read';
+        },
+      },
+    });
+    // Something due much later: no reason to jump to it while the handler reads.
+    await naq.enqueueIn(3_600_000, 'io', null);
+    const id = await naq.enqueue('io', null);
+    await expect(naq.waitFor(id, { timeoutMs: 5000 })).resolves.toBe('read');
+    expect(clock.now()).toBe(T0);
+  });
+
   it('stop() aborts running jobs; enqueue afterwards is refused', async () => {
     let reason: unknown;
     const naq = createTestNaq({
