@@ -81,6 +81,11 @@ export class TestEngine {
       },
       // Groups take no turns here: nothing to free.
       groupDone: () => {},
+      // Flows and batches are not in the test mode yet: no job here has a parent or children.
+      // Adding them: tellParent feeds the parent's tracker, children reads the children's
+      // records, and onFinal (below) is where a child's final outcome is announced.
+      tellParent: async () => {},
+      children: async () => ({ results: {}, failures: {} }),
     };
     this.#stream = new JobStream({ ...options, layout: names, io, after: (ms, fn) => this.#after(ms, fn), touch: () => this.#touch() });
     this.#waiting = new WaitingJobs({

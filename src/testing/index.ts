@@ -28,6 +28,8 @@
  *   queue rate limits and pause (`setQueueLimit`, `pauseQueue`), recurring schedules, listings
  *   and the admin calls (`listJobs`, `retryDead`, `promote`, `removeJob`, …), `jobData`, the
  *   event log's queries (the emitted events are in `events`), metrics and tracing.
+ * - Flows and batches (`enqueueFlow`, `enqueueBatch`, `ctx.childResults()`) are not in the
+ *   test mode yet. Handlers run in the test's own process: `worker.sandbox` does not apply.
  * - A delayed job starts exactly at its time (the real scheduler leader fires it within its
  *   tick); there is no leader election.
  * - `stop()` aborts running jobs at once (no drain grace period). `waitFor` of an id never
