@@ -1,9 +1,9 @@
 /**
  * A local nats-server child process: the supervisor's "embedded" server when no NATS URL is
- * configured, and the real server every integration test runs against (through
- * test/support/throwaway-server.ts). Readiness is read from the server's own stderr log rather than guessed
- * from a TCP probe alone, because a probe cannot tell our server from another process that
- * already holds the port.
+ * configured, and the throwaway servers of `naq/testing` (src/testing/server.ts) that every
+ * integration test runs against. Readiness is read from the server's own stderr log rather
+ * than guessed from a TCP probe alone, because a probe cannot tell our server from another
+ * process that already holds the port.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, createWriteStream, statSync, type WriteStream } from 'node:fs';

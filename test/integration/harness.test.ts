@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { NaqError } from '../../src/core/errors.js';
 import { findNatsServerBinary, isNatsReachable, readNatsInfo, startNatsServer } from '../../src/nats-server/process.js';
+import { startTestServer } from '../../src/testing/index.js';
 import { connectTo, freePort, startServer, stopAllServers } from '../support/harness.js';
 import { ROOT } from '../support/paths.js';
 
@@ -117,5 +118,33 @@ describe('test harness / nats-server', () => {
     // Gone, or a zombie nobody reaped yet (its parent exited): either way not running.
     const stat = existsSync(`/proc/${pid}/stat`) ? readFileSync(`/proc/${pid}/stat`, 'utf8') : null;
     expect(stat === null || / Z /.test(stat)).toBe(true);
+  });
+
+  it("naq/testing's startTestServer: JetStream on a free port; kill and restart keep the store; stop removes it (twice is fine)", async () => {
+    const server = await startTestServer();
+    expect(server.url).toBe(`nats://127.0.0.1:${server.port}`);
+    expect(await readNatsInfo(server.url)).toMatchObject({ jetstream: true });
+    const nc = await connectTo(server);
+    await (await jetstreamManager(nc)).streams.add({ name: 'K', subjects: ['k.>'] });
+    await jetstream(nc).publish('k.one', 'kept');
+    await nc.close();
+    await server.kill();
+    expect(await isNatsReachable(server.url)).toBe(false);
+    await server.restart();
+    const again = await connectTo(server);
+    expect((await (await jetstreamManager(again)).streams.info('K')).state.messages).toBe(1);
+    await again.close();
+    const store = server.process.storeDir;
+    await server.stop();
+    await server.stop();
+    expect(server.process.exited).toBe(true);
+    expect(existsSync(store)).toBe(false);
+  });
+
+  it("startTestServer without a nats-server binary: NATS_SERVER_MISSING, saying how to install one", async () => {
+    const error = await startTestServer({ binary: 'naq-no-such-binary' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(NaqError);
+    expect((error as NaqError).code).toBe('NATS_SERVER_MISSING');
+    expect((error as NaqError).message).toMatch(/apt-get install nats-server/);
   });
 });

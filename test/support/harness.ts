@@ -5,7 +5,7 @@
  * servers on the way out instead of leaking them onto later runs.
  */
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
-import { freePort, killThrowawayNatsServers, startThrowawayNatsServer } from './throwaway-server.js';
+import { freePort, startThrowawayNatsServer } from './throwaway-server.js';
 import type { NatsServerProcess } from '../../src/nats-server/process.js';
 
 export { freePort };
@@ -91,26 +91,8 @@ export async function stopAllServers(): Promise<void> {
   servers.clear();
 }
 
-// Servers are SIGKILLed on exit by src/nats-server.ts. vitest ends a fork worker with SIGTERM
-// (then SIGKILL after 500 ms), and a signal's default action skips 'exit' handlers, so the
-// signals need their own. After killing the servers the signal is raised again so the process
-// still dies the way it would have — unless someone else listens for it and has their own plans.
-function onSignal(signal: NodeJS.Signals): void {
-  killThrowawayNatsServers();
-  if (process.listenerCount(signal) === 1) {
-    process.off(signal, onSignal);
-    process.kill(process.pid, signal);
-  }
-}
-
-// vitest may evaluate this module more than once in one worker; one set of hooks is enough.
-const HOOKS = Symbol.for('naq.test.harness.exitHooks');
-const g = globalThis as { [HOOKS]?: boolean };
-if (!g[HOOKS]) {
-  g[HOOKS] = true;
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-}
+// Servers are SIGKILLed when the process exits or gets SIGTERM / SIGINT first: the hooks of
+// src/testing/server.ts, installed by the first start.
 
 /**
  * A JetStream cluster of `size` nodes on loopback: a client port and a route port each,

@@ -1,114 +1,29 @@
 /**
  * The job path without a server: deliveries, records, dead letters and the clock are fakes
- * (test doubles of JobIO, Delivery and Clock), so each step is checked exactly — what is
- * written, in which order, and what is acked, NAKed (with which delay) or dead-lettered.
+ * (the test doubles of JobIO, Delivery and Clock in src/testing/), so each step is checked
+ * exactly — what is written, in which order, and what is acked, NAKed (with which delay) or
+ * dead-lettered.
  */
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import type { Clock } from '../../src/core/clock.js';
-import type { Delivery } from '../../src/actors/worker/delivery.js';
 import { RateLimitedError, type Handlers } from '../../src/actors/worker/handler.js';
-import { JobPath, type JobIO } from '../../src/actors/worker/job-path.js';
-import type { IndexEntry } from '../../src/model/job-index.js';
-import type { NaqEventInput } from '../../src/model/event.js';
-import type { BackoffOptions, DeadLetter, JobMessage, JobRecord } from '../../src/model/job.js';
+import { JobPath } from '../../src/actors/worker/job-path.js';
+import type { BackoffOptions, JobMessage } from '../../src/model/job.js';
+import { ManualClock, settle } from '../../src/testing/clock.js';
+import { fakeDelivery, memoryIO } from '../../src/testing/memory-io.js';
 
-/** Time moved by hand: timers fire only when the test advances past them. */
-class ManualClock implements Clock {
-  t = 1_000_000;
-  #timers: Array<{ due: number; fn: () => void; cleared: boolean }> = [];
-  now = () => this.t;
-  setTimeout = (fn: () => void, ms: number) => {
-    const timer = { due: this.t + ms, fn, cleared: false };
-    this.#timers.push(timer);
-    return { clear: () => (timer.cleared = true) };
-  };
-  async advance(ms: number): Promise<void> {
-    const end = this.t + ms;
-    for (;;) {
-      const next = this.#timers.filter((x) => !x.cleared && x.due <= end).sort((a, b) => a.due - b.due)[0];
-      if (!next) break;
-      this.t = next.due;
-      next.cleared = true;
-      next.fn();
-      await settle();
-    }
-    this.t = end;
-  }
-}
-
-/** Lets pending promise reactions run. */
-async function settle(): Promise<void> {
-  for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
-}
-
-/** A delivery that remembers what was done with it. */
+/** A delivery of `job` (a message with test defaults, or raw bytes) that remembers what was done with it. */
 function delivery(job: Partial<JobMessage> | Uint8Array, subject = 'naq.jobs.q.j1') {
-  const calls: string[] = [];
   const data = job instanceof Uint8Array ? job : new TextEncoder().encode(JSON.stringify(message(job)));
-  const msg: Delivery & { calls: string[] } = {
-    data,
-    subject,
-    calls,
-    ack: () => void calls.push('ack'),
-    nak: (delay?: number) => void calls.push(delay === undefined ? 'nak' : `nak ${delay}`),
-    working: () => void calls.push('working'),
-  };
-  return msg;
+  return fakeDelivery(data, subject);
 }
 
 function message(over: Partial<JobMessage> = {}): JobMessage {
   return { v: 1, id: 'j1', name: 'work', queue: 'q', data: { n: 1 }, attempts: 1, ts: 500, ...over };
 }
 
-/** Records and dead letters in memory; acks queued with `ackLater` go out when the test flushes. */
-function memoryIO() {
-  const records = new Map<string, JobRecord>();
-  const writes: JobRecord[] = [];
-  const dead: DeadLetter[] = [];
-  const events: NaqEventInput[] = [];
-  const acks: Array<{ ack(): void }> = [];
-  const indexed: IndexEntry[] = [];
-  const holds: number[] = [];
-  const groupHolds: Array<[number, string]> = [];
-  const groupsDone: string[] = [];
-  /** Notices to flow parents: `<parent> <child> <status>`, in order (with the acks, in `order`). */
-  const told: string[] = [];
-  /** Index entries and record writes, in the order they were made. */
-  const order: string[] = [];
-  const io: JobIO = {
-    readRecord: async (id) => records.get(id) ?? null,
-    writeRecord: async (id, bytes) => {
-      const record = JSON.parse(new TextDecoder().decode(bytes)) as JobRecord;
-      records.set(id, record);
-      writes.push(record);
-      order.push(`record ${record.status}`);
-    },
-    index: (entry) => {
-      indexed.push(entry);
-      order.push(`index ${entry.state}`);
-    },
-    deadLetter: async (_queue, bytes) => {
-      dead.push(JSON.parse(new TextDecoder().decode(bytes)) as DeadLetter);
-      return dead.length;
-    },
-    ackLater: (msg) => void acks.push(msg),
-    emit: (event) => void events.push(event),
-    maxMessageBytes: () => 1_048_576,
-    hold: (ms, group) => void (group === undefined ? holds.push(ms) : groupHolds.push([ms, group])),
-    groupDone: (job) => void groupsDone.push(job.id),
-    tellParent: async (parent, child, status) => {
-      told.push(`${parent} ${child} ${status}`);
-      order.push(`told ${status}`);
-    },
-    children: async () => ({ results: {}, failures: {} }),
-  };
-  const flush = () => acks.splice(0).forEach((m) => m.ack());
-  return { io, records, writes, dead, events, indexed, order, holds, groupHolds, groupsDone, told, flush, types: () => events.map((e) => e.type) };
-}
-
 function path(handlers: Handlers, extra: { clock?: ManualClock; ackWaitMs?: number; activeAfterMs?: number; maxLogLines?: number } = {}) {
-  const clock = extra.clock ?? new ManualClock();
+  const clock = extra.clock ?? new ManualClock(1_000_000);
   const mem = memoryIO();
   const refused: unknown[] = [];
   const p = new JobPath({
@@ -568,7 +483,7 @@ describe('the job path', () => {
 
   it('after a restart, a first attempt is checked against its record before it runs, for two ack waits after pulling resumed', async () => {
     let runs = 0;
-    const clock = new ManualClock();
+    const clock = new ManualClock(1_000_000);
     const { p, records } = path({ work: async () => void runs++ }, { clock, ackWaitMs: 1000 });
     records.set('j1', { v: 1, id: 'j1', name: 'work', queue: 'q', status: 'completed', maxAttempts: 1, attempts: [], enqueuedAt: 500 });
     p.verifyAfterRestart();
