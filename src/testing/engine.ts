@@ -23,6 +23,10 @@ import { layout, validateJobId } from '../model/layout.js';
 import { encodeDeadLetter, encodeRecord } from '../model/record-codec.js';
 import { buildOneShot, runJobId, type ScheduleRecord } from '../model/schedule.js';
 import { WaitingJobs } from './dependencies.js';
+import { TestFlows } from './flows.js';
+import { planBatch, planFlow, type FlowPlan } from '../actors/jobs/flow-plan.js';
+import type { BatchStatus, FlowNode } from '../actors/jobs/flow-reads.js';
+import type { BatchOptions, FlowIds, FlowSpec } from '../model/flow.js';
 import { JobStream } from './job-stream.js';
 import { memoryIO, type MemoryIO } from './memory-io.js';
 
@@ -44,6 +48,7 @@ export class TestEngine {
   readonly #stream: JobStream;
   readonly #delayed = new Map<string, { schedule: ScheduleRecord; timer: LongTimer }>();
   readonly #waiting: WaitingJobs;
+  readonly #flows: TestFlows;
   readonly #timers = new Set<LongTimer>();
   /** `id:enqueuedAt` of every enqueue whose final outcome was announced. */
   readonly #finalized = new Set<string>();
@@ -81,17 +86,23 @@ export class TestEngine {
       },
       // Groups take no turns here: nothing to free.
       groupDone: () => {},
-      // Flows and batches are not in the test mode yet: no job here has a parent or children.
-      // Adding them: tellParent feeds the parent's tracker, children reads the children's
-      // records, and onFinal (below) is where a child's final outcome is announced.
+      // A child's final outcome reaches its parent through #recorded (every final record, the
+      // queue's own cancels and failed dependencies included), not through a notice.
       tellParent: async () => {},
-      children: async () => ({ results: {}, failures: {} }),
+      children: async (parentId) => this.#flows.children(parentId),
     };
     this.#stream = new JobStream({ ...options, layout: names, io, after: (ms, fn) => this.#after(ms, fn), touch: () => this.#touch() });
+    this.#flows = new TestFlows({
+      now: () => this.#o.clock.now(),
+      record: (id) => mem.records.get(id),
+      getJob: (id) => this.getJob(id),
+      publish: (job) => this.#publish(job),
+      fail: (job, error, data) => this.#failUnstarted(job, { v: 1, reason: error.message, error, queue: job.queue, subject: names.jobSubject(job.queue, job.id, job.priority), jobId: job.id, job, ts: this.#o.clock.now() }, data),
+    });
     this.#waiting = new WaitingJobs({
       record: (id) => mem.records.get(id),
       release: (job) => this.#publish(job),
-      fail: (job, dead, dependency) => this.#failDependent(job, dead, dependency),
+      fail: (job, dead, dependency) => this.#failUnstarted(job, dead, { dependency }),
       now: () => this.#o.clock.now(),
       subject: (job) => names.jobSubject(job.queue, job.id, job.priority),
     });
@@ -134,6 +145,43 @@ export class TestEngine {
       else if (items[i]!.opts?.jobId === undefined || !this.#queued(message.id)) this.#publish(message);
     });
     return built.map((m) => m.id);
+  }
+
+  /** A flow, as the real enqueueFlow (src/actors/jobs/flows.ts) plans it; memory cannot fail midway. */
+  enqueueFlow(spec: FlowSpec): FlowIds {
+    this.#open();
+    const plan = planFlow(this.#defaults, spec);
+    this.#startPlan(plan);
+    return plan.ids;
+  }
+
+  enqueueBatch(items: EnqueueItem[], options: BatchOptions): string {
+    this.#open();
+    const plan = planBatch(this.#defaults, items, options);
+    this.#startPlan(plan);
+    return plan.id;
+  }
+
+  getFlow(id: string): FlowNode {
+    return this.#flows.getFlow(id);
+  }
+
+  getBatch(id: string): BatchStatus {
+    return this.#flows.getBatch(id);
+  }
+
+  #startPlan({ records, jobs, chosen }: FlowPlan): void {
+    const taken = chosen.find((id) => this.#queued(id) || this.#flows.waiting(id));
+    if (taken) throw new InvalidArgumentError(`job ${taken} is already pending or waiting: the jobs of a flow or batch must be new`);
+    const parent = records.find((r) => this.#flows.has(r.id));
+    if (parent) throw new InvalidArgumentError(`${parent.id} is already the parent of a flow or batch: choose another id`);
+    for (const r of records) {
+      this.#stamp(r.job);
+      r.createdAt = r.job.ts;
+    }
+    for (const job of jobs) this.#stamp(job);
+    this.#flows.add(records);
+    for (const job of jobs) this.#publish(job);
   }
 
   /** A one-shot schedule, fired at `at` (src/actors/scheduler/store.ts validates the same way). */
@@ -184,6 +232,12 @@ export class TestEngine {
     if (waiting) {
       this.#put({ ...recordFromMessage(waiting, 'cancelled'), finishedAt: now });
       this.#emit({ type: 'job.cancelled', queue: waiting.queue, jobId: id, data: { name: waiting.name, waiting: true } });
+      return { id, status: 'cancelled' };
+    }
+    const parent = this.#flows.cancel(id);
+    if (parent) {
+      this.#put({ ...recordFromMessage(parent, 'cancelled'), finishedAt: now });
+      this.#emit({ type: 'job.cancelled', queue: parent.queue, jobId: id, data: { name: parent.name, waitingChildren: true } });
       return { id, status: 'cancelled' };
     }
     // Out of the stream; a running job gets the cancel notice (its path records the cancel too).
@@ -336,15 +390,16 @@ export class TestEngine {
     if (this.#finalized.has(key)) return;
     this.#finalized.add(key);
     this.#waiting.finished(record.id);
+    this.#flows.finished(record);
     for (const listener of [...this.#finalListeners]) listener(structuredClone(record));
   }
 
-  #failDependent(job: JobMessage, dead: DeadLetter, dependency: string): void {
+  #failUnstarted(job: JobMessage, dead: DeadLetter, data: Record<string, unknown>): void {
     void this.mem.io.deadLetter(job.queue, encodeDeadLetter(dead, this.mem.io.maxMessageBytes()));
     const deadSeq = this.mem.dead.length;
     const error = dead.error!;
     this.#put({ ...recordFromMessage(job, 'failed'), error, finishedAt: this.#o.clock.now(), deadSeq });
-    this.#emit({ type: 'job.failed', queue: job.queue, jobId: job.id, data: { name: job.name, error: error.message, code: error.code, dependency } });
+    this.#emit({ type: 'job.failed', queue: job.queue, jobId: job.id, data: { name: job.name, error: error.message, code: error.code, ...data } });
     this.#emit({ type: 'job.dead', queue: job.queue, jobId: job.id, data: { reason: dead.reason, deadSeq } });
   }
 
@@ -352,7 +407,7 @@ export class TestEngine {
   #notStarted(id: string, after = Number.NEGATIVE_INFINITY): JobRecord | null {
     const inStream = this.#stream.get(id);
     if (inStream && inStream.ts > after) return recordFromMessage(inStream, 'pending');
-    const waiting = this.#waiting.get(id);
+    const waiting = this.#waiting.get(id) ?? this.#flows.waiting(id);
     if (waiting && waiting.ts > after) return recordFromMessage(waiting, 'waiting');
     const s = this.#delayed.get(id)?.schedule;
     if (s && s.createdAt > after) {

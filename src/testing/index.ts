@@ -9,7 +9,10 @@
  * one that failed or was cancelled, and a cycle is refused at enqueue), delayed jobs
  * (`enqueueIn`, `enqueueAt`), results and job logs in the record, dead letters after the last
  * attempt, unknown handlers (dead-lettered at once), middleware, priorities (strict, per
- * queue), `ctx.rateLimit` (the queue is held), idempotent enqueue of a chosen `jobId`, and job
+ * queue), `ctx.rateLimit` (the queue is held), idempotent enqueue of a chosen `jobId`, flows
+ * (`enqueueFlow`: a parent after its children, `ctx.childResults()` / `ctx.childFailures()`,
+ * each `onFailure`, `getFlow`, cancel of a waiting parent) and batches (`enqueueBatch`, the
+ * completion job once with `ctx.batch`, `getBatch`), planned as the real ones are, and job
  * option validation (`buildJob`: a bad option throws the error production throws). Time is a
  * `ManualClock` by default: `advance(ms)`, `runUntilIdle()`, `drain()` and `waitFor(id)` move
  * it, so backoff waits, delays and timeouts take no real time.
@@ -28,8 +31,8 @@
  *   queue rate limits and pause (`setQueueLimit`, `pauseQueue`), recurring schedules, listings
  *   and the admin calls (`listJobs`, `retryDead`, `promote`, `removeJob`, …), `jobData`, the
  *   event log's queries (the emitted events are in `events`), metrics and tracing.
- * - Flows and batches (`enqueueFlow`, `enqueueBatch`, `ctx.childResults()`) are not in the
- *   test mode yet. Handlers run in the test's own process: `worker.sandbox` does not apply.
+ * - A flow or batch is created in one step (memory cannot fail midway, so there is nothing to
+ *   take back). Handlers run in the test's own process: `worker.sandbox` does not apply.
  * - A delayed job starts exactly at its time (the real scheduler leader fires it within its
  *   tick); there is no leader election.
  * - `stop()` aborts running jobs at once (no drain grace period). `waitFor` of an id never

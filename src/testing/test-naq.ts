@@ -12,6 +12,8 @@
  * (a timeout, a retry, a delayed job): the clock jumps to those first. Give such handlers
  * fakes, or use `clock: 'real'`.
  */
+import type { BatchStatus, FlowNode } from '../actors/jobs/flow-reads.js';
+import type { BatchOptions, FlowIds, FlowSpec } from '../model/flow.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { validateDuration } from '../core/duration.js';
 import { InvalidArgumentError, NotFoundError, OperationTimeoutError } from '../core/errors.js';
@@ -75,6 +77,12 @@ export interface TestNaq<H extends Handlers = Handlers> extends AsyncDisposable 
   enqueueAt<N extends keyof H & string>(at: Date | number, name: N, data: JobData<H, N>, opts?: Omit<JobOptions, 'dependsOn'>): Promise<string>;
   enqueueIn<N extends keyof H & string>(delayMs: number, name: N, data: JobData<H, N>, opts?: Omit<JobOptions, 'dependsOn'>): Promise<string>;
   getJob(id: string): Promise<JobRecord | null>;
+  /** As `Naq.enqueueFlow`: a parent runs after its children, reading `ctx.childResults()`. */
+  enqueueFlow(flow: FlowSpec): Promise<FlowIds>;
+  getFlow(id: string): Promise<FlowNode>;
+  /** As `Naq.enqueueBatch`: the completion job runs once all the jobs finished, with `ctx.batch`. */
+  enqueueBatch(jobs: EnqueueItem[], options: BatchOptions): Promise<string>;
+  getBatch(id: string): Promise<BatchStatus>;
   /**
    * The job's result once it completed; throws JobFailedError if it failed or was cancelled,
    * OperationTimeoutError after `timeoutMs` (default 30 s; virtual time with the manual clock,
@@ -186,6 +194,10 @@ export function createTestNaq<H extends Handlers = Handlers>(options: TestNaqOpt
     enqueueAt: (at, name, data, opts) => call(() => engine.enqueueAt(at, name, data, opts)),
     enqueueIn: (delayMs, name, data, opts) => call(() => engine.enqueueAt(clock.now() + validateDuration('delayMs', delayMs, 0), name, data, opts)),
     getJob: (id) => call(() => engine.getJob(id)),
+    enqueueFlow: (flow) => call(() => engine.enqueueFlow(flow)),
+    getFlow: (id) => call(() => engine.getFlow(id)),
+    enqueueBatch: (jobs, batchOptions) => call(() => engine.enqueueBatch(jobs, batchOptions)),
+    getBatch: (id) => call(() => engine.getBatch(id)),
     cancel: (id) => call(() => engine.cancel(id)),
 
     async waitFor<T>(id: string, waitOptions: { timeoutMs?: number } = {}): Promise<T> {

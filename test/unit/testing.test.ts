@@ -200,6 +200,59 @@ describe('createTestNaq (no server, manual clock)', () => {
     await expect(naq.enqueue('later', null, { jobId: 'y', dependsOn: ['x'] })).rejects.toThrow('job y would wait for itself: dependency cycle y → x → y');
   });
 
+  it('flows: a parent runs after its children (one retried on the clock) and reads their results; onFailure fail / ignore / continue', async () => {
+    const clock = new ManualClock(T0);
+    const order: string[] = [];
+    const naq = createTestNaq({
+      clock,
+      handlers: {
+        part: async (n: number, ctx: JobContext) => {
+          if (n === 2 && ctx.attempt === 1) throw new Error('flaky');
+          if (n < 0) throw new Error(`bad ${n}`);
+          order.push(`part ${n}`);
+          return n * 10;
+        },
+        whole: async (_d: unknown, ctx: JobContext) => {
+          order.push('whole');
+          return { results: await ctx.childResults(), failed: Object.keys(await ctx.childFailures()) };
+        },
+      },
+    });
+    const flow = await naq.enqueueFlow({ name: 'whole', children: [{ name: 'part', data: 1, opts: { jobId: 'p1' } }, { name: 'part', data: 2, opts: { jobId: 'p2', attempts: 2, backoff: { type: 'fixed', delay: 1000 } } }] });
+    await naq.runUntilIdle();
+    expect(order).toEqual(['part 1']);
+    expect(await naq.getJob(flow.id)).toMatchObject({ status: 'waiting' });
+    await naq.advance(1000);
+    expect(order).toEqual(['part 1', 'part 2', 'whole']);
+    expect(await naq.waitFor(flow.id)).toEqual({ results: { p1: 10, p2: 20 }, failed: [] });
+    expect((await naq.getFlow(flow.id)).children!.map((c) => [c.id, c.state])).toEqual([['p1', 'completed'], ['p2', 'completed']]);
+
+    const failing = await naq.enqueueFlow({ name: 'whole', children: [{ name: 'part', data: -1, opts: { jobId: 'n1' } }, { name: 'part', data: 3 }] });
+    await naq.drain();
+    expect(await naq.getJob(failing.id)).toMatchObject({ status: 'failed', error: { code: 'CHILD_FAILED', message: 'child n1 failed: bad -1' } });
+    const lenient = await naq.enqueueFlow({ name: 'whole', children: [{ name: 'part', data: -2, onFailure: 'ignore' }, { name: 'part', data: -3, opts: { jobId: 'n3' }, onFailure: 'continue' }, { name: 'part', data: 4, opts: { jobId: 'p4' } }] });
+    expect(await naq.waitFor(lenient.id)).toEqual({ results: { p4: 40 }, failed: ['n3'] });
+  });
+
+  it('batches: the completion job runs once with the counts; a job cancelled while running counts as failed; getBatch shows the progress', async () => {
+    const runs: unknown[] = [];
+    const naq = createTestNaq({
+      handlers: {
+        item: async (n: number) => n,
+        hang: untilAborted,
+        done: async (_d: unknown, ctx: JobContext) => void runs.push(ctx.batch),
+      },
+    });
+    const id = await naq.enqueueBatch([{ name: 'item', data: 1 }, { name: 'hang', opts: { jobId: 'stuck' } }], { onComplete: { name: 'done' } });
+    await naq.runUntilIdle();
+    expect(await naq.getBatch(id)).toMatchObject({ state: 'running', total: 2, completed: 1, failed: 0, pending: 1 });
+    await naq.cancel('stuck');
+    await naq.drain();
+    expect(runs).toEqual([{ id, total: 2, completed: 1, failed: 1, failedIds: ['stuck'] }]);
+    expect(await naq.getBatch(id)).toMatchObject({ state: 'completed', completed: 1, failed: 1, pending: 0 });
+    await expect(naq.enqueueBatch([{ name: 'item', data: 3 }], { batchId: id, onComplete: { name: 'done' } })).rejects.toThrow(/already the parent/);
+  });
+
   it('enqueueIn runs only once the clock reaches its time; enqueueAt likewise; getJob says delayed until then', async () => {
     const clock = new ManualClock(T0);
     const ran: number[] = [];

@@ -139,13 +139,18 @@ export async function getBatch(ctx: NaqContext, id: string): Promise<BatchStatus
  */
 export async function childOutcomes(ctx: NaqContext, parentId: string): Promise<ChildOutcomes> {
   const record = await flowRecord(ctx, parentId);
-  const outcomes: ChildOutcomes = { results: {}, failures: {} };
-  if (!record || record.kind !== 'flow' || !record.children) return outcomes;
+  if (!record || record.kind !== 'flow' || !record.children) return { results: {}, failures: {} };
   const kv = await ctx.storage.jobsKv();
   const records = await inWindows(record.children, async (c) => {
     const entry = await kv.get(c);
     return entry && entry.operation === 'PUT' ? entry.json<JobRecord>() : null;
   });
+  return outcomesOf(record, records);
+}
+
+/** A flow parent's children's outcomes from their records (in the order of `record.children`). */
+export function outcomesOf(record: FlowRecord, records: Array<JobRecord | null>): ChildOutcomes {
+  const outcomes: ChildOutcomes = { results: {}, failures: {} };
   records.forEach((r, i) => {
     const id = record.children![i]!;
     if (r?.status === 'completed') outcomes.results[id] = r.result ?? null;
