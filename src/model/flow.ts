@@ -79,8 +79,9 @@ export interface FlowRecord {
   createdAt: number;
   /** When the parent was released, failed or cancelled. */
   closedAt?: number;
-  /** Why the parent failed (a child that failed with onFailure `fail`). */
+  /** Why the parent failed (a child that failed with onFailure `fail`), and which child. */
   reason?: string;
+  failedBy?: string;
   /** A batch's counts, once released. */
   summary?: BatchSummary;
 }

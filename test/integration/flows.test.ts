@@ -6,7 +6,7 @@
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { JobContext } from '../../src/actors/worker/handler.js';
-import type { BatchSummary } from '../../src/model/flow.js';
+import type { BatchSummary, FlowRecord } from '../../src/model/flow.js';
 import { startServer, stopAllServers, until } from '../support/harness.js';
 import { producer, startNaq, stopNaqs, worker } from '../support/naqs.js';
 import { runCli } from '../support/processes.js';
@@ -87,6 +87,8 @@ describe('flows', () => {
   it('is all or nothing: a child the server refuses rejects the call, and what was published is cancelled', async () => {
     const server = await startServer({ configText: 'max_payload: 4096\n' });
     const ops = await startNaq(server, { jobs: { maxPayloadBytes: 1_000_000 } });
+    // A leader counts the notices the rollback's cancellations send.
+    await worker(server, { ...handlers, double: async (d: { n: number }) => d.n * 2 }, { queues: ['elsewhere'] });
     const first = 'flow-first-child';
     await expect(
       ops.enqueueFlow({ name: 'sum', opts: { jobId: 'flow-parent' }, children: [{ name: 'double', data: { n: 1 }, opts: { jobId: first } }, { name: 'double', data: { big: 'x'.repeat(8000) } }] }),
@@ -94,9 +96,11 @@ describe('flows', () => {
     expect((await ops.getJob(first))!.status).toBe('cancelled');
     expect(await ops.getJob('flow-parent')).toBeNull();
     await expect(ops.getFlow('flow-parent')).rejects.toThrow(/not found/);
-    // The ids are free again.
-    const again = await ops.enqueueFlow({ name: 'sum', opts: { jobId: 'flow-parent' }, children: [{ name: 'double', data: { n: 1 } }] });
+    // The ids are free again, and the parent's notices from the rollback are gone: the new
+    // flow waits for its own child only, and runs.
+    const again = await ops.enqueueFlow({ name: 'sum', queue: 'elsewhere', opts: { jobId: 'flow-parent' }, children: [{ name: 'double', data: { n: 5 }, queue: 'elsewhere' }] });
     expect(again.id).toBe('flow-parent');
+    expect(await ops.waitFor(again.id, { timeoutMs: 10_000 })).toMatchObject({ total: 10 });
   });
 
   it('refuses bad trees before anything is sent', async () => {
@@ -112,6 +116,22 @@ describe('flows', () => {
     await ops.enqueue('double', { n: 1 }, { jobId: 'busy', queue: 'elsewhere' });
     await expect(ops.enqueueFlow({ name: 'sum', children: [{ name: 'double', opts: { jobId: 'busy' } }] })).rejects.toThrow(/busy is already pending or waiting/);
     await expect(ops.enqueueBatch([{ name: 'double', opts: { jobId: 'busy' } }], { onComplete: { name: 'report' } })).rejects.toThrow(/busy is already pending/);
+  });
+
+  it('a parent waiting for its children can be removed; one that failed because of a child cannot be retried alone', async () => {
+    const server = await startServer();
+    const ops = await producer(server);
+    const flow = await ops.enqueueFlow({ name: 'sum', children: [{ name: 'double', data: { n: 1 } }] });
+    expect(await ops.removeJob(flow.id)).toEqual({ id: flow.id, removed: 'waiting' });
+    await worker(server, handlers);
+    expect(await ops.waitFor(flow.children![0]!.id, { timeoutMs: 10_000 })).toBe(2);
+    const failing = await ops.enqueueFlow({ name: 'sum', children: [{ name: 'boom', opts: { attempts: 1 } }] });
+    await expect(ops.waitFor(failing.id, { timeoutMs: 10_000 })).rejects.toThrow(/child .* failed/);
+    await expect(ops.retryDead(failing.id)).rejects.toThrow(/flow parent that failed because child .* failed: child broke: it cannot be retried on its own/);
+    // The removed parent never ran (its child finished long ago).
+    expect(started).not.toContain(flow.id);
+    expect(await ops.getJob(flow.id)).toBeNull();
+    await expect(ops.enqueueBatch([{ name: 'double' }], { onComplete: { name: 'report', opts: { jobId: 'x' } } })).rejects.toThrow(/give it as batchId/);
   });
 
   it('a parent waiting for its children can be cancelled; its children go on', async () => {
@@ -175,5 +195,22 @@ describe('batches', () => {
     await startNaq(server, { roles: ['worker'], ...fast, worker: { queues: ['other'] } }, handlers);
     expect(await ops.waitFor<{ batch: BatchSummary }>(id, { timeoutMs: 10_000 })).toEqual({ batch: { id, total: 10, completed: 10, failed: 0, failedIds: [] } });
     expect(runner).toBeDefined();
+  });
+
+  it('a leader that died after closing a parent\'s record but before releasing it: the next one releases it', async () => {
+    const server = await startServer();
+    const ops = await producer(server);
+    await startNaq(server, { roles: ['worker'], worker: { queues: ['default'], fireSchedules: false } }, handlers);
+    const id = await ops.enqueueBatch([{ name: 'double', data: { n: 1 } }], { onComplete: { name: 'report' } });
+    await until(async () => (await ops.getBatch(id)).completed === 1);
+    // What a leader leaves when it dies between its close and its publish: the record says
+    // released, the notices are still there, the completion job is nowhere.
+    const entry = (await ops.kv.get('naq_flows', id))!;
+    const record = JSON.parse(entry.value as string) as FlowRecord;
+    const summary = { id, total: 1, completed: 1, failed: 0, failedIds: [] };
+    await ops.kv.update('naq_flows', id, JSON.stringify({ ...record, state: 'released', closedAt: Date.now(), summary }), entry.revision);
+    expect(await ops.getJob(id)).toBeNull();
+    await startNaq(server, { roles: ['worker'], worker: { queues: ['other'] } }, handlers);
+    expect(await ops.waitFor(id, { timeoutMs: 10_000 })).toEqual({ batch: summary });
   });
 });

@@ -11,7 +11,7 @@ import type { NaqContext } from '../nats/context.js';
 import { publishJob } from './enqueue.js';
 import { getJob, pendingMessage } from './reads.js';
 import { delayed } from './operate.js';
-import { tellParent } from './flow-notice.js';
+import { cancelUnstarted } from './fail-unstarted.js';
 import type { FlowRecord } from '../../model/flow.js';
 import { isWrongLastSequence } from '../nats/jetstream.js';
 
@@ -47,7 +47,7 @@ export async function cancel(ctx: NaqContext, id: string): Promise<{ id: string;
   if (waiting && waiting.operation === 'PUT') {
     const job = waiting.json<JobMessage>();
     await waitingKv.delete(id);
-    await cancelledUnstarted(ctx, job, { waiting: true });
+    await cancelUnstarted(ctx, job, { waiting: true });
     return { id, status: 'cancelled' };
   }
   if (await cancelWaitingParent(ctx, id)) return { id, status: 'cancelled' };
@@ -60,7 +60,7 @@ export async function cancel(ctx: NaqContext, id: string): Promise<{ id: string;
       if (denied) throw denied;
       return false;
     });
-    await cancelledUnstarted(ctx, pending.job, { pending: true });
+    await cancelUnstarted(ctx, pending.job, { pending: true });
     // A worker may already hold it (delivered, not started, or running): tell it.
     ctx.nc.publish(ctx.layout.cancelSubject(pending.job.queue), id);
     return { id, status: 'cancelled' };
@@ -70,13 +70,6 @@ export async function cancel(ctx: NaqContext, id: string): Promise<{ id: string;
   if (TERMINAL_STATUSES.has(record.status)) return { id, status: record.status };
   ctx.nc.publish(ctx.layout.cancelSubject(record.queue), id);
   return { id, status: 'cancelling' };
-}
-
-/** The record and event of a job cancelled before it started; in a flow or batch, its parent is told. */
-async function cancelledUnstarted(ctx: NaqContext, job: JobMessage, data: Record<string, unknown>): Promise<void> {
-  await ctx.storage.putRecord({ ...recordFromMessage(job, 'cancelled'), finishedAt: Date.now() });
-  if (job.parent !== undefined) await tellParent(ctx, job.parent, job.id, 'cancelled');
-  ctx.events.emit({ type: 'job.cancelled', queue: job.queue, jobId: job.id, data: { name: job.name, ...data } });
 }
 
 /**
@@ -89,6 +82,13 @@ async function cancelWaitingParent(ctx: NaqContext, id: string): Promise<boolean
   const entry = await kv.get(id);
   if (!entry || entry.operation !== 'PUT') return false;
   const record = entry.json<FlowRecord>();
+  if (record.state === 'cancelled') {
+    // Closed by a cancel that did not get to write its record: finished now.
+    const existing = await (await ctx.storage.jobsKv()).get(id);
+    if (existing?.operation === 'PUT' && existing.json<JobRecord>().enqueuedAt === record.job.ts) return false;
+    await cancelUnstarted(ctx, record.job, { waitingChildren: true });
+    return true;
+  }
   if (record.state !== 'waiting') return false;
   try {
     await kv.update(id, encodeJson({ ...record, state: 'cancelled', closedAt: Date.now() }), entry.revision);
@@ -96,7 +96,7 @@ async function cancelWaitingParent(ctx: NaqContext, id: string): Promise<boolean
     if (isWrongLastSequence(error)) return false;
     throw error;
   }
-  await cancelledUnstarted(ctx, record.job, { waitingChildren: true });
+  await cancelUnstarted(ctx, record.job, { waitingChildren: true });
   return true;
 }
 
@@ -121,6 +121,8 @@ export async function retryDeadLetter(ctx: NaqContext, seq: number, record: JobR
   const dead = JSON.parse(decoder.decode(msg.data)) as DeadLetter;
   const id = dead.jobId ?? record?.id ?? `(dead letter ${seq})`;
   if (!dead.job) throw new InvalidArgumentError(`job ${id} was never readable (${dead.reason}); it cannot be retried`);
+  // Run on its own it would not wait for its children, nor read their results.
+  if (dead.error?.code === 'CHILD_FAILED') throw new InvalidArgumentError(`job ${id} is a flow parent that failed because ${dead.reason}: it cannot be retried on its own; enqueue the flow again`);
   if (dead.dataTruncated) {
     throw new InvalidArgumentError(`job ${id}'s data (${dead.dataTruncated.bytes} bytes) did not fit in its dead letter; enqueue it again with its data instead`);
   }

@@ -29,7 +29,14 @@ const MAX_CYCLE_LOOKUPS = 10_000;
  * worker, and the one-message-per-subject rule already refuses a second copy while the job is
  * pending.
  */
-export async function publishJob(ctx: NaqContext, message: JobMessage, bytes: Uint8Array, msgId?: string, headers?: Record<string, string>): Promise<void> {
+export async function publishJob(
+  ctx: NaqContext,
+  message: JobMessage,
+  bytes: Uint8Array,
+  msgId?: string,
+  headers?: Record<string, string>,
+  { strict = false }: { strict?: boolean } = {},
+): Promise<void> {
   const options = msgId !== undefined || headers ? { ...(msgId !== undefined ? { msgId } : {}), ...(headers ? { headers } : {}) } : undefined;
   const once = async () => {
     try {
@@ -37,8 +44,12 @@ export async function publishJob(ctx: NaqContext, message: JobMessage, bytes: Ui
       const subject = message.group === undefined ? ctx.layout.jobSubject(message.queue, message.id, message.priority) : ctx.layout.stagedSubject(message.queue, message.id);
       await ctx.publisher.publish(subject, bytes, options);
     } catch (error) {
-      // Already pending: the idempotent case, not a new job (and not a new event).
-      if (error instanceof PublishRejectedError && error.errCode === ERR_MAX_MSGS_PER_SUBJECT) return;
+      // Already pending: the idempotent case, not a new job (and not a new event) — unless the
+      // caller needs this very message in the queue (strict: a flow's child).
+      if (error instanceof PublishRejectedError && error.errCode === ERR_MAX_MSGS_PER_SUBJECT) {
+        if (strict) throw new InvalidArgumentError(`job ${message.id} is already pending: the jobs of a flow or batch must be new`);
+        return;
+      }
       throw error;
     }
     ctx.events.emit({ type: 'job.enqueued', queue: message.queue, jobId: message.id, data: { name: message.name, attempts: message.attempts } });

@@ -1,7 +1,7 @@
 /**
- * A job that waited (for its dependencies, or for its children) and will never run: its
- * dead letter, its failed record, its events, and — in a flow or batch — the notice to its
- * parent. Every write can be made again: the dead letter carries a Nats-Msg-Id, the record and
+ * A job that waited (for its dependencies, or for its children) and will never run: failed
+ * (its dead letter, record, events) or cancelled (its record, event), and — in a flow or
+ * batch — the notice to its parent. Every write can be made again: the dead letter carries a Nats-Msg-Id, the record and
  * the notice replace themselves.
  */
 import type { ErrorInfo } from '../../core/errors.js';
@@ -28,4 +28,11 @@ export async function failUnstarted(ctx: NaqContext, job: JobMessage, error: Err
   if (job.parent !== undefined) await tellParent(ctx, job.parent, job.id, 'failed', error);
   ctx.events.emit({ type: 'job.failed', queue: job.queue, jobId: job.id, data: { name: job.name, error: error.message, code: error.code, ...data } });
   ctx.events.emit({ type: 'job.dead', queue: job.queue, jobId: job.id, data: { reason: dead.reason, deadSeq: ack.seq } });
+}
+
+/** The record and event of a job cancelled before it started; in a flow or batch, its parent is told. */
+export async function cancelUnstarted(ctx: NaqContext, job: JobMessage, data: Record<string, unknown>): Promise<void> {
+  await ctx.storage.putRecord({ ...recordFromMessage(job, 'cancelled'), finishedAt: Date.now() });
+  if (job.parent !== undefined) await tellParent(ctx, job.parent, job.id, 'cancelled');
+  ctx.events.emit({ type: 'job.cancelled', queue: job.queue, jobId: job.id, data: { name: job.name, ...data } });
 }

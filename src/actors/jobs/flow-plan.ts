@@ -73,6 +73,7 @@ export function planBatch(defaults: JobDefaults, items: EnqueueItem[], options: 
   if (!Array.isArray(items) || items.length === 0) throw new InvalidArgumentError('enqueueBatch needs at least one job');
   const done = options?.onComplete;
   if (!done || typeof done !== 'object') throw new InvalidArgumentError('enqueueBatch needs onComplete: { name, data?, queue?, opts? }');
+  if (done.opts?.jobId !== undefined) throw new InvalidArgumentError('onComplete.opts.jobId: the completion job\'s id is the batch\'s; give it as batchId');
   const id = options.batchId ?? nuid.next();
   const completion = built(defaults, done.name, done.data, done.opts, done.queue, id, undefined, 'onComplete');
   const seen = new Set<string>([id]);

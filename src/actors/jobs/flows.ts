@@ -18,7 +18,10 @@ import { planBatch, planFlow, type FlowPlan } from './flow-plan.js';
 /** Publishes (and record creations) of one flow or batch in flight at once. */
 const WINDOW = 1000;
 
-/** What was created so far, to take back if a later step fails. */
+/**
+ * What was tried so far, to take back if a later step fails. An id is noted before its write:
+ * a write whose answer was lost may have landed, and taking back one that did not is harmless.
+ */
 class Created {
   readonly records: string[] = [];
   readonly jobs: string[] = [];
@@ -34,22 +37,32 @@ class Created {
     try {
       await withRetry(`create ${record.kind} ${record.id}`, this.ctx.retry, () => kv.create(record.id, bytes));
     } catch (error) {
-      if (isWrongLastSequence(error)) throw new InvalidArgumentError(`${record.id} is already the parent of a flow or batch: choose another id`);
-      throw error;
+      if (!isWrongLastSequence(error)) throw error;
+      // A retry after a create that landed but whose answer was lost finds our own record.
+      const entry = await kv.get(record.id);
+      const ours = entry?.operation === 'PUT' && entry.json<FlowRecord>().job.ts === record.job.ts && entry.json<FlowRecord>().job.id === record.job.id;
+      if (!ours) throw new InvalidArgumentError(`${record.id} is already the parent of a flow or batch: choose another id`);
     }
     this.records.push(record.id);
   }
 
   async publish(message: JobMessage): Promise<void> {
-    await publishJob(this.ctx, message, encodeJson(message), `${message.id}:${message.ts}`);
     this.jobs.push(message.id);
+    // Strict: a copy of a chosen id pending already (enqueued by someone else since the check)
+    // would stand in for this child and never tell its parent.
+    await publishJob(this.ctx, message, encodeJson(message), `${message.id}:${message.ts}`, undefined, { strict: true });
   }
 
-  /** Records first, so no parent is released by the cancellations that follow. */
+  /**
+   * Records first, so no parent is released by the cancellations that follow; then the
+   * notices those cancellations sent, so a parent id used again does not count them.
+   */
   async undo(): Promise<void> {
     const kv = await this.ctx.storage.flowsKv();
     await Promise.allSettled(this.records.map((id) => kv.delete(id)));
     for (let i = 0; i < this.jobs.length; i += WINDOW) await Promise.allSettled(this.jobs.slice(i, i + WINDOW).map((id) => cancel(this.ctx, id)));
+    const jsm = await this.ctx.jsm();
+    await Promise.allSettled(this.records.map((id) => jsm.streams.purge(this.ctx.layout.flowsStream, { filter: this.ctx.layout.flowNoticeSubject(id, '>') })));
   }
 }
 

@@ -2,6 +2,7 @@
  * Operator actions on one job: run a delayed job now (`promote`), and remove a job that has
  * not started, or whose outcome is recorded, from wherever it is (`removeJob`).
  */
+import type { FlowRecord } from '../../model/flow.js';
 import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
 import { toPermissionDenied } from '../../core/permissions.js';
 import { buildJob, encodeJson } from '../../model/job.js';
@@ -92,7 +93,10 @@ export async function removeJob(ctx: NaqContext, id: string): Promise<{ id: stri
   const record = await getJob(ctx, id);
   if (!record) throw new NotFoundError(`job ${id}`);
   if (record.status === 'active') throw new InvalidArgumentError(`job ${id} is running; cancel it first (naq job cancel ${id})`);
-  if (record.status === 'waiting') await (await ctx.storage.waitingKv()).delete(id);
+  if (record.status === 'waiting') {
+    await (await ctx.storage.waitingKv()).delete(id);
+    await removeWaitingParent(ctx, id);
+  }
   const pending = await pendingMessage(ctx, id);
   if (pending) {
     const jsm = await ctx.jsm();
@@ -116,4 +120,19 @@ export async function removeJob(ctx: NaqContext, id: string): Promise<{ id: stri
   await (await ctx.storage.jobsKv()).delete(id);
   ctx.events.emit({ type: 'job.removed', queue: record.queue, jobId: id, data: { was: record.status } });
   return { id, removed: record.status };
+}
+
+/**
+ * A flow parent or batch completion waiting for its children goes with its record
+ * (revision-checked: one released meanwhile is refused); its children go on, and the leader's
+ * tracker drops their notices.
+ */
+async function removeWaitingParent(ctx: NaqContext, id: string): Promise<void> {
+  const kv = await ctx.storage.flowsKv();
+  const entry = await kv.get(id);
+  if (!entry || entry.operation !== 'PUT' || entry.json<FlowRecord>().state !== 'waiting') return;
+  await kv.delete(id, { previousSeq: entry.revision }).catch((error: unknown) => {
+    if (isWrongLastSequence(error)) throw new InvalidArgumentError(`job ${id} was released or closed meanwhile; look again`);
+    throw error;
+  });
 }

@@ -15,10 +15,12 @@ import { jetstream, type ConsumerMessages } from '@nats-io/jetstream';
 import type { ErrorInfo } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { MAX_FAILED_IDS, type ChildNotice, type FlowRecord } from '../../model/flow.js';
-import { encodeJson, type JobRecord } from '../../model/job.js';
+import { encodeJson, type JobMessage, type JobRecord } from '../../model/job.js';
 import { publishJob } from '../jobs/enqueue.js';
-import { failUnstarted } from '../jobs/fail-unstarted.js';
+import { cancelUnstarted, failUnstarted } from '../jobs/fail-unstarted.js';
+import { tellParent } from '../jobs/flow-notice.js';
 import { summarize } from '../jobs/flow-reads.js';
+import { pendingMessage } from '../jobs/reads.js';
 import { isWrongLastSequence } from '../nats/jetstream.js';
 import type { NaqContext } from '../nats/context.js';
 
@@ -26,6 +28,7 @@ import type { NaqContext } from '../nats/context.js';
 const RETRY_MS = 1000;
 /** A notice stream read that ended is opened again after this long. */
 const REOPEN_MS = 1000;
+const NOTICE_STATUSES: ReadonlySet<string> = new Set(['completed', 'failed', 'cancelled']);
 /** Parents closed lately, remembered so that their children's late notices cost no read. */
 const CLOSED_KEPT = 10_000;
 
@@ -51,6 +54,7 @@ export class FlowTracker {
   readonly #log: Logger;
   readonly #parents = new Map<string, Parent>();
   readonly #closed = new Set<string>();
+  readonly #purging = new Set<string>();
   readonly #noticePrefix: string;
   #messages: ConsumerMessages | null = null;
   #stopped = false;
@@ -109,9 +113,12 @@ export class FlowTracker {
     } catch {
       return;
     }
+    // The child is the subject's (one message per subject is what makes a notice count once).
+    notice.id = rest.slice(dot + 1);
+    if (!NOTICE_STATUSES.has(notice.status)) return;
     if (this.#closed.has(parentId)) {
-      // A child that finished after its parent was released or failed: only dropped.
-      void this.#purge(subject).catch(() => {});
+      // A child that finished after its parent was released or failed: dropped, in one purge.
+      this.#purgeSoon(parentId);
       return;
     }
     let parent = this.#parents.get(parentId);
@@ -138,13 +145,39 @@ export class FlowTracker {
       });
   }
 
+  /**
+   * A waiting parent is closed by a revision-checked update first (released, with a batch's
+   * counts; or failed, naming the child), and what that means is carried out after: so a
+   * cancel and a release cannot both win, and a closed record whose notices are still in the
+   * stream (the leader died in between) is carried out again by the next one. Every step can
+   * be made twice: the publish has a Nats-Msg-Id and is skipped when the parent is pending or
+   * has a record of this enqueue; records and notices replace themselves.
+   */
   async #evaluate(id: string, parent: Parent): Promise<void> {
     if (parent.closed || this.#stopped) return;
     if (parent.record === undefined) await this.#load(id, parent);
-    const record = parent.record?.value;
-    if (!record || record.state !== 'waiting') return this.#close(id, parent);
-    if (parent.fatal) return this.#fail(id, parent, parent.fatal);
-    if (parent.count >= record.total) await this.#release(id, parent);
+    const current = parent.record;
+    // No record: rolled back, removed or expired. Not remembered: the id may be used again.
+    if (!current) return this.#close(id, parent, false);
+    const record = current.value;
+    if (record.state === 'waiting') {
+      let closed: FlowRecord | null = null;
+      if (parent.fatal) {
+        const why = parent.fatal.status === 'cancelled' ? 'was cancelled' : `failed: ${parent.fatal.error?.message ?? 'no error given'}`;
+        closed = { ...record, state: 'failed', reason: `child ${parent.fatal.id} ${why}`, failedBy: parent.fatal.id, closedAt: Date.now() };
+      } else if (parent.count >= record.total) {
+        const summary = record.kind === 'batch' ? summarize(id, record.total, parent.finished.values(), MAX_FAILED_IDS) : undefined;
+        closed = { ...record, state: 'released', closedAt: Date.now(), ...(summary ? { summary } : {}) };
+      }
+      if (!closed) return;
+      if (!(await this.#closeRecord(current, closed))) {
+        // Changed meanwhile (a cancel, another leader): look again.
+        await this.#load(id, parent);
+        return this.#evaluate(id, parent);
+      }
+      return this.#carryOut(id, parent, closed);
+    }
+    return this.#carryOut(id, parent, record);
   }
 
   /** A flow child (onFailure `fail`, the default) that failed for good or was cancelled. */
@@ -170,31 +203,25 @@ export class FlowTracker {
     }
   }
 
-  /** Every child finished: the parent is published (once), its record closed, its notices purged. */
-  async #release(id: string, parent: Parent): Promise<void> {
-    // Read again: a cancel may have closed it since it was first read.
-    await this.#load(id, parent);
-    const current = parent.record;
-    if (!current || current.value.state !== 'waiting') return this.#close(id, parent);
-    if (parent.fatal) return this.#fail(id, parent, parent.fatal);
-    const record = current.value;
-    const summary = record.kind === 'batch' ? summarize(id, record.total, parent.finished.values(), MAX_FAILED_IDS) : undefined;
-    const job = summary ? { ...record.job, batch: summary } : record.job;
-    if (!(await this.#ranAlready(job.id, job.ts))) await publishJob(this.#ctx, job, encodeJson(job), `${job.id}:${job.ts}:release`);
-    this.#log.debug({ parent: id, kind: record.kind, children: record.total }, 'children finished; parent released');
-    await this.#closeRecord(current, { ...record, state: 'released', closedAt: Date.now(), ...(summary ? { summary } : {}) });
-    await this.#close(id, parent);
-  }
-
-  /** A flow child with onFailure `fail` failed for good or was cancelled: the parent fails, naming it. */
-  async #fail(id: string, parent: Parent, notice: ChildNotice): Promise<void> {
-    const current = parent.record!;
-    const job = current.value.job;
-    const why = notice.status === 'cancelled' ? 'was cancelled' : `failed: ${notice.error?.message ?? 'no error given'}`;
-    const error: ErrorInfo & { code: string } = { name: 'ChildFailedError', code: 'CHILD_FAILED', message: `child ${notice.id} ${why}` };
-    if (!(await this.#ranAlready(job.id, job.ts))) await failUnstarted(this.#ctx, job, error, { child: notice.id });
-    await this.#closeRecord(current, { ...current.value, state: 'failed', reason: error.message, closedAt: Date.now() });
-    await this.#close(id, parent);
+  /** What a closed record says, done (again, if an earlier leader did part of it). */
+  async #carryOut(id: string, parent: Parent, record: FlowRecord): Promise<void> {
+    const { job } = record;
+    const ran = await this.#ranAlready(job.id, job.ts);
+    if (record.state === 'released') {
+      if (!ran && !(await pendingMessage(this.#ctx, job.id))) {
+        const released = record.summary ? fitted({ ...job, batch: record.summary }, Math.min(this.#ctx.storage.maxMessageBytes, this.#ctx.defaults.maxPayloadBytes)) : job;
+        await publishJob(this.#ctx, released, encodeJson(released), `${job.id}:${job.ts}:release`);
+      }
+      this.#log.debug({ parent: id, kind: record.kind, children: record.total }, 'children finished; parent released');
+    } else if (record.state === 'failed') {
+      const error: ErrorInfo & { code: string } = { name: 'ChildFailedError', code: 'CHILD_FAILED', message: record.reason ?? 'a child failed' };
+      if (!ran) await failUnstarted(this.#ctx, job, error, { child: record.failedBy });
+      else if (job.parent !== undefined) await tellParent(this.#ctx, job.parent, job.id, 'failed', error);
+    } else if (record.state === 'cancelled' && !ran) {
+      // A cancel that did not get to write its record (cancel() finishes it too).
+      await cancelUnstarted(this.#ctx, job, { waitingChildren: true });
+    }
+    await this.#close(id, parent, true);
   }
 
   /** A record of this enqueue of the parent exists: it was released (or failed) before. */
@@ -208,26 +235,55 @@ export class FlowTracker {
     }
   }
 
-  async #closeRecord(current: { value: FlowRecord; revision: number }, closed: FlowRecord): Promise<void> {
+  /** The revision-checked close; false when the record changed meanwhile. */
+  async #closeRecord(current: { value: FlowRecord; revision: number }, closed: FlowRecord): Promise<boolean> {
     try {
       await (await this.#ctx.storage.flowsKv()).update(closed.id, encodeJson(closed), current.revision);
+      return true;
     } catch (error) {
-      // Closed meanwhile (a cancel, an earlier leader): that one stands.
-      if (!isWrongLastSequence(error)) throw error;
+      if (isWrongLastSequence(error)) return false;
+      throw error;
     }
   }
 
-  /** Its notices are not needed any more; a late one (a child still running) is purged when it comes. */
-  async #close(id: string, parent: Parent): Promise<void> {
+  /**
+   * Its notices are not needed any more. A parent closed by its record is remembered, so a
+   * late notice (a child still running) is only dropped.
+   */
+  async #close(id: string, parent: Parent, remember: boolean): Promise<void> {
     parent.closed = true;
     this.#parents.delete(id);
-    this.#closed.add(id);
-    if (this.#closed.size > CLOSED_KEPT) this.#closed.delete(this.#closed.values().next().value!);
-    await this.#purge(this.#ctx.layout.flowNoticeSubject(id, '>'));
+    if (remember) {
+      this.#closed.add(id);
+      if (this.#closed.size > CLOSED_KEPT) this.#closed.delete(this.#closed.values().next().value!);
+    }
+    await this.#purge(id);
   }
 
-  async #purge(filter: string): Promise<void> {
-    const jsm = await this.#ctx.jsm();
-    await jsm.streams.purge(this.#ctx.layout.flowsStream, { filter });
+  /** One purge per closed parent and second, however many late notices come. */
+  #purgeSoon(id: string): void {
+    if (this.#purging.has(id)) return;
+    this.#purging.add(id);
+    setTimeout(() => {
+      this.#purging.delete(id);
+      if (!this.#stopped) void this.#purge(id).catch(() => {});
+    }, RETRY_MS).unref();
   }
+
+  async #purge(id: string): Promise<void> {
+    const jsm = await this.#ctx.jsm();
+    await jsm.streams.purge(this.#ctx.layout.flowsStream, { filter: this.#ctx.layout.flowNoticeSubject(id, '>') });
+  }
+}
+
+/**
+ * A completion job cut to fit one message: its batch's failed ids halved until it does (the
+ * counts stay exact).
+ */
+function fitted(job: JobMessage, maxBytes: number): JobMessage {
+  let out = job;
+  while (out.batch && out.batch.failedIds.length > 0 && encodeJson(out).length > maxBytes) {
+    out = { ...out, batch: { ...out.batch, failedIds: out.batch.failedIds.slice(0, Math.floor(out.batch.failedIds.length / 2)) } };
+  }
+  return out;
 }

@@ -122,8 +122,16 @@ export class RunningJobContext implements JobContext {
     return (await this.#children()).failures;
   }
 
+  /** Read once per attempt; a read that failed is not kept, so the handler may ask again. */
   #children(): Promise<ChildOutcomes> {
-    return (this.#running.children ??= this.#io.children(this.jobId));
+    const running = this.#running;
+    if (running.children) return running.children;
+    const read = this.#io.children(this.jobId);
+    running.children = read;
+    read.catch(() => {
+      if (running.children === read) running.children = undefined;
+    });
+    return read;
   }
 
   /** Made on first read: most handlers never look, and an AbortController per job is costly. */

@@ -144,10 +144,17 @@ class ThreadContext implements JobContext {
 
   /** Read by the main thread (it has the connection), once per job. */
   #askChildren(): Promise<ChildOutcomes> {
-    return (this.#children ??= new Promise<ChildOutcomes>((resolve, reject) => {
+    if (this.#children) return this.#children;
+    const asked = new Promise<ChildOutcomes>((resolve, reject) => {
       childRequests.set(this.#id, { resolve, reject });
       post({ type: 'children', id: this.#id });
-    }));
+    });
+    this.#children = asked;
+    // A read that failed is not kept: the handler may ask again.
+    asked.catch(() => {
+      if (this.#children === asked) this.#children = undefined;
+    });
+    return asked;
   }
 
   /** The level methods and the call form only: the pino logger itself is the main thread's. */
