@@ -137,7 +137,7 @@ export interface Naq<H extends Handlers = Handlers> extends AsyncDisposable {
    */
   enqueueFlow(flow: FlowSpec): Promise<FlowIds>;
   /** A flow (from any of its nodes down), each node with its state. */
-  getFlow(id: string, options?: { maxChildren?: number }): Promise<FlowNode>;
+  getFlow(id: string, options?: { maxChildren?: number; maxNodes?: number }): Promise<FlowNode>;
   /**
    * Enqueues jobs as one batch: once every one finished (completed, or failed for good, or
    * cancelled), `onComplete` runs once with the counts as `ctx.batch`. Resolves with the

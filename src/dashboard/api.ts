@@ -41,8 +41,8 @@ function optionalText(value: unknown, name: string): string | undefined {
   return value;
 }
 
-/** A flow parent's page shows this many children per node (and how many more there are). */
-const FLOW_CHILDREN_SHOWN = 100;
+/** A flow parent's page shows this many children per node and nodes in all (and how many more there are). */
+const FLOW_SHOWN = { maxChildren: 100, maxNodes: 500 };
 
 function withoutPayloads(job: DashboardJob, hide: boolean): DashboardJob {
   if (!hide) return job;
@@ -59,7 +59,7 @@ async function jobDetail(ctx: ApiContext, id: string) {
   const [events, flow] = await Promise.all([
     ctx.backend.history({ queue: job.queue, jobId: id, since: job.enqueuedAt - 1000, limit: 500 }).catch(() => []),
     // A flow parent's tree (its first children per node); null for other jobs.
-    ctx.backend.getFlow(id, FLOW_CHILDREN_SHOWN).catch(() => null),
+    ctx.backend.getFlow(id, FLOW_SHOWN).catch(() => null),
   ]);
   return {
     job: withoutPayloads(job, ctx.hidePayloads),

@@ -33,8 +33,8 @@ export interface DashboardBackend {
   queueStats(queue: string): Promise<QueueStats>;
   listJobs(filter: ListFilter): Promise<JobPage>;
   getJob(id: string): Promise<DashboardJob | null>;
-  /** The flow under a job, at most `maxChildren` children per node; null when it has no children. */
-  getFlow(id: string, maxChildren: number): Promise<FlowNode | null>;
+  /** The flow under a job, at most `maxChildren` children per node and `maxNodes` in all; null when it has no children. */
+  getFlow(id: string, limits: { maxChildren: number; maxNodes: number }): Promise<FlowNode | null>;
   retryJobs(filter: RetryFilter): Promise<RetryOutcome>;
   cleanJobs(filter: CleanFilter): Promise<{ removed: number }>;
   cancel(id: string): Promise<unknown>;
@@ -71,8 +71,8 @@ export function backendFromNaq(naq: Naq<any>): DashboardBackend {
       const kept = await naq.jobData(id).catch(() => null);
       return kept ? { ...record, data: kept.data } : record;
     },
-    async getFlow(id, maxChildren) {
-      const flow = await naq.getFlow(id, { maxChildren }).catch((error: unknown) => {
+    async getFlow(id, limits) {
+      const flow = await naq.getFlow(id, limits).catch((error: unknown) => {
         if (error instanceof NotFoundError) return null;
         throw error;
       });

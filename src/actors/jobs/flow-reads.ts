@@ -24,7 +24,7 @@ export interface FlowNode {
   onFailure?: Exclude<OnFailure, 'fail'>;
   error?: string;
   children?: FlowNode[];
-  /** Children left out (`getFlow(id, { maxChildren })`). */
+  /** Children left out (`getFlow(id, { maxChildren, maxNodes })`). */
   more?: number;
 }
 
@@ -55,14 +55,21 @@ async function inWindows<T, R>(items: T[], read: (item: T) => Promise<R>): Promi
 }
 
 /** The flow under `id` (any node of it), each node with its state. */
-export async function getFlow(ctx: NaqContext, id: string, options: { maxChildren?: number } = {}): Promise<FlowNode> {
+export async function getFlow(ctx: NaqContext, id: string, options: { maxChildren?: number; maxNodes?: number } = {}): Promise<FlowNode> {
   validateJobId(id);
-  const node = await flowNode(ctx, id, undefined, options.maxChildren ?? Number.POSITIVE_INFINITY);
+  const limits = { maxChildren: options.maxChildren ?? Number.POSITIVE_INFINITY, nodesLeft: options.maxNodes ?? Number.POSITIVE_INFINITY };
+  const node = await flowNode(ctx, id, undefined, limits);
   if (!node) throw new NotFoundError(`flow ${id}`);
   return node;
 }
 
-async function flowNode(ctx: NaqContext, id: string, onFailure: FlowNode['onFailure'], maxChildren: number): Promise<FlowNode | null> {
+/** How many children a node shows, and how many nodes are left to read in the whole tree. */
+interface Limits {
+  maxChildren: number;
+  nodesLeft: number;
+}
+
+async function flowNode(ctx: NaqContext, id: string, onFailure: FlowNode['onFailure'], limits: Limits): Promise<FlowNode | null> {
   const [record, job] = await Promise.all([flowRecord(ctx, id), getJob(ctx, id)]);
   if (!record && !job) return null;
   const node: FlowNode = {
@@ -75,8 +82,9 @@ async function flowNode(ctx: NaqContext, id: string, onFailure: FlowNode['onFail
   if (job?.error) node.error = job.error.message;
   else if (record?.reason) node.error = record.reason;
   if (record?.kind === 'flow' && record.children) {
-    const shown = record.children.slice(0, maxChildren);
-    const children = await inWindows(shown, (c) => flowNode(ctx, c, record.onFailure?.[c], maxChildren));
+    const shown = record.children.slice(0, Math.max(0, Math.min(limits.maxChildren, limits.nodesLeft)));
+    limits.nodesLeft -= shown.length;
+    const children = await inWindows(shown, (c) => flowNode(ctx, c, record.onFailure?.[c], limits));
     node.children = children.map((c, i) => c ?? { id: shown[i]!, name: '?', queue: '?', state: 'unknown' });
     if (shown.length < record.children.length) node.more = record.children.length - shown.length;
   }
