@@ -71,7 +71,7 @@ export class TestFlows {
     parent.finished.set(record.id, notice);
     if (flow.kind === 'flow' && notice.status !== 'completed' && !flow.onFailure?.[record.id]) {
       const why = notice.status === 'cancelled' ? 'was cancelled' : `failed: ${notice.error?.message ?? 'no error given'}`;
-      parent.record = { ...flow, state: 'failed', reason: `child ${record.id} ${why}`, closedAt: this.#host.now() };
+      parent.record = { ...flow, state: 'failed', reason: `child ${record.id} ${why}`, failedBy: record.id, closedAt: this.#host.now() };
       this.#host.fail(flow.job, { name: 'ChildFailedError', code: 'CHILD_FAILED', message: parent.record.reason! }, { child: record.id });
       return;
     }

@@ -22,7 +22,8 @@
  * roles: ['worker'] }, { handlers })`.
  *
  * How the test mode differs from the real system:
- * - One process, one worker per queue with `worker.concurrency` slots; no NATS, so nothing of
+ * - One process, one worker per queue with `worker.concurrency` slots, for every queue a job
+ *   names (`worker.queues` is not consulted); no NATS, so nothing of
  *   the layout exists (streams, buckets, consumers, the event log's stream). No redelivery
  *   after a crash: a delivery is retried after `worker.ackWaitMs` only when its outcome could
  *   not be recorded, which memory never refuses.

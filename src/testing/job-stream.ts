@@ -7,6 +7,7 @@
  * order), at most `worker.concurrency` per queue; a queue a handler rate limited (`hold`)
  * starts nothing until the hold is over.
  */
+import { setImmediate } from 'node:timers';
 import type { Clock } from '../core/clock.js';
 import type { LongTimer } from '../core/duration.js';
 import type { Logger } from '../core/log.js';

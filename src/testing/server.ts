@@ -13,6 +13,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startNatsServer, type NatsServerProcess } from '../nats-server/process.js';
+import { NaqError } from '../core/errors.js';
 
 /**
  * A TCP port that was free on 127.0.0.1 a moment ago (for a server to start on). Another
@@ -111,6 +112,8 @@ export interface ThrowawayOptions {
  * first) and a fresh temp store, removed by `cleanup()`.
  */
 export async function startThrowawayNatsServer(options: ThrowawayOptions = {}): Promise<ThrowawayNatsServer> {
+  // Before the process starts: a signal while it starts still finds the hooks.
+  installHooks();
   const root = await mkdtemp(join(tmpdir(), options.prefix ?? 'naq-'));
   let configFile: string | undefined;
   if (options.configText !== undefined) {
@@ -189,7 +192,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     process: p,
     stop,
     kill: (signal = 'SIGKILL') => p.kill(signal),
-    restart: () => p.restart(),
+    // After stop() the store is gone and nothing would clean a new process up: refused.
+    restart: () => (stopped ? Promise.reject(new NaqError('SERVER_STOPPED', 'this test server was stopped (its store deleted); start another with startTestServer()')) : p.restart()),
     [Symbol.asyncDispose]: stop,
   };
 }

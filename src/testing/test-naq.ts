@@ -12,6 +12,8 @@
  * (a timeout, a retry, a delayed job): the clock jumps to those first. Give such handlers
  * fakes, or use `clock: 'real'`.
  */
+// From node:timers, not the globals: a test that fakes timers (vi.useFakeTimers) fakes those.
+import { setTimeout } from 'node:timers';
 import type { BatchStatus, FlowNode } from '../actors/jobs/flow-reads.js';
 import type { BatchOptions, FlowIds, FlowSpec } from '../model/flow.js';
 import { systemClock, type Clock } from '../core/clock.js';
@@ -111,6 +113,8 @@ const DRAIN_VIRTUAL_TIMEOUT_MS = 24 * 3_600_000;
 const REAL_WAIT_MS = 30_000;
 /** runUntilIdle gives up on "idle" after this many busy rounds (a handler that never stops writing). */
 const MAX_IDLE_ROUNDS = 100_000;
+/** Real time with nothing happening before the manual clock jumps to a running job's timeout. */
+const QUIET_MS = 100;
 
 /**
  * A naq that runs jobs in this process, without NATS, for testing handlers: the same job path
@@ -143,9 +147,12 @@ export function createTestNaq<H extends Handlers = Handlers>(options: TestNaqOpt
     }
   };
 
+  /** Real time passes for up to `ms`, or until something happens. */
+  const quiet = (ms: number) => Promise.race([engine.changed(), new Promise((r) => setTimeout(r, ms))]);
+
   /** Runs jobs (moving the manual clock) until `done()`; OperationTimeoutError after `timeoutMs`. */
   const drive = async (done: () => boolean, timeoutMs: number, what: string): Promise<void> => {
-    const realEnd = Date.now() + (manual ? Math.min(timeoutMs, REAL_WAIT_MS) : timeoutMs);
+    const realEnd = realNow() + (manual ? Math.min(timeoutMs, REAL_WAIT_MS) : timeoutMs);
     const end = clock.now() + timeoutMs;
     /** The activity count when a due time already reached moved nothing. */
     let stalledAt = -1;
@@ -153,13 +160,22 @@ export function createTestNaq<H extends Handlers = Handlers>(options: TestNaqOpt
       await runUntilIdle();
       if (done()) return;
       if (manual) {
-        let next = earliest(manual.nextDue(), engine.timeoutDeadline());
+        const due = manual.nextDue();
+        const deadline = engine.timeoutDeadline();
+        let next = earliest(due, deadline);
         // A due time reached that moves nothing twice running is no reason to stay here.
         if (next !== undefined && next <= clock.now()) {
           if (stalledAt === engine.activity) next = undefined;
           stalledAt = engine.activity;
         }
         if (next !== undefined && next <= end) {
+          // Only a running job's own timeout is due: its handler may be waiting on real I/O.
+          // Time jumps to the timeout only after a moment of real time in which nothing happened.
+          if (next === deadline && (due === undefined || due > deadline) && engine.inflight > 0 && next > clock.now()) {
+            const before = engine.activity;
+            await quiet(QUIET_MS);
+            if (engine.activity !== before) continue;
+          }
           await manual.advanceTo(next);
           continue;
         }
@@ -172,9 +188,9 @@ export function createTestNaq<H extends Handlers = Handlers>(options: TestNaqOpt
         }
         // Running handlers wait on something other than the test clock (real I/O): real time it is.
       }
-      const left = realEnd - Date.now();
+      const left = realEnd - realNow();
       if (left <= 0) throw new OperationTimeoutError(what, timeoutMs);
-      await Promise.race([engine.changed(), new Promise((r) => setTimeout(r, Math.min(left, 50)))]);
+      await quiet(Math.min(left, 50));
     }
   };
 
@@ -250,6 +266,11 @@ export function createTestNaq<H extends Handlers = Handlers>(options: TestNaqOpt
     },
   };
   return naq;
+}
+
+/** Milliseconds of real time, monotonic (a test's fake Date does not move it). */
+function realNow(): number {
+  return Number(process.hrtime.bigint() / 1_000_000n);
 }
 
 function earliest(a: number | undefined, b: number | undefined): number | undefined {

@@ -120,7 +120,7 @@ describe('test harness / nats-server', () => {
     expect(stat === null || / Z /.test(stat)).toBe(true);
   });
 
-  it("naq/testing's startTestServer: JetStream on a free port; kill and restart keep the store; stop removes it (twice is fine)", async () => {
+  it("naq/testing's startTestServer: JetStream on a free port; kill and restart keep the store; stop removes it (twice is fine, restart after it is refused)", async () => {
     const server = await startTestServer();
     expect(server.url).toBe(`nats://127.0.0.1:${server.port}`);
     expect(await readNatsInfo(server.url)).toMatchObject({ jetstream: true });
@@ -139,6 +139,9 @@ describe('test harness / nats-server', () => {
     await server.stop();
     expect(server.process.exited).toBe(true);
     expect(existsSync(store)).toBe(false);
+    // Its store is gone and nothing would clean a new process up: no restart after stop.
+    await expect(server.restart()).rejects.toThrow(/was stopped/);
+    expect(server.process.exited).toBe(true);
   });
 
   it("startTestServer without a nats-server binary: NATS_SERVER_MISSING, saying how to install one", async () => {

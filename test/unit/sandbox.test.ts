@@ -88,6 +88,21 @@ describe('the sandbox pool', () => {
     expect(pool.stats()).toMatchObject({ threads: 1, started: 2 });
   });
 
+  it('a thread terminated in native code counts against the bound until it exits: the next job waits for it', async () => {
+    const { handlers, pool } = await sandboxed(1);
+    const running = fakeCtx();
+    const a = handlers.native!({ iterations: 1_500_000 }, running.ctx);
+    await until(() => pool.stats().busy === 1);
+    // Let the thread enter pbkdf2Sync, then abort: terminate() waits for it to come back.
+    await new Promise((r) => setTimeout(r, 100));
+    running.controller.abort(new Error('timed out'));
+    await expect(a).rejects.toThrow('timed out');
+    const b = handlers.busy!({ ms: 1 }, fakeCtx().ctx);
+    expect(pool.stats()).toMatchObject({ threads: 0, stopping: 1, waiting: 1 });
+    expect(await b).toMatchObject({ middlewareInMain: true });
+    expect(pool.stats()).toMatchObject({ threads: 1, stopping: 0, started: 2, terminated: 1 });
+  });
+
   it('a thread that dies fails its job with SANDBOX_CRASHED, and the next job gets a new thread', async () => {
     const { handlers, pool } = await sandboxed(1);
     const crashed = await Promise.resolve(handlers.crashes!({}, fakeCtx().ctx)).catch((e: unknown) => e);

@@ -52,6 +52,8 @@ export interface SandboxStats {
   busy: number;
   /** Jobs waiting for a thread. */
   waiting: number;
+  /** Threads being terminated (an aborted job's): they count against the bound until they exit. */
+  stopping: number;
   /** Threads started, died on their own, and terminated by an abort, since the pool was made. */
   started: number;
   crashed: number;
@@ -105,6 +107,7 @@ export class SandboxPool {
   #started = 0;
   #crashed = 0;
   #terminated = 0;
+  #stopping = 0;
 
   constructor(options: SandboxPoolOptions) {
     if (!Number.isInteger(options.threads) || options.threads < 1) throw new InvalidArgumentError(`sandbox threads must be an integer >= 1, got ${String(options.threads)}`);
@@ -131,7 +134,7 @@ export class SandboxPool {
   stats(): SandboxStats {
     let busy = 0;
     for (const t of this.#threads) if (t.run) busy++;
-    return { threads: this.#threads.size, busy, waiting: this.#waiting.length, started: this.#started, crashed: this.#crashed, terminated: this.#terminated };
+    return { threads: this.#threads.size, busy, waiting: this.#waiting.length, stopping: this.#stopping, started: this.#started, crashed: this.#crashed, terminated: this.#terminated };
   }
 
   /** Terminates every thread; jobs still running or waiting fail with SandboxClosedError. */
@@ -148,7 +151,9 @@ export class SandboxPool {
   }
 
   #spawn(): Thread | undefined {
-    if (this.#closed || this.#threads.size >= this.#size) return undefined;
+    // A thread being terminated still runs until it reaches JavaScript again (a native sync
+    // call, a pbkdf2Sync, finishes first): it counts until it exits.
+    if (this.#closed || this.#threads.size + this.#stopping >= this.#size) return undefined;
     const workerData: SandboxThreadData = { module: this.#module };
     const worker = new Worker(threadEntry(), { workerData });
     // A thread never keeps the process alive by itself: a running job is held by the worker.
@@ -157,7 +162,7 @@ export class SandboxPool {
     this.#threads.add(thread);
     this.#started++;
     worker.on('message', (m: FromThread) => this.#message(thread, m));
-    worker.on('messageerror', (error) => this.#failRun(thread, error));
+    worker.on('messageerror', (error) => this.#discard(thread, error));
     worker.on('error', (error) => this.#died(thread, `threw outside the handler's promise: ${error.message}`, error));
     worker.on('exit', (code) => this.#died(thread, `exited (code ${code})`));
     return thread;
@@ -223,11 +228,11 @@ export class SandboxPool {
     try {
       thread.worker.postMessage(message);
     } catch (error) {
-      this.#failRun(thread, error);
+      this.#discard(thread, error);
     }
   }
 
-  /** The run's message could not be passed (either way): that attempt fails, the thread is fine. */
+  /** The run's message could not be passed to the thread: that attempt fails, the thread is fine (the handler never started). */
   #failRun(thread: Thread, error: unknown): void {
     const run = thread.run;
     if (!run) return;
@@ -242,10 +247,32 @@ export class SandboxPool {
     const thread = run.thread;
     this.#settle(run, false, run.signal.reason);
     if (!thread || thread.run !== run) return;
+    this.#terminate(thread);
+  }
+
+  /**
+   * A message between the thread and its job was lost while the handler may still run: the
+   * attempt fails, and the thread is terminated rather than given the next job beside it.
+   */
+  #discard(thread: Thread, error: unknown): void {
+    const run = thread.run;
+    if (run) this.#settle(run, false, error);
+    this.#terminate(thread);
+  }
+
+  /** Out of the pool; a new thread takes its place once it has exited. */
+  #terminate(thread: Thread): void {
+    if (thread.gone) return;
     this.#terminated++;
-    // Out of the pool at once, so the next job may start a new thread while this one stops.
+    this.#stopping++;
     this.#drop(thread);
-    thread.worker.terminate().catch(() => {});
+    void thread.worker
+      .terminate()
+      .catch(() => {})
+      .finally(() => {
+        this.#stopping--;
+        this.#fill();
+      });
   }
 
   /** A thread died on its own ('error', then 'exit'; or 'exit' alone, e.g. process.exit). */
@@ -255,7 +282,8 @@ export class SandboxPool {
     this.#drop(thread);
     if (this.#closed) return;
     this.#crashed++;
-    if (run) this.#settle(run, false, new SandboxCrashError(`the sandbox thread running this job ${why}`, error));
+    // An error thrown later by an earlier job's leftover code (a timer) lands on the job running now.
+    if (run) this.#settle(run, false, new SandboxCrashError(`the sandbox thread running this job ${why} (it may come from code an earlier job on that thread left running, such as a timer)`, error));
     this.#log?.warn(
       { err: error, jobId: run?.ctx.jobId, module: this.#module },
       `a sandbox thread ${why}; ${run ? 'the attempt it was running failed; ' : ''}the next job gets a new thread`,
@@ -270,6 +298,11 @@ export class SandboxPool {
     this.#threads.delete(thread);
     const idle = this.#idle.indexOf(thread);
     if (idle >= 0) this.#idle.splice(idle, 1);
+    this.#fill();
+  }
+
+  /** Waiting jobs get new threads, as far as the bound allows. */
+  #fill(): void {
     let next: Thread | undefined;
     while (this.#waiting.length > 0 && (next = this.#spawn())) this.#start(next, this.#waiting.shift()!);
   }
