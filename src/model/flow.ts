@@ -5,7 +5,7 @@
  * record in the flows bucket, keyed by the parent's id, and one notice per finished child.
  */
 import { InvalidArgumentError, type ErrorInfo } from '../core/errors.js';
-import { WIRE_VERSION, type JobMessage, type JobOptions } from './job.js';
+import { WIRE_VERSION, type BatchSummary, type JobMessage, type JobOptions } from './job.js';
 
 /** What a flow does when a child fails for good (or is cancelled). */
 export const ON_FAILURE = ['fail', 'ignore', 'continue'] as const;
@@ -46,16 +46,8 @@ export interface BatchOptions {
   batchId?: string;
 }
 
-/** What a batch's completion job is given as `ctx.batch` (the message's `batch` field). */
-export interface BatchSummary {
-  id: string;
-  total: number;
-  completed: number;
-  /** Failed for good or cancelled. */
-  failed: number;
-  /** The first MAX_FAILED_IDS of them. */
-  failedIds: string[];
-}
+/** What a batch's completion job is given as `ctx.batch` (defined with the job message it travels in). */
+export type { BatchSummary } from './job.js';
 
 /** At most this many failed ids travel in a completion job's summary (the count is exact). */
 export const MAX_FAILED_IDS = 1000;

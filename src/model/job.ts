@@ -1,7 +1,6 @@
 import { durationProblem, MAX_DURATION_MS } from '../core/duration.js';
 import { InvalidArgumentError, type ErrorInfo } from '../core/errors.js';
 import type { DedupeOptions } from './dedupe.js';
-import type { BatchSummary } from './flow.js';
 import { DEFAULT_PRIORITY, PRIORITIES, validateGroup, validateJobId, validatePriority, validateQueue } from './layout.js';
 import { jsonProblem } from './wire-value.js';
 import { utf8 } from '../core/utf8.js';
@@ -47,6 +46,17 @@ export interface JobOptions {
    * runs in the process leading the firing of schedules.
    */
   group?: string;
+}
+
+/** What a batch's completion job is given as `ctx.batch` (the message's `batch` field; model/flow.ts). */
+export interface BatchSummary {
+  id: string;
+  total: number;
+  completed: number;
+  /** Failed for good or cancelled. */
+  failed: number;
+  /** The first MAX_FAILED_IDS of them. */
+  failedIds: string[];
 }
 
 /** A job on the wire (one message on `<prefix>.jobs.<queue>.<id>`). */

@@ -1,7 +1,7 @@
 /** Operating jobs and queues: cancel, re-run a dead job, purge, stats, live workers. */
 import { JetStreamApiError } from '@nats-io/jetstream';
 import { InvalidArgumentError, NotFoundError } from '../../core/errors.js';
-import { encodeJson, recordFromMessage, TERMINAL_STATUSES, WIRE_VERSION, type DeadLetter, type JobMessage, type JobRecord, type QueueStats, type WorkerInfo } from '../../model/job.js';
+import { encodeJson, recordFromMessage, TERMINAL_STATUSES, type DeadLetter, type JobMessage, type JobRecord, type QueueStats, type WorkerInfo } from '../../model/job.js';
 import { settingsOf, type GroupLimit, type RateLimit } from '../../model/queue-settings.js';
 import { updateQueueSettings } from '../nats/queue-settings.js';
 import { parseLane, PRIORITIES, validateJobId, validateQueue } from '../../model/layout.js';

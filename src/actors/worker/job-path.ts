@@ -9,7 +9,7 @@
 import { errorInfo, withStack, type ErrorInfo } from '../../core/errors.js';
 import type { NaqEventType } from '../../model/event.js';
 import { laneToken } from '../../model/layout.js';
-import { decodeJob, JobDecodeError, recordFromMessage, retryDelay, TERMINAL_STATUSES, type JobMessage, type JobRecord } from '../../model/job.js';
+import { decodeJob, JobDecodeError, retryDelay, TERMINAL_STATUSES, type JobMessage, type JobRecord } from '../../model/job.js';
 import { encodeDeadLetter, encodeRecord } from '../../model/record-codec.js';
 import { toPermissionDenied } from '../../core/permissions.js';
 import { isIndexedState, type IndexedState } from '../../model/job-index.js';
@@ -22,15 +22,11 @@ import { completed, completedFirst, type Completion, type CompletionSettings } f
 import { DeliveryMemory } from './delivery-memory.js';
 import { failedDeadLetter, undecodableOutcome } from './dead-letters.js';
 import { abortJob, runningJob, RunningJobContext, type RunningJob } from './running-job.js';
-import { attachLogs, historyOf, NO_HISTORY, recordLogs, type History } from './job-logs.js';
+import { historyOf } from './job-logs.js';
+import { deferredOf, EnqueueRecords } from './enqueue-records.js';
 import { consumerSpan, endSpan, within } from '../../tracing/tracing.js';
 
 export type { JobIO, JobPathOptions } from './job-io.js';
-
-/** Deliveries of this enqueue that a rate-limited handler gave back (not attempts). */
-function deferredOf(record: JobRecord | null): number {
-  return record && Number.isInteger(record.deferred) && record.deferred! > 0 ? record.deferred! : 0;
-}
 
 /** A copy whose completion another run already recorded: only its ack is left. */
 const ALREADY_RECORDED = Symbol('already recorded');
@@ -44,18 +40,21 @@ export class JobPath {
   /** Until then, even first attempts are checked against their record (see verifyAfterRestart). */
   #verifyUntil = 0;
   readonly #liveness: Liveness;
+  /** This enqueue's record, read back: a redelivery's outcome, a retry's history. */
+  readonly #records: EnqueueRecords;
   processed = 0;
   failed = 0;
 
   constructor(options: JobPathOptions) {
     this.#o = options;
+    this.#records = new EnqueueRecords(options.io, options.log, this.#maxLogLines);
     this.#liveness = new Liveness({
       clock: options.clock,
       workerId: options.workerId,
       ackWaitMs: options.ackWaitMs,
       activeAfterMs: options.activeAfterMs,
       running: () => this.#running,
-      history: (job, attempt, running) => this.#history(job, attempt, running),
+      history: (job, attempt, running) => this.#records.history(job, attempt, running),
       maxLogLines: this.#maxLogLines,
       write: (record) => this.#write(record),
       emitProgress: (running) => this.#emit('job.progress', running.job, { progress: running.progress }),
@@ -222,7 +221,7 @@ export class JobPath {
     }
     if (!this.#mustVerify(attempt)) return this.#cancelledEarly(msg, job, attempt);
     // Resolves true when nothing is left to run, else with this enqueue's record (or null).
-    return this.#currentRecord(job).then((record) => {
+    return this.#records.current(job).then((record) => {
       if (!record || !isIndexedState(record.status)) {
         const cancelled = this.#cancelledEarly(msg, job, Math.max(1, attempt - deferredOf(record)));
         return cancelled === false ? record : cancelled === true ? true : cancelled.then((c) => (c ? true : record));
@@ -241,7 +240,7 @@ export class JobPath {
    * the delivery as deferred), and the queue held for as long on every worker.
    */
   async #defer(msg: Delivery, job: JobMessage, attempt: number, running: RunningJob, waitMs: number, error: Error): Promise<void> {
-    const record = await this.#baseRecord(job, attempt, running);
+    const record = await this.#records.base(job, attempt, running);
     record.deferred = running.deferred + 1;
     try {
       await this.#write(record);
@@ -261,7 +260,7 @@ export class JobPath {
   }
 
   async #recordCancel(msg: Delivery, job: JobMessage, attempt: number, running?: RunningJob): Promise<void> {
-    const record = await this.#baseRecord(job, attempt, running);
+    const record = await this.#records.base(job, attempt, running);
     record.status = 'cancelled';
     if (running) record.startedAt = running.startedAt;
     record.finishedAt = this.#o.clock.now();
@@ -317,7 +316,7 @@ export class JobPath {
     const { msg, job, attempt } = running;
     // A copy that ran twice (a redelivery racing the original after a crash) records its
     // completion once: if the record already says completed, only the ack is left.
-    const finished = await this.#alreadyFinished(job);
+    const finished = await this.#records.finished(job);
     if (finished) {
       await this.#toldParent(finished);
       const duplicates = running.duplicates;
@@ -326,13 +325,13 @@ export class JobPath {
       this.#ackLater(msg, duplicates);
       return ALREADY_RECORDED;
     }
-    return completed(running, value, await this.#baseRecord(job, attempt, running), this.#o.clock.now(), this.#completionSettings());
+    return completed(running, value, await this.#records.base(job, attempt, running), this.#o.clock.now(), this.#completionSettings());
   }
 
   /** A failed attempt: retry (record 'retrying', NAK with the backoff delay), or dead letter and record 'failed'. */
   async #fail(msg: Delivery, job: JobMessage, attempt: number, startedAt: number, error: ErrorInfo, permanent: boolean, running?: RunningJob): Promise<void> {
     const finishedAt = this.#o.clock.now();
-    const record = await this.#baseRecord(job, attempt, running);
+    const record = await this.#records.base(job, attempt, running);
     record.startedAt = startedAt;
     record.error = error;
     // The stack is kept once, on the record's latest error: not in every attempt's.
@@ -445,52 +444,10 @@ export class JobPath {
     if (job.group !== undefined && (type === 'job.completed' || type === 'job.failed' || type === 'job.cancelled')) this.#o.io.groupDone(job);
   }
 
-  /** A redelivered job's record, when it already says how it ended (and is for this enqueue). */
-  async #alreadyFinished(job: JobMessage): Promise<JobRecord | null> {
-    const r = await this.#currentRecord(job);
-    return r !== null && isIndexedState(r.status) ? r : null;
-  }
-
-  /** The record of this enqueue of the job, or null (none, another enqueue's, or unreadable). */
-  async #currentRecord(job: JobMessage): Promise<JobRecord | null> {
-    try {
-      const r = await this.#o.io.readRecord(job.id);
-      return r !== null && r.enqueuedAt === job.ts ? r : null;
-    } catch {
-      // Unknown: run it (at least once beats at most once).
-      return null;
-    }
-  }
-
-  /** The record so far: fresh on a first attempt; on a retry, with the earlier attempts; with the lines logged. */
-  async #baseRecord(job: JobMessage, attempt: number, running?: RunningJob): Promise<JobRecord> {
-    const history = attempt <= 1 ? NO_HISTORY : await this.#history(job, attempt, running);
-    const record = attachLogs(recordFromMessage(job, 'pending', [...history.attempts]), recordLogs(history, running?.logs, this.#maxLogLines));
-    if (running?.deferred) record.deferred = running.deferred;
-    return record;
-  }
-
   /** The clock's time, bound once (a Clock may be a class whose `now` needs its `this`). */
   readonly #now = (): number => this.#o.clock.now();
 
   get #maxLogLines(): number {
     return this.#o.maxLogLines ?? 100;
-  }
-
-  /** The finished attempts before this one and their lines, from the record (read once per running attempt). */
-  #history(job: JobMessage, attempt: number, running?: RunningJob): Promise<History> {
-    if (running?.prior) return running.prior;
-    const prior = (async () => {
-      try {
-        const record = await this.#o.io.readRecord(job.id);
-        // Only this enqueue's history: the id may have run before, under another enqueue.
-        if (record && record.enqueuedAt === job.ts) return historyOf(record, attempt);
-      } catch (error) {
-        this.#o.log.debug({ err: error, jobId: job.id }, 'could not read the record history');
-      }
-      return NO_HISTORY;
-    })();
-    if (running) running.prior = prior;
-    return prior;
   }
 }
