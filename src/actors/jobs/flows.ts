@@ -37,7 +37,12 @@ class Created {
     try {
       await withRetry(`create ${record.kind} ${record.id}`, this.ctx.retry, () => kv.create(record.id, bytes));
     } catch (error) {
-      if (!isWrongLastSequence(error)) throw error;
+      if (!isWrongLastSequence(error)) {
+        // No answer: it may have landed, and is ours if it did (a key held before is refused
+        // with wrong-last-sequence, never a timeout).
+        this.records.push(record.id);
+        throw error;
+      }
       // A retry after a create that landed but whose answer was lost finds our own record.
       const entry = await kv.get(record.id);
       const ours = entry?.operation === 'PUT' && entry.json<FlowRecord>().job.ts === record.job.ts && entry.json<FlowRecord>().job.id === record.job.id;
@@ -50,7 +55,13 @@ class Created {
     this.jobs.push(message.id);
     // Strict: a copy of a chosen id pending already (enqueued by someone else since the check)
     // would stand in for this child and never tell its parent.
-    await publishJob(this.ctx, message, encodeJson(message), `${message.id}:${message.ts}`, undefined, { strict: true });
+    try {
+      await publishJob(this.ctx, message, encodeJson(message), `${message.id}:${message.ts}`, undefined, { strict: true });
+    } catch (error) {
+      // Refused because another job of that id is pending: that one is not ours to cancel.
+      if (error instanceof InvalidArgumentError) this.jobs.splice(this.jobs.lastIndexOf(message.id), 1);
+      throw error;
+    }
   }
 
   /**

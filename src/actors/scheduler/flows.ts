@@ -167,7 +167,7 @@ export class FlowTracker {
         closed = { ...record, state: 'failed', reason: `child ${parent.fatal.id} ${why}`, failedBy: parent.fatal.id, closedAt: Date.now() };
       } else if (parent.count >= record.total) {
         const summary = record.kind === 'batch' ? summarize(id, record.total, parent.finished.values(), MAX_FAILED_IDS) : undefined;
-        closed = { ...record, state: 'released', closedAt: Date.now(), ...(summary ? { summary } : {}) };
+        closed = fittedRecord({ ...record, state: 'released', closedAt: Date.now(), ...(summary ? { summary } : {}) }, this.#ctx.storage.maxMessageBytes);
       }
       if (!closed) return;
       if (!(await this.#closeRecord(current, closed))) {
@@ -274,6 +274,15 @@ export class FlowTracker {
     const jsm = await this.#ctx.jsm();
     await jsm.streams.purge(this.#ctx.layout.flowsStream, { filter: this.#ctx.layout.flowNoticeSubject(id, '>') });
   }
+}
+
+/** A closed batch record cut to fit one message: its summary's failed ids halved until it does. */
+function fittedRecord(record: FlowRecord, maxBytes: number): FlowRecord {
+  let out = record;
+  while (out.summary && out.summary.failedIds.length > 0 && encodeJson(out).length > maxBytes) {
+    out = { ...out, summary: { ...out.summary, failedIds: out.summary.failedIds.slice(0, Math.floor(out.summary.failedIds.length / 2)) } };
+  }
+  return out;
 }
 
 /**
