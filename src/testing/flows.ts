@@ -6,7 +6,7 @@
  * the reading of children's results are the real ones (flow-plan.ts, flow-reads.ts).
  */
 import { NotFoundError, type ErrorInfo } from '../core/errors.js';
-import { outcomesOf, summarize, type BatchStatus, type FlowNode } from '../actors/jobs/flow-reads.js';
+import { batchStatus, outcomesOf, summarize, type BatchStatus, type FlowNode } from '../actors/jobs/flow-reads.js';
 import { MAX_FAILED_IDS, type ChildNotice, type ChildOutcomes, type FlowRecord } from '../model/flow.js';
 import type { JobMessage, JobRecord } from '../model/job.js';
 import { validateJobId } from '../model/layout.js';
@@ -113,19 +113,6 @@ export class TestFlows {
     validateJobId(id);
     const parent = this.#parents.get(id);
     if (!parent || parent.record.kind !== 'batch') throw new NotFoundError(`batch ${id}`);
-    const { record } = parent;
-    const summary = record.summary ?? summarize(id, record.total, parent.finished.values(), Number.POSITIVE_INFINITY);
-    const state: BatchStatus['state'] = record.state === 'waiting' ? 'running' : record.state === 'released' ? (this.#host.getJob(id)?.status ?? 'unknown') : record.state;
-    return {
-      id,
-      state,
-      total: record.total,
-      completed: summary.completed,
-      failed: summary.failed,
-      pending: Math.max(0, record.total - summary.completed - summary.failed),
-      failedIds: summary.failedIds,
-      completion: { id, name: record.job.name, queue: record.job.queue },
-      createdAt: record.createdAt,
-    };
+    return batchStatus(parent.record, parent.finished.values(), parent.record.state === 'released' ? this.#host.getJob(id)?.status : undefined);
   }
 }

@@ -125,9 +125,16 @@ export async function getBatch(ctx: NaqContext, id: string): Promise<BatchStatus
   validateJobId(id);
   const record = await flowRecord(ctx, id);
   if (!record || record.kind !== 'batch') throw new NotFoundError(`batch ${id}`);
-  const summary = record.summary ?? summarize(id, record.total, (await childNotices(ctx, id)).values(), Number.POSITIVE_INFINITY);
+  const notices = record.summary ? [] : (await childNotices(ctx, id)).values();
   const job = record.state === 'released' ? await getJob(ctx, id) : null;
-  const state: BatchStatus['state'] = record.state === 'waiting' ? 'running' : record.state === 'released' ? (job?.status ?? 'unknown') : record.state;
+  return batchStatus(record, notices, job?.status);
+}
+
+/** A batch's status from its record, its jobs' notices (until it is released) and its completion job's status. */
+export function batchStatus(record: FlowRecord, notices: Iterable<ChildNotice>, completionStatus: JobStatus | undefined): BatchStatus {
+  const { id } = record;
+  const summary = record.summary ?? summarize(id, record.total, notices, Number.POSITIVE_INFINITY);
+  const state: BatchStatus['state'] = record.state === 'waiting' ? 'running' : record.state === 'released' ? (completionStatus ?? 'unknown') : record.state;
   return {
     id,
     state,
