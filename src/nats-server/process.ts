@@ -58,7 +58,7 @@ export interface NatsServerProcess {
 
 const EXTRA_BINARY_DIRS = ['/usr/sbin', '/usr/local/bin', '/usr/bin'];
 const STOP_GRACE_MS = 5_000;
-const LOG_TAIL_LINES = 60;
+const LOG_TAIL_LINES = 2000;
 const ERROR_TAIL_LINES = 15;
 
 function isExecutableFile(path: string): boolean {
