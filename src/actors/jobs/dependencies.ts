@@ -221,6 +221,10 @@ export class DependencyResolver {
   }
 
   async #failDependent(job: JobMessage, message: string, dep: string, code = 'DEPENDENCY_FAILED'): Promise<void> {
+    // Failed already (its waiting entry not yet gone from this watch): its first reason stands.
+    // Two jobs of a cycle each fail for the cycle, then each sees the other failed.
+    const existing = await (await this.#ctx.storage.jobsKv()).get(job.id);
+    if (existing && existing.operation === 'PUT' && recordOf(existing)?.enqueuedAt === job.ts) return;
     const error = { name: code === 'DEPENDENCY_CYCLE' ? 'DependencyCycleError' : 'DependencyFailedError', code, message };
     await failUnstarted(this.#ctx, job, error, { dependency: dep });
   }
