@@ -5,7 +5,7 @@
  * the dependency, once one failed or was cancelled), over the test mode's records in memory.
  * The resolver follows record writes instead of polling, as the real one does.
  */
-import { InvalidArgumentError } from '../core/errors.js';
+import { CycleSearch, dependencyVerdict } from '../model/dependency-rules.js';
 import { WIRE_VERSION, type DeadLetter, type JobMessage, type JobRecord } from '../model/job.js';
 
 /** What the waiting jobs need from the test mode's queue. */
@@ -41,26 +41,8 @@ export class WaitingJobs {
    */
   refuseCycle(message: JobMessage, batch?: ReadonlyMap<string, readonly string[]>): void {
     const dependenciesOf = (id: string) => batch?.get(id) ?? this.#waiting.get(id)?.dependsOn ?? [];
-    const via = new Map<string, string>();
-    let frontier = [...(message.dependsOn ?? [])];
-    for (const id of frontier) via.set(id, message.id);
-    while (frontier.length > 0) {
-      const next: string[] = [];
-      for (const id of frontier) {
-        for (const dep of dependenciesOf(id)) {
-          if (dep === message.id) {
-            const path = [id];
-            for (let at = id; at !== message.id; ) path.unshift((at = via.get(at)!));
-            throw new InvalidArgumentError(`job ${message.id} would wait for itself: dependency cycle ${[...path, message.id].join(' → ')}`);
-          }
-          if (!via.has(dep)) {
-            via.set(dep, id);
-            next.push(dep);
-          }
-        }
-      }
-      frontier = next;
-    }
+    const search = new CycleSearch(message.id, message.dependsOn ?? []);
+    while (search.frontier.length > 0) search.step(search.frontier.map((id) => [id, dependenciesOf(id)] as const));
   }
 
   /** Parks a job until its dependencies finished; false when one with this id already waits (the idempotent case). */
@@ -99,16 +81,13 @@ export class WaitingJobs {
     const job = this.#waiting.get(id);
     if (!job) return;
     const deps = job.dependsOn ?? [];
-    const records = deps.map((d) => this.#d.record(d));
-    const broken = records.findIndex((r) => r !== undefined && (r.status === 'failed' || r.status === 'cancelled'));
-    if (broken >= 0) {
+    const verdict = dependencyVerdict(deps, deps.map((d) => this.#d.record(d) ?? null));
+    if (typeof verdict === 'object') {
       this.remove(id);
-      const dep = deps[broken]!;
-      const message = `dependency ${dep} ${records[broken]!.status === 'cancelled' ? 'was cancelled' : 'failed'}`;
-      const error = { name: 'DependencyFailedError', code: 'DEPENDENCY_FAILED', message };
-      const dead: DeadLetter = { v: WIRE_VERSION, reason: message, error, queue: job.queue, subject: this.#d.subject(job), jobId: job.id, job, ts: this.#d.now() };
-      this.#d.fail(job, dead, dep);
-    } else if (records.every((r) => r?.status === 'completed')) {
+      const error = { name: 'DependencyFailedError', code: 'DEPENDENCY_FAILED', message: verdict.reason };
+      const dead: DeadLetter = { v: WIRE_VERSION, reason: verdict.reason, error, queue: job.queue, subject: this.#d.subject(job), jobId: job.id, job, ts: this.#d.now() };
+      this.#d.fail(job, dead, verdict.broken);
+    } else if (verdict === 'release') {
       this.remove(id);
       this.#d.release(job);
     }

@@ -5,6 +5,7 @@ import type { Logger } from '../../core/log.js';
 import type { NaqContext } from '../nats/context.js';
 import { publishJob } from './enqueue.js';
 import { failUnstarted } from './fail-unstarted.js';
+import { dependencyVerdict } from '../../model/dependency-rules.js';
 
 /** A watch that ended is opened again after this long. */
 const REOPEN_MS = 1000;
@@ -168,11 +169,11 @@ export class DependencyResolver {
       const kv = await this.#ctx.storage.jobsKv();
       const deps = entry.job.dependsOn ?? [];
       const records = await Promise.all(deps.map((d) => kv.get(d).then((e) => (e && e.operation === 'PUT' ? e.json<JobRecord>() : null))));
-      const broken = records.findIndex((r) => r !== null && (r.status === 'failed' || r.status === 'cancelled'));
-      const cycle = broken >= 0 ? null : this.#cycleThrough(id);
-      if (broken >= 0) {
-        await this.#failDependent(entry.job, `dependency ${deps[broken]} ${records[broken]!.status === 'cancelled' ? 'was cancelled' : 'failed'}`, deps[broken]!);
-      } else if (records.every((r) => r?.status === 'completed')) {
+      const verdict = dependencyVerdict(deps, records);
+      const cycle = verdict === 'wait' ? this.#cycleThrough(id) : null;
+      if (typeof verdict === 'object') {
+        await this.#failDependent(entry.job, verdict.reason, verdict.broken);
+      } else if (verdict === 'release') {
         await this.#release(entry.job);
       } else if (cycle) {
         await this.#failDependent(entry.job, `dependency cycle ${cycle.join(' → ')}: the job would wait for itself`, cycle[1]!, 'DEPENDENCY_CYCLE');

@@ -5,6 +5,7 @@
  */
 import { nuid } from '@nats-io/transport-node';
 import { InvalidArgumentError } from '../../core/errors.js';
+import { CycleSearch } from '../../model/dependency-rules.js';
 import { checkDedupe, dedupeEntryKey, type CheckedDedupe } from '../../model/dedupe.js';
 import { buildJob, encodeJson, type EnqueueItem, type JobMessage, type JobOptions } from '../../model/job.js';
 import { isTransient, withRetry } from '../../core/retry.js';
@@ -223,27 +224,10 @@ async function refuseCycle(ctx: NaqContext, message: JobMessage, batch?: Readonl
       return [];
     }
   };
-  const via = new Map<string, string>();
-  let frontier = [...(message.dependsOn ?? [])];
-  for (const id of frontier) via.set(id, message.id);
+  const search = new CycleSearch(message.id, message.dependsOn ?? []);
   let looked = 0;
-  while (frontier.length > 0 && looked < MAX_CYCLE_LOOKUPS) {
-    looked += frontier.length;
-    const next: string[] = [];
-    const all = await Promise.all(frontier.map(async (id) => [id, await dependenciesOf(id)] as const));
-    for (const [id, deps] of all) {
-      for (const dep of deps) {
-        if (dep === message.id) {
-          const path = [id];
-          for (let at = id; at !== message.id; ) path.unshift((at = via.get(at)!));
-          throw new InvalidArgumentError(`job ${message.id} would wait for itself: dependency cycle ${[...path, message.id].join(' → ')}`);
-        }
-        if (!via.has(dep)) {
-          via.set(dep, id);
-          next.push(dep);
-        }
-      }
-    }
-    frontier = next;
+  while (search.frontier.length > 0 && looked < MAX_CYCLE_LOOKUPS) {
+    looked += search.frontier.length;
+    search.step(await Promise.all(search.frontier.map(async (id) => [id, await dependenciesOf(id)] as const)));
   }
 }
