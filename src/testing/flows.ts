@@ -6,8 +6,8 @@
  * the reading of children's results are the real ones (flow-plan.ts, flow-reads.ts).
  */
 import { NotFoundError, type ErrorInfo } from '../core/errors.js';
-import { batchStatus, outcomesOf, summarize, type BatchStatus, type FlowNode } from '../actors/jobs/flow-reads.js';
-import { MAX_FAILED_IDS, type ChildNotice, type ChildOutcomes, type FlowRecord } from '../model/flow.js';
+import { batchStatus, closedRecord, isFatal, outcomesOf, type BatchStatus, type FlowNode } from '../actors/jobs/flow-reads.js';
+import type { ChildNotice, ChildOutcomes, FlowRecord } from '../model/flow.js';
 import type { JobMessage, JobRecord } from '../model/job.js';
 import { validateJobId } from '../model/layout.js';
 
@@ -69,16 +69,11 @@ export class TestFlows {
     const { record: flow } = parent;
     if (flow.kind === 'flow' && !flow.children?.includes(record.id)) return;
     parent.finished.set(record.id, notice);
-    if (flow.kind === 'flow' && notice.status !== 'completed' && !flow.onFailure?.[record.id]) {
-      const why = notice.status === 'cancelled' ? 'was cancelled' : `failed: ${notice.error?.message ?? 'no error given'}`;
-      parent.record = { ...flow, state: 'failed', reason: `child ${record.id} ${why}`, failedBy: record.id, closedAt: this.#host.now() };
-      this.#host.fail(flow.job, { name: 'ChildFailedError', code: 'CHILD_FAILED', message: parent.record.reason! }, { child: record.id });
-      return;
-    }
-    if (parent.finished.size < flow.total) return;
-    const summary = flow.kind === 'batch' ? summarize(flow.id, flow.total, parent.finished.values(), MAX_FAILED_IDS) : undefined;
-    parent.record = { ...flow, state: 'released', closedAt: this.#host.now(), ...(summary ? { summary } : {}) };
-    this.#host.publish(summary ? { ...flow.job, batch: summary } : flow.job);
+    const closed = closedRecord(flow, isFatal(flow, notice) ? notice : null, parent.finished.size, parent.finished.values(), this.#host.now());
+    if (!closed) return;
+    parent.record = closed;
+    if (closed.state === 'failed') this.#host.fail(flow.job, { name: 'ChildFailedError', code: 'CHILD_FAILED', message: closed.reason! }, { child: record.id });
+    else this.#host.publish(closed.summary ? { ...flow.job, batch: closed.summary } : flow.job);
   }
 
   /** What a flow parent reads of its children (`ctx.childResults()`, `ctx.childFailures()`). */

@@ -3,7 +3,7 @@
  * (`getBatch`), and what a flow's parent reads of its children (`ctx.childResults()`).
  */
 import { NotFoundError, type ErrorInfo } from '../../core/errors.js';
-import type { BatchSummary, ChildNotice, ChildOutcomes, FlowRecord, OnFailure } from '../../model/flow.js';
+import { MAX_FAILED_IDS, type BatchSummary, type ChildNotice, type ChildOutcomes, type FlowRecord, type OnFailure } from '../../model/flow.js';
 import { validateJobId } from '../../model/layout.js';
 import type { JobRecord, JobStatus } from '../../model/job.js';
 import type { NaqContext } from '../nats/context.js';
@@ -119,6 +119,26 @@ export function summarize(id: string, total: number, notices: Iterable<ChildNoti
     }
   }
   return summary;
+}
+
+/** A flow child (onFailure `fail`, the default) that failed for good or was cancelled: its parent fails. */
+export function isFatal(record: FlowRecord, notice: ChildNotice): boolean {
+  return record.kind === 'flow' && notice.status !== 'completed' && !record.onFailure?.[notice.id];
+}
+
+/**
+ * How a waiting parent closes, or null while it waits: failed, naming the first fatal child;
+ * or released once `count` children finished (a batch's with its counts). The flow tracker
+ * (src/actors/scheduler/flows.ts) and the test mode decide with it.
+ */
+export function closedRecord(record: FlowRecord, fatal: ChildNotice | null, count: number, finished: Iterable<ChildNotice>, now: number): FlowRecord | null {
+  if (fatal) {
+    const why = fatal.status === 'cancelled' ? 'was cancelled' : `failed: ${fatal.error?.message ?? 'no error given'}`;
+    return { ...record, state: 'failed', reason: `child ${fatal.id} ${why}`, failedBy: fatal.id, closedAt: now };
+  }
+  if (count < record.total) return null;
+  const summary = record.kind === 'batch' ? summarize(record.id, record.total, finished, MAX_FAILED_IDS) : undefined;
+  return { ...record, state: 'released', closedAt: now, ...(summary ? { summary } : {}) };
 }
 
 export async function getBatch(ctx: NaqContext, id: string): Promise<BatchStatus> {

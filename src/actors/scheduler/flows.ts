@@ -14,12 +14,12 @@
 import { jetstream, type ConsumerMessages } from '@nats-io/jetstream';
 import type { ErrorInfo } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
-import { MAX_FAILED_IDS, type ChildNotice, type FlowRecord } from '../../model/flow.js';
+import type { ChildNotice, FlowRecord } from '../../model/flow.js';
 import { encodeJson, type JobMessage, type JobRecord } from '../../model/job.js';
 import { publishJob } from '../jobs/enqueue.js';
 import { cancelUnstarted, failUnstarted } from '../jobs/fail-unstarted.js';
 import { tellParent } from '../jobs/flow-notice.js';
-import { summarize } from '../jobs/flow-reads.js';
+import { closedRecord, isFatal } from '../jobs/flow-reads.js';
 import { pendingMessage } from '../jobs/reads.js';
 import { isWrongLastSequence } from '../nats/jetstream.js';
 import type { NaqContext } from '../nats/context.js';
@@ -130,7 +130,7 @@ export class FlowTracker {
     parent.finished.set(notice.id, notice);
     if (parent.record && (!parent.children || parent.children.has(notice.id))) {
       if (isNew) parent.count++;
-      if (!parent.fatal && this.#isFatal(parent.record.value, notice)) parent.fatal = notice;
+      if (!parent.fatal && isFatal(parent.record.value, notice)) parent.fatal = notice;
     }
     this.#step(parentId, parent);
   }
@@ -161,15 +161,9 @@ export class FlowTracker {
     if (!current) return this.#close(id, parent, false);
     const record = current.value;
     if (record.state === 'waiting') {
-      let closed: FlowRecord | null = null;
-      if (parent.fatal) {
-        const why = parent.fatal.status === 'cancelled' ? 'was cancelled' : `failed: ${parent.fatal.error?.message ?? 'no error given'}`;
-        closed = { ...record, state: 'failed', reason: `child ${parent.fatal.id} ${why}`, failedBy: parent.fatal.id, closedAt: Date.now() };
-      } else if (parent.count >= record.total) {
-        const summary = record.kind === 'batch' ? summarize(id, record.total, parent.finished.values(), MAX_FAILED_IDS) : undefined;
-        closed = fittedRecord({ ...record, state: 'released', closedAt: Date.now(), ...(summary ? { summary } : {}) }, this.#ctx.storage.maxMessageBytes);
-      }
-      if (!closed) return;
+      const decided = closedRecord(record, parent.fatal, parent.count, parent.finished.values(), Date.now());
+      if (!decided) return;
+      const closed = fittedRecord(decided, this.#ctx.storage.maxMessageBytes);
       if (!(await this.#closeRecord(current, closed))) {
         // Changed meanwhile (a cancel, another leader): look again.
         await this.#load(id, parent);
@@ -178,11 +172,6 @@ export class FlowTracker {
       return this.#carryOut(id, parent, closed);
     }
     return this.#carryOut(id, parent, record);
-  }
-
-  /** A flow child (onFailure `fail`, the default) that failed for good or was cancelled. */
-  #isFatal(record: FlowRecord, notice: ChildNotice): boolean {
-    return record.kind === 'flow' && notice.status !== 'completed' && !record.onFailure?.[notice.id];
   }
 
   async #load(id: string, parent: Parent): Promise<void> {
@@ -199,7 +188,7 @@ export class FlowTracker {
     for (const notice of parent.finished.values()) {
       if (parent.children && !parent.children.has(notice.id)) continue;
       parent.count++;
-      if (!parent.fatal && this.#isFatal(value, notice)) parent.fatal = notice;
+      if (!parent.fatal && isFatal(value, notice)) parent.fatal = notice;
     }
   }
 
