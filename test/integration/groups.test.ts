@@ -4,7 +4,7 @@
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { JobContext } from '../../src/actors/worker/handler.js';
-import { jetstream } from '@nats-io/jetstream';
+import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connectTo, until, startServer, stopAllServers } from '../support/harness.js';
 import { producer, startNaq, stopNaqs, worker } from '../support/naqs.js';
 import { busiestWindow } from '../support/windows.js';
@@ -125,10 +125,18 @@ describe('groups', () => {
     const server = await startServer();
     const ops = await producer(server);
     await ops.setGroupLimit('default', { concurrency: 1 });
-    // As an earlier leader left it: one job of group g released to its lane, one still staged.
+    // As an earlier leader left it: one job of group g taken from the staging lane and released
+    // to its lane, one still staged.
+    await ops.enqueue('job', { id: 'released-1' }, { group: 'g', jobId: 'released-1' });
     const nc = await connectTo(server);
-    const released = { v: 1, id: 'released-1', name: 'job', queue: 'default', data: { id: 'released-1' }, attempts: 1, ts: Date.now(), group: 'g' };
-    await jetstream(nc).publish('naq.jobs.default.released-1', JSON.stringify(released));
+    const js = jetstream(nc);
+    // The staging lane's consumer as the workers make it (no worker has run yet).
+    await (await jetstreamManager(nc)).consumers.add('NAQ_JOBS', { durable_name: 'naq-default~g', filter_subject: 'naq.jobs.default~g.>', ack_policy: AckPolicy.Explicit });
+    const staging = await js.consumers.get('NAQ_JOBS', 'naq-default~g');
+    const taken = await staging.next({ expires: 5000 });
+    expect(taken?.subject).toBe('naq.jobs.default~g.released-1');
+    await js.publish('naq.jobs.default.released-1', taken!.data);
+    await taken!.ackAck();
     await nc.close();
     const staged = await ops.enqueue('job', { id: 'staged' }, { group: 'g' });
     const spans = new Map<string, [number, number]>();

@@ -3,6 +3,8 @@
  * (issue 11): every state read where it lives, newest first, pages that neither repeat nor
  * miss a job, stale index entries hidden, retry and clean by filter.
  */
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import type { JobRow, ListFilter, Naq } from '../../src/index.js';
 import { until, startServer, stopAllServers } from '../support/harness.js';
@@ -167,5 +169,22 @@ describe('bulk actions', () => {
     const w = await startNaq(server, { roles: ['worker'], jobs: { index: false }, worker: { queues: ['default'] } }, { ok: async () => 1 });
     await w.waitFor(await w.enqueue('ok', null), { timeoutMs: 5000 });
     expect((await w.listJobs({ state: 'completed' })).jobs).toEqual([]);
+  });
+  it('a worker stopped right after its last job: the last index batch is acknowledged before the link closes, and every job is listed', async () => {
+    const server = await startServer();
+    const ops = await producer(server);
+    const lines: Array<Record<string, any>> = [];
+    const logger = pino({ level: 'warn' }, new Writable({ write(chunk, _enc, done) { for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l)); done(); } }));
+    const n = 500;
+    let ran = 0;
+    let last!: () => void;
+    const allRan = new Promise<void>((r) => (last = r));
+    await ops.enqueueBulk(Array.from({ length: n }, (_, i) => ({ name: 'ok' as const, data: i })));
+    // Without the event log: its last flush, awaited on stop, would wait out the index batch's ack too.
+    const w = await startNaq(server, { roles: ['worker'], events: { enabled: false }, worker: { queues: ['default'], concurrency: 50 } }, { ok: async () => void (++ran === n && last()) }, logger);
+    await allRan;
+    await w.stop();
+    expect(lines.filter((l) => /not written/.test(String(l.msg)))).toEqual([]);
+    expect((await allPages(ops, { state: 'completed', limit: 200 })).rows.length).toBe(n);
   });
 });

@@ -184,10 +184,15 @@ export function natsConnectionLogic(config: NaqConfig, registry: ConnectionRegis
         if (!(input.connection instanceof NatsHandle)) return;
         const nc = input.connection.nc;
         if (nc.isClosed()) return;
+        // The last writes (a stopping worker's index batch, the last events) get their acks
+        // first: the drain closes the inbox they come back on.
+        const started = Date.now();
+        input.connection.context.storage.flushIndex();
+        await input.connection.context.publisher.settled(config.supervisor.stopTimeoutMs);
         // Drain flushes what was published and lets subscriptions finish; bounded, then close.
         // The bound's timer must not outlive the drain: it would keep a host's process alive.
         let bound: NodeJS.Timeout | undefined;
-        await Promise.race([nc.drain(), new Promise((r) => (bound = setTimeout(r, config.supervisor.stopTimeoutMs)))])
+        await Promise.race([nc.drain(), new Promise((r) => (bound = setTimeout(r, Math.max(0, config.supervisor.stopTimeoutMs - (Date.now() - started)))))])
           .catch(() => {})
           .finally(() => clearTimeout(bound));
         if (!nc.isClosed()) await nc.close().catch(() => {});

@@ -289,6 +289,18 @@ export class AsyncPublisher {
     }
   }
 
+  /**
+   * Resolves once every publish made so far has its answer (or failed), or after `timeoutMs`:
+   * a connection that closes first drops the acks still on their way, and their writes would
+   * be reported lost though the server has them. Only the shutdown waits on it: a poll.
+   */
+  async settled(timeoutMs: number): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while ((this.#pending.size > 0 || this.#corked.length > 0) && Date.now() < until && !this.#inboxDenied) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
   /** Rejects what is still pending and releases the inbox. */
   close() {
     clearInterval(this.#sweeper);

@@ -121,11 +121,15 @@ export class GroupQueue {
   }
 
   async run(): Promise<void> {
-    await this.#adopt();
     const js = jetstream(this.#ctx.nc);
     const consumer = await js.consumers.get(this.#ctx.layout.jobsStream, this.#ctx.layout.stagingConsumer(this.#queue));
+    const info = await consumer.info(true);
     // The consumer's ack_wait, not this process's config: the workers that made it may differ.
-    this.#ackWaitMs = Math.floor(((await consumer.info(true)).config.ack_wait ?? 0) / 1_000_000) || this.#ackWaitMs;
+    this.#ackWaitMs = Math.floor((info.config.ack_wait ?? 0) / 1_000_000) || this.#ackWaitMs;
+    // Only a staging lane that ever delivered can have released jobs. The look costs one
+    // stream get per message of the lanes: a leader of a queue that never had grouped jobs
+    // (most queues) does not read up to MAX_ADOPT_SCAN of its backlog for nothing.
+    if (info.delivered.consumer_seq > 0) await this.#adopt();
     if (this.#stopped) return;
     this.#keeper = setInterval(() => this.#keepAlive(), Math.max(100, Math.min(1000, Math.floor(this.#ackWaitMs / 6))));
     this.#keeper.unref?.();
