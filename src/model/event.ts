@@ -80,45 +80,42 @@ export function isEventType(value: string): value is NaqEventType {
 const decoder = new TextDecoder();
 
 /**
- * The batch format written: 2 carries the queue once and each worker id once per batch
- * (events refer to it by index): a worker's batches are about a third smaller than in format 1.
- * Batches of format 1 (every field on every event) are still read.
+ * The batch format written: 3 carries the queue, each worker id and each event type once per
+ * batch, the times as offsets from the batch's first, and each event as a short array (format 2
+ * wrote one object per event with its keys). A worker's batch is less than half of format 2's:
+ * fewer bytes written, sent and stored per job. Formats 1 and 2 are still read.
  */
-export const BATCH_VERSION = 2;
+export const BATCH_VERSION = 3;
 
 /** An event as the buffer holds it: its version is the batch's business. */
 export type BufferedEvent = Omit<NaqEvent, 'v'> & { v?: number };
 
-/** One event in a format-2 batch; undefined fields are left out of the JSON. */
-interface CompactEvent {
-  type: string;
-  ts: number;
-  queue: string | undefined;
-  jobId: string | undefined;
-  w: number | undefined;
-  data: Record<string, unknown> | undefined;
-}
-
 /**
- * One batch message (format 2, docs/wire-format.md). Reshaped into compact objects of one
- * shape and encoded by one JSON.stringify: measured faster than both format 1 and writing the
- * JSON by hand.
+ * One batch message (format 3, docs/wire-format.md): each event is
+ * `[type, ts - t, jobId, w, data, queue]`, null where absent, the trailing nulls left out.
  */
 export function encodeBatch(events: readonly BufferedEvent[]): Uint8Array {
   const queue = events[0]?.queue ?? SYSTEM_QUEUE;
+  const t = events[0]?.ts ?? 0;
   const workers: string[] = [];
-  const compact = new Array<CompactEvent>(events.length);
+  const types: string[] = [];
+  const rows = new Array<unknown[]>(events.length);
   for (let i = 0; i < events.length; i++) {
     const e = events[i]!;
-    let w: number | undefined;
+    let type = types.indexOf(e.type);
+    if (type === -1) type = types.push(e.type) - 1;
+    let w: number | null = null;
     if (e.workerId !== undefined) {
       w = workers.indexOf(e.workerId);
       if (w === -1) w = workers.push(e.workerId) - 1;
     }
     // The buffer's batches are of one queue (one lane per queue); any other is encodable too.
-    compact[i] = { type: e.type, ts: e.ts, queue: e.queue === queue ? undefined : e.queue, jobId: e.jobId, w, data: e.data };
+    const row: unknown[] = [type, e.ts - t, e.jobId ?? null, w, e.data ?? null];
+    if (e.queue !== queue) row.push(e.queue);
+    else while (row.length > 2 && row[row.length - 1] === null) row.pop();
+    rows[i] = row;
   }
-  return utf8(JSON.stringify({ v: BATCH_VERSION, queue, workers, events: compact }));
+  return utf8(JSON.stringify({ v: BATCH_VERSION, queue, workers, types, t, events: rows }));
 }
 
 function isEvent(e: unknown): e is NaqEvent {
@@ -137,6 +134,17 @@ function expand(e: unknown, queue: unknown, workers: unknown[]): NaqEvent | null
   return isEvent(event) ? event : null;
 }
 
+/** A format-3 row put back into an event; null when it is not one. */
+function expandRow(row: unknown, queue: unknown, workers: unknown[], types: unknown[], t: number): NaqEvent | null {
+  if (!Array.isArray(row) || typeof row[0] !== 'number' || typeof row[1] !== 'number') return null;
+  const [type, dt, jobId, w, data, q] = row as [number, number, unknown, unknown, unknown, unknown];
+  const event = { v: EVENT_VERSION, type: types[type], ts: t + dt, queue: q ?? queue } as NaqEvent;
+  if (typeof jobId === 'string') event.jobId = jobId;
+  if (typeof w === 'number' && typeof workers[w] === 'string') event.workerId = workers[w] as string;
+  if (data !== null && data !== undefined) event.data = data as Record<string, unknown>;
+  return isEvent(event) ? event : null;
+}
+
 /** The events of one message; a message naq cannot read yields none rather than failing a query. */
 export function decodeBatch(data: Uint8Array): NaqEvent[] {
   let body: unknown;
@@ -145,12 +153,20 @@ export function decodeBatch(data: Uint8Array): NaqEvent[] {
   } catch {
     return [];
   }
-  const batch = body as { v?: unknown; queue?: unknown; workers?: unknown; events?: unknown };
+  const batch = body as { v?: unknown; queue?: unknown; workers?: unknown; types?: unknown; t?: unknown; events?: unknown };
   if (!Array.isArray(batch?.events)) return [];
   if (batch.v === 1) return batch.events.filter(isEvent);
-  if (batch.v !== 2) return [];
+  if (batch.v !== 2 && batch.v !== 3) return [];
   const workers = Array.isArray(batch.workers) ? (batch.workers as unknown[]) : [];
   const events: NaqEvent[] = [];
+  if (batch.v === 3) {
+    if (!Array.isArray(batch.types) || typeof batch.t !== 'number') return [];
+    for (const row of batch.events) {
+      const event = expandRow(row, batch.queue, workers, batch.types as unknown[], batch.t);
+      if (event) events.push(event);
+    }
+    return events;
+  }
   for (const e of batch.events) {
     const event = expand(e, batch.queue, workers);
     if (event) events.push(event);

@@ -62,7 +62,7 @@ describe('EventBuffer', () => {
       ['j3', 'j4', 'j5'],
     ]);
     const [first] = calls[0]!.body.events;
-    expect(calls[0]!.body.v).toBe(2);
+    expect(calls[0]!.body.v).toBe(3);
     expect(first).toMatchObject({ v: 1, type: 'job.enqueued', queue: 'q', jobId: 'j0' });
     expect(typeof first!.ts).toBe('number');
     expect(buffer.buffered).toBe(1);
@@ -235,12 +235,20 @@ describe('event queries, pure parts', () => {
     const events: NaqEvent[] = [{ v: 1, type: 'job.started', ts: 5, queue: 'q', jobId: 'a' }];
     expect(decodeBatch(encodeBatch(events))).toEqual(events);
     expect(decodeBatch(new TextEncoder().encode('nope'))).toEqual([]);
-    expect(decodeBatch(new TextEncoder().encode(JSON.stringify({ v: 3, events })))).toEqual([]);
+    expect(decodeBatch(new TextEncoder().encode(JSON.stringify({ v: 4, events })))).toEqual([]);
+    // Format 3 without its tables of types and times: nothing to read the rows against.
+    expect(decodeBatch(new TextEncoder().encode(JSON.stringify({ v: 3, queue: 'q', workers: [], events: [[0, 0, 'a']] })))).toEqual([]);
     // Format 1 (every field on every event), as naq wrote it before format 2: still read.
     expect(decodeBatch(new TextEncoder().encode(JSON.stringify({ v: 1, events: [{ type: 'x' }, ...events] })))).toEqual(events);
+    // Format 2 (one object per event, the queue and worker ids once), as naq wrote it before format 3: still read.
+    const format2 = { v: 2, queue: 'q', workers: ['w-1'], events: [{ type: 'job.started', ts: 5, jobId: 'a', w: 0, data: { attempt: 1 } }, { type: 'x' }, { type: 'queue.paused', ts: 6, queue: 'r' }] };
+    expect(decodeBatch(new TextEncoder().encode(JSON.stringify(format2)))).toEqual([
+      { v: 1, type: 'job.started', ts: 5, queue: 'q', jobId: 'a', workerId: 'w-1', data: { attempt: 1 } },
+      { v: 1, type: 'queue.paused', ts: 6, queue: 'r' },
+    ]);
   });
 
-  it('writes the queue and each worker id once per batch, and reads them back onto every event', () => {
+  it('writes the queue, each worker id and each type once per batch, and reads them back onto every event', () => {
     const events: NaqEvent[] = [
       { v: 1, type: 'job.started', ts: 5, queue: 'q', jobId: 'a', workerId: 'w-1', data: { attempt: 1 } },
       { v: 1, type: 'job.completed', ts: 6, queue: 'q', jobId: 'a', workerId: 'w-1', data: { attempt: 1, durationMs: 1 } },
@@ -250,12 +258,20 @@ describe('event queries, pure parts', () => {
     ];
     const bytes = encodeBatch(events);
     const text = new TextDecoder().decode(bytes);
-    expect(JSON.parse(text)).toMatchObject({ v: 2, queue: 'q', workers: ['w-1', 'w-"2'] });
+    expect(JSON.parse(text)).toMatchObject({ v: 3, queue: 'q', workers: ['w-1', 'w-"2'], t: 5 });
     expect(text.match(/w-1/g)).toHaveLength(1);
+    expect(text.match(/job\.started/g)).toHaveLength(1);
     expect(decodeBatch(bytes)).toEqual(events);
+    // An event without a job, a worker or data, and one of another queue, come back as they were.
+    const sparse: NaqEvent[] = [
+      { v: 1, type: 'queue.paused', ts: 1795690000000, queue: 'q' },
+      { v: 1, type: 'queue.resumed', ts: 1795690000001, queue: 'other', data: { by: 'x' } },
+      { v: 1, type: 'job.removed', ts: 1795689999999, queue: 'q', jobId: 'c', data: { was: 'pending' } },
+    ];
+    expect(decodeBatch(encodeBatch(sparse))).toEqual(sparse);
   });
 
-  it("makes a worker's batch a third smaller than format 1 did", () => {
+  it("makes a worker's batch half of format 2's and a third of format 1's", () => {
     const events: NaqEvent[] = Array.from({ length: 100 }, (_, i) => ({
       v: 1,
       type: i % 2 ? 'job.completed' : 'job.started',
@@ -265,7 +281,9 @@ describe('event queries, pure parts', () => {
       workerId: 'worker-host-12345-default',
       data: i % 2 ? { attempt: 1, durationMs: 3 } : { attempt: 1 },
     }));
-    expect(encodeBatch(events).length).toBeLessThan(JSON.stringify({ v: 1, events }).length * 0.67);
+    const format2 = { v: 2, queue: 'default', workers: ['worker-host-12345-default'], events: events.map(({ type, ts, jobId, data }) => ({ type, ts, jobId, w: 0, data })) };
+    expect(encodeBatch(events).length).toBeLessThan(JSON.stringify(format2).length * 0.55);
+    expect(encodeBatch(events).length).toBeLessThan(JSON.stringify({ v: 1, events }).length * 0.36);
   });
 
   it('matches by queue, job, types and time', () => {
