@@ -19,7 +19,7 @@ interface Config {
 
 const config = childConfig<Config>();
 // The raw drain reports 'done' itself, after the flush that confirms the last ack.
-const reporter = childReporter(Number.POSITIVE_INFINITY);
+const reporter = childReporter(Number.POSITIVE_INFINITY, config.jobs);
 const stop = stopRequested();
 
 try {
@@ -30,7 +30,7 @@ try {
   const drain = await startDrain(nc, js, kv, pub, config, config.jobs, reporter.count);
   reporter.send({ type: 'ready' });
   const t = await drain.done;
-  reporter.send({ type: 'done', t, count: config.jobs, cpuUs: reporter.cpuSinceFirst() });
+  reporter.send({ type: 'done', t, count: config.jobs, cpuUs: reporter.cpuSinceFirst(), ...reporter.steady(config.jobs) });
   await stop;
   pub?.close();
   await nc.close();

@@ -249,7 +249,12 @@ export async function runRaw(ctx: RawContext): Promise<Row[]> {
       await child.next('ready');
       const first = await child.next('first');
       const done = await child.next('done');
-      rows.push(row('drain', 'raw', FRESH_DRAIN_LABEL, n, done.t - first.t, done.cpuUs !== undefined ? { cpuUsPerJob: done.cpuUs / n } : {}));
+      rows.push(
+        row('drain', 'raw', FRESH_DRAIN_LABEL, n, done.t - first.t, {
+          ...(done.cpuUs !== undefined ? { cpuUsPerJob: done.cpuUs / n } : {}),
+          ...(done.steadyCpuUs !== undefined && done.steadyJobs ? { steadyCpuUsPerJob: done.steadyCpuUs / done.steadyJobs } : {}),
+        }),
+      );
       ctx.log(`  raw drain ${FRESH_DRAIN_LABEL}: done`);
     } finally {
       pub?.close();

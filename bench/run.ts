@@ -180,6 +180,7 @@ function aggregate(samples: Row[]): Aggregated[] {
     const seconds = median(group.map((r) => r.seconds));
     const rss = group.map((r) => r.peakRssBytes).filter((v): v is number => v !== undefined);
     const cpu = group.map((r) => r.cpuUsPerJob).filter((v): v is number => v !== undefined);
+    const steadyCpu = group.map((r) => r.steadyCpuUsPerJob).filter((v): v is number => v !== undefined);
     const notes = [...new Set(group.map((r) => r.note).filter((v): v is string => v !== undefined))];
     rows.push({
       line: first.line,
@@ -190,6 +191,7 @@ function aggregate(samples: Row[]): Aggregated[] {
       jobsPerSec: seconds > 0 ? first.jobs / seconds : 0,
       ...(rss.length > 0 ? { peakRssBytes: Math.max(...rss) } : {}),
       ...(cpu.length > 0 ? { cpuUsPerJob: median(cpu) } : {}),
+      ...(steadyCpu.length > 0 ? { steadyCpuUsPerJob: median(steadyCpu) } : {}),
       ...(notes.length > 0 ? { note: notes.join('; ') } : {}),
       rounds: group.map((r) => r.jobsPerSec),
     });
@@ -430,6 +432,12 @@ async function main(): Promise<void> {
       `naq drain against the raw consumer measured alike (each a fresh process draining the backlog): ${fmtRate(naqDrain.jobsPerSec)} / ${fmtRate(fresh.jobsPerSec)} jobs/s = ` +
         `${(naqDrain.jobsPerSec / fresh.jobsPerSec).toFixed(2)}x; CPU ${us(naqCpu)} / ${us(fresh.cpuUsPerJob)} per job`,
     );
+    // A fresh process runs its first jobs before the JIT has optimized the path: what a job costs
+    // once it has, and so how much of the figure above is warm-up.
+    const naqSteady = rows.find((r) => r.line === 'drain' && r.system === 'naq' && !OFF_VARIANTS.has(r.variant))?.steadyCpuUsPerJob;
+    if (naqSteady !== undefined && fresh.steadyCpuUsPerJob !== undefined) {
+      out.push(`CPU per job after the first fifth of the drain (warmed up), median of the rounds: naq worker ${us(naqSteady)}, raw consumer in a fresh process ${us(fresh.steadyCpuUsPerJob)}: naq/raw ${(naqSteady / fresh.steadyCpuUsPerJob).toFixed(2)}x`);
+    }
   }
   // What the event log costs the job path (the issue's target: within 10 % of events off).
   for (const line of ['drain', 'end-to-end'] as const) {

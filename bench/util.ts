@@ -24,6 +24,8 @@ export interface Row {
   peakRssBytes?: number;
   /** CPU time (user + system) of the consuming process per job, in µs, when measured. */
   cpuUsPerJob?: number;
+  /** The same after the first fifth of the jobs (the JIT warmed up). */
+  steadyCpuUsPerJob?: number;
   note?: string;
 }
 
@@ -90,7 +92,16 @@ export type ChildMessage =
   | { type: 'ready' }
   | { type: 'first'; t: number }
   | { type: 'progress'; count: number }
-  | { type: 'done'; t: number; count: number; /** CPU µs (user + system) from the first job to the last. */ cpuUs?: number }
+  | {
+      type: 'done';
+      t: number;
+      count: number;
+      /** CPU µs (user + system) from the first job to the last. */
+      cpuUs?: number;
+      /** The same from the job after the first fifth to the last (JIT warm-up left out), and how many jobs that is. */
+      steadyCpuUs?: number;
+      steadyJobs?: number;
+    }
   | { type: 'latency'; count: number; p50: number; p99: number; max: number }
   /** The flow-control child's starts: [tag, start time, the time the job carried, job id]. */
   | { type: 'starts'; count: number; starts: Array<[string, number, number, string]> }
@@ -229,17 +240,24 @@ export function readVmHwm(pid: number | 'self' = 'self'): number | null {
  * second and the moment the expected count is reached, plus RSS sampling. The sampled
  * maximum backs up VmHWM where /proc is not available.
  */
-export function childReporter(expected: number) {
+export function childReporter(expected: number, total = expected) {
   const send = (msg: ChildMessage): void => {
     process.send?.(msg);
   };
   let count = 0;
   let firstSent = false;
   let cpuAtFirst: NodeJS.CpuUsage | undefined;
-  const cpuSinceFirst = (): number => {
-    const used = process.cpuUsage(cpuAtFirst);
+  let cpuAtFifth: NodeJS.CpuUsage | undefined;
+  // `total`: the jobs of the run, when the caller reports 'done' itself (expected is then infinite).
+  const fifth = Number.isFinite(total) ? Math.floor(total / 5) : 0;
+  const cpuSince = (at: NodeJS.CpuUsage | undefined): number => {
+    const used = process.cpuUsage(at);
     return used.user + used.system;
   };
+  const cpuSinceFirst = (): number => cpuSince(cpuAtFirst);
+  /** CPU from the first fifth of the expected jobs on, and the jobs it covers (none before then). */
+  const steady = (done: number): { steadyCpuUs?: number; steadyJobs?: number } =>
+    cpuAtFifth && done > fifth ? { steadyCpuUs: cpuSince(cpuAtFifth), steadyJobs: done - fifth } : {};
   let peakRss = process.memoryUsage.rss();
   const sampler = setInterval(() => {
     peakRss = Math.max(peakRss, process.memoryUsage.rss());
@@ -258,7 +276,8 @@ export function childReporter(expected: number) {
     count(): void {
       count++;
       if (!firstSent) first();
-      if (count === expected) send({ type: 'done', t: wallNow(), count, cpuUs: cpuSinceFirst() });
+      if (count === fifth) cpuAtFifth = process.cpuUsage();
+      if (count === expected) send({ type: 'done', t: wallNow(), count, cpuUs: cpuSinceFirst(), ...steady(count) });
     },
     /** Call when the first job arrives, if that is earlier than its completion. */
     first,
@@ -267,6 +286,8 @@ export function childReporter(expected: number) {
     },
     /** CPU µs (user + system) this process used since its first job. */
     cpuSinceFirst,
+    /** CPU after the first fifth of `total` jobs, for a 'done' the caller sends itself. */
+    steady,
     finish(): { peakRss: number; vmHwm: number | null } {
       clearInterval(sampler);
       clearInterval(ticker);
