@@ -308,3 +308,34 @@ describe('the events service actor', () => {
     expect((await history(nc, 'naq', { types: ['worker.stopped'] })).map((e) => e.workerId)).toEqual(['last-words']);
   });
 });
+
+describe('the publisher at shutdown', () => {
+  it('settled() waits for the acks of what was published; with the link down it does not wait', async () => {
+    const server = await startServer();
+    const { nc } = await eventsOn(server);
+    const publisher = new NaqContext(nc, resolveConfig({ nats: { url: server.url } }), pino({ level: 'silent' })).publisher;
+    const acks = Array.from({ length: 200 }, (_, i) => publisher.publish('naq.events.settled', `{"n":${i}}`));
+    expect(publisher.pending).toBe(200);
+    await publisher.settled(10_000);
+    expect(publisher.pending).toBe(0);
+    expect((await Promise.all(acks)).every((a) => a.seq > 0)).toBe(true);
+
+    let down!: () => void;
+    const disconnected = new Promise<void>((r) => (down = r));
+    void (async () => {
+      for await (const s of nc.status()) if (s.type === 'disconnect') return down();
+    })();
+    await server.kill('SIGKILL');
+    await disconnected;
+    await until(async () => {
+      // The publisher hears the same status a moment later: a publish then waits unanswered.
+      const lost = publisher.publish('naq.events.settled', '{}').catch(() => undefined);
+      const started = Date.now();
+      await publisher.settled(5000);
+      void lost;
+      return Date.now() - started < 1000;
+    }, 5000);
+    expect(publisher.pending).toBeGreaterThan(0);
+    publisher.close();
+  });
+});

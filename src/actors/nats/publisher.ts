@@ -130,7 +130,10 @@ export class AsyncPublisher {
         this.#onServerError(s);
         continue;
       }
-      if (s.type !== 'reconnect' || this.#pending.size === 0) continue;
+      if (s.type === 'disconnect') this.#linkDown = true;
+      if (s.type !== 'reconnect') continue;
+      this.#linkDown = false;
+      if (this.#pending.size === 0) continue;
       const expires = Date.now() + this.#timeoutMs;
       this.#wake();
       const queued = new Set(this.#corked);
@@ -141,6 +144,8 @@ export class AsyncPublisher {
     }
   }
   #statuses: { stop?: () => void } | undefined;
+  /** Between a disconnect and the reconnect: no ack can come back meanwhile. */
+  #linkDown = false;
 
   /**
    * A refused publish never gets an ack: without this its caller would wait out the publish
@@ -292,11 +297,12 @@ export class AsyncPublisher {
   /**
    * Resolves once every publish made so far has its answer (or failed), or after `timeoutMs`:
    * a connection that closes first drops the acks still on their way, and their writes would
-   * be reported lost though the server has them. Only the shutdown waits on it: a poll.
+   * be reported lost though the server has them. Only the shutdown waits on it: a poll. With
+   * the link down nothing can be answered, and it does not wait.
    */
   async settled(timeoutMs: number): Promise<void> {
     const until = Date.now() + timeoutMs;
-    while ((this.#pending.size > 0 || this.#corked.length > 0) && Date.now() < until && !this.#inboxDenied) {
+    while ((this.#pending.size > 0 || this.#corked.length > 0) && Date.now() < until && !this.#inboxDenied && !this.#linkDown) {
       await new Promise((r) => setTimeout(r, 5));
     }
   }
