@@ -126,7 +126,7 @@ export class BenchChild {
   constructor(script: string, config: unknown) {
     // Worker children run with the V8 flags the naq command uses (bin/naq.js), so their
     // memory is what a deployed worker's is.
-    this.proc = fork(script, [JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--max-semi-space-size=4'] });
+    this.proc = fork(script, [JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--max-semi-space-size=8'] });
     children.add(this.proc);
     this.proc.on('message', (msg: ChildMessage) => {
       this.#lastProgressAt = Date.now();

@@ -7,7 +7,7 @@ import { CLI, fixture } from '../support/paths.js';
 import { killSpawned, spawned } from '../support/processes.js';
 
 /** The V8 flags bin/naq.js runs with: what a deployed naq process uses. */
-const NAQ_NODE_FLAGS = ['--max-semi-space-size=4'];
+const NAQ_NODE_FLAGS = ['--max-semi-space-size=8'];
 const MiB = 1024 * 1024;
 const clients: Naq[] = [];
 

@@ -21,7 +21,7 @@ describe('README', () => {
     const pkg = JSON.parse(await readFile(resolve(root, 'package.json'), 'utf8'));
     expect(readme).toContain('npm start');
     expect(readme).toContain('npm test');
-    expect(pkg.scripts.start).toBe('node --max-semi-space-size=4 dist/src/main.js supervisor --config examples/start.yaml --dashboard');
+    expect(pkg.scripts.start).toBe('node --max-semi-space-size=8 dist/src/main.js supervisor --config examples/start.yaml --dashboard');
     expect(pkg.scripts.test).toMatch(/tsc .*&& vitest run/);
     for (const command of await buildCliForDocs()) expect(readme).toContain(`naq ${command}`);
   });
