@@ -96,7 +96,9 @@ export type BufferedEvent = Omit<NaqEvent, 'v'> & { v?: number };
  */
 export function encodeBatch(events: readonly BufferedEvent[]): Uint8Array {
   const queue = events[0]?.queue ?? SYSTEM_QUEUE;
-  const t = events[0]?.ts ?? 0;
+  // A time JSON cannot carry (NaN) as the batch's base would lose every event of the batch.
+  const first = events[0]?.ts;
+  const t = first !== undefined && Number.isFinite(first) ? first : 0;
   const workers: string[] = [];
   const types: string[] = [];
   const rows = new Array<unknown[]>(events.length);

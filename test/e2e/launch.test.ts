@@ -25,7 +25,7 @@ interface LaunchForm {
 
 const FORMS: LaunchForm[] = [
   // What the Dockerfile's CMD and the systemd unit's ExecStart run.
-  { name: 'node node_modules/naq/bin/naq.js', command: () => [process.execPath, '--max-semi-space-size=4', 'node_modules/naq/bin/naq.js'] },
+  { name: 'node node_modules/naq/bin/naq.js', command: () => [process.execPath, '--max-semi-space-size=8', 'node_modules/naq/bin/naq.js'] },
   // The bin on PATH: a symlink to bin/naq.js, whose `#!/usr/bin/env -S node …` line execs node in place.
   { name: 'node_modules/.bin/naq', command: (app) => [join(app, 'node_modules/.bin/naq')] },
 ];

@@ -269,6 +269,9 @@ describe('event queries, pure parts', () => {
       { v: 1, type: 'job.removed', ts: 1795689999999, queue: 'q', jobId: 'c', data: { was: 'pending' } },
     ];
     expect(decodeBatch(encodeBatch(sparse))).toEqual(sparse);
+    // A first event whose time JSON cannot carry is lost alone, not with the batch.
+    const bad: NaqEvent = { v: 1, type: 'job.started', ts: Number.NaN, queue: 'q', jobId: 'x' };
+    expect(decodeBatch(encodeBatch([bad, ...sparse]))).toEqual(sparse);
   });
 
   it("makes a worker's batch half of format 2's and a third of format 1's", () => {

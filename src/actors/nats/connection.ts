@@ -188,7 +188,8 @@ export function natsConnectionLogic(config: NaqConfig, registry: ConnectionRegis
         // first: the drain closes the inbox they come back on.
         const started = Date.now();
         input.connection.context.storage.flushIndex();
-        await input.connection.context.publisher.settled(config.supervisor.stopTimeoutMs);
+        // Half the stop's budget at most: the drain keeps the rest.
+        await input.connection.context.publisher.settled(config.supervisor.stopTimeoutMs / 2);
         // Drain flushes what was published and lets subscriptions finish; bounded, then close.
         // The bound's timer must not outlive the drain: it would keep a host's process alive.
         let bound: NodeJS.Timeout | undefined;

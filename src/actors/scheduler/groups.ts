@@ -156,7 +156,8 @@ export class GroupQueue {
    * Grouped jobs already in the priority lanes were released by an earlier leader and have not
    * finished: they count against their groups' limits here too. (Up to MAX_ADOPT_SCAN messages
    * of the lanes are read, one stream get each; past that, a group may briefly run over its
-   * limit after a change of leader.)
+   * limit after a change of leader.) Called only when the staging consumer ever delivered (run):
+   * one deleted by hand and made again counts from zero, and its released jobs go uncounted.
    */
   async #adopt(): Promise<void> {
     const ctx = this.#ctx;
