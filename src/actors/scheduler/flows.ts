@@ -14,7 +14,7 @@
 import { jetstream, type ConsumerMessages } from '@nats-io/jetstream';
 import type { ErrorInfo } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
-import type { ChildNotice, FlowRecord } from '../../model/flow.js';
+import type { BatchSummary, ChildNotice, FlowRecord } from '../../model/flow.js';
 import { encodeJson, type JobMessage, type JobRecord } from '../../model/job.js';
 import { publishJob } from '../jobs/enqueue.js';
 import { cancelUnstarted, failUnstarted } from '../jobs/fail-unstarted.js';
@@ -163,7 +163,7 @@ export class FlowTracker {
     if (record.state === 'waiting') {
       const decided = closedRecord(record, parent.fatal, parent.count, parent.finished.values(), Date.now());
       if (!decided) return;
-      const closed = fittedRecord(decided, this.#ctx.storage.maxMessageBytes);
+      const closed = fitted(decided, 'summary', this.#ctx.storage.maxMessageBytes);
       if (!(await this.#closeRecord(current, closed))) {
         // Changed meanwhile (a cancel, another leader): look again.
         await this.#load(id, parent);
@@ -198,7 +198,7 @@ export class FlowTracker {
     const ran = await this.#ranAlready(job.id, job.ts);
     if (record.state === 'released') {
       if (!ran && !(await pendingMessage(this.#ctx, job.id))) {
-        const released = record.summary ? fitted({ ...job, batch: record.summary }, Math.min(this.#ctx.storage.maxMessageBytes, this.#ctx.defaults.maxPayloadBytes)) : job;
+        const released = record.summary ? fitted({ ...job, batch: record.summary }, 'batch', Math.min(this.#ctx.storage.maxMessageBytes, this.#ctx.defaults.maxPayloadBytes)) : job;
         await publishJob(this.#ctx, released, encodeJson(released), `${job.id}:${job.ts}:release`);
       }
       this.#log.debug({ parent: id, kind: record.kind, children: record.total }, 'children finished; parent released');
@@ -265,23 +265,14 @@ export class FlowTracker {
   }
 }
 
-/** A closed batch record cut to fit one message: its summary's failed ids halved until it does. */
-function fittedRecord(record: FlowRecord, maxBytes: number): FlowRecord {
-  let out = record;
-  while (out.summary && out.summary.failedIds.length > 0 && encodeJson(out).length > maxBytes) {
-    out = { ...out, summary: { ...out.summary, failedIds: out.summary.failedIds.slice(0, Math.floor(out.summary.failedIds.length / 2)) } };
-  }
-  return out;
-}
-
 /**
- * A completion job cut to fit one message: its batch's failed ids halved until it does (the
- * counts stay exact).
+ * `value` cut to fit one message: the failed ids of its batch summary (at `key`: a closed
+ * batch's record, a completion job) halved until it does. The counts stay exact.
  */
-function fitted(job: JobMessage, maxBytes: number): JobMessage {
-  let out = job;
-  while (out.batch && out.batch.failedIds.length > 0 && encodeJson(out).length > maxBytes) {
-    out = { ...out, batch: { ...out.batch, failedIds: out.batch.failedIds.slice(0, Math.floor(out.batch.failedIds.length / 2)) } };
+function fitted<K extends string, T extends { [k in K]?: BatchSummary }>(value: T, key: K, maxBytes: number): T {
+  let out = value;
+  for (let s = out[key]; s && s.failedIds.length > 0 && encodeJson(out).length > maxBytes; s = out[key]) {
+    out = { ...out, [key]: { ...s, failedIds: s.failedIds.slice(0, Math.floor(s.failedIds.length / 2)) } };
   }
   return out;
 }
