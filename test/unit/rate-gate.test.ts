@@ -7,7 +7,7 @@ import type { KV } from '@nats-io/kv';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { Delivery } from '../../src/actors/worker/delivery.js';
-import { RateGate } from '../../src/actors/worker/rate-gate.js';
+import { RateGate, type Grant } from '../../src/actors/worker/rate-gate.js';
 import { busiestWindow } from '../support/windows.js';
 
 const wrongLastSequence = () => new JetStreamApiError({ code: 400, err_code: 10071, description: 'wrong last sequence' });
@@ -43,8 +43,25 @@ function delivery(calls: string[]): Delivery {
   return { data: new Uint8Array(), subject: 'naq.jobs.q.x', ack: () => {}, nak: () => void calls.push('nak'), working: () => void calls.push('working') };
 }
 
-function gate(kv: KV, starts: number[], ackWaitMs = 30_000) {
-  return new RateGate({ kv: async () => kv, key: 'q', ackWaitMs, now: Date.now, log: pino({ level: 'silent' }), start: () => void starts.push(Date.now()) });
+/** `lateMs`: how long after the gate hands a delivery out its job really starts (a record read, a busy loop). */
+function gate(kv: KV, starts: number[], ackWaitMs = 30_000, lateMs = () => 0) {
+  const begin = (grant?: Grant) => {
+    const at = Date.now();
+    starts.push(at);
+    grant?.began(at);
+  };
+  return new RateGate({
+    kv: async () => kv,
+    key: 'q',
+    ackWaitMs,
+    now: Date.now,
+    log: pino({ level: 'silent' }),
+    start: (_msg, grant) => {
+      const ms = lateMs();
+      if (ms === 0) begin(grant);
+      else setTimeout(() => begin(grant), ms);
+    },
+  });
 }
 
 describe('the rate gate', () => {
@@ -60,6 +77,19 @@ describe('the rate gate', () => {
     expect(busiestWindow(starts, 200)).toBeLessThanOrEqual(3);
     // 12 at 3 per window: three windows after the first grant.
     expect(Math.max(...starts) - Math.min(...starts)).toBeGreaterThanOrEqual(600);
+  });
+
+  it('jobs that start well after their grant (up to 60 ms late, in a window of 5 per 300 ms): the window still holds no more than 5 starts', async () => {
+    const kv = fakeBucket();
+    const starts: number[] = [];
+    const late = () => Math.floor(Math.random() * 60);
+    const [a, b] = [gate(kv, starts, 30_000, late), gate(kv, starts, 30_000, late)];
+    for (const g of [a, b]) g.follow({ max: 5, durationMs: 300 }, 0);
+    for (let i = 0; i < 10; i++) for (const g of [a, b]) g.admit(delivery([]));
+    const t0 = Date.now();
+    while (starts.length < 20 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 10));
+    expect(starts).toHaveLength(20);
+    expect(busiestWindow(starts, 300)).toBeLessThanOrEqual(5);
   });
 
   it('a hold stops every start until it ends; clearing the limit lets the rest through at once', async () => {

@@ -25,6 +25,7 @@ import { abortJob, runningJob, RunningJobContext, type RunningJob } from './runn
 import { historyOf } from './job-logs.js';
 import { deferredOf, EnqueueRecords } from './enqueue-records.js';
 import { consumerSpan, endSpan, within } from '../../tracing/tracing.js';
+import type { Grant } from './rate-gate.js';
 
 export type { JobIO, JobPathOptions } from './job-io.js';
 
@@ -106,8 +107,9 @@ export class JobPath {
    * One delivery, through every step. The common case (a first attempt that completes) awaits
    * only the handler and the one record write; every step is a plain call, not an async
    * function of its own. Rejects only when a write failed (the job is then redelivered).
+   * `grant`: the rate gate's, when the delivery passed one (told when the handler starts).
    */
-  async process(msg: Delivery, delivery: number): Promise<void> {
+  async process(msg: Delivery, delivery: number, grant?: Grant): Promise<void> {
     let attempt = delivery;
     // 1. Decode.
     let job: JobMessage;
@@ -145,7 +147,8 @@ export class JobPath {
       const error: ErrorInfo = { name: 'UnknownHandlerError', code: 'UNKNOWN_HANDLER', message: `no handler named ${job.name} on this worker` };
       return this.#fail(msg, job, attempt, startedAt, error, true);
     }
-    // 3. Run.
+    // 3. Run. A rate limit's window counts this start when it really happens.
+    grant?.began(startedAt);
     const running = runningJob(msg, job, attempt, startedAt, deferred);
     // The record read to verify this delivery is the history its records build on: not read again.
     if (record) running.prior = Promise.resolve(historyOf(record, attempt));

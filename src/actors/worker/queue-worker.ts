@@ -23,7 +23,7 @@ import type { Handlers } from './handler.js';
 import { JobPath, type JobIO } from './job-path.js';
 import { LanePuller } from './lanes.js';
 import { laneToken, PRIORITIES } from '../../model/layout.js';
-import { RateGate } from './rate-gate.js';
+import { RateGate, type Grant } from './rate-gate.js';
 
 export interface QueueWorkerSettings {
   concurrency: number;
@@ -111,7 +111,7 @@ export class QueueWorker {
       ackWaitMs: settings.ackWaitMs,
       now: () => clock.now(),
       log,
-      start: (msg) => this.#startAdmitted(msg),
+      start: (msg, grant) => this.#startAdmitted(msg, grant),
     });
   }
 
@@ -304,13 +304,13 @@ export class QueueWorker {
   };
 
   /** Through the gate: started, unless pulling stopped meanwhile (then it goes back, as in #consume). */
-  #startAdmitted(msg: Delivery): void {
+  #startAdmitted(msg: Delivery, grant?: Grant): void {
     if (this.#status !== 'running') {
       msg.nak();
       this.#release();
       return;
     }
-    void this.#path.process(msg, deliveryCount(msg as unknown as JsMsg)).then(this.#released, this.#failedOnTheWay);
+    void this.#path.process(msg, deliveryCount(msg as unknown as JsMsg), grant).then(this.#released, this.#failedOnTheWay);
   }
 
   readonly #released = () => this.#release();

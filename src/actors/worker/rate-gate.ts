@@ -4,6 +4,11 @@
  * `working()` so the server does not hand them to another worker; each grant of the shared
  * window (src/model/rate-window.ts, one revision-checked write to the rates bucket) lets as
  * many start as it covers. Without a limit and a hold, the queue worker does not call it.
+ *
+ * A grant is stamped with the time its jobs will start. The job path tells the grant when each
+ * job really starts (`began`): one that starts later than the stamp allows (a busy event loop,
+ * a redelivery's record read first, a handler's synchronous work before the next job) moves the
+ * grant's pair in the window to that time, so that the window stays strict over real starts.
  */
 import type { KV } from '@nats-io/kv';
 import type { Logger } from '../../core/log.js';
@@ -20,8 +25,8 @@ const RETRY_MS = 500;
 /** Bounds of the lead: how far ahead of the write a grant is stamped (see #take). */
 const MIN_LEAD_MS = 5;
 const MAX_LEAD_MS = 100;
-/** Late grants dropped in a row before one is used anyway (a server slower than MAX_LEAD_MS must not stop the queue). */
-const MAX_LATE_DROPS = 3;
+/** Tries at moving a grant's pair when other workers keep writing the window first. */
+const RESTAMP_TRIES = 5;
 
 export interface RateGateOptions {
   /** The rates bucket. */
@@ -31,8 +36,22 @@ export interface RateGateOptions {
   ackWaitMs: number;
   now: () => number;
   log: Logger;
-  /** Starts a job whose delivery passed the gate. */
-  start(msg: Delivery): void;
+  /** Starts a job whose delivery passed the gate; with a limit, the path calls `grant.began` when its handler starts. */
+  start(msg: Delivery, grant?: Grant): void;
+}
+
+/** The starts one write to the window granted: told when each of its jobs really starts. */
+export interface Grant {
+  began(at: number): void;
+}
+
+/** A grant's pair in the window: `[stored, n]` now, to be moved to `wanted` when that is later. */
+interface Pair {
+  stored: number;
+  wanted: number;
+  readonly n: number;
+  /** How late a start may be against `wanted` without moving the pair (half the slack, whole ms: the window holds integers). */
+  readonly toleranceMs: number;
 }
 
 export class RateGate {
@@ -48,7 +67,8 @@ export class RateGate {
   #wake: (() => void) | undefined;
   /** The write of a grant, smoothed: the lead is twice it. */
   #writeMs = 5;
-  #lateDrops = 0;
+  /** Moves of grants' pairs, one at a time, before the next grant reads the window. */
+  #restamps: Promise<void> = Promise.resolve();
 
   constructor(options: RateGateOptions) {
     this.#o = options;
@@ -136,7 +156,8 @@ export class RateGate {
           break;
         }
         const granted = await this.#take(limit, this.#waiting.length);
-        for (const m of this.#waiting.splice(0, granted)) this.#o.start(m);
+        if (granted === null) continue;
+        for (const m of this.#waiting.splice(0, granted.n)) this.#o.start(m, granted.grant);
       }
     } finally {
       this.#pumping = false;
@@ -144,17 +165,19 @@ export class RateGate {
     }
   }
 
-  /** One try at the shared window: starts granted now (0 after waiting for the next chance). */
-  async #take(limit: RateLimit, want: number): Promise<number> {
+  /** One try at the shared window: starts granted now (null after waiting for the next chance). */
+  async #take(limit: RateLimit, want: number): Promise<{ n: number; grant: Grant } | null> {
     let kv: KV;
     let entry;
     try {
+      // A grant's pair still to be moved would let this read see it leave the window too soon.
+      await this.#restamps;
       kv = await this.#o.kv();
       entry = await kv.get(this.#o.key);
     } catch (error) {
       this.#o.log.debug({ err: error, queue: this.#o.key }, 'could not read the rate window; trying again');
       await this.#sleep(RETRY_MS);
-      return 0;
+      return null;
     }
     const state = decodeWindow(entry && entry.operation === 'PUT' ? entry.string() : null);
     // Stamped with the time the jobs will start, not the time of the write: they start when it
@@ -165,7 +188,7 @@ export class RateGate {
     const t = take(state, limit, at, want);
     if (t.next === null) {
       await this.#sleep(Math.min(Math.max(1, t.waitMs - lead), RECHECK_MS));
-      return 0;
+      return null;
     }
     try {
       const bytes = encodeJson(t.next);
@@ -173,23 +196,51 @@ export class RateGate {
       else await kv.create(this.#o.key, bytes);
       const stored = this.#o.now();
       this.#writeMs = 0.8 * this.#writeMs + 0.2 * (stored - writeAt);
-      // Never before the stamp (a poke may end a sleep early).
+      // Never before the stamp (a poke may end a sleep early): the window let these start at `at`, not sooner.
       for (let now = stored; now < at; now = this.#o.now()) await this.#sleep(at - now);
-      // Starting well after the stamp would let these starts share a window with the next
-      // grant's: the grant is dropped (it still counts, so the window stays strict) and the
-      // jobs wait for another, unless that keeps happening.
-      if (this.#o.now() - at > slackMs(limit) / 2 && this.#lateDrops < MAX_LATE_DROPS) {
-        this.#lateDrops++;
-        return 0;
-      }
-      this.#lateDrops = 0;
-      return t.granted;
+      const pair: Pair = { stored: at, wanted: at, n: t.granted, toleranceMs: Math.ceil(slackMs(limit) / 2) };
+      return { n: t.granted, grant: { began: (startedAt) => this.#began(pair, startedAt) } };
     } catch (error) {
       // Another worker took from the window first: read it again at once.
-      if (isWrongLastSequence(error)) return 0;
+      if (isWrongLastSequence(error)) return null;
       this.#o.log.debug({ err: error, queue: this.#o.key }, 'could not write the rate window; trying again');
       await this.#sleep(RETRY_MS);
-      return 0;
+      return null;
     }
+  }
+
+  /**
+   * A job of a grant started at `startedAt`. The window counts the grant until its stamp +
+   * duration + slack; a start later than stamp + slack / 2 moves the stamp to slack / 2 after
+   * it (so the next few late starts need no write of their own), and the window stays strict.
+   */
+  #began(pair: Pair, startedAt: number): void {
+    if (startedAt <= pair.wanted + pair.toleranceMs) return;
+    pair.wanted = startedAt + pair.toleranceMs;
+    this.#restamps = this.#restamps.then(() => this.#restamp(pair));
+  }
+
+  /** Moves the pair to where it is wanted, revision-checked; never rejects. */
+  async #restamp(pair: Pair): Promise<void> {
+    for (let tries = 0; tries < RESTAMP_TRIES && pair.stored < pair.wanted; tries++) {
+      try {
+        const kv = await this.#o.kv();
+        const entry = await kv.get(this.#o.key);
+        if (!entry || entry.operation !== 'PUT') return;
+        const w = decodeWindow(entry.string()).w;
+        const i = w.findIndex(([at, n]) => at === pair.stored && n === pair.n);
+        // Gone: the window was cleared (the limit changed or went), nothing counts it any more.
+        if (i < 0) return;
+        const wanted = pair.wanted;
+        w[i] = [wanted, pair.n];
+        await kv.update(this.#o.key, encodeJson({ v: 1, w }), entry.revision);
+        pair.stored = wanted;
+      } catch (error) {
+        if (isWrongLastSequence(error)) continue;
+        this.#o.log.warn({ err: error, queue: this.#o.key }, 'could not move a late grant in the rate window: the limit may be exceeded once');
+        return;
+      }
+    }
+    if (pair.stored < pair.wanted) this.#o.log.warn({ queue: this.#o.key }, 'could not move a late grant in the rate window (other workers kept writing it): the limit may be exceeded once');
   }
 }
