@@ -369,17 +369,22 @@ describe('the job path', () => {
     expect(runs).toBe(1);
   });
 
-  it("a rate gate's grant is told when the handler starts, after a redelivery's record read; not for a job that does not run", async () => {
+  it("a rate gate's grant is told of the handler's start (the clock's time, before the handler runs): a first attempt, a redelivery read back first; not a job that does not run", async () => {
     const clock = new ManualClock(1_000_000);
     const began: number[] = [];
     const grant = { began: (at: number) => void began.push(at) };
-    const { p, records } = path({ work: async () => began.push(-1) }, { clock });
+    const { p, records } = path({ work: async () => void began.push(-1) }, { clock });
     await p.process(delivery({ attempts: 3 }), 1, grant);
     expect(began).toEqual([1_000_000, -1]);
-    records.set('j1', { v: 1, id: 'j1', name: 'work', queue: 'q', status: 'completed', maxAttempts: 3, attempts: [{ n: 1, startedAt: 1, finishedAt: 2 }], enqueuedAt: 500 });
+    // A redelivery of another job, its record read first (an attempt that did not finish).
+    clock.advance(50);
+    records.set('j2', { v: 1, id: 'j2', name: 'work', queue: 'q', status: 'active', maxAttempts: 3, attempts: [{ n: 1, startedAt: 1 }], enqueuedAt: 500 });
+    await p.process(delivery({ attempts: 3, id: 'j2' }, 'naq.jobs.q.j2'), 2, grant);
+    expect(began).toEqual([1_000_000, -1, 1_000_050, -1]);
+    // Finished already (remembered), and a job no handler here can run: no start to count.
     await p.process(delivery({ attempts: 3 }), 2, grant);
-    await p.process(delivery({ attempts: 3, name: 'missing', id: 'j2' }, 'naq.jobs.q.j2'), 1, grant);
-    expect(began).toEqual([1_000_000, -1]);
+    await p.process(delivery({ attempts: 3, name: 'missing', id: 'j3' }, 'naq.jobs.q.j3'), 1, grant);
+    expect(began).toEqual([1_000_000, -1, 1_000_050, -1]);
   });
 
   it('a child of a flow or batch: its parent is told each final outcome after the record is written and before the ack; a retry tells nothing', async () => {

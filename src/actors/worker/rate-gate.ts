@@ -8,7 +8,9 @@
  * A grant is stamped with the time its jobs will start. The job path tells the grant when each
  * job really starts (`began`): one that starts later than the stamp allows (a busy event loop,
  * a redelivery's record read first, a handler's synchronous work before the next job) moves the
- * grant's pair in the window to that time, so that the window stays strict over real starts.
+ * grant's pair in the window to just after that start, so that the window counts real starts.
+ * A move must land before other workers see the pair leave the window: the gate starts none
+ * of a grant's jobs later than half the window after its stamp (the rest wait for another).
  */
 import type { KV } from '@nats-io/kv';
 import type { Logger } from '../../core/log.js';
@@ -25,8 +27,6 @@ const RETRY_MS = 500;
 /** Bounds of the lead: how far ahead of the write a grant is stamped (see #take). */
 const MIN_LEAD_MS = 5;
 const MAX_LEAD_MS = 100;
-/** Tries at moving a grant's pair when other workers keep writing the window first. */
-const RESTAMP_TRIES = 5;
 
 export interface RateGateOptions {
   /** The rates bucket. */
@@ -52,6 +52,8 @@ interface Pair {
   readonly n: number;
   /** How late a start may be against `wanted` without moving the pair (half the slack, whole ms: the window holds integers). */
   readonly toleranceMs: number;
+  /** How long the window counts a pair (duration + slack): a move later than that protects nothing. */
+  readonly spanMs: number;
 }
 
 export class RateGate {
@@ -155,9 +157,18 @@ export class RateGate {
           for (const m of this.#waiting.splice(0)) this.#o.start(m);
           break;
         }
-        const granted = await this.#take(limit, this.#waiting.length);
+        const granted = await this.#take(limit);
         if (granted === null) continue;
-        for (const m of this.#waiting.splice(0, granted.n)) this.#o.start(m, granted.grant);
+        const batch = this.#waiting.splice(0, granted.n);
+        for (let i = 0; i < batch.length; i++) {
+          // A handler's synchronous work delays the next start. Past half the window, a move of
+          // the grant might land after other workers saw it leave: the rest wait for another.
+          if (i > 0 && this.#o.now() > granted.startBy) {
+            this.#waiting.unshift(...batch.slice(i));
+            break;
+          }
+          this.#o.start(batch[i]!, granted.grant);
+        }
       }
     } finally {
       this.#pumping = false;
@@ -166,7 +177,7 @@ export class RateGate {
   }
 
   /** One try at the shared window: starts granted now (null after waiting for the next chance). */
-  async #take(limit: RateLimit, want: number): Promise<{ n: number; grant: Grant } | null> {
+  async #take(limit: RateLimit): Promise<{ n: number; grant: Grant; startBy: number } | null> {
     let kv: KV;
     let entry;
     try {
@@ -185,6 +196,9 @@ export class RateGate {
     const lead = Math.min(MAX_LEAD_MS, Math.max(MIN_LEAD_MS, Math.ceil(2 * this.#writeMs)));
     const writeAt = this.#o.now();
     const at = writeAt + lead;
+    // As many as wait now: pulling may have stopped (all given back) during the reads.
+    const want = this.#waiting.length;
+    if (want === 0) return null;
     const t = take(state, limit, at, want);
     if (t.next === null) {
       await this.#sleep(Math.min(Math.max(1, t.waitMs - lead), RECHECK_MS));
@@ -198,8 +212,8 @@ export class RateGate {
       this.#writeMs = 0.8 * this.#writeMs + 0.2 * (stored - writeAt);
       // Never before the stamp (a poke may end a sleep early): the window let these start at `at`, not sooner.
       for (let now = stored; now < at; now = this.#o.now()) await this.#sleep(at - now);
-      const pair: Pair = { stored: at, wanted: at, n: t.granted, toleranceMs: Math.ceil(slackMs(limit) / 2) };
-      return { n: t.granted, grant: { began: (startedAt) => this.#began(pair, startedAt) } };
+      const pair: Pair = { stored: at, wanted: at, n: t.granted, toleranceMs: Math.ceil(slackMs(limit) / 2), spanMs: limit.durationMs + slackMs(limit) };
+      return { n: t.granted, grant: { began: (startedAt) => this.#began(pair, startedAt) }, startBy: at + Math.floor(limit.durationMs / 2) };
     } catch (error) {
       // Another worker took from the window first: read it again at once.
       if (isWrongLastSequence(error)) return null;
@@ -216,31 +230,40 @@ export class RateGate {
    */
   #began(pair: Pair, startedAt: number): void {
     if (startedAt <= pair.wanted + pair.toleranceMs) return;
+    if (startedAt >= pair.stored + pair.spanMs) this.#o.log.warn({ queue: this.#o.key, lateMs: startedAt - pair.stored }, 'a job started after its grant had left the rate window: the limit may have been exceeded by its start');
     pair.wanted = startedAt + pair.toleranceMs;
     this.#restamps = this.#restamps.then(() => this.#restamp(pair));
   }
 
-  /** Moves the pair to where it is wanted, revision-checked; never rejects. */
+  /**
+   * Moves the pair to where it is wanted, revision-checked; never rejects. Tried again (after a
+   * conflict at once, after a failure a moment later) for as long as the pair could still count.
+   * A pair no longer in the window (it left it, or a lost reply hid a move that landed) is added
+   * again: counting a grant twice slows the queue, not counting it breaks the limit.
+   */
   async #restamp(pair: Pair): Promise<void> {
-    for (let tries = 0; tries < RESTAMP_TRIES && pair.stored < pair.wanted; tries++) {
+    let failure: unknown;
+    while (pair.stored < pair.wanted && this.#o.now() < pair.wanted + pair.spanMs) {
       try {
         const kv = await this.#o.kv();
         const entry = await kv.get(this.#o.key);
-        if (!entry || entry.operation !== 'PUT') return;
-        const w = decodeWindow(entry.string()).w;
+        const current = entry && entry.operation === 'PUT' ? entry : null;
+        const w = decodeWindow(current?.string()).w;
         const i = w.findIndex(([at, n]) => at === pair.stored && n === pair.n);
-        // Gone: the window was cleared (the limit changed or went), nothing counts it any more.
-        if (i < 0) return;
         const wanted = pair.wanted;
-        w[i] = [wanted, pair.n];
-        await kv.update(this.#o.key, encodeJson({ v: 1, w }), entry.revision);
+        if (i < 0) w.push([wanted, pair.n]);
+        else w[i] = [wanted, pair.n];
+        const bytes = encodeJson({ v: 1, w });
+        if (current) await kv.update(this.#o.key, bytes, current.revision);
+        else await kv.create(this.#o.key, bytes);
         pair.stored = wanted;
       } catch (error) {
         if (isWrongLastSequence(error)) continue;
-        this.#o.log.warn({ err: error, queue: this.#o.key }, 'could not move a late grant in the rate window: the limit may be exceeded once');
-        return;
+        failure = error;
+        // Unref'd: a worker stopping while the server is away must not wait for this.
+        await new Promise((resolve) => setTimeout(resolve, RETRY_MS).unref());
       }
     }
-    if (pair.stored < pair.wanted) this.#o.log.warn({ queue: this.#o.key }, 'could not move a late grant in the rate window (other workers kept writing it): the limit may be exceeded once');
+    if (pair.stored < pair.wanted) this.#o.log.warn({ err: failure, queue: this.#o.key }, 'could not move a late grant in the rate window: the limit may have been exceeded by its starts');
   }
 }
