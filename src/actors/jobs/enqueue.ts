@@ -30,7 +30,7 @@ const MAX_CYCLE_LOOKUPS = 10_000;
  * worker, and the one-message-per-subject rule already refuses a second copy while the job is
  * pending.
  */
-export async function publishJob(
+export function publishJob(
   ctx: NaqContext,
   message: JobMessage,
   bytes: Uint8Array,
@@ -39,30 +39,26 @@ export async function publishJob(
   { strict = false }: { strict?: boolean } = {},
 ): Promise<void> {
   const options = msgId !== undefined || headers ? { ...(msgId !== undefined ? { msgId } : {}), ...(headers ? { headers } : {}) } : undefined;
-  const once = async () => {
-    try {
-      // A job with a group waits in the staging lane until the group dispatcher releases it.
-      const subject = message.group === undefined ? ctx.layout.jobSubject(message.queue, message.id, message.priority) : ctx.layout.stagedSubject(message.queue, message.id);
-      await ctx.publisher.publish(subject, bytes, options);
-    } catch (error) {
-      // Already pending: the idempotent case, not a new job (and not a new event) — unless the
-      // caller needs this very message in the queue (strict: a flow's child).
-      if (error instanceof PublishRejectedError && error.errCode === ERR_MAX_MSGS_PER_SUBJECT) {
-        if (strict) throw new InvalidArgumentError(`job ${message.id} is already pending: the jobs of a flow or batch must be new`);
-        return;
-      }
-      throw error;
+  // A job with a group waits in the staging lane until the group dispatcher releases it.
+  const subject = message.group === undefined ? ctx.layout.jobSubject(message.queue, message.id, message.priority) : ctx.layout.stagedSubject(message.queue, message.id);
+  const enqueued = () => ctx.events.emit({ type: 'job.enqueued', queue: message.queue, jobId: message.id, data: { name: message.name, attempts: message.attempts } });
+  const pending = (error: unknown) => {
+    // Already pending: the idempotent case, not a new job (and not a new event) — unless the
+    // caller needs this very message in the queue (strict: a flow's child).
+    if (error instanceof PublishRejectedError && error.errCode === ERR_MAX_MSGS_PER_SUBJECT) {
+      if (strict) throw new InvalidArgumentError(`job ${message.id} is already pending: the jobs of a flow or batch must be new`);
+      return;
     }
-    ctx.events.emit({ type: 'job.enqueued', queue: message.queue, jobId: message.id, data: { name: message.name, attempts: message.attempts } });
+    throw error;
   };
-  // The common case costs one publish; the retry loop (and its deadline timer) only starts
-  // after a transient failure. The Nats-Msg-Id makes the retry safe.
-  try {
-    await once();
-  } catch (error) {
+  const once = () => ctx.publisher.publish(subject, bytes, options).then(enqueued, pending);
+  // The common case costs one publish and two reactions (no async frames: enqueueBulk makes
+  // thousands of these); the retry loop (and its deadline timer) only starts after a
+  // transient failure. The Nats-Msg-Id makes the retry safe.
+  return once().catch((error: unknown) => {
     if (!isTransient(error)) throw error;
-    await withRetry(`enqueue ${message.id}`, ctx.retry, once);
-  }
+    return withRetry(`enqueue ${message.id}`, ctx.retry, once);
+  });
 }
 
 export async function enqueue(ctx: NaqContext, name: string, data: unknown, opts: JobOptions = {}): Promise<string> {
