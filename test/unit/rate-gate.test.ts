@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { Delivery } from '../../src/actors/worker/delivery.js';
 import { RateGate, type Grant } from '../../src/actors/worker/rate-gate.js';
+import { until } from '../support/harness.js';
 import { busiestWindow } from '../support/windows.js';
 
 const wrongLastSequence = () => new JetStreamApiError({ code: 400, err_code: 10071, description: 'wrong last sequence' });
@@ -72,7 +73,7 @@ function gate(kv: KV, starts: number[], ackWaitMs = 30_000, lateMs = () => 0, sy
       const ms = lateMs();
       if (ms === 0) begin(grant);
       else setTimeout(() => begin(grant), ms);
-      for (const until = Date.now() + syncMs(); Date.now() < until; );
+      for (const end = Date.now() + syncMs(); Date.now() < end; );
     },
   });
 }
@@ -84,8 +85,7 @@ describe('the rate gate', () => {
     const [a, b] = [gate(kv, starts), gate(kv, starts)];
     for (const g of [a, b]) g.follow({ max: 3, durationMs: 200 }, 0);
     for (let i = 0; i < 6; i++) for (const g of [a, b]) g.admit(delivery([]));
-    const t0 = Date.now();
-    while (starts.length < 12 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 10));
+    await until(() => starts.length >= 12, 5000);
     expect(starts).toHaveLength(12);
     expect(busiestWindow(starts, 200)).toBeLessThanOrEqual(3);
     // 12 at 3 per window: three windows after the first grant.
@@ -99,8 +99,7 @@ describe('the rate gate', () => {
     const [a, b] = [gate(kv, starts, 30_000, late), gate(kv, starts, 30_000, late)];
     for (const g of [a, b]) g.follow({ max: 5, durationMs: 300 }, 0);
     for (let i = 0; i < 10; i++) for (const g of [a, b]) g.admit(delivery([]));
-    const t0 = Date.now();
-    while (starts.length < 20 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 10));
+    await until(() => starts.length >= 20, 10_000);
     expect(starts).toHaveLength(20);
     expect(busiestWindow(starts, 300)).toBeLessThanOrEqual(5);
   });
@@ -116,8 +115,7 @@ describe('the rate gate', () => {
       const b = gate(kv, starts);
       for (const g of [a, b]) g.follow({ max: 5, durationMs: 300 }, 0);
       for (const g of [a, b]) for (let i = 0; i < 5; i++) g.admit(delivery([]));
-      const t0 = Date.now();
-      while (starts.length < 10 && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 10));
+      await until(() => starts.length >= 10, 10_000);
       expect(starts).toHaveLength(10);
       expect(busiestWindow(starts, 300)).toBeLessThanOrEqual(5);
       for (const g of [a, b]) g.stop();
@@ -130,10 +128,10 @@ describe('the rate gate', () => {
     const g = gate(kv, starts, 30_000, () => 120);
     g.follow({ max: 3, durationMs: 1000 }, 0);
     g.admit(delivery([]));
-    while (kv.pairs().length === 0) await new Promise((r) => setTimeout(r, 5));
+    await until(() => kv.pairs().length > 0);
     const stamp = kv.pairs()[0]![0];
     kv.replace([]);
-    while (starts.length < 1 || kv.pairs().length === 0) await new Promise((r) => setTimeout(r, 5));
+    await until(() => starts.length >= 1 && kv.pairs().length > 0);
     expect(kv.pairs()).toHaveLength(1);
     expect(kv.pairs()[0]![1]).toBe(1);
     expect(kv.pairs()[0]![0]).toBeGreaterThanOrEqual(starts[0]!);
@@ -143,8 +141,8 @@ describe('the rate gate', () => {
   it('a hold stops every start until it ends; clearing the limit lets the rest through at once', async () => {
     const starts: number[] = [];
     const g = gate(fakeBucket(), starts);
-    const until = Date.now() + 300;
-    g.follow(null, until);
+    const holdEnd = Date.now() + 300;
+    g.follow(null, holdEnd);
     expect(g.active).toBe(true);
     g.admit(delivery([]));
     g.admit(delivery([]));
@@ -152,7 +150,7 @@ describe('the rate gate', () => {
     expect(starts).toEqual([]);
     await new Promise((r) => setTimeout(r, 400));
     expect(starts).toHaveLength(2);
-    expect(Math.min(...starts)).toBeGreaterThanOrEqual(until);
+    expect(Math.min(...starts)).toBeGreaterThanOrEqual(holdEnd);
     expect(g.active).toBe(false);
 
     g.follow({ max: 1, durationMs: 60_000 }, 0);
@@ -167,13 +165,13 @@ describe('the rate gate', () => {
   it("its own hold is not shortened by an older settings entry the watch brings after it", async () => {
     const starts: number[] = [];
     const g = gate(fakeBucket(), starts);
-    const until = Date.now() + 300;
-    g.holdLocally(until);
+    const holdEnd = Date.now() + 300;
+    g.holdLocally(holdEnd);
     g.follow(null, 0);
     g.admit(delivery([]));
     await new Promise((r) => setTimeout(r, 500));
     expect(starts).toHaveLength(1);
-    expect(starts[0]!).toBeGreaterThanOrEqual(until);
+    expect(starts[0]!).toBeGreaterThanOrEqual(holdEnd);
   });
 
   it('keeps waiting deliveries alive, and gives them back when pulling stops', async () => {
