@@ -13,7 +13,7 @@ import { getJob, pendingMessage } from './reads.js';
 import { delayed } from './operate.js';
 import { cancelUnstarted } from './fail-unstarted.js';
 import type { FlowRecord } from '../../model/flow.js';
-import { isWrongLastSequence } from '../nats/jetstream.js';
+import { apiTimeoutMs, consumerNames, isWrongLastSequence } from '../nats/jetstream.js';
 
 const decoder = new TextDecoder();
 
@@ -288,8 +288,8 @@ export async function listQueues(ctx: NaqContext): Promise<QueueStats[]> {
   const jsm = await ctx.jsm();
   const queues = new Set<string>();
   const prefix = `${ctx.config.prefix}-`;
-  for await (const c of jsm.consumers.list(ctx.layout.jobsStream)) {
-    if (c.name.startsWith(prefix)) queues.add(parseLane(c.name.slice(prefix.length)).queue);
+  for (const name of await consumerNames(ctx.nc, jsm, ctx.layout.jobsStream, apiTimeoutMs(ctx.config))) {
+    if (name.startsWith(prefix)) queues.add(parseLane(name.slice(prefix.length)).queue);
   }
   // A paused queue is listed even when it has neither a consumer nor jobs yet.
   await ctx.storage.queuesKv();

@@ -3,6 +3,7 @@
  * the server would not change), and the retry and request deadlines from config.
  */
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamManager, type StreamConfig, type StreamInfo } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { NaqConfig } from '../../config/index.js';
 import type { Logger } from '../../core/log.js';
 import { isPermissionDenied, toPermissionDenied } from '../../core/permissions.js';
@@ -118,4 +119,46 @@ export function apiTimeoutMs(config: NaqConfig): number {
 export function isWrongLastSequence(error: unknown): boolean {
   const code = error instanceof JetStreamApiError ? error.code : error instanceof PublishRejectedError ? error.errCode : undefined;
   return code === JetStreamApiCodes.StreamWrongLastSequence || code === JetStreamApiCodes.StreamWrongLastSequenceUnknown;
+}
+
+/** The consumer names API answers at most this many names a page (the server's JSApiNamesLimit). */
+interface ConsumerNamesPage {
+  total?: number;
+  offset?: number;
+  limit?: number;
+  consumers?: string[] | null;
+  error?: { code: number; err_code: JetStreamApiCodes; description: string };
+}
+
+/**
+ * The names of a stream's consumers. Not `jsm.consumers.list()`: that one answers with every
+ * consumer's info, and the server works out each info's pending count by matching its filter
+ * against every subject in the stream — with one subject per job, a cost that grows with the
+ * backlog, paid per consumer (a queue has one per priority level and a staging one), every
+ * time. Names cost the server nothing of the kind. A user whose permissions allow only the
+ * list (`$JS.API.CONSUMER.LIST.<stream>`, what docs/security.md gave before) still gets the
+ * names, through the list.
+ */
+export async function consumerNames(nc: Pick<NatsConnection, 'request'>, jsm: JetStreamManager, stream: string, timeoutMs?: number): Promise<string[]> {
+  try {
+    return await namesByPage(nc, jsm, stream, timeoutMs);
+  } catch (error) {
+    if (!isPermissionDenied(error)) throw error;
+    const names: string[] = [];
+    for await (const c of jsm.consumers.list(stream)) names.push(c.name);
+    return names;
+  }
+}
+
+async function namesByPage(nc: Pick<NatsConnection, 'request'>, jsm: JetStreamManager, stream: string, timeoutMs?: number): Promise<string[]> {
+  const prefix = jsm.getOptions().apiPrefix ?? '$JS.API';
+  const names: string[] = [];
+  for (;;) {
+    const reply = await nc.request(`${prefix}.CONSUMER.NAMES.${stream}`, JSON.stringify({ offset: names.length }), timeoutMs ? { timeout: timeoutMs } : undefined);
+    const page = reply.json<ConsumerNamesPage>();
+    if (page.error) throw new JetStreamApiError(page.error);
+    const got = page.consumers ?? [];
+    names.push(...got);
+    if (got.length === 0 || names.length >= (page.total ?? 0)) return names;
+  }
 }

@@ -21,6 +21,7 @@ import { settingsOf, type GroupLimit } from '../../model/queue-settings.js';
 import { listWorkers } from '../jobs/admin.js';
 import { pendingMessage } from '../jobs/reads.js';
 import type { NaqContext } from '../nats/context.js';
+import { apiTimeoutMs, consumerNames } from '../nats/jetstream.js';
 import { scanForward } from '../nats/stream-scan.js';
 import { ERR_MAX_MSGS_PER_SUBJECT, PublishRejectedError } from '../nats/publisher.js';
 import { deliveryCount } from '../worker/delivery.js';
@@ -446,10 +447,10 @@ export class GroupDispatcher {
     const { layout, config } = this.#ctx;
     const jsm = await this.#ctx.jsm();
     const prefix = `${config.prefix}-`;
-    for await (const c of jsm.consumers.list(layout.jobsStream)) {
+    for (const name of await consumerNames(this.#ctx.nc, jsm, layout.jobsStream, apiTimeoutMs(config))) {
       if (this.#stopped) return;
-      if (!c.name.startsWith(prefix)) continue;
-      const lane = parseLane(c.name.slice(prefix.length));
+      if (!name.startsWith(prefix)) continue;
+      const lane = parseLane(name.slice(prefix.length));
       if (!lane.staged || this.#queues.has(lane.queue)) continue;
       const entry = await (await this.#ctx.storage.queuesKv()).get(lane.queue);
       if (this.#stopped) return;

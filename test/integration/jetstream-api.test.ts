@@ -1,0 +1,61 @@
+/**
+ * JetStream API helpers naq calls instead of the client's, against a real server.
+ */
+import { AckPolicy, JetStreamApiCodes, JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
+import { afterAll, describe, expect, it } from 'vitest';
+import { consumerNames } from '../../src/actors/nats/jetstream.js';
+import { connectTo, startServer, stopAllServers } from '../support/harness.js';
+
+afterAll(stopAllServers);
+
+describe('consumerNames', () => {
+  it('names every consumer of the stream, over more than one page of the API, and only its own', async () => {
+    const server = await startServer();
+    const nc = await connectTo(server);
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name: 'MANY', subjects: ['many.>'] });
+    await jsm.streams.add({ name: 'OTHER', subjects: ['other.>'] });
+    await jsm.consumers.add('OTHER', { durable_name: 'not-this-one', ack_policy: AckPolicy.Explicit });
+    // The server answers 1024 names a page: 1030 need a second one.
+    const wanted: string[] = [];
+    for (let i = 0; i < 1030; i++) wanted.push(`c-${String(i).padStart(4, '0')}`);
+    for (let i = 0; i < wanted.length; i += 50) {
+      await Promise.all(wanted.slice(i, i + 50).map((name) => jsm.consumers.add('MANY', { durable_name: name, ack_policy: AckPolicy.Explicit, filter_subject: `many.${name}` })));
+    }
+    const names = await consumerNames(nc, jsm, 'MANY', 5000);
+    expect(names).toHaveLength(wanted.length);
+    expect([...names].sort()).toEqual(wanted);
+    await nc.close();
+  }, 60_000);
+
+  it('a stream that does not exist is the API error that says so', async () => {
+    const server = await startServer();
+    const nc = await connectTo(server);
+    const jsm = await jetstreamManager(nc);
+    const error = await consumerNames(nc, jsm, 'MISSING').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(JetStreamApiError);
+    expect((error as JetStreamApiError).code).toBe(JetStreamApiCodes.StreamNotFound);
+    await nc.close();
+  });
+});
+
+describe('consumerNames with the permissions of an older deployment', () => {
+  it('a user allowed the consumer list but not the names API still gets the names', async () => {
+    const server = await startServer({
+      configText: `authorization {
+  users = [
+    { user: admin, password: admin-pw }
+    { user: lister, password: lister-pw, permissions: { publish: { allow: ["$JS.API.CONSUMER.LIST.OLD", "_INBOX.>"] }, subscribe: { allow: ["_INBOX.>"] } } }
+  ]
+}`,
+    });
+    const admin = await connectTo(server, { user: 'admin', pass: 'admin-pw' });
+    const adminJsm = await jetstreamManager(admin);
+    await adminJsm.streams.add({ name: 'OLD', subjects: ['old.>'] });
+    for (const name of ['a', 'b', 'c']) await adminJsm.consumers.add('OLD', { durable_name: name, ack_policy: AckPolicy.Explicit, filter_subject: `old.${name}` });
+
+    const lister = await connectTo(server, { user: 'lister', pass: 'lister-pw' });
+    const jsm = await jetstreamManager(lister, { checkAPI: false });
+    expect((await consumerNames(lister, jsm, 'OLD', 2000)).sort()).toEqual(['a', 'b', 'c']);
+  });
+});
