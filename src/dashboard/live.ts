@@ -33,6 +33,8 @@ export class LiveFeed {
   #subscription: EventSubscription | null = null;
   #stopped = false;
   #lastQueues: QueueStats[] | null = null;
+  /** A tick still reading the counts: the next one is skipped, not stacked on it. */
+  #ticking = false;
 
   constructor(
     private readonly backend: DashboardBackend,
@@ -107,12 +109,21 @@ export class LiveFeed {
     this.#tickTimer ??= setInterval(() => void this.#tick(), TICK_MS);
   }
 
+  /**
+   * Every queue's counts cost the server a pass over the queue's backlog per consumer (it
+   * counts each one's pending jobs): on a long backlog, longer than a tick. Ticks that
+   * overlapped would stack those passes until the server did nothing else.
+   */
   async #tick(): Promise<void> {
+    if (this.#ticking) return;
+    this.#ticking = true;
     try {
       this.#lastQueues = await this.backend.listQueues();
       this.#broadcast('tick', { queues: this.#lastQueues });
     } catch (error) {
       this.#broadcast('tick', { error: error instanceof Error ? error.message : String(error) });
+    } finally {
+      this.#ticking = false;
     }
   }
 

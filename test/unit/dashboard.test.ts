@@ -1,6 +1,11 @@
 /** The dashboard's pieces without a server: the throughput window and the actor tree. */
 import { assign, createActor, createMachine, fromPromise, setup, stopChild, type AnyActorRef } from 'xstate';
-import { describe, expect, it } from 'vitest';
+import type { ServerResponse } from 'node:http';
+import { pino } from 'pino';
+import { describe, expect, it, vi } from 'vitest';
+import type { DashboardBackend } from '../../src/dashboard/backend.js';
+import { LiveFeed } from '../../src/dashboard/live.js';
+import type { QueueStats } from '../../src/model/job.js';
 import { ActorTree } from '../../src/dashboard/actor-tree.js';
 import { BUCKET_MS, Throughput } from '../../src/dashboard/throughput.js';
 
@@ -57,5 +62,47 @@ describe('ActorTree', () => {
     [top] = tree.snapshot();
     expect(top!.children.map((c) => [c.id, c.state, c.restarts])).toEqual([['svc', 'ready', 1]]);
     actor.stop();
+  });
+});
+
+describe('LiveFeed ticks', () => {
+  it('does not start reading the counts again while the last read is still running (a long backlog makes it slow)', async () => {
+    vi.useFakeTimers();
+    try {
+      let running = 0;
+      let most = 0;
+      let calls = 0;
+      const finish: Array<() => void> = [];
+      const backend = {
+        listQueues: () => {
+          calls++;
+          running++;
+          most = Math.max(most, running);
+          return new Promise<QueueStats[]>((resolve) =>
+            finish.push(() => {
+              running--;
+              resolve([]);
+            }),
+          );
+        },
+      } as unknown as DashboardBackend;
+      const feed = new LiveFeed(backend, pino({ level: 'silent' }));
+      const written: string[] = [];
+      const res = { writeHead: () => res, write: (chunk: string) => written.push(chunk), on: () => res, end: () => undefined } as unknown as ServerResponse;
+      feed.attach(res);
+      // Five ticks' time while the first read hangs: still one read.
+      await vi.advanceTimersByTimeAsync(5000);
+      expect(calls).toBe(1);
+      finish.shift()!();
+      await vi.advanceTimersByTimeAsync(1000);
+      // Once it finished, the next tick reads again, and the browser got the first counts.
+      expect(calls).toBe(2);
+      expect(most).toBe(1);
+      expect(written.some((w) => w.startsWith('event: tick'))).toBe(true);
+      finish.shift()!();
+      feed.stop();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
