@@ -4,6 +4,7 @@
 import { AckPolicy, JetStreamApiCodes, JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { consumerNames } from '../../src/actors/nats/jetstream.js';
+import { toPermissionDenied } from '../../src/core/permissions.js';
 import { connectTo, startServer, stopAllServers } from '../support/harness.js';
 
 afterAll(stopAllServers);
@@ -40,12 +41,13 @@ describe('consumerNames', () => {
 });
 
 describe('consumerNames with the permissions of an older deployment', () => {
-  it('a user allowed the consumer list but not the names API still gets the names', async () => {
+  it('a user allowed the consumer list but not the names API still gets the names; one allowed neither is refused the names', async () => {
     const server = await startServer({
       configText: `authorization {
   users = [
     { user: admin, password: admin-pw }
     { user: lister, password: lister-pw, permissions: { publish: { allow: ["$JS.API.CONSUMER.LIST.OLD", "_INBOX.>"] }, subscribe: { allow: ["_INBOX.>"] } } }
+    { user: nobody, password: nobody-pw, permissions: { publish: { allow: ["_INBOX.>"] }, subscribe: { allow: ["_INBOX.>"] } } }
   ]
 }`,
     });
@@ -57,5 +59,10 @@ describe('consumerNames with the permissions of an older deployment', () => {
     const lister = await connectTo(server, { user: 'lister', pass: 'lister-pw' });
     const jsm = await jetstreamManager(lister, { checkAPI: false });
     expect((await consumerNames(lister, jsm, 'OLD', 2000)).sort()).toEqual(['a', 'b', 'c']);
+
+    // Allowed neither: the refusal named is the one of the names API, what the docs grant.
+    const nobody = await connectTo(server, { user: 'nobody', pass: 'nobody-pw' });
+    const refused = await consumerNames(nobody, await jetstreamManager(nobody, { checkAPI: false }), 'OLD', 2000).catch((e: unknown) => e);
+    expect(toPermissionDenied(refused)?.subject).toBe('$JS.API.CONSUMER.NAMES.OLD');
   });
 });

@@ -121,11 +121,9 @@ export function isWrongLastSequence(error: unknown): boolean {
   return code === JetStreamApiCodes.StreamWrongLastSequence || code === JetStreamApiCodes.StreamWrongLastSequenceUnknown;
 }
 
-/** The consumer names API answers at most this many names a page (the server's JSApiNamesLimit). */
+/** One page of the consumer names API's answer (the server gives up to 1024 names a page). */
 interface ConsumerNamesPage {
   total?: number;
-  offset?: number;
-  limit?: number;
   consumers?: string[] | null;
   error?: { code: number; err_code: JetStreamApiCodes; description: string };
 }
@@ -144,9 +142,14 @@ export async function consumerNames(nc: Pick<NatsConnection, 'request'>, jsm: Je
     return await namesByPage(nc, jsm, stream, timeoutMs);
   } catch (error) {
     if (!isPermissionDenied(error)) throw error;
-    const names: string[] = [];
-    for await (const c of jsm.consumers.list(stream)) names.push(c.name);
-    return names;
+    try {
+      const names: string[] = [];
+      for await (const c of jsm.consumers.list(stream)) names.push(c.name);
+      return names;
+    } catch {
+      // Neither is allowed: the refusal to report is the one of the subject the docs grant.
+      throw error;
+    }
   }
 }
 
