@@ -426,6 +426,15 @@ async function main(): Promise<void> {
   }
   // Like with like: both consumers in a fresh process. The verdicts above keep the warm bar.
   const fresh = rows.find((r) => r.line === 'drain' && r.system === 'raw' && r.variant === FRESH_DRAIN_LABEL);
+  // The bar's own drain in naq's shape: how close a consumer with nothing in between gets to it
+  // from a fresh process, which is the most the naq worker's line can reach.
+  const drainBar = summary.find((s) => s.line === 'drain');
+  if (fresh && drainBar?.raw && drainBar.rawVariant !== FRESH_DRAIN_LABEL) {
+    out.push(
+      `raw drain in a fresh child process against the drain bar (${drainBar.rawVariant}): ${fmtRate(fresh.jobsPerSec)} / ${fmtRate(drainBar.raw)} jobs/s = ` +
+        `${(fresh.jobsPerSec / drainBar.raw).toFixed(2)}x (the bar's own code, measured in the naq worker's shape)`,
+    );
+  }
   const naqDrain = rows.filter((r) => r.line === 'drain' && r.system === 'naq' && !OFF_VARIANTS.has(r.variant)).sort((a, b) => b.jobsPerSec - a.jobsPerSec)[0];
   if (fresh && naqDrain) {
     out.push(

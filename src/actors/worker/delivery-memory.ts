@@ -5,9 +5,19 @@
  */
 
 /** How many finished job ids a worker remembers (at least; at most twice). */
-const RECENT_JOBS = 4096;
+export const RECENT_JOBS = 4096;
 /** Cancels are remembered this long, for jobs that arrive after their cancel notice. */
 const CANCEL_MEMORY_MS = 10 * 60_000;
+
+/** Bits of the filter over a generation's ids: 64 Ki, 8 KiB, eight times RECENT_JOBS. */
+const FILTER_BITS = 1 << 16;
+
+/** FNV-1a over the id's UTF-16 code units, folded to the filter's width. */
+function slot(id: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
+  return (h ^ (h >>> 16)) & (FILTER_BITS - 1);
+}
 
 export class DeliveryMemory {
   /**
@@ -16,18 +26,33 @@ export class DeliveryMemory {
    */
   #recent = new Map<string, number>();
   #recentOld = new Map<string, number>();
+  /**
+   * One bit per id hash for each generation. Nearly every delivery is a job not finished here,
+   * and two misses in maps of thousands of ids cost the worker ~0.8 µs a job in profiles (the
+   * tables are out of cache by the next job); a clear bit answers without them.
+   */
+  #bits = new Uint32Array(FILTER_BITS / 32);
+  #bitsOld = new Uint32Array(FILTER_BITS / 32);
   readonly #cancelled = new Map<string, number>();
 
   /** The job finished here, for this enqueue (`ts`). */
   finished(id: string, ts: number): boolean {
+    const s = slot(id);
+    const bit = 1 << (s & 31);
+    if (((this.#bits[s >>> 5]! | this.#bitsOld[s >>> 5]!) & bit) === 0) return false;
     return (this.#recent.get(id) ?? this.#recentOld.get(id)) === ts;
   }
 
   remember(id: string, enqueuedAt: number): void {
     this.#recent.set(id, enqueuedAt);
+    const s = slot(id);
+    this.#bits[s >>> 5]! |= 1 << (s & 31);
     if (this.#recent.size >= RECENT_JOBS) {
       this.#recentOld = this.#recent;
       this.#recent = new Map();
+      const old = this.#bitsOld;
+      this.#bitsOld = this.#bits;
+      this.#bits = old.fill(0);
     }
   }
 
