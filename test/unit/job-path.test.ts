@@ -454,7 +454,7 @@ describe('the job path', () => {
   });
 
   it('a body whose queue or id is not its subject\'s: dead-lettered as undecodable under the subject\'s id, acked', async () => {
-    for (const over of [{ queue: 'other' }, { queue: 'a b' }, { id: 'j2' }, { priority: 1 }]) {
+    for (const over of [{ queue: 'other' }, { queue: 'a b' }, { id: 'j2' }, { id: '1' }, { priority: 1 }]) {
       let runs = 0;
       const { p, records, dead, flush } = path({ work: async () => void runs++ });
       const msg = delivery(over);

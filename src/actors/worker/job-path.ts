@@ -29,6 +29,19 @@ import type { Grant } from './rate-gate.js';
 
 export type { JobIO, JobPathOptions } from './job-io.js';
 
+/** `subject` ends with `.<lane>.<id>`: checked in place, without building that string for every job. */
+function endsWithLaneAndId(subject: string, lane: string, id: string): boolean {
+  const idAt = subject.length - id.length;
+  const laneAt = idAt - 1 - lane.length;
+  return (
+    laneAt >= 1 &&
+    subject.charCodeAt(idAt - 1) === 46 &&
+    subject.charCodeAt(laneAt - 1) === 46 &&
+    subject.startsWith(id, idAt) &&
+    subject.startsWith(lane, laneAt)
+  );
+}
+
 /** A copy whose completion another run already recorded: only its ack is left. */
 const ALREADY_RECORDED = Symbol('already recorded');
 
@@ -121,7 +134,7 @@ export class JobPath {
     // Records, dead letters and events are keyed by the body's id and queue: one that is not
     // the subject's would land elsewhere (or, not a valid subject token, never land at all).
     // The lane is part of it: a body's priority that is not its subject's would be shown wrong.
-    if (job.queue !== this.#o.queue || !msg.subject.endsWith(`.${laneToken(job.queue, job.priority)}.${job.id}`)) {
+    if (job.queue !== this.#o.queue || !endsWithLaneAndId(msg.subject, laneToken(job.queue, job.priority), job.id)) {
       const priority = job.priority === undefined ? '' : ` (priority ${job.priority})`;
       return this.#deadLetterUndecodable(
         msg,
@@ -273,7 +286,8 @@ export class JobPath {
   }
 
   #mustVerify(attempt: number): boolean {
-    return attempt > 1 || this.#o.clock.now() < this.#verifyUntil;
+    // Most of the time there is no check window: no clock read for it.
+    return attempt > 1 || (this.#verifyUntil !== 0 && this.#o.clock.now() < this.#verifyUntil);
   }
 
   /** Runs the handler; settles with its outcome, or with the abort (timeout, cancel, drain), whichever comes first. */
