@@ -427,7 +427,7 @@ async function main(): Promise<void> {
   // Like with like: both consumers in a fresh process. The verdicts above keep the warm bar.
   const fresh = rows.find((r) => r.line === 'drain' && r.system === 'raw' && r.variant === FRESH_DRAIN_LABEL);
   // The bar's own drain in naq's shape: how close a consumer with nothing in between gets to it
-  // from a fresh process, which is the most the naq worker's line can reach.
+  // from a fresh process, which is about the most the naq worker's line can reach.
   const drainBar = summary.find((s) => s.line === 'drain');
   if (fresh && drainBar?.raw && drainBar.rawVariant !== FRESH_DRAIN_LABEL) {
     out.push(

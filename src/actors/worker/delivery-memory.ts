@@ -9,7 +9,7 @@ export const RECENT_JOBS = 4096;
 /** Cancels are remembered this long, for jobs that arrive after their cancel notice. */
 const CANCEL_MEMORY_MS = 10 * 60_000;
 
-/** Bits of the filter over a generation's ids: 64 Ki, 8 KiB, eight times RECENT_JOBS. */
+/** Bits of the filter over a generation's ids: 64 Ki (8 KiB), sixteen per id a generation holds at most. */
 const FILTER_BITS = 1 << 16;
 
 /** FNV-1a over the id's UTF-16 code units, folded to the filter's width. */
