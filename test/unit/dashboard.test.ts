@@ -93,14 +93,43 @@ describe('LiveFeed ticks', () => {
       // Five ticks' time while the first read hangs: still one read.
       await vi.advanceTimersByTimeAsync(5000);
       expect(calls).toBe(1);
+      // It finishes at 5 s, after 4 s: the next read comes 12 s later, not before.
       finish.shift()!();
+      await vi.advanceTimersByTimeAsync(11_000);
+      expect(calls).toBe(1);
       await vi.advanceTimersByTimeAsync(1000);
-      // Once it finished, the next tick reads again, and the browser got the first counts.
+      // Then reads go on, and the browser got the first counts.
       expect(calls).toBe(2);
       expect(most).toBe(1);
       expect(written.some((w) => w.startsWith('event: tick'))).toBe(true);
       finish.shift()!();
       feed.stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+  it('a slow read of the counts is followed by three times its length without one: reading takes at most about a quarter of the time', async () => {
+    vi.useFakeTimers();
+    try {
+      const reads: number[] = [];
+      const backend = {
+        // Every read takes 2 s, as it does against a long enough backlog.
+        listQueues: () => {
+          reads.push(Date.now());
+          return new Promise<QueueStats[]>((resolve) => setTimeout(() => resolve([]), 2000));
+        },
+      } as unknown as DashboardBackend;
+      const feed = new LiveFeed(backend, pino({ level: 'silent' }));
+      const res = { writeHead: () => res, write: () => true, on: () => res, end: () => undefined } as unknown as ServerResponse;
+      const t0 = Date.now();
+      feed.attach(res);
+      await vi.advanceTimersByTimeAsync(30_000);
+      feed.stop();
+      const gaps = reads.slice(1).map((t, i) => t - reads[i]!);
+      // Read at 1 s, done at 3 s, nothing before 9 s: a read every 8 s.
+      expect(reads[0]! - t0).toBe(1000);
+      expect(gaps.length).toBeGreaterThanOrEqual(2);
+      for (const gap of gaps) expect(gap).toBe(8000);
     } finally {
       vi.useRealTimers();
     }
