@@ -42,6 +42,25 @@ describe('streams and buckets that disappear', () => {
     expect(w.health().failures).toBe(0);
   });
 
+  it('the jobs stream deleted again within a second of being recreated is recreated again, not left missing', async () => {
+    const server = await startServer();
+    const w = await startNaq(server, { roles: ['worker'], worker: { queues: ['default'], concurrency: 2, ackWaitMs: 5000 } }, { echo: async (d: unknown) => d });
+    await expect(w.waitFor(await w.enqueue('echo', 1), { timeoutMs: 5000 })).resolves.toBe(1);
+
+    const nc = await connectTo(server);
+    const jsm = await jetstreamManager(nc);
+    const deleteAndWait = async () => {
+      await jsm.streams.delete('NAQ_JOBS');
+      await until(async () => (await jsm.consumers.info('NAQ_JOBS', 'naq-default').catch(() => null)) !== null, 20_000);
+    };
+    // The first repair runs half a second after the loss is noticed; the second loss comes
+    // right after it, within the second in which repairs are spaced out.
+    await deleteAndWait();
+    await deleteAndWait();
+    await expect(w.waitFor(await w.enqueue('echo', 2), { timeoutMs: 15_000 })).resolves.toBe(2);
+    expect(w.health().failures).toBe(0);
+  });
+
   it('the results bucket, the dead letters and the event log, deleted under a running system, are recreated at the next write', async () => {
     const server = await startServer();
     const { logger, lines } = capture();

@@ -3,7 +3,7 @@
  */
 import { AckPolicy, JetStreamApiCodes, JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, describe, expect, it } from 'vitest';
-import { consumerNames } from '../../src/actors/nats/jetstream.js';
+import { consumerNames, missingConsumers } from '../../src/actors/nats/jetstream.js';
 import { toPermissionDenied } from '../../src/core/permissions.js';
 import { connectTo, startServer, stopAllServers } from '../support/harness.js';
 
@@ -36,6 +36,20 @@ describe('consumerNames', () => {
     const error = await consumerNames(nc, jsm, 'MISSING').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(JetStreamApiError);
     expect((error as JetStreamApiError).code).toBe(JetStreamApiCodes.StreamNotFound);
+    await nc.close();
+  });
+});
+
+describe('missingConsumers', () => {
+  it('names the wanted consumers a stream does not have, and all of them when the stream is gone', async () => {
+    const server = await startServer();
+    const nc = await connectTo(server);
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name: 'SOME', subjects: ['some.>'] });
+    await jsm.consumers.add('SOME', { durable_name: 'a', ack_policy: AckPolicy.Explicit });
+    expect(await missingConsumers(nc, jsm, 'SOME', ['a', 'b'])).toEqual(['b']);
+    await jsm.streams.delete('SOME');
+    expect(await missingConsumers(nc, jsm, 'SOME', ['a', 'b'])).toEqual(['a', 'b']);
     await nc.close();
   });
 });

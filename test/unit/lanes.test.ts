@@ -178,15 +178,18 @@ describe('lane puller', () => {
     expect(nats.pulls).toHaveLength(4);
   });
 
-  it('asks again after a pull that was never answered (its consumer leader moved)', () => {
+  it('asks again after a pull that was never answered (its consumer leader moved, or its consumer is gone), and says so once per check', () => {
     const nats = fakeNats();
-    puller(nats);
+    let lost = 0;
+    puller(nats, { onLost: () => void lost++ });
     nats.pulls.length = 0;
     vi.advanceTimersByTime(5000);
     expect(nats.pulls).toEqual([]);
+    expect(lost).toBe(0);
     // Expiry plus a second, at the next check (each second).
     vi.advanceTimersByTime(2100);
     expect(nats.pulls).toHaveLength(10);
+    expect(lost).toBe(1);
   });
 
   it('keeps held jobs alive while they wait, and gives them back on stop', () => {

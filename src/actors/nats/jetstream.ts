@@ -165,3 +165,12 @@ async function namesByPage(nc: Pick<NatsConnection, 'request'>, jsm: JetStreamMa
     if (got.length === 0 || names.length >= (page.total ?? 0)) return names;
   }
 }
+
+/** Which of `wanted` the stream has no consumer for (all of them when the stream is gone), by name. */
+export async function missingConsumers(nc: Pick<NatsConnection, 'request'>, jsm: JetStreamManager, stream: string, wanted: string[], timeoutMs?: number): Promise<string[]> {
+  const names = await consumerNames(nc, jsm, stream, timeoutMs).catch((error: unknown): string[] => {
+    if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) return [];
+    throw error;
+  });
+  return wanted.filter((name) => !names.includes(name));
+}

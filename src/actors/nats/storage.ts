@@ -182,19 +182,23 @@ export class JobStorage {
   /**
    * Something naq needs was missing (a stream or bucket deleted by an operator, `naq streams
    * rm`): check the whole layout again and recreate what is gone. At most one check at a time,
-   * and one every REPAIR_EVERY_MS, however many writes noticed.
+   * and one every REPAIR_EVERY_MS, however many writes noticed. A loss noticed sooner after
+   * the last check waits for its turn: skipped, it left its callers on the check made before
+   * the loss, and a worker whose stream was deleted twice in a second failed instead of
+   * making it again.
    */
   repairLayout(why: string): Promise<void> {
     if (this.#repairing) return this.#repairing;
-    if (Date.now() - this.#lastRepair < REPAIR_EVERY_MS) return Promise.resolve();
-    this.#lastRepair = Date.now();
-    this.#ready = undefined;
-    const { log } = this.#d;
+    const now = Date.now();
     // What noticed it may be early: the server tells a pull its consumer is gone while it is
     // still deleting the stream, and a stream and consumer made again within those
     // milliseconds were seen (nats-server 2.9.10) to hold a job and a waiting pull and never
     // deliver. So the layout is checked a moment later.
-    const repairing = delay(REPAIR_AFTER_MS)
+    const at = Math.max(now + REPAIR_AFTER_MS, this.#lastRepair + REPAIR_EVERY_MS);
+    this.#lastRepair = at;
+    this.#ready = undefined;
+    const { log } = this.#d;
+    const repairing = delay(at - now)
       .then(() => this.ensureLayout())
       .then(
         () => {

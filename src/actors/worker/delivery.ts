@@ -56,3 +56,16 @@ export function pendingAfter(reply: string | undefined): number {
   const n = Number(dots === 11 ? reply.slice(prev + 1, last) : reply.slice(last + 1));
   return Number.isFinite(n) && n >= 0 ? n : 1;
 }
+
+/** `subject` ends with `.<lane>.<id>`: checked in place, without building that string for every job. */
+export function endsWithLaneAndId(subject: string, lane: string, id: string): boolean {
+  const idAt = subject.length - id.length;
+  const laneAt = idAt - 1 - lane.length;
+  return (
+    laneAt >= 1 &&
+    subject.charCodeAt(idAt - 1) === 46 &&
+    subject.charCodeAt(laneAt - 1) === 46 &&
+    subject.startsWith(id, idAt) &&
+    subject.startsWith(lane, laneAt)
+  );
+}

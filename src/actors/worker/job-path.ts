@@ -13,7 +13,7 @@ import { decodeJob, JobDecodeError, retryDelay, TERMINAL_STATUSES, type JobMessa
 import { encodeDeadLetter, encodeRecord } from '../../model/record-codec.js';
 import { toPermissionDenied } from '../../core/permissions.js';
 import { isIndexedState, type IndexedState } from '../../model/job-index.js';
-import type { Delivery } from './delivery.js';
+import { endsWithLaneAndId, type Delivery } from './delivery.js';
 import { DrainAbort, isCancel, JobCancelledError, JobTimeoutError, rateLimitedFor, type Handler } from './handler.js';
 import type { JobPathOptions } from './job-io.js';
 import { resultProblem } from './outcome.js';
@@ -28,19 +28,6 @@ import { consumerSpan, endSpan, within } from '../../tracing/tracing.js';
 import type { Grant } from './rate-gate.js';
 
 export type { JobIO, JobPathOptions } from './job-io.js';
-
-/** `subject` ends with `.<lane>.<id>`: checked in place, without building that string for every job. */
-function endsWithLaneAndId(subject: string, lane: string, id: string): boolean {
-  const idAt = subject.length - id.length;
-  const laneAt = idAt - 1 - lane.length;
-  return (
-    laneAt >= 1 &&
-    subject.charCodeAt(idAt - 1) === 46 &&
-    subject.charCodeAt(laneAt - 1) === 46 &&
-    subject.startsWith(id, idAt) &&
-    subject.startsWith(lane, laneAt)
-  );
-}
 
 /** A copy whose completion another run already recorded: only its ack is left. */
 const ALREADY_RECORDED = Symbol('already recorded');

@@ -36,6 +36,13 @@ export interface LanePullerOptions {
   onReady(): void;
   /** A lane's consumer (or the stream) is gone; pulling stopped. */
   onMissing(error: Error): void;
+  /**
+   * A pull went unanswered for a second past its expiry and is sent again. One reason: it
+   * reached its consumer while the stream was being deleted, and the server dropped it without
+   * a word (it answers a pull to a consumer already gone with nothing at all either), so
+   * whether the consumers still exist is worth a look.
+   */
+  onLost?(): void;
   /** Nothing may be subscribed to or pulled (permissions, the connection closed): pulling stopped. */
   onError(error: Error): void;
 }
@@ -258,10 +265,15 @@ export class LanePuller {
   #tick(): void {
     if (this.#stopped) return;
     const now = this.#o.now();
+    let lost = false;
     for (let i = 0; i < this.#asked.length; i++) {
-      if (this.#asked[i]! > 0 && now - this.#heard[i]! > this.#o.expiresMs + LOST_AFTER_MS) this.#asked[i] = 0;
+      if (this.#asked[i]! > 0 && now - this.#heard[i]! > this.#o.expiresMs + LOST_AFTER_MS) {
+        this.#asked[i] = 0;
+        lost = true;
+      }
     }
     this.#pullAll();
+    if (lost) this.#o.onLost?.();
     // Held jobs wait for a slot; a slow handler ahead of them must not let them be redelivered.
     // Looked at every tick, so none goes longer than a third of ack_wait plus a tick unrenewed.
     const keepAlive = Math.floor(this.#o.ackWaitMs / 3);

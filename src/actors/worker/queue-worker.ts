@@ -16,6 +16,7 @@ import { updateQueueSettings } from '../nats/queue-settings.js';
 import type { JobMetrics } from '../../metrics/metrics.js';
 import { toPermissionDenied } from '../../core/permissions.js';
 import type { NaqContext } from '../nats/context.js';
+import { apiTimeoutMs, missingConsumers } from '../nats/jetstream.js';
 import { tellParent } from '../jobs/flow-notice.js';
 import { childOutcomes } from '../jobs/flow-reads.js';
 import { deliveryCount, type Delivery } from './delivery.js';
@@ -84,6 +85,8 @@ export class QueueWorker {
   #pauseWatch: { stop(): void } | null = null;
   /** Rate limits and holds: deliveries wait here before they start (only while one is set). */
   readonly #gate: RateGate;
+  /** Looking for the consumers after an unanswered pull (one look at a time). */
+  #checking = false;
 
   constructor(ctx: NaqContext, queue: string, handlers: Handlers, settings: QueueWorkerSettings, log: Logger, clock: Clock = systemClock) {
     this.#ctx = ctx;
@@ -256,14 +259,8 @@ export class QueueWorker {
       expiresMs: PULL_EXPIRES_MS,
       now: () => Date.now(),
       onReady: this.#fill,
-      onMissing: (error) => {
-        if (this.#puller !== puller) return;
-        this.#stopPulling();
-        this.#recreate(error).then(
-          () => this.#startPulling(),
-          (e: unknown) => this.#pullFailed(e),
-        );
-      },
+      onMissing: (error) => this.#missing(puller, error),
+      onLost: () => void this.#checkConsumers(puller),
       onError: (error) => {
         if (this.#puller !== puller) return;
         const denied = toPermissionDenied(error);
@@ -273,6 +270,33 @@ export class QueueWorker {
     });
     this.#puller = puller;
     puller.start();
+  }
+
+  /** The puller found a lane's consumer or the stream gone: stop it, make them again, pull again. */
+  #missing(puller: LanePuller, error: Error): void {
+    if (this.#puller !== puller) return;
+    this.#stopPulling();
+    this.#recreate(error).then(
+      () => this.#startPulling(),
+      (e: unknown) => this.#pullFailed(e),
+    );
+  }
+
+  /** A pull went unanswered: a lane's consumer or the stream may be gone (nothing would ever answer). By name: an info makes the server count the backlog. */
+  async #checkConsumers(puller: LanePuller): Promise<void> {
+    if (this.#checking) return;
+    this.#checking = true;
+    const { nc, layout, config } = this.#ctx;
+    const lanes = PRIORITIES.map((p) => layout.consumerName(this.#queue, p));
+    try {
+      const [missing] = await missingConsumers(nc, await this.#ctx.jsm(), layout.jobsStream, lanes, apiTimeoutMs(config));
+      if (missing) this.#missing(puller, new Error(`consumer ${missing} not found after a pull went unanswered`));
+    } catch (error) {
+      // The server away, say: the next unanswered pull looks again.
+      this.#log.debug({ err: error, queue: this.#queue }, 'could not check the queue consumers after an unanswered pull');
+    } finally {
+      this.#checking = false;
+    }
   }
 
   #pullFailed(error: unknown): void {
