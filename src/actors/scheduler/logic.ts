@@ -13,7 +13,7 @@ import { contextOf } from '../nats/context.js';
 import { isWrongLastSequence } from '../nats/jetstream.js';
 import { ScheduleDispatcher } from './dispatcher.js';
 import { FlowTracker } from './flows.js';
-import { GroupDispatcher } from './groups.js';
+import { GroupDispatcher } from './group-dispatcher.js';
 
 const LEADER_KEY = 'scheduler';
 
