@@ -34,9 +34,7 @@ export class LiveFeed {
   #subscription: EventSubscription | null = null;
   #stopped = false;
   #lastQueues: QueueStats[] | null = null;
-  /** A tick still reading the counts: the next one is skipped, not stacked on it. */
-  #ticking = false;
-  /** No read of the counts before then (see #tick). */
+  /** No read of the counts before then (see #tick); Infinity while one runs. */
   #notBefore = 0;
 
   constructor(
@@ -120,16 +118,15 @@ export class LiveFeed {
    * reading the counts takes at most about a quarter of the server's time.
    */
   async #tick(): Promise<void> {
-    if (this.#ticking || Date.now() < this.#notBefore) return;
-    this.#ticking = true;
     const started = Date.now();
+    if (started < this.#notBefore) return;
+    this.#notBefore = Number.POSITIVE_INFINITY;
     try {
       this.#lastQueues = await this.backend.listQueues();
       this.#broadcast('tick', { queues: this.#lastQueues });
     } catch (error) {
       this.#broadcast('tick', { error: error instanceof Error ? error.message : String(error) });
     } finally {
-      this.#ticking = false;
       const now = Date.now();
       this.#notBefore = now + 3 * (now - started);
     }

@@ -56,3 +56,17 @@ export function take(state: RateWindow, limit: RateLimit, now: number, want: num
   const granted = Math.min(free, want);
   return { granted, next: { v: 1, w: [...live, [now, granted]] }, waitMs: 0 };
 }
+
+/**
+ * The grant `[at, n]` moved to `to`: its jobs started later than it was stamped, and the
+ * window must count them from when they did. One no longer in the window (it left it, or a
+ * lost reply hid a move that landed) is added again: counting a grant twice slows the queue,
+ * not counting it breaks the limit.
+ */
+export function moveGrant(state: RateWindow, [at, n]: [number, number], to: number): RateWindow {
+  const w = state.w.slice();
+  const i = w.findIndex(([t, k]) => t === at && k === n);
+  if (i < 0) w.push([to, n]);
+  else w[i] = [to, n];
+  return { v: 1, w };
+}

@@ -27,14 +27,17 @@ function capture() {
   return { logger, lines };
 }
 
+/** A worker on queue default that has completed one job, and a JetStream manager of its server. */
+async function workerThatRanAJob() {
+  const server = await startServer();
+  const w = await startNaq(server, { roles: ['worker'], worker: { queues: ['default'], concurrency: 2, ackWaitMs: 5000 } }, { echo: async (d: unknown) => d });
+  await expect(w.waitFor(await w.enqueue('echo', 1), { timeoutMs: 5000 })).resolves.toBe(1);
+  return { w, jsm: await jetstreamManager(await connectTo(server)) };
+}
+
 describe('streams and buckets that disappear', () => {
   it('a worker whose jobs stream is deleted recreates it and consumes again', async () => {
-    const server = await startServer();
-    const w = await startNaq(server, { roles: ['worker'], worker: { queues: ['default'], concurrency: 2, ackWaitMs: 5000 } }, { echo: async (d: unknown) => d });
-    await expect(w.waitFor(await w.enqueue('echo', 1), { timeoutMs: 5000 })).resolves.toBe(1);
-
-    const nc = await connectTo(server);
-    const jsm = await jetstreamManager(nc);
+    const { w, jsm } = await workerThatRanAJob();
     await jsm.streams.delete('NAQ_JOBS');
     await until(async () => (await jsm.streams.info('NAQ_JOBS').catch(() => null)) !== null, 20_000);
     await until(async () => (await jsm.consumers.info('NAQ_JOBS', 'naq-default').catch(() => null)) !== null, 20_000);
@@ -43,12 +46,7 @@ describe('streams and buckets that disappear', () => {
   });
 
   it('the jobs stream deleted again within a second of being recreated is recreated again, not left missing', async () => {
-    const server = await startServer();
-    const w = await startNaq(server, { roles: ['worker'], worker: { queues: ['default'], concurrency: 2, ackWaitMs: 5000 } }, { echo: async (d: unknown) => d });
-    await expect(w.waitFor(await w.enqueue('echo', 1), { timeoutMs: 5000 })).resolves.toBe(1);
-
-    const nc = await connectTo(server);
-    const jsm = await jetstreamManager(nc);
+    const { w, jsm } = await workerThatRanAJob();
     const deleteAndWait = async () => {
       await jsm.streams.delete('NAQ_JOBS');
       await until(async () => (await jsm.consumers.info('NAQ_JOBS', 'naq-default').catch(() => null)) !== null, 20_000);

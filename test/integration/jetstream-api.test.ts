@@ -9,11 +9,15 @@ import { connectTo, startServer, stopAllServers } from '../support/harness.js';
 
 afterAll(stopAllServers);
 
+/** A server of its own, a connection to it and its JetStream manager. */
+async function freshServer() {
+  const nc = await connectTo(await startServer());
+  return { nc, jsm: await jetstreamManager(nc) };
+}
+
 describe('consumerNames', () => {
   it('names every consumer of the stream, over more than one page of the API, and only its own', async () => {
-    const server = await startServer();
-    const nc = await connectTo(server);
-    const jsm = await jetstreamManager(nc);
+    const { nc, jsm } = await freshServer();
     await jsm.streams.add({ name: 'MANY', subjects: ['many.>'] });
     await jsm.streams.add({ name: 'OTHER', subjects: ['other.>'] });
     await jsm.consumers.add('OTHER', { durable_name: 'not-this-one', ack_policy: AckPolicy.Explicit });
@@ -30,9 +34,7 @@ describe('consumerNames', () => {
   }, 60_000);
 
   it('a stream that does not exist is the API error that says so', async () => {
-    const server = await startServer();
-    const nc = await connectTo(server);
-    const jsm = await jetstreamManager(nc);
+    const { nc, jsm } = await freshServer();
     const error = await consumerNames(nc, jsm, 'MISSING').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(JetStreamApiError);
     expect((error as JetStreamApiError).code).toBe(JetStreamApiCodes.StreamNotFound);
@@ -42,9 +44,7 @@ describe('consumerNames', () => {
 
 describe('missingConsumers', () => {
   it('names the wanted consumers a stream does not have, and all of them when the stream is gone', async () => {
-    const server = await startServer();
-    const nc = await connectTo(server);
-    const jsm = await jetstreamManager(nc);
+    const { nc, jsm } = await freshServer();
     await jsm.streams.add({ name: 'SOME', subjects: ['some.>'] });
     await jsm.consumers.add('SOME', { durable_name: 'a', ack_policy: AckPolicy.Explicit });
     expect(await missingConsumers(nc, jsm, 'SOME', ['a', 'b'])).toEqual(['b']);

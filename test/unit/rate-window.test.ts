@@ -1,6 +1,6 @@
 /** The rate limit's rule, on data: strict over any window, and what a waiting worker is told. */
 import { describe, expect, it } from 'vitest';
-import { decodeWindow, EMPTY_WINDOW, take, type RateWindow } from '../../src/model/rate-window.js';
+import { decodeWindow, EMPTY_WINDOW, moveGrant, take, type RateWindow } from '../../src/model/rate-window.js';
 import { settingsOf } from '../../src/model/queue-settings.js';
 
 const limit = { max: 5, durationMs: 1000 };
@@ -40,6 +40,13 @@ describe('the rate window', () => {
       expect(inWindow).toBeLessThanOrEqual(limit.max);
     }
     expect(starts.length).toBeGreaterThan(100);
+  });
+
+  it('moves a late grant to its real start, and adds one that is no longer there (the state given is left as it was)', () => {
+    const state: RateWindow = { v: 1, w: [[1000, 2], [1010, 3]] };
+    expect(moveGrant(state, [1010, 3], 1090)).toEqual({ v: 1, w: [[1000, 2], [1090, 3]] });
+    expect(moveGrant(state, [900, 4], 1090)).toEqual({ v: 1, w: [[1000, 2], [1010, 3], [1090, 4]] });
+    expect(state.w).toEqual([[1000, 2], [1010, 3]]);
   });
 
   it('reads a damaged state as empty, and keeps only well-formed grants', () => {

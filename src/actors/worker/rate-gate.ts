@@ -15,7 +15,7 @@
 import type { KV } from '@nats-io/kv';
 import type { Logger } from '../../core/log.js';
 import type { RateLimit } from '../../model/queue-settings.js';
-import { decodeWindow, slackMs, take } from '../../model/rate-window.js';
+import { decodeWindow, moveGrant, slackMs, take } from '../../model/rate-window.js';
 import { encodeJson } from '../../model/job.js';
 import { isWrongLastSequence } from '../nats/jetstream.js';
 import type { Delivery } from './delivery.js';
@@ -238,8 +238,7 @@ export class RateGate {
   /**
    * Moves the pair to where it is wanted, revision-checked; never rejects. Tried again (after a
    * conflict at once, after a failure a moment later) for as long as the pair could still count.
-   * A pair no longer in the window (it left it, or a lost reply hid a move that landed) is added
-   * again: counting a grant twice slows the queue, not counting it breaks the limit.
+   * The window's rule for it (a pair no longer there is added again) is moveGrant's.
    */
   async #restamp(pair: Pair): Promise<void> {
     let failure: unknown;
@@ -248,12 +247,8 @@ export class RateGate {
         const kv = await this.#o.kv();
         const entry = await kv.get(this.#o.key);
         const current = entry && entry.operation === 'PUT' ? entry : null;
-        const w = decodeWindow(current?.string()).w;
-        const i = w.findIndex(([at, n]) => at === pair.stored && n === pair.n);
         const wanted = pair.wanted;
-        if (i < 0) w.push([wanted, pair.n]);
-        else w[i] = [wanted, pair.n];
-        const bytes = encodeJson({ v: 1, w });
+        const bytes = encodeJson(moveGrant(decodeWindow(current?.string()), [pair.stored, pair.n], wanted));
         if (current) await kv.update(this.#o.key, bytes, current.revision);
         else await kv.create(this.#o.key, bytes);
         pair.stored = wanted;
