@@ -1,6 +1,7 @@
 import { createInbox, headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection, type Status, type Subscription } from '@nats-io/transport-node';
 import { NaqError, type PermissionDeniedError } from '../../core/errors.js';
 import { deniedFrom, permissionViolation, type PermissionListener } from '../../core/permissions.js';
+import { readPubAck } from './pub-ack.js';
 
 /**
  * The publish-async path (DESIGN: the per-job budget). A JetStream publish is a core publish
@@ -46,8 +47,6 @@ interface Pending {
   reject: (error: Error) => void;
   expires: number;
 }
-
-const decoder = new TextDecoder();
 
 export interface PublishOptions {
   /** Nats-Msg-Id: the server drops a second publish with the same id within its window. */
@@ -267,12 +266,7 @@ export class AsyncPublisher {
       return;
     }
     try {
-      const ack = JSON.parse(decoder.decode(msg.data)) as {
-        stream?: string;
-        seq?: number;
-        duplicate?: boolean;
-        error?: { err_code?: number; code?: number; description?: string };
-      };
+      const ack = readPubAck(msg.data);
       if (ack.error) {
         entry.reject(new PublishRejectedError(entry.subject, ack.error.err_code ?? ack.error.code ?? 0, ack.error.description ?? 'error'));
       } else {
