@@ -7,6 +7,7 @@
 import type { ErrorInfo } from '../core/errors.js';
 import { WIRE_VERSION, type AttemptRecord, type DeadLetter, type JobMessage, type JobRecord, type LogLine } from './job.js';
 import { utf8 } from '../core/utf8.js';
+import { ByteWriter, jsonBound, stringBound } from '../core/byte-writer.js';
 
 /** The record as JSON bytes, or null when it cannot be encoded (only an unchecked value can do that). */
 export function tryEncode(value: unknown): Uint8Array | null {
@@ -17,14 +18,18 @@ export function tryEncode(value: unknown): Uint8Array | null {
   }
 }
 
+/** Room for the record's keys, punctuation and numbers, beyond its strings and JSON values. */
+const RECORD_FRAME_BYTES = 512;
+const writer = new ByteWriter();
+
 /**
- * The record of a first attempt that completed, as JSON text, written without building the
- * record object, its attempts array and the attempt (the common outcome of every job). Parsed,
- * it equals the record `recordFromMessage(job, 'completed')` gets once the attempt, the times,
- * the result, the progress and the expiry are set (test/unit/record-codec.test.ts holds it to
- * that). Throws what JSON.stringify throws on the result.
+ * The record of a first attempt that completed, as JSON bytes, written without building the
+ * record object, its attempts array and the attempt, nor the text (the common outcome of every
+ * job). Parsed, it equals the record `recordFromMessage(job, 'completed')` gets once the
+ * attempt, the times, the result, the progress and the expiry are set
+ * (test/unit/outcome.test.ts holds it to that). Throws what JSON.stringify throws on the result.
  */
-export function completedFirstAttemptJson(
+export function completedFirstAttemptBytes(
   job: JobMessage,
   attempt: number,
   workerId: string,
@@ -33,23 +38,38 @@ export function completedFirstAttemptJson(
   result: unknown,
   progress: unknown,
   logs?: { lines: LogLine[]; dropped: number },
-): string {
-  let json = `{"v":${WIRE_VERSION},"id":${JSON.stringify(job.id)},"name":${JSON.stringify(job.name)},"queue":${JSON.stringify(job.queue)},"status":"completed","maxAttempts":${job.attempts},"attempts":[{"n":${attempt},"startedAt":${startedAt},"finishedAt":${finishedAt},"workerId":${JSON.stringify(workerId)}}],"enqueuedAt":${job.ts}`;
-  if (job.dependsOn) json += `,"dependsOn":${JSON.stringify(job.dependsOn)}`;
-  if (job.priority !== undefined && job.priority !== 5) json += `,"priority":${job.priority}`;
-  if (job.group !== undefined) json += `,"group":${JSON.stringify(job.group)}`;
-  if (job.parent !== undefined) json += `,"parent":${JSON.stringify(job.parent)}`;
-  json += `,"startedAt":${startedAt},"finishedAt":${finishedAt}`;
+): Uint8Array {
+  // The parts of unknown size first: they bound the message.
   // A toJSON() that returns undefined leaves the key out, as encoding the record object would.
-  const resultJson = result === undefined ? 'null' : JSON.stringify(result);
-  if (resultJson !== undefined) json += `,"result":${resultJson}`;
-  if (progress !== undefined) json += `,"progress":${JSON.stringify(progress)}`;
-  if (job.resultTtlMs) json += `,"expiresAt":${finishedAt + job.resultTtlMs}`;
+  const resultJson = result === undefined || result === null ? 'null' : JSON.stringify(result);
+  const progressJson = progress === undefined ? undefined : JSON.stringify(progress);
+  const dependsOnJson = job.dependsOn ? JSON.stringify(job.dependsOn) : undefined;
+  const logsJson = logs ? JSON.stringify(logs.lines) : undefined;
+  let bound = RECORD_FRAME_BYTES + stringBound(job.id) + stringBound(job.name) + stringBound(job.queue) + stringBound(workerId);
+  if (resultJson !== undefined) bound += jsonBound(resultJson);
+  if (progressJson !== undefined) bound += jsonBound(progressJson);
+  if (dependsOnJson !== undefined) bound += jsonBound(dependsOnJson);
+  if (logsJson !== undefined) bound += jsonBound(logsJson);
+  if (job.group !== undefined) bound += stringBound(job.group);
+  if (job.parent !== undefined) bound += stringBound(job.parent);
+  const w = writer.begin(bound);
+  w.ascii(`{"v":${WIRE_VERSION},"id":`).string(job.id).ascii(',"name":').string(job.name).ascii(',"queue":').string(job.queue);
+  w.ascii(',"status":"completed","maxAttempts":').number(job.attempts);
+  w.ascii(',"attempts":[{"n":').number(attempt).ascii(',"startedAt":').number(startedAt).ascii(',"finishedAt":').number(finishedAt);
+  w.ascii(',"workerId":').string(workerId).ascii('}],"enqueuedAt":').number(job.ts);
+  if (dependsOnJson !== undefined) w.ascii(',"dependsOn":').json(dependsOnJson);
+  if (job.priority !== undefined && job.priority !== 5) w.ascii(',"priority":').number(job.priority);
+  if (job.group !== undefined) w.ascii(',"group":').string(job.group);
+  if (job.parent !== undefined) w.ascii(',"parent":').string(job.parent);
+  w.ascii(',"startedAt":').number(startedAt).ascii(',"finishedAt":').number(finishedAt);
+  if (resultJson !== undefined) w.ascii(',"result":').json(resultJson);
+  if (progressJson !== undefined) w.ascii(',"progress":').json(progressJson);
+  if (job.resultTtlMs) w.ascii(',"expiresAt":').number(finishedAt + job.resultTtlMs);
   if (logs) {
-    json += `,"logs":${JSON.stringify(logs.lines)}`;
-    if (logs.dropped) json += `,"logsDropped":${logs.dropped}`;
+    w.ascii(',"logs":').json(logsJson!);
+    if (logs.dropped) w.ascii(',"logsDropped":').number(logs.dropped);
   }
-  return `${json}}`;
+  return w.ascii('}').take();
 }
 
 const SHORT_MESSAGE = 512;

@@ -8,7 +8,7 @@ import { errorInfo, MAX_ERROR_MESSAGE_CHARS } from '../../src/core/errors.js';
 import type { JobMessage, JobRecord } from '../../src/model/job.js';
 import { recordFromMessage, retryDelay } from '../../src/model/job.js';
 import { resultProblem, snapshotProgress } from '../../src/actors/worker/outcome.js';
-import { completedFirstAttemptJson, encodeDeadLetter, encodeRecord } from '../../src/model/record-codec.js';
+import { completedFirstAttemptBytes, encodeDeadLetter, encodeRecord } from '../../src/model/record-codec.js';
 import { jsonProblem } from '../../src/model/wire-value.js';
 
 describe('jsonProblem: what JSON cannot carry faithfully, with its path', () => {
@@ -178,7 +178,7 @@ describe('records and dead letters always fit one message', () => {
   });
 });
 
-describe('the completed record of a first attempt, written as text', () => {
+describe('the completed record of a first attempt, written as bytes', () => {
   const job: JobMessage = { v: 1, id: 'j1', name: 'rés"ize\n', queue: 'q', data: null, attempts: 3, backoff: { type: 'fixed', delay: 10 }, ts: 1000 };
 
   /** What the record object path writes for the same outcome. */
@@ -199,9 +199,30 @@ describe('the completed record of a first attempt, written as text', () => {
     ['a string result, progress, a TTL and dependencies', { ...job, resultTtlMs: 500, dependsOn: ['a', 'b'] }, 'done', { pct: 50 }],
     ['a result whose toJSON gives undefined', job, { toJSON: () => undefined }, null],
     ['a Date result', job, new Date(0), undefined],
+    ['escapes, non-ASCII text, a lone surrogate and every optional field', { ...job, id: 'a\\b', queue: 'q\u0001é', priority: 2, group: 'tenant "😀"', parent: 'p1', resultTtlMs: 60_000 }, 'x\ud800y', 7],
+    ['a result larger than the writer\'s scratch (64 KiB), and numbers of every size', { ...job, attempts: 100_000_000, ts: 1_796_248_152_230 }, { blob: 'é'.repeat(70_000), n: [0, 9, 10, 99, 100, 99_999_999, 100_000_000, 1e16 + 2, 2 ** 53 - 1, 1.5, -3] }, undefined],
   ])('equals the record object path: %s', (_name, j, result, progress) => {
-    const text = completedFirstAttemptJson(j, 1, 'w-"1', 1010, 1020, result, progress);
-    expect(JSON.parse(text)).toEqual(viaObject(j, result, progress));
+    const bytes = completedFirstAttemptBytes(j, 1, 'w-"1', 1010, 1020, result, progress);
+    // Well-formed UTF-8 (a fatal decoder throws otherwise), and the same record.
+    expect(JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes))).toEqual(viaObject(j, result, progress));
+  });
+
+  it('times that are not whole milliseconds, and a small record after a large one, are written as they are', () => {
+    completedFirstAttemptBytes(job, 1, 'w', 1, 2, 'z'.repeat(200_000), undefined);
+    const bytes = completedFirstAttemptBytes({ ...job, ts: 999.25 }, 2, 'w', 1010.5, 1_796_248_152_231, 'ok', undefined);
+    expect(JSON.parse(new TextDecoder().decode(bytes))).toMatchObject({
+      enqueuedAt: 999.25,
+      startedAt: 1010.5,
+      finishedAt: 1_796_248_152_231,
+      attempts: [{ n: 2, startedAt: 1010.5, finishedAt: 1_796_248_152_231, workerId: 'w' }],
+      result: 'ok',
+    });
+  });
+
+  it('writes the logs a handler kept, and how many it dropped', () => {
+    const lines = [{ ts: 1, level: 'info' as const, msg: 'héllo "there"', attempt: 1 }];
+    const bytes = completedFirstAttemptBytes(job, 1, 'w', 1, 2, null, undefined, { lines, dropped: 3 });
+    expect(JSON.parse(new TextDecoder().decode(bytes))).toMatchObject({ logs: lines, logsDropped: 3 });
   });
 
   it('throws what encoding the result throws', () => {
@@ -210,7 +231,7 @@ describe('the completed record of a first attempt, written as text', () => {
         throw new Error('getter');
       },
     };
-    expect(() => completedFirstAttemptJson(job, 1, 'w', 1, 2, result, undefined)).toThrow('getter');
+    expect(() => completedFirstAttemptBytes(job, 1, 'w', 1, 2, result, undefined)).toThrow('getter');
   });
 });
 

@@ -4,8 +4,7 @@
  * path (job-path.ts) gives the time, the worker id and the server's max_payload.
  */
 import type { JobRecord } from '../../model/job.js';
-import { completedFirstAttemptJson, tryEncode } from '../../model/record-codec.js';
-import { utf8 } from '../../core/utf8.js';
+import { completedFirstAttemptBytes, tryEncode } from '../../model/record-codec.js';
 import { NO_HISTORY, recordLogs } from './job-logs.js';
 import { ResultNotSerializableError, ResultTooLargeError } from './outcome.js';
 import type { RunningJob } from './running-job.js';
@@ -30,14 +29,14 @@ function fits(bytes: Uint8Array, finishedAt: number, value: unknown, max: number
 
 /** The common case, without a record object: a first attempt has no history to keep. */
 export function completedFirst(running: RunningJob, value: unknown, finishedAt: number, s: CompletionSettings): Completion | Error {
-  let json: string;
+  let bytes: Uint8Array;
   try {
-    json = completedFirstAttemptJson(running.job, running.attempt, s.workerId, running.startedAt, finishedAt, value, running.progress, recordLogs(NO_HISTORY, running.logs, s.maxLogLines));
+    bytes = completedFirstAttemptBytes(running.job, running.attempt, s.workerId, running.startedAt, finishedAt, value, running.progress, recordLogs(NO_HISTORY, running.logs, s.maxLogLines));
   } catch (error) {
     // The result was checked: only a value that changed while it was read (a getter) gets here.
     return new ResultNotSerializableError(`encoding it threw: ${(error as Error).message}`);
   }
-  return fits(utf8(json), finishedAt, value, s.maxMessageBytes);
+  return fits(bytes, finishedAt, value, s.maxMessageBytes);
 }
 
 /** `record` (the history so far) completed by this attempt. */
