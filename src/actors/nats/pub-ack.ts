@@ -1,8 +1,8 @@
 /**
  * Reading JetStream's answer to a publish. Every job's record write gets one, so the common
  * answer, `{"stream":"<name>","seq":<n>}` (with `,"duplicate":true` for a repeated msg id), is
- * read from the bytes without decoding them to a string and parsing JSON (a TextDecoder and
- * JSON.parse per job were ~3 % of a draining worker's CPU). Anything else (an error, a
+ * read from the bytes without decoding them to a string and parsing JSON (~60 ns against
+ * ~290 ns for a TextDecoder and JSON.parse, microbenchmark on this machine). Anything else (an error, a
  * domain, a stream name that is not plain ASCII, a field order the server may choose one day)
  * goes through JSON.parse, so the answer read is the same either way (test/unit/pub-ack.test.ts).
  */
