@@ -18,8 +18,8 @@ export function tryEncode(value: unknown): Uint8Array | null {
   }
 }
 
-/** Room for the record's keys, punctuation and numbers, beyond its strings and JSON values. */
-const RECORD_FRAME_BYTES = 512;
+/** Room for the record's keys and punctuation (~270 bytes) and its ten numbers at most (24 each), beyond its strings and JSON values. */
+const RECORD_FRAME_BYTES = 1024;
 const writer = new ByteWriter();
 
 /**
