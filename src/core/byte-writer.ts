@@ -6,7 +6,8 @@
  * Less garbage per job is less of the worker's CPU in the collector.
  *
  * One shared scratch buffer: a writer is used synchronously, from begin() to take(), and
- * nothing else writes between them.
+ * nothing else writes between them. Every write makes room for the most it can write, so no
+ * caller has to bound its message beforehand.
  */
 const DEFAULT_SCRATCH = 64 * 1024;
 let scratch = Buffer.allocUnsafeSlow(DEFAULT_SCRATCH);
@@ -24,11 +25,18 @@ const BACKSLASH = 92;
 export class ByteWriter {
   #pos = 0;
 
-  /** Starts a message of at most `maxBytes`. */
-  begin(maxBytes: number): this {
-    if (scratch.length < maxBytes) scratch = Buffer.allocUnsafeSlow(Math.max(maxBytes, scratch.length * 2));
+  /** Starts a message. */
+  begin(): this {
     this.#pos = 0;
     return this;
+  }
+
+  /** At least `bytes` more fit after what is written (a large result grows the scratch). */
+  #room(bytes: number): void {
+    if (this.#pos + bytes <= scratch.length) return;
+    const grown = Buffer.allocUnsafeSlow(Math.max(scratch.length * 2, this.#pos + bytes));
+    scratch.copy(grown, 0, 0, this.#pos);
+    scratch = grown;
   }
 
   /** A copy of what was written (the scratch is reused by the next message). */
@@ -42,6 +50,7 @@ export class ByteWriter {
 
   /** Text known to be ASCII (the format's own keys and punctuation). */
   ascii(text: string): this {
+    this.#room(text.length);
     let p = this.#pos;
     for (let i = 0; i < text.length; i++) scratch[p++] = text.charCodeAt(i);
     this.#pos = p;
@@ -50,12 +59,15 @@ export class ByteWriter {
 
   /** Text that is already JSON (JSON.stringify's output), as UTF-8. */
   json(text: string): this {
+    // Three bytes of UTF-8 at most per UTF-16 unit.
+    this.#room(text.length * 3);
     this.#pos += scratch.write(text, this.#pos);
     return this;
   }
 
   /** A string as JSON.stringify writes it. */
   string(value: string): this {
+    this.#room(value.length + 2);
     let p = this.#pos;
     scratch[p++] = QUOTE;
     for (let i = 0; i < value.length; i++) {
@@ -72,10 +84,12 @@ export class ByteWriter {
   /** A number as JSON text has it in a template string (`${n}`). */
   number(n: number): this {
     if (!(Number.isSafeInteger(n) && n >= 0)) return this.ascii(String(n));
+    // Sixteen digits at most below 2^53.
+    this.#room(16);
     if (n < 1e8) return this.#upTo8(n);
+    // Below 2^53, the digits above the last eight are fewer than eight.
     const high = Math.floor(n / 1e8);
-    if (high < 1e8) this.#upTo8(high);
-    else this.ascii(String(high));
+    this.#upTo8(high);
     return this.#exactly8(n - high * 1e8);
   }
 
@@ -109,12 +123,3 @@ export class ByteWriter {
   }
 }
 
-/** The most bytes `text` can take as UTF-8 (three per UTF-16 unit), for begin(). */
-export function jsonBound(text: string): number {
-  return text.length * 3;
-}
-
-/** The most bytes string() can write for `value` (an escape such as \u0001 is six). */
-export function stringBound(value: string): number {
-  return value.length * 6 + 2;
-}

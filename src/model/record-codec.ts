@@ -7,7 +7,7 @@
 import type { ErrorInfo } from '../core/errors.js';
 import { WIRE_VERSION, type AttemptRecord, type DeadLetter, type JobMessage, type JobRecord, type LogLine } from './job.js';
 import { utf8 } from '../core/utf8.js';
-import { ByteWriter, jsonBound, stringBound } from '../core/byte-writer.js';
+import { ByteWriter } from '../core/byte-writer.js';
 
 /** The record as JSON bytes, or null when it cannot be encoded (only an unchecked value can do that). */
 export function tryEncode(value: unknown): Uint8Array | null {
@@ -18,8 +18,6 @@ export function tryEncode(value: unknown): Uint8Array | null {
   }
 }
 
-/** Room for the record's keys and punctuation (~270 bytes) and its ten numbers at most (24 each), beyond its strings and JSON values. */
-const RECORD_FRAME_BYTES = 1024;
 const writer = new ByteWriter();
 
 /**
@@ -39,20 +37,14 @@ export function completedFirstAttemptBytes(
   progress: unknown,
   logs?: { lines: LogLine[]; dropped: number },
 ): Uint8Array {
-  // The parts of unknown size first: they bound the message.
-  // A toJSON() that returns undefined leaves the key out, as encoding the record object would.
+  // What JSON.stringify encodes (a result's toJSON may run user code) is done before the
+  // shared writer starts. A toJSON() that returns undefined leaves the key out, as encoding
+  // the record object would.
   const resultJson = result === undefined || result === null ? 'null' : JSON.stringify(result);
   const progressJson = progress === undefined ? undefined : JSON.stringify(progress);
   const dependsOnJson = job.dependsOn ? JSON.stringify(job.dependsOn) : undefined;
   const logsJson = logs ? JSON.stringify(logs.lines) : undefined;
-  let bound = RECORD_FRAME_BYTES + stringBound(job.id) + stringBound(job.name) + stringBound(job.queue) + stringBound(workerId);
-  if (resultJson !== undefined) bound += jsonBound(resultJson);
-  if (progressJson !== undefined) bound += jsonBound(progressJson);
-  if (dependsOnJson !== undefined) bound += jsonBound(dependsOnJson);
-  if (logsJson !== undefined) bound += jsonBound(logsJson);
-  if (job.group !== undefined) bound += stringBound(job.group);
-  if (job.parent !== undefined) bound += stringBound(job.parent);
-  const w = writer.begin(bound);
+  const w = writer.begin();
   w.ascii(`{"v":${WIRE_VERSION},"id":`).string(job.id).ascii(',"name":').string(job.name).ascii(',"queue":').string(job.queue);
   w.ascii(',"status":"completed","maxAttempts":').number(job.attempts);
   w.ascii(',"attempts":[{"n":').number(attempt).ascii(',"startedAt":').number(startedAt).ascii(',"finishedAt":').number(finishedAt);
