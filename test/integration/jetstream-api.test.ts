@@ -1,9 +1,11 @@
 /**
  * JetStream API helpers naq calls instead of the client's, against a real server.
  */
+import { headers } from '@nats-io/transport-node';
 import { AckPolicy, JetStreamApiCodes, JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { consumerNames, missingConsumers } from '../../src/actors/nats/jetstream.js';
+import { commonPubAck } from '../../src/actors/nats/pub-ack.js';
 import { toPermissionDenied } from '../../src/core/permissions.js';
 import { connectTo, startServer, stopAllServers } from '../support/harness.js';
 
@@ -78,5 +80,22 @@ describe('consumerNames with the permissions of an older deployment', () => {
     const nobody = await connectTo(server, { user: 'nobody', pass: 'nobody-pw' });
     const refused = await consumerNames(nobody, await jetstreamManager(nobody, { checkAPI: false }), 'OLD', 2000).catch((e: unknown) => e);
     expect(toPermissionDenied(refused)?.subject).toBe('$JS.API.CONSUMER.NAMES.OLD');
+  });
+});
+
+describe('publish answers', () => {
+  it("the server's answers to a write and to a repeated msg id are read in place, as JSON.parse reads them", async () => {
+    // Every job's record write waits for this answer; a shape the in-place reader misses costs
+    // each job a decode and a JSON.parse (the first reader expected no space before "seq").
+    const { nc, jsm } = await freshServer();
+    await jsm.streams.add({ name: 'ANSWERS', subjects: ['answers.>'] });
+    const h = headers();
+    h.set('Nats-Msg-Id', 'one');
+    const texts: string[] = [];
+    for (let i = 0; i < 2; i++) texts.push((await nc.request('answers.x', 'hi', { headers: h, timeout: 5000 })).string());
+    texts.push((await nc.request('answers.y', 'hi')).string());
+    expect(JSON.parse(texts[1]!)).toMatchObject({ stream: 'ANSWERS', seq: 1, duplicate: true });
+    for (const text of texts) expect(commonPubAck(new TextEncoder().encode(text)), text).toEqual(JSON.parse(text));
+    await nc.close();
   });
 });
