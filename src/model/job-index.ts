@@ -6,6 +6,7 @@
  * readers see by comparing it with the record. Batches, not a message per job: one message
  * per job cost the worker ~10 % more CPU (measured), batches of 20 ms ~3 % (storage.ts).
  */
+import { ByteWriter } from '../core/byte-writer.js';
 import { InvalidArgumentError } from '../core/errors.js';
 import type { JobStatus } from './job.js';
 
@@ -92,11 +93,16 @@ export function indexSubject(prefix: string, parts: { queue?: string | undefined
   return `${prefix}.index.${parts.queue ?? '*'}.${parts.state ?? '*'}.${parts.name === undefined ? '*' : nameToken(parts.name)}`;
 }
 
-/** A batch's body: `[[id, enqueuedAt], ...]`, in the order the jobs finished; built without a tuple per job. */
-export function encodeIndexBatch(ids: readonly string[], times: readonly number[]): string {
-  let body = '[';
-  for (let i = 0; i < ids.length; i++) body += `${i ? ',' : ''}[${JSON.stringify(ids[i])},${times[i]}]`;
-  return `${body}]`;
+const writer = new ByteWriter();
+
+/**
+ * A batch's body: `[[id, enqueuedAt], ...]`, in the order the jobs finished, written straight
+ * to bytes (as a string built piece by piece it allocated ~250 bytes per job, more than its text).
+ */
+export function encodeIndexBatch(ids: readonly string[], times: readonly number[]): Uint8Array {
+  writer.begin().ascii('[');
+  for (let i = 0; i < ids.length; i++) writer.ascii(i ? ',[' : '[').string(ids[i]!).ascii(',').number(times[i]!).ascii(']');
+  return writer.ascii(']').take();
 }
 
 /** The entries a batch message holds, oldest first; none for what is not a batch. */

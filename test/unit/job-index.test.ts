@@ -16,9 +16,14 @@ describe('the job index', () => {
 
   it('a batch body is a JSON array of [id, enqueuedAt], in order; anything else reads as no entries', () => {
     const body = encodeIndexBatch(['a', 'b"c'], [1, 2]);
-    expect(JSON.parse(body)).toEqual([['a', 1], ['b"c', 2]]);
+    const text = (bytes: Uint8Array) => new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    expect(JSON.parse(text(body))).toEqual([['a', 1], ['b"c', 2]]);
+    // Ids are job ids (ASCII); times are enqueue times, fractional only if a client wrote one so.
+    const ids = ['x'.repeat(200), 'é', 'line\nbreak'];
+    const times = [1_796_255_489_142, 0, 1.5];
+    expect(JSON.parse(text(encodeIndexBatch(ids, times)))).toEqual(ids.map((id, i) => [id, times[i]]));
     expect(parseIndexBatch('naq.index.q.completed.work', body).map((e) => e.id)).toEqual(['a', 'b"c']);
-    expect(encodeIndexBatch([], [])).toBe('[]');
+    expect(text(encodeIndexBatch([], []))).toBe('[]');
     expect(parseIndexBatch('naq.index.q.completed.work', 'not json')).toEqual([]);
     expect(parseIndexBatch('naq.index.q.running.work', '[["a",1]]')).toEqual([]);
     expect(parseIndexBatch('naq.index.q.completed.work', '[["a","1"],[2,3],["b",4]]').map((e) => e.id)).toEqual(['b']);
