@@ -6,7 +6,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { durationProblem, MAX_DURATION_MS, MAX_TIMER_MS, setLongTimeout, validateDuration } from '../../src/core/duration.js';
 import { errorInfo, MAX_ERROR_MESSAGE_CHARS } from '../../src/core/errors.js';
 import type { JobMessage, JobRecord } from '../../src/model/job.js';
-import { recordFromMessage, retryDelay } from '../../src/model/job.js';
+import { buildJob, decodeJob, recordFromMessage, retryDelay } from '../../src/model/job.js';
+import { InvalidArgumentError } from '../../src/core/errors.js';
 import { resultProblem, snapshotProgress } from '../../src/actors/worker/outcome.js';
 import { completedFirstAttemptBytes, encodeDeadLetter, encodeRecord } from '../../src/model/record-codec.js';
 import { jsonProblem } from '../../src/model/wire-value.js';
@@ -268,5 +269,31 @@ describe('durations', () => {
 
   it('caps an exponential backoff that would grow past what a server can hold', () => {
     expect(retryDelay({ type: 'exponential', delay: 1000 }, 200)).toBe(MAX_DURATION_MS);
+  });
+});
+
+describe('buildJob: the message an enqueue sends', () => {
+  const defaults = { attempts: 1, backoff: { type: 'exponential' as const, delay: 1000 }, maxPayloadBytes: 1_048_576 };
+  const sent = (opts: Parameters<typeof buildJob>[2], d = defaults) => {
+    const { message, bytes } = buildJob('work', { n: 1 }, opts, 'j1', d);
+    const text = new TextDecoder().decode(bytes);
+    expect(decodeJob(bytes)).toEqual(message);
+    return { message, text };
+  };
+
+  it('leaves the backoff out of a job of one attempt (it never retries), and keeps it for a job that may retry', () => {
+    expect(sent({}).text).not.toContain('backoff');
+    expect(sent({ backoff: { type: 'fixed', delay: 50 } }).text).not.toContain('backoff');
+    expect(sent({ attempts: 3 }).message.backoff).toEqual({ type: 'exponential', delay: 1000 });
+    expect(sent({ attempts: 2, backoff: { type: 'fixed', delay: 50 } }).message.backoff).toEqual({ type: 'fixed', delay: 50 });
+    expect(sent({}, { ...defaults, attempts: 4 }).message).toMatchObject({ attempts: 4, backoff: { type: 'exponential', delay: 1000 } });
+  });
+
+  it('still refuses a bad backoff on a job of one attempt', () => {
+    expect(() => buildJob('work', null, { backoff: { type: 'fixed', delay: -1 } }, 'j1', defaults)).toThrow(InvalidArgumentError);
+  });
+
+  it('a message without a backoff retries at once', () => {
+    expect(retryDelay(undefined, 2)).toBe(0);
   });
 });
