@@ -2,12 +2,13 @@
  * JetStream API helpers naq calls instead of the client's, against a real server.
  */
 import { headers } from '@nats-io/transport-node';
-import { AckPolicy, JetStreamApiCodes, JetStreamApiError, jetstreamManager } from '@nats-io/jetstream';
+import { AckPolicy, JetStreamApiCodes, JetStreamApiError, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { consumerNames, missingConsumers } from '../../src/actors/nats/jetstream.js';
 import { commonPubAck } from '../../src/actors/nats/pub-ack.js';
+import { AsyncPublisher } from '../../src/actors/nats/publisher.js';
 import { toPermissionDenied } from '../../src/core/permissions.js';
-import { connectTo, startServer, stopAllServers } from '../support/harness.js';
+import { connectTo, startServer, stopAllServers, until } from '../support/harness.js';
 
 afterAll(stopAllServers);
 
@@ -96,6 +97,48 @@ describe('publish answers', () => {
     texts.push((await nc.request('answers.y', 'hi')).string());
     expect(JSON.parse(texts[1]!)).toMatchObject({ stream: 'ANSWERS', seq: 1, duplicate: true });
     for (const text of texts) expect(commonPubAck(new TextEncoder().encode(text)), text).toEqual(JSON.parse(text));
+    await nc.close();
+  });
+});
+
+describe("the publisher's frames (pub-frames.ts) on a real server", () => {
+  it('a turn of writes, one with headers among them, is stored in the order it was made, and acks written as frames are taken', async () => {
+    const { nc, jsm } = await freshServer();
+    await jsm.streams.add({ name: 'FRAMES', subjects: ['frames.>'] });
+    const publisher = new AsyncPublisher(nc, { timeoutMs: 10_000 });
+    const te = new TextEncoder();
+    const before = nc.stats().outMsgs;
+    // One turn: frames, a publish with a msg id (written by the client), frames again.
+    const writes = [
+      publisher.publish('frames.a', te.encode('1')),
+      publisher.publish('frames.a', te.encode('2'), { msgId: 'two' }),
+      publisher.publish('frames.a', te.encode('3')),
+    ];
+    for (let i = 0; i < 2000; i++) writes.push(publisher.publish(`frames.b.${i}`, te.encode(`{"n":${i},"pad":"${'x'.repeat(i % 300)}"}`)));
+    const acks = await Promise.all(writes);
+    expect(acks.map((a) => a.seq)).toEqual(acks.map((_, i) => i + 1));
+    const js = jetstream(nc);
+    expect((await jsm.streams.getMessage('FRAMES', { seq: 2 }))!.header.get('Nats-Msg-Id')).toBe('two');
+    expect((await jsm.streams.getMessage('FRAMES', { last_by_subj: 'frames.a' }))!.string()).toBe('3');
+    expect((await jsm.streams.getMessage('FRAMES', { last_by_subj: 'frames.b.1999' }))!.json()).toMatchObject({ n: 1999 });
+    expect(nc.stats().outMsgs - before).toBeGreaterThanOrEqual(2003);
+
+    await jsm.consumers.add('FRAMES', { durable_name: 'c', ack_policy: AckPolicy.Explicit, filter_subject: 'frames.b.>' });
+    const consumer = await js.consumers.get('FRAMES', 'c');
+    const pulled: JsMsg[] = [];
+    for await (const m of await consumer.fetch({ max_messages: 50, expires: 2000 })) {
+      pulled.push(m);
+      if (pulled.length === 50) break;
+    }
+    expect(pulled).toHaveLength(50);
+    expect((await jsm.consumers.info('FRAMES', 'c')).num_ack_pending).toBe(50);
+    for (const m of pulled) {
+      const reply = (m as JsMsg & { reply?: string }).reply!;
+      publisher.ackLater({ ack: () => m.ack(), ackSubject: () => reply });
+    }
+    await until(async () => (await jsm.consumers.info('FRAMES', 'c')).num_ack_pending === 0, 10_000);
+    expect((await jsm.consumers.info('FRAMES', 'c')).ack_floor.stream_seq).toBe(53);
+    publisher.close();
     await nc.close();
   });
 });

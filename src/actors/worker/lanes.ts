@@ -81,6 +81,13 @@ export class PulledJob implements Delivery {
   ack(): void {
     this.#answer(ACK, true);
   }
+  /** The ack, written by the publisher with its next batch (AsyncPublisher.ackLater): the subject, once. */
+  ackSubject(): string | null {
+    const reply = this.msg.reply;
+    if (this.#done || !reply) return null;
+    this.#done = true;
+    return reply;
+  }
   nak(delayMs?: number): void {
     this.#answer(delayMs ? encoder.encode(`-NAK {"delay":${Math.round(delayMs) * 1_000_000}}`) : NAK, true);
   }
