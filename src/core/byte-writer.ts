@@ -20,6 +20,8 @@ for (let i = 0; i < 100; i++) {
 }
 
 const QUOTE = 34;
+/** JSON text this short is copied by json() itself when it is ASCII. */
+const SHORT_JSON = 32;
 const BACKSLASH = 92;
 
 export class ByteWriter {
@@ -59,9 +61,39 @@ export class ByteWriter {
 
   /** Text that is already JSON (JSON.stringify's output), as UTF-8. */
   json(text: string): this {
+    // Short ASCII (a result of null, a number, a word) without a call into C++ for it.
+    if (text.length <= SHORT_JSON) {
+      this.#room(text.length);
+      let p = this.#pos;
+      for (let i = 0; i < text.length; i++) {
+        const c = text.charCodeAt(i);
+        if (c > 127) return this.#utf8(text);
+        scratch[p++] = c;
+      }
+      this.#pos = p;
+      return this;
+    }
+    return this.#utf8(text);
+  }
+
+  #utf8(text: string): this {
     // Three bytes of UTF-8 at most per UTF-16 unit.
     this.#room(text.length * 3);
     this.#pos += scratch.write(text, this.#pos);
+    return this;
+  }
+
+  /** Where the next byte goes: with `again`, a piece written twice is worked out once. */
+  get position(): number {
+    return this.#pos;
+  }
+
+  /** The bytes written from `from` to `to` (positions of this message), once more. */
+  again(from: number, to: number): this {
+    this.#room(to - from);
+    let p = this.#pos;
+    for (let i = from; i < to; i++) scratch[p++] = scratch[i]!;
+    this.#pos = p;
     return this;
   }
 

@@ -47,13 +47,17 @@ export function completedFirstAttemptBytes(
   const w = writer.begin();
   w.ascii(`{"v":${WIRE_VERSION},"id":`).string(job.id).ascii(',"name":').string(job.name).ascii(',"queue":').string(job.queue);
   w.ascii(',"status":"completed","maxAttempts":').number(job.attempts);
-  w.ascii(',"attempts":[{"n":').number(attempt).ascii(',"startedAt":').number(startedAt).ascii(',"finishedAt":').number(finishedAt);
+  w.ascii(',"attempts":[{"n":').number(attempt);
+  // `,"startedAt":…,"finishedAt":…` is the attempt's and the record's: written once, copied once.
+  const times = w.position;
+  w.ascii(',"startedAt":').number(startedAt).ascii(',"finishedAt":').number(finishedAt);
+  const timesEnd = w.position;
   w.ascii(',"workerId":').string(workerId).ascii('}],"enqueuedAt":').number(job.ts);
   if (dependsOnJson !== undefined) w.ascii(',"dependsOn":').json(dependsOnJson);
   if (job.priority !== undefined && job.priority !== 5) w.ascii(',"priority":').number(job.priority);
   if (job.group !== undefined) w.ascii(',"group":').string(job.group);
   if (job.parent !== undefined) w.ascii(',"parent":').string(job.parent);
-  w.ascii(',"startedAt":').number(startedAt).ascii(',"finishedAt":').number(finishedAt);
+  w.again(times, timesEnd);
   if (resultJson !== undefined) w.ascii(',"result":').json(resultJson);
   if (progressJson !== undefined) w.ascii(',"progress":').json(progressJson);
   if (job.resultTtlMs) w.ascii(',"expiresAt":').number(finishedAt + job.resultTtlMs);
