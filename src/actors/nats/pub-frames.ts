@@ -5,7 +5,9 @@
  * subjects checked by a regular expression: ~13 % of a worker's CPU in profiles, the encoding
  * alone ~6 %. The bytes written are exactly those `nc.publish` writes, and they go to the
  * client's own outbound buffer (its `sendCommand`), so ordering, flushing and reconnects are
- * the client's as before.
+ * the client's as before. `nc.protocol` is not part of nats.js's documented API: outboundOf
+ * checks its shape, and without it every publish goes through `nc.publish` as before
+ * (test/integration/jetstream-api.test.ts runs the frames against a real server).
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 
