@@ -11,6 +11,9 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 
+/** JetStream's ack payload (`+ACK`): written by the publisher's frames and by a delivery's own ack. */
+export const ACK = Uint8Array.of(43, 65, 67, 75);
+
 /** What is used of the client's protocol handler (nats.js v3's `nc.protocol`). */
 export interface Outbound {
   sendCommand(cmd: Uint8Array): void;

@@ -2,7 +2,7 @@ import { createInbox, headers as natsHeaders, type Msg, type MsgHdrs, type NatsC
 import { NaqError, type PermissionDeniedError } from '../../core/errors.js';
 import { deniedFrom, permissionViolation, type PermissionListener } from '../../core/permissions.js';
 import { readPubAck } from './pub-ack.js';
-import { frameSize, outboundOf, plainSubject, writeFrame, type Outbound } from './pub-frames.js';
+import { ACK, frameSize, outboundOf, plainSubject, writeFrame, type Outbound } from './pub-frames.js';
 
 /**
  * The publish-async path (DESIGN: the per-job budget). A JetStream publish is a core publish
@@ -58,9 +58,6 @@ export interface Ackable {
   ack(): void;
   ackSubject?(): string | null;
 }
-
-/** JetStream's ack. */
-const ACK = Uint8Array.of(43, 65, 67, 75);
 
 export interface PublishOptions {
   /** Nats-Msg-Id: the server drops a second publish with the same id within its window. */
@@ -272,7 +269,10 @@ export class AsyncPublisher {
         size += frameSize(m.subject, this.#prefix.length + m.token.length, m.data.length);
         continue;
       }
-      if (run.length > 0) size = this.#send(out, size, 0);
+      if (run.length > 0) {
+        this.#send(out, size, 0);
+        size = 0;
+      }
       this.#publishOne(m);
     }
     // Acks after the writes, in the same buffer.
@@ -290,8 +290,8 @@ export class AsyncPublisher {
     if (run.length > 0 || subjects.length > 0) this.#send(out, size, ackSize);
   };
 
-  /** The run's frames, then the acks', as one buffer in the client's outbound. Returns 0 (the next run's size). */
-  #send(out: Outbound, size: number, ackSize: number): number {
+  /** The run's frames (`size` bytes), then the acks' (`ackSize`), as one buffer in the client's outbound; both lists are emptied. */
+  #send(out: Outbound, size: number, ackSize: number): void {
     const run = this.#run;
     const subjects = this.#ackSubjects;
     const buf = Buffer.allocUnsafe(size + ackSize);
@@ -309,7 +309,6 @@ export class AsyncPublisher {
     run.length = 0;
     subjects.length = 0;
     out.sendCommand(buf);
-    return 0;
   }
 
   #publishOne(m: Pending): void {

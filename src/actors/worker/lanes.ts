@@ -7,6 +7,7 @@
  * waits, and a less urgent lane is pulled only while no more urgent one holds a job.
  */
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { ACK } from '../nats/pub-frames.js';
 import { pendingAfter, type Delivery } from './delivery.js';
 
 /** One priority level of the queue. */
@@ -47,7 +48,6 @@ export interface LanePullerOptions {
   onError(error: Error): void;
 }
 
-const ACK = Uint8Array.of(43, 65, 67, 75);
 const NAK = Uint8Array.of(45, 78, 65, 75);
 const WPI = Uint8Array.of(43, 87, 80, 73);
 const encoder = new TextEncoder();
