@@ -232,4 +232,21 @@ describe('lane puller', () => {
     nats.status(4, 409, 'Consumer Deleted');
     expect(events.missing.map((e) => e.message)).toEqual(['consumer deleted: naq-q']);
   });
+  it('with defer, sends each pull when the worker writes its turn, and none once pulling stopped', () => {
+    const nats = fakeNats();
+    const deferred: Array<() => void> = [];
+    const { p } = puller(nats, { defer: (send) => void deferred.push(send) }, false);
+    // Reserved at once (not asked twice), sent only with the turn's writes.
+    expect(nats.pulls).toEqual([]);
+    expect(deferred).toHaveLength(tokens.length);
+    for (const send of deferred.splice(0)) send();
+    expect(nats.pulls).toEqual(tokens.map((_, lane) => ({ lane, batch: 4 })));
+    tokens.forEach((_, lane) => nats.status(lane, 408, 'Request Timeout'));
+    // Each expired request asks again; stopped before the turn's writes, none goes out:
+    // its jobs would reach an inbox nobody listens to any more.
+    expect(deferred).toHaveLength(tokens.length);
+    p.stop();
+    for (const send of deferred.splice(0)) send();
+    expect(nats.pulls).toHaveLength(tokens.length);
+  });
 });

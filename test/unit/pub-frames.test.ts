@@ -146,6 +146,36 @@ describe('AsyncPublisher: one turn of publishes and acks', () => {
     publisher.close();
   });
 
+  it('runs what later() is given at the next flush, just before the batch, so it shares the write; a task that throws stops nothing', async () => {
+    const { nc, stream } = fakeConnection();
+    const publisher = new AsyncPublisher(nc, { timeoutMs: 60_000 });
+    // A task alone schedules the flush.
+    publisher.later(() => nc.publish('$JS.API.CONSUMER.MSG.NEXT.S.c', te.encode('{"batch":1}'), { reply: '_INBOX.P.0' }));
+    expect(stream).toEqual([]);
+    await turn();
+    expect(stream).toEqual([clientBytes('$JS.API.CONSUMER.MSG.NEXT.S.c', '_INBOX.P.0', te.encode('{"batch":1}'))]);
+    stream.length = 0;
+    const write = publisher.publish('$KV.b.one', te.encode('1'));
+    const order: string[] = [];
+    publisher.later(() => {
+      order.push('first');
+      throw new Error('a bug in a task');
+    });
+    publisher.later(() => {
+      order.push('second');
+      nc.publish('$JS.API.CONSUMER.MSG.NEXT.S.c', te.encode('{"batch":2}'), { reply: '_INBOX.P.0' });
+    });
+    // Queued meanwhile, not yet run.
+    expect(order).toEqual([]);
+    await turn();
+    expect(order).toEqual(['first', 'second']);
+    expect(stream).toHaveLength(2);
+    expect(stream[0]).toBe(clientBytes('$JS.API.CONSUMER.MSG.NEXT.S.c', '_INBOX.P.0', te.encode('{"batch":2}')));
+    expect(stream[1]).toMatch(/^PUB \$KV\.b\.one _INBOX\.[A-Za-z0-9]+\.0 1\r\n1\r\n$/);
+    void write.catch(() => {});
+    publisher.close();
+  });
+
   it('on a closed or draining connection every publish goes through the client, which refuses it', async () => {
     const { nc, protocol, stream, close } = fakeConnection();
     const publisher = new AsyncPublisher(nc, { timeoutMs: 60_000 });

@@ -46,6 +46,11 @@ export interface LanePullerOptions {
   onLost?(): void;
   /** Nothing may be subscribed to or pulled (permissions, the connection closed): pulling stopped. */
   onError(error: Error): void;
+  /**
+   * Sends a pull request later in the turn, with the worker's other writes (AsyncPublisher.later):
+   * one socket write instead of two. Without it, a pull is published at once.
+   */
+  defer?(send: () => void): void;
 }
 
 const NAK = Uint8Array.of(45, 78, 65, 75);
@@ -316,9 +321,21 @@ export class LanePuller {
     const batch = this.#o.cap - held - this.#asked[i]!;
     this.#asked[i]! += batch;
     this.#heard[i] = now;
+    if (this.#o.defer) this.#o.defer(() => this.#request(i, batch));
+    else this.#request(i, batch);
+  }
+
+  /** The pull request itself; not sent once pulling stopped (its jobs would reach no subscription). */
+  #request(i: number, batch: number): void {
+    if (this.#stopped || !this.#sub) return;
     const o = this.#o;
-    o.nc.publish(`${o.apiPrefix}.CONSUMER.MSG.NEXT.${o.stream}.${o.lanes[i]!.consumer}`, encoder.encode(`{"batch":${batch},"expires":${o.expiresMs * 1_000_000}}`), {
-      reply: `${this.#inbox}.${i}`,
-    });
+    try {
+      o.nc.publish(`${o.apiPrefix}.CONSUMER.MSG.NEXT.${o.stream}.${o.lanes[i]!.consumer}`, encoder.encode(`{"batch":${batch},"expires":${o.expiresMs * 1_000_000}}`), {
+        reply: `${this.#inbox}.${i}`,
+      });
+    } catch (error) {
+      // Published at once, it would throw into take(); deferred, it has no caller: both stop here.
+      this.#fail(error as Error);
+    }
   }
 }

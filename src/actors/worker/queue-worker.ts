@@ -259,6 +259,7 @@ export class QueueWorker {
       expiresMs: PULL_EXPIRES_MS,
       now: () => Date.now(),
       onReady: this.#fill,
+      defer: (send) => ctx.publisher.later(send),
       onMissing: (error) => this.#missing(puller, error),
       onLost: () => void this.#checkConsumers(puller),
       onError: (error) => {
