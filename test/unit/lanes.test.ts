@@ -232,6 +232,7 @@ describe('lane puller', () => {
     nats.status(4, 409, 'Consumer Deleted');
     expect(events.missing.map((e) => e.message)).toEqual(['consumer deleted: naq-q']);
   });
+
   it('with defer, sends each pull when the worker writes its turn, and none once pulling stopped', () => {
     const nats = fakeNats();
     const deferred: Array<() => void> = [];
