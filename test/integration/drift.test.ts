@@ -45,6 +45,21 @@ describe('streams and buckets that disappear', () => {
     expect(w.health().failures).toBe(0);
   });
 
+  it('a bulk enqueued while the jobs stream is missing lands whole once it is recreated: every job once, one job.enqueued each', async () => {
+    const server = await startServer();
+    const p = await startNaq(server, { roles: ['producer'], events: { flushMs: 20 } });
+    await p.enqueue('warm', null);
+    const jsm = await jetstreamManager(await connectTo(server));
+    await jsm.streams.delete('NAQ_JOBS');
+    // Every publish of the first window finds no stream; they are retried after the repair.
+    const ids = await p.enqueueBulk(Array.from({ length: 1500 }, (_, i) => ({ name: 'bulk', data: { i } })));
+    expect(new Set(ids).size).toBe(1500);
+    expect((await p.queueStats('default')).pending).toBe(1500);
+    await p.events.flush();
+    const enqueued = (await p.events.history({ types: ['job.enqueued'], limit: 5000 })).filter((e) => e.data?.name === 'bulk');
+    expect(enqueued.map((e) => e.jobId).sort()).toEqual([...ids].sort());
+  });
+
   it('the jobs stream deleted again within a second of being recreated is recreated again, not left missing', async () => {
     const { w, jsm } = await workerThatRanAJob();
     const deleteAndWait = async () => {
