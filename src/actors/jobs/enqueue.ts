@@ -187,7 +187,8 @@ async function publishBulk(
     const end = Math.min(built.length, start + BULK_WINDOW);
     // A job of a generated id, no key and no dependencies (most of them) is its bare publish:
     // its outcome is read once the window has settled, not through reactions of its own
-    // (closures and two promises a job: measured, a quarter of what a bulk allocated a job).
+    // (closures, an options object and two promises a job: ~0.6 of the 4.7 KB a bulk
+    // allocated a job, in V8's sampling heap profiler).
     const sends: Promise<unknown>[] = [];
     const bare: boolean[] = [];
     for (let i = start; i < end; i++) {
