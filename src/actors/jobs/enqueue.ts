@@ -10,7 +10,7 @@ import { checkDedupe, dedupeEntryKey, type CheckedDedupe } from '../../model/ded
 import { buildJob, encodeJson, type EnqueueItem, type JobMessage, type JobOptions } from '../../model/job.js';
 import { isTransient, withRetry } from '../../core/retry.js';
 import type { NaqContext } from '../nats/context.js';
-import { ERR_MAX_MSGS_PER_SUBJECT, PublishRejectedError } from '../nats/publisher.js';
+import { ERR_MAX_MSGS_PER_SUBJECT, PublishRejectedError, type PublishOptions } from '../nats/publisher.js';
 import { isWrongLastSequence } from '../nats/jetstream.js';
 import { endSpan, producerSpan } from '../../tracing/tracing.js';
 import { debounce, throttle } from './dedupe.js';
@@ -39,17 +39,21 @@ export function publishJob(
   { strict = false }: { strict?: boolean } = {},
 ): Promise<void> {
   const options = publishOptions(msgId, headers);
-  const subject = jobSubjectOf(ctx, message);
-  const once = () => ctx.publisher.publish(subject, bytes, options).then(
-    () => enqueued(ctx, message),
-    (error: unknown) => alreadyPending(message, error, strict),
-  );
+  const once = () => publishOnce(ctx, message, bytes, options, strict);
   // The common case costs one publish and two reactions (no async frames); the retry loop (and
   // its deadline timer) only starts after a transient failure. The Nats-Msg-Id makes the retry safe.
   return once().catch((error: unknown) => {
     if (!isTransient(error)) throw error;
     return withRetry(`enqueue ${message.id}`, ctx.retry, once);
   });
+}
+
+/** One publish of the job: its job.enqueued event once stored; an already-pending refusal is not an error (alreadyPending). */
+function publishOnce(ctx: NaqContext, message: JobMessage, bytes: Uint8Array, options: PublishOptions | undefined, strict: boolean): Promise<void> {
+  return ctx.publisher.publish(jobSubjectOf(ctx, message), bytes, options).then(
+    () => enqueued(ctx, message),
+    (error: unknown) => alreadyPending(message, error, strict),
+  );
 }
 
 function publishOptions(msgId: string | undefined, headers: Record<string, string> | undefined) {
@@ -208,14 +212,7 @@ async function publishBulk(
         continue;
       }
       if (bare[k] && isTransient(outcome.reason)) {
-        retries.push(
-          withRetry(`enqueue ${message.id}`, ctx.retry, () =>
-            ctx.publisher.publish(jobSubjectOf(ctx, message), bytes, options).then(
-              () => enqueued(ctx, message),
-              (error: unknown) => alreadyPending(message, error, false),
-            ),
-          ),
-        );
+        retries.push(withRetry(`enqueue ${message.id}`, ctx.retry, () => publishOnce(ctx, message, bytes, options, false)));
         continue;
       }
       try {
