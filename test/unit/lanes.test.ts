@@ -120,6 +120,24 @@ describe('lane puller', () => {
     expect(idOf(p.take())).toBe(late2);
   });
 
+  it("a wait the urgent lane answered is over: the next wait for it gets its own moment, not the rest of the first one's", () => {
+    const nats = fakeNats();
+    const { p } = puller(nats);
+    const late = nats.job('q~10');
+    const urgent = nats.job('q~1', 3);
+    expect(idOf(p.take())).toBe(urgent);
+    expect(p.take()).toBeNull();
+    vi.advanceTimersByTime(20);
+    const next = nats.job('q~1', 2);
+    expect(idOf(p.take())).toBe(next);
+    expect(p.take()).toBeNull();
+    // 30 ms after the first wait began, 10 ms into the second: level 10 still waits.
+    vi.advanceTimersByTime(10);
+    expect(p.take()).toBeNull();
+    vi.advanceTimersByTime(20);
+    expect(idOf(p.take())).toBe(late);
+  });
+
   it('at the start, waits a moment for lanes that have not answered yet', () => {
     const nats = fakeNats();
     const { p } = puller(nats, {}, false);

@@ -134,6 +134,8 @@ export class LanePuller {
    */
   readonly #backlog: number[];
   #waiting: ReturnType<typeof setTimeout> | null = null;
+  /** The most urgent lane the running wait is for. */
+  #waitingFor = 0;
   readonly #byToken = new Map<string, number>();
   #sub: Subscription | null = null;
   #timer: ReturnType<typeof setInterval> | null = null;
@@ -178,7 +180,7 @@ export class LanePuller {
         if (this.#backlog[i]! > 0 && this.#sub) {
           this.#pull(i);
           if (this.#asked[i]! > 0) {
-            this.#waitForUrgent();
+            this.#waitForUrgent(i);
             return null;
           }
         }
@@ -195,8 +197,12 @@ export class LanePuller {
   }
 
   /** After URGENT_WAIT_MS, a backlog that has not arrived is taken as gone, and the worker asks again. */
-  #waitForUrgent(): void {
-    if (this.#waiting) return;
+  #waitForUrgent(lane: number): void {
+    if (this.#waiting) {
+      this.#waitingFor = Math.min(this.#waitingFor, lane);
+      return;
+    }
+    this.#waitingFor = lane;
     this.#waiting = setTimeout(() => {
       this.#waiting = null;
       if (this.#stopped) return;
@@ -235,6 +241,12 @@ export class LanePuller {
       return;
     }
     if (this.#asked[i]! > 0) this.#asked[i]!--;
+    // The lane waited for answered: that wait is over. A later one gets its own moment; left
+    // running, this timer would end it early and give a less urgent job ahead of the backlog.
+    if (this.#waiting && i <= this.#waitingFor) {
+      clearTimeout(this.#waiting);
+      this.#waiting = null;
+    }
     this.#backlog[i] = pendingAfter(msg.reply);
     this.#heard[i] = this.#o.now();
     this.#held[i]!.push(new PulledJob(msg, i));
