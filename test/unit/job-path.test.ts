@@ -22,7 +22,7 @@ function message(over: Partial<JobMessage> = {}): JobMessage {
   return { v: 1, id: 'j1', name: 'work', queue: 'q', data: { n: 1 }, attempts: 1, ts: 500, ...over };
 }
 
-function path(handlers: Handlers, extra: { clock?: ManualClock; ackWaitMs?: number; activeAfterMs?: number; maxLogLines?: number } = {}) {
+function path(handlers: Handlers, extra: { clock?: ManualClock; ackWaitMs?: number; activeAfterMs?: number; maxLogLines?: number; onHandlerDone?: () => void } = {}) {
   const clock = extra.clock ?? new ManualClock(1_000_000);
   const mem = memoryIO();
   const refused: unknown[] = [];
@@ -37,6 +37,7 @@ function path(handlers: Handlers, extra: { clock?: ManualClock; ackWaitMs?: numb
     log: pino({ level: 'silent' }),
     onRefused: (e) => void refused.push(e),
     ...(extra.maxLogLines !== undefined ? { maxLogLines: extra.maxLogLines } : {}),
+    ...(extra.onHandlerDone ? { onHandlerDone: extra.onHandlerDone } : {}),
   });
   return { p, clock, refused, ...mem };
 }
@@ -431,6 +432,64 @@ describe('the job path', () => {
     await p.process(msg, 1);
     flush();
     expect(msg.calls).toEqual([]);
+  });
+
+  it("the worker is told once per delivery that it runs no handler any more: when the handler settles, before its record write is answered; at once for one that runs none", async () => {
+    let told = 0;
+    let release!: () => void;
+    const { p, io } = path(
+      {
+        work: async () => 'ok',
+        slow: () => new Promise<string>((r) => (release = () => r('ok'))),
+        broken: async () => {
+          throw new Error('boom');
+        },
+      },
+      { onHandlerDone: () => void told++ },
+    );
+    // The record write waits for the test to answer it.
+    const write = io.writeRecord;
+    const answers: Array<() => void> = [];
+    io.writeRecord = (id, bytes) => new Promise((resolve) => answers.push(() => resolve(write(id, bytes))));
+
+    let settled = false;
+    const completing = p.process(delivery({}), 1).then(() => (settled = true));
+    await settle();
+    expect(told).toBe(1);
+    expect(settled).toBe(false);
+    answers.shift()!();
+    await completing;
+    expect(told).toBe(1);
+
+    // A handler that throws: told once, before its retry is recorded.
+    const failing = p.process(delivery({ id: 'f1', name: 'broken', attempts: 2 }, 'naq.jobs.q.f1'), 1);
+    await settle();
+    expect(told).toBe(2);
+    answers.shift()!();
+    await failing;
+
+    // A copy of a running job runs nothing: told at once, and the original once, when its handler returns.
+    const original = p.process(delivery({ id: 's1', name: 'slow' }, 'naq.jobs.q.s1'), 1);
+    await settle();
+    expect(told).toBe(2);
+    await p.process(delivery({ id: 's1', name: 'slow' }, 'naq.jobs.q.s1'), 2);
+    expect(told).toBe(3);
+    release();
+    await settle();
+    expect(told).toBe(4);
+    answers.shift()!();
+    await original;
+
+    // No handler of that name, and a body that is not a job: nothing runs, each told once.
+    const unknown = p.process(delivery({ id: 'u1', name: 'nope' }, 'naq.jobs.q.u1'), 1);
+    await settle();
+    answers.shift()!();
+    await unknown;
+    const undecodable = p.process(delivery(new TextEncoder().encode('{"v":1,"id":'), 'naq.jobs.q.broken'), 1);
+    await settle();
+    answers.splice(0).forEach((a) => a());
+    await undecodable;
+    expect(told).toBe(6);
   });
 
   it('unknown handler: dead-lettered at once with UNKNOWN_HANDLER, whatever attempts remain', async () => {

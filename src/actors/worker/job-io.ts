@@ -58,5 +58,10 @@ export interface JobPathOptions {
   metrics?: JobMetrics;
   /** Lines of ctx.log kept with a job's record (jobs.maxLogLines; default 100). */
   maxLogLines?: number;
+  /**
+   * Once per process() call: the delivery's handler settled, or it will not run. Its outcome
+   * may still be on its way to the server; the worker may start another handler meanwhile.
+   */
+  onHandlerDone?(): void;
 }
 

@@ -110,99 +110,108 @@ export class JobPath {
    * `grant`: the rate gate's, when the delivery passed one (told when the handler starts).
    */
   async process(msg: Delivery, delivery: number, grant?: Grant): Promise<void> {
-    let attempt = delivery;
-    // 1. Decode.
-    let job: JobMessage;
+    // The worker is told once that this delivery no longer runs a handler: when the handler
+    // settles, or when the path leaves without running one.
+    let handlerDone = false;
     try {
-      job = decodeJob(msg.data);
-    } catch (error) {
-      return this.#deadLetterUndecodable(msg, error as Error);
-    }
-    // Records, dead letters and events are keyed by the body's id and queue: one that is not
-    // the subject's would land elsewhere (or, not a valid subject token, never land at all).
-    // The lane is part of it: a body's priority that is not its subject's would be shown wrong.
-    if (job.queue !== this.#o.queue || !endsWithLaneAndId(msg.subject, laneToken(job.queue, job.priority), job.id)) {
-      const priority = job.priority === undefined ? '' : ` (priority ${job.priority})`;
-      return this.#deadLetterUndecodable(
-        msg,
-        new JobDecodeError(`the body's queue ${JSON.stringify(job.queue)}${priority} and id ${JSON.stringify(job.id)} are not those of its subject ${msg.subject}`),
-      );
-    }
-    // 2. Running here already, finished already, or cancelled: decided at once unless a record must be read.
-    const early = this.#early(msg, job, attempt);
-    let deferred = 0;
-    let record: JobRecord | null = null;
-    if (early === true) return;
-    if (early !== false) {
-      const verified = await early;
-      if (verified === true) return;
-      record = verified === false ? null : verified;
-      // Deliveries that went back without using an attempt (rate limits) do not count.
-      deferred = deferredOf(record);
-      attempt = Math.max(1, attempt - deferred);
-    }
-    const handler = Object.hasOwn(this.#o.handlers, job.name) ? this.#o.handlers[job.name] : undefined;
-    const startedAt = this.#o.clock.now();
-    if (!handler) {
-      const error: ErrorInfo = { name: 'UnknownHandlerError', code: 'UNKNOWN_HANDLER', message: `no handler named ${job.name} on this worker` };
-      return this.#fail(msg, job, attempt, startedAt, error, true);
-    }
-    // 3. Run. A rate limit's window counts this start when it really happens.
-    grant?.began(startedAt);
-    const running = runningJob(msg, job, attempt, startedAt, deferred);
-    // The record read to verify this delivery is the history its records build on: not read again.
-    if (record) running.prior = Promise.resolve(historyOf(record, attempt));
-    this.#running.set(job.id, running);
-    this.#liveness.ensureSweeper();
-    this.#emit('job.started', job, { attempt });
-    this.#o.metrics?.started(job.queue, job.name, startedAt - job.ts);
-    const traced = consumerSpan(job.queue, job, attempt, () => msg.headers);
-    let value: unknown;
-    let error: unknown;
-    let failed = false;
-    try {
-      value = await (traced ? within(traced.context, () => this.#wait(running, handler)) : this.#wait(running, handler));
-    } catch (thrown) {
-      failed = true;
-      error = thrown;
-    } finally {
-      running.timeout?.clear();
-      running.progressTimer?.clear();
-      // It stays in #running until its outcome is recorded, so a duplicate delivery finds it.
-      running.finished = true;
-      if (traced) endSpan(traced.span, failed ? error : undefined);
-    }
-    // 4. Outcome: one record write, then ack; NAK with the backoff delay; or dead letter.
-    try {
-      if (running.abandoned) return this.#releaseDuplicates(job.id);
-      if (!failed) {
-        const pending = this.#completion(running, value);
-        const completion = pending instanceof Promise ? await pending : pending;
-        if (completion === ALREADY_RECORDED) return;
-        if (!(completion instanceof Error)) {
-          try {
-            this.#o.io.index({ id: job.id, queue: job.queue, name: job.name, state: 'completed', enqueuedAt: job.ts });
-            await this.#o.io.writeRecord(job.id, completion.bytes);
-            if (job.parent !== undefined) await this.#o.io.tellParent(job.parent, job.id, 'completed');
-          } catch (thrown) {
-            return this.#notRecorded(msg, job.id, thrown);
-          }
-          this.#recorded(msg, job.id, job.ts);
-          this.processed++;
-          this.#emit('job.completed', job, { attempt, durationMs: completion.finishedAt - startedAt });
-          this.#o.metrics?.ended(job.queue, job.name, 'completed', completion.finishedAt - startedAt);
-          return;
-        }
-        // A result that cannot be stored fails the attempt with the error that says why.
-        error = completion;
+      let attempt = delivery;
+      // 1. Decode.
+      let job: JobMessage;
+      try {
+        job = decodeJob(msg.data);
+      } catch (error) {
+        return this.#deadLetterUndecodable(msg, error as Error);
       }
-      if (running.abortReason instanceof JobCancelledError || isCancel(error)) return this.#recordCancel(msg, job, attempt, running);
-      const waitMs = running.abortReason === undefined ? rateLimitedFor(error) : null;
-      if (waitMs !== null) return this.#defer(msg, job, attempt, running, waitMs, error as Error);
-      return this.#fail(msg, job, attempt, startedAt, withStack(errorInfo(error), error), false, running);
+      // Records, dead letters and events are keyed by the body's id and queue: one that is not
+      // the subject's would land elsewhere (or, not a valid subject token, never land at all).
+      // The lane is part of it: a body's priority that is not its subject's would be shown wrong.
+      if (job.queue !== this.#o.queue || !endsWithLaneAndId(msg.subject, laneToken(job.queue, job.priority), job.id)) {
+        const priority = job.priority === undefined ? '' : ` (priority ${job.priority})`;
+        return this.#deadLetterUndecodable(
+          msg,
+          new JobDecodeError(`the body's queue ${JSON.stringify(job.queue)}${priority} and id ${JSON.stringify(job.id)} are not those of its subject ${msg.subject}`),
+        );
+      }
+      // 2. Running here already, finished already, or cancelled: decided at once unless a record must be read.
+      const early = this.#early(msg, job, attempt);
+      let deferred = 0;
+      let record: JobRecord | null = null;
+      if (early === true) return;
+      if (early !== false) {
+        const verified = await early;
+        if (verified === true) return;
+        record = verified === false ? null : verified;
+        // Deliveries that went back without using an attempt (rate limits) do not count.
+        deferred = deferredOf(record);
+        attempt = Math.max(1, attempt - deferred);
+      }
+      const handler = Object.hasOwn(this.#o.handlers, job.name) ? this.#o.handlers[job.name] : undefined;
+      const startedAt = this.#o.clock.now();
+      if (!handler) {
+        const error: ErrorInfo = { name: 'UnknownHandlerError', code: 'UNKNOWN_HANDLER', message: `no handler named ${job.name} on this worker` };
+        return this.#fail(msg, job, attempt, startedAt, error, true);
+      }
+      // 3. Run. A rate limit's window counts this start when it really happens.
+      grant?.began(startedAt);
+      const running = runningJob(msg, job, attempt, startedAt, deferred);
+      // The record read to verify this delivery is the history its records build on: not read again.
+      if (record) running.prior = Promise.resolve(historyOf(record, attempt));
+      this.#running.set(job.id, running);
+      this.#liveness.ensureSweeper();
+      this.#emit('job.started', job, { attempt });
+      this.#o.metrics?.started(job.queue, job.name, startedAt - job.ts);
+      const traced = consumerSpan(job.queue, job, attempt, () => msg.headers);
+      let value: unknown;
+      let error: unknown;
+      let failed = false;
+      try {
+        value = await (traced ? within(traced.context, () => this.#wait(running, handler)) : this.#wait(running, handler));
+      } catch (thrown) {
+        failed = true;
+        error = thrown;
+      } finally {
+        running.timeout?.clear();
+        running.progressTimer?.clear();
+        // It stays in #running until its outcome is recorded, so a duplicate delivery finds it.
+        running.finished = true;
+        if (traced) endSpan(traced.span, failed ? error : undefined);
+        handlerDone = true;
+        this.#o.onHandlerDone?.();
+      }
+      // 4. Outcome: one record write, then ack; NAK with the backoff delay; or dead letter.
+      try {
+        if (running.abandoned) return this.#releaseDuplicates(job.id);
+        if (!failed) {
+          const pending = this.#completion(running, value);
+          const completion = pending instanceof Promise ? await pending : pending;
+          if (completion === ALREADY_RECORDED) return;
+          if (!(completion instanceof Error)) {
+            try {
+              this.#o.io.index({ id: job.id, queue: job.queue, name: job.name, state: 'completed', enqueuedAt: job.ts });
+              await this.#o.io.writeRecord(job.id, completion.bytes);
+              if (job.parent !== undefined) await this.#o.io.tellParent(job.parent, job.id, 'completed');
+            } catch (thrown) {
+              return this.#notRecorded(msg, job.id, thrown);
+            }
+            this.#recorded(msg, job.id, job.ts);
+            this.processed++;
+            this.#emit('job.completed', job, { attempt, durationMs: completion.finishedAt - startedAt });
+            this.#o.metrics?.ended(job.queue, job.name, 'completed', completion.finishedAt - startedAt);
+            return;
+          }
+          // A result that cannot be stored fails the attempt with the error that says why.
+          error = completion;
+        }
+        if (running.abortReason instanceof JobCancelledError || isCancel(error)) return this.#recordCancel(msg, job, attempt, running);
+        const waitMs = running.abortReason === undefined ? rateLimitedFor(error) : null;
+        if (waitMs !== null) return this.#defer(msg, job, attempt, running, waitMs, error as Error);
+        return this.#fail(msg, job, attempt, startedAt, withStack(errorInfo(error), error), false, running);
+      } finally {
+        // Whatever happened on the way (a failed write, a throw), the job leaves #running.
+        if (this.#running.get(job.id) === running) this.#running.delete(job.id);
+      }
     } finally {
-      // Whatever happened on the way (a failed write, a throw), the job leaves #running.
-      if (this.#running.get(job.id) === running) this.#running.delete(job.id);
+      if (!handlerDone) this.#o.onHandlerDone?.();
     }
   }
 

@@ -72,7 +72,10 @@ export class QueueWorker {
   #puller: LanePuller | null = null;
   #maxAckPending = 1;
   #cancelSub: Subscription | null = null;
+  /** Deliveries taken and not yet through the job path (their outcome may be on its way). */
   #inFlight = 0;
+  /** Deliveries taken whose handler has not settled yet: at most `concurrency`. */
+  #busy = 0;
   #status: 'running' | 'paused' | 'draining' | 'stopped' = 'paused';
   #idle: (() => void) | null = null;
   #onError: ((error: Error) => void) | undefined;
@@ -106,6 +109,7 @@ export class QueueWorker {
       io: jobIO(ctx, (ms, group) => this.#hold(ms, group)),
       log,
       onRefused: (error) => this.#refused(error),
+      onHandlerDone: () => this.#handlerDone(),
       ...(settings.metrics ? { metrics: settings.metrics } : {}),
     });
     this.#gate = new RateGate({
@@ -318,10 +322,14 @@ export class QueueWorker {
   readonly #fill = () => {
     const puller = this.#puller;
     if (!puller) return;
-    while (this.#inFlight < this.#settings.concurrency) {
+    const concurrency = this.#settings.concurrency;
+    // A slot is free once its handler settled; its outcome's write may still be on its way, up
+    // to `concurrency` of them, so the next job does not wait for the server's answer.
+    while (this.#busy < concurrency && this.#inFlight < 2 * concurrency) {
       const msg = puller.take();
       if (!msg) return;
       this.#inFlight++;
+      this.#busy++;
       if (this.#gate.active) this.#gate.admit(msg);
       // One handler pair, not .catch().finally(): a promise less per job on the hot path.
       else void this.#path.process(msg, deliveryCount(msg as unknown as JsMsg)).then(this.#released, this.#failedOnTheWay);
@@ -332,13 +340,24 @@ export class QueueWorker {
   #startAdmitted(msg: Delivery, grant?: Grant): void {
     if (this.#status !== 'running') {
       msg.nak();
-      this.#release();
+      this.#givenBack();
       return;
     }
     void this.#path.process(msg, deliveryCount(msg as unknown as JsMsg), grant).then(this.#released, this.#failedOnTheWay);
   }
 
   readonly #released = () => this.#release();
+
+  /** A delivery that never reached the job path (the gate gave it back): its slot and its count. */
+  readonly #givenBack = () => {
+    this.#busy--;
+    this.#release();
+  };
+
+  #handlerDone(): void {
+    this.#busy--;
+    this.#fill();
+  }
 
   /**
    * A write that failed on the way (the server away past its deadline): the job is not acked,
@@ -365,7 +384,7 @@ export class QueueWorker {
     const puller = this.#puller;
     this.#puller = null;
     puller?.stop();
-    this.#gate.giveBack(this.#released);
+    this.#gate.giveBack(this.#givenBack);
   }
 
   #release() {

@@ -1,0 +1,134 @@
+/**
+ * A worker's slots on a real server: `concurrency` bounds the handlers running at once, while
+ * the outcomes of handlers that returned are still being written; a graceful stop waits for
+ * those writes, so every job a handler ran is recorded before the worker is gone.
+ */
+import { jetstreamManager } from '@nats-io/jetstream';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { NaqContext } from '../../src/actors/nats/context.js';
+import type { JobContext } from '../../src/actors/worker/handler.js';
+import { QueueWorker } from '../../src/actors/worker/queue-worker.js';
+import { resolveConfig } from '../../src/config/index.js';
+import { connectTo, startServer, stopAllServers, until } from '../support/harness.js';
+import { producer, silent, stopNaqs, worker } from '../support/naqs.js';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
+
+const proxies: TcpProxy[] = [];
+afterEach(async () => {
+  await stopNaqs();
+  await Promise.all(proxies.splice(0).map((p) => p.close()));
+});
+afterAll(stopAllServers);
+
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe("a worker's slots", () => {
+  it('runs at most `concurrency` handlers at once, and reaches it', async () => {
+    const server = await startServer();
+    let running = 0;
+    let most = 0;
+    let done = 0;
+    await worker(
+      server,
+      {
+        job: async () => {
+          most = Math.max(most, ++running);
+          // A few turns of the event loop: the outcomes of the jobs before are written meanwhile.
+          for (let i = 0; i < 3; i++) await turn();
+          running--;
+          done++;
+        },
+      },
+      { concurrency: 3 },
+    );
+    const ops = await producer(server);
+    const ids = await ops.enqueueBulk(Array.from({ length: 150 }, (_, n) => ({ name: 'job' as const, data: { n } })));
+    await until(() => done === 150);
+    expect(most).toBe(3);
+    await until(async () => (await Promise.all(ids.map((id) => ops.getJob(id)))).every((r) => r?.status === 'completed'));
+  });
+
+  it('a graceful stop waits for the outcomes of the handlers that returned: every job that ran is recorded and acked', async () => {
+    const server = await startServer();
+    const ran: string[] = [];
+    let stopped: Promise<unknown> | undefined;
+    const w = await worker(
+      server,
+      {
+        job: async (_data: unknown, ctx: JobContext) => {
+          ran.push(ctx.jobId);
+          // Stopped mid-stream, with handlers running and outcomes on their way to the server.
+          if (ran.length === 200) stopped = w.stop();
+          const n = ran.length;
+          for (let i = 0; i < n % 5; i++) await turn();
+          return { n };
+        },
+      },
+      { concurrency: 16 },
+    );
+    const ops = await producer(server);
+    await ops.enqueueBulk(Array.from({ length: 1000 }, (_, n) => ({ name: 'job' as const, data: { n } })));
+    await until(() => stopped !== undefined);
+    await stopped;
+    expect(ran.length).toBeGreaterThanOrEqual(200);
+    const records = await Promise.all(ran.map((id) => ops.getJob(id)));
+    expect(records.filter((r) => r?.status !== 'completed').map((r) => r?.id)).toEqual([]);
+    // Acked too: the jobs stream (work-queue retention) keeps only the jobs that did not run.
+    const nc = await connectTo(server);
+    const jsm = await jetstreamManager(nc);
+    const stream = await jsm.streams.info('NAQ_JOBS');
+    expect(stream.state.messages).toBe(1000 - ran.length);
+    await nc.close();
+  });
+
+  it('a slot is free once its handler returned: more jobs start while outcomes wait for the server, and drain waits for those outcomes', async () => {
+    const server = await startServer();
+    const ops = await producer(server);
+    const ids = await ops.enqueueBulk(Array.from({ length: 40 }, (_, n) => ({ name: 'job' as const, data: { n } })));
+    // The worker's connection goes through a proxy that can hold every byte back.
+    const proxy = await startTcpProxy({ port: server.port });
+    proxies.push(proxy);
+    const nc = await connectTo({ url: proxy.url });
+    const config = resolveConfig({ nats: { url: proxy.url }, ops: { timeoutMs: 5000 }, events: { enabled: false } });
+    let ran = 0;
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const qw = new QueueWorker(
+      new NaqContext(nc, config, silent),
+      'default',
+      {
+        job: async (data: { n: number }) => {
+          ran++;
+          await gate;
+          return data;
+        },
+      },
+      { concurrency: 2, ackWaitMs: 30_000, activeAfterMs: 0 },
+      silent,
+    );
+    await qw.prepare(1000);
+    qw.resume((error) => {
+      throw error;
+    });
+    // Two handlers wait at the gate; the worker pulls two more jobs to hold meanwhile.
+    await until(() => ran === 2);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(ran).toBe(2);
+    // From now on no write is answered: the handlers return, their outcomes wait.
+    proxy.freeze();
+    open();
+    await until(() => ran === 4);
+    expect(qw.inFlight).toBe(4);
+    let drained = false;
+    const draining = qw.drain().then(() => (drained = true));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(drained).toBe(false);
+    proxy.thaw();
+    await draining;
+    expect(qw.inFlight).toBe(0);
+    expect(qw.processed).toBe(4);
+    await qw.stop();
+    const records = await Promise.all(ids.map((id) => ops.getJob(id)));
+    expect(records.filter((r) => r?.status === 'completed')).toHaveLength(4);
+  });
+});
