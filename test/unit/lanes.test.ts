@@ -138,6 +138,20 @@ describe('lane puller', () => {
     expect(idOf(p.take())).toBe(late);
   });
 
+  it('a lane that ran dry with a pull open, and nothing less urgent held: no wait, the next delivery is taken at once', () => {
+    const nats = fakeNats();
+    const { p, events } = puller(nats);
+    const timers = vi.getTimerCount();
+    const first = nats.job('q', 8);
+    expect(idOf(p.take())).toBe(first);
+    expect(p.take()).toBeNull();
+    expect(vi.getTimerCount()).toBe(timers);
+    const ready = events.ready;
+    const second = nats.job('q', 7);
+    expect(events.ready).toBe(ready + 1);
+    expect(idOf(p.take())).toBe(second);
+  });
+
   it('at the start, waits a moment for lanes that have not answered yet', () => {
     const nats = fakeNats();
     const { p } = puller(nats, {}, false);

@@ -180,7 +180,10 @@ export class LanePuller {
         if (this.#backlog[i]! > 0 && this.#sub) {
           this.#pull(i);
           if (this.#asked[i]! > 0) {
-            this.#waitForUrgent(i);
+            // Lanes before this one and this one hold nothing: the wait only matters when a less
+            // urgent lane holds a job that would be given instead. Otherwise the next delivery
+            // calls onReady anyway, and a timer per dry moment of a busy lane is pure cost.
+            if (this.#count > 0) this.#waitForUrgent(i);
             return null;
           }
         }
