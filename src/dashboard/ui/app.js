@@ -338,16 +338,18 @@ function FlowNode({ node }) {
   </li>`;
 }
 
+// In flight is not shown as a share of concurrency: it counts outcomes still being written
+// too, so it may exceed the handlers' slots.
 function WorkersPage() {
   const { data, error } = useData('/api/workers');
   return html`<h1>Workers</h1>${error && html`<p class="bad">${error}</p>`}
     <table data-testid="workers">
-      <thead><tr><th>worker</th><th>host</th><th>queues</th><th>status</th><th class="num">in flight</th><th class="num">processed</th><th class="num">failed</th><th>uptime</th><th>heartbeat</th></tr></thead>
+      <thead><tr><th>worker</th><th>host</th><th>queues</th><th>status</th><th class="num">in flight</th><th class="num">concurrency</th><th class="num">processed</th><th class="num">failed</th><th>uptime</th><th>heartbeat</th></tr></thead>
       <tbody>
-        ${data && data.length === 0 && html`<tr><td colspan="9" class="muted">no live workers</td></tr>`}
+        ${data && data.length === 0 && html`<tr><td colspan="10" class="muted">no live workers</td></tr>`}
         ${(data ?? []).map((w) => html`<tr data-worker=${w.id}>
           <td><code>${w.id}</code></td><td>${w.host} <span class="muted">pid ${w.pid}</span></td><td>${w.queues.join(', ')}</td>
-          <td><${Badge} value=${w.status} /></td><td class="num">${w.inFlight}/${w.concurrency}</td><td class="num">${w.processed}</td><td class="num">${w.failed}</td>
+          <td><${Badge} value=${w.status} /></td><td class="num">${w.inFlight}</td><td class="num">${w.concurrency}</td><td class="num">${w.processed}</td><td class="num">${w.failed}</td>
           <td>${duration(Date.now() - w.startedAt)}</td><td>${ago(w.ts)}</td></tr>`)}
       </tbody>
     </table>`;
@@ -418,7 +420,7 @@ function SystemPage() {
     <h2>Workers (from their heartbeats)</h2>
     <div class="card tree" data-testid="remote-workers"><ul>${data.workers.length === 0 && html`<li class="muted">none</li>`}
       ${data.workers.map((w) => html`<li data-worker=${w.id}><span class="node"><b>worker ${w.queues.join(', ')}</b><span class=${`badge ${stateClass(w.status)}`}>${w.status}</span>
-        <span class="facts">${w.host} pid ${w.pid} · ${w.inFlight}/${w.concurrency} in flight · ${w.processed} processed · up ${duration(Date.now() - w.startedAt)}</span></span></li>`)}</ul></div>`;
+        <span class="facts">${w.host} pid ${w.pid} · ${w.inFlight} in flight (concurrency ${w.concurrency}) · ${w.processed} processed · up ${duration(Date.now() - w.startedAt)}</span></span></li>`)}</ul></div>`;
 }
 
 // ---- the shell ----
