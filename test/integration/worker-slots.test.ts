@@ -131,4 +131,66 @@ describe("a worker's slots", () => {
     const records = await Promise.all(ids.map((id) => ops.getJob(id)));
     expect(records.filter((r) => r?.status === 'completed')).toHaveLength(4);
   });
+
+  it("a job's finish time is taken before the next job starts: a synchronous handler's recorded duration is its own", async () => {
+    const server = await startServer();
+    await worker(
+      server,
+      {
+        // The first job holds one slot throughout, so the others wait in the worker for the
+        // second slot; each of them is 60 ms of synchronous work.
+        work: async (data: { n: number }) => {
+          if (data.n === 0) return void (await new Promise((resolve) => setTimeout(resolve, 1000)));
+          const end = Date.now() + 60;
+          while (Date.now() < end);
+        },
+      },
+      { concurrency: 2 },
+    );
+    const ops = await producer(server);
+    const ids = await ops.enqueueBulk(Array.from({ length: 8 }, (_, n) => ({ name: 'work' as const, data: { n } })));
+    await until(async () => (await Promise.all(ids.map((id) => ops.getJob(id)))).every((r) => r?.status === 'completed'));
+    const records = await Promise.all(ids.slice(1).map((id) => ops.getJob(id)));
+    const durations = records.map((r) => r!.attempts[0]!.finishedAt! - r!.attempts[0]!.startedAt);
+    // Taken after the next job's synchronous work, a duration would read 120 ms or more.
+    expect(durations.filter((d) => d >= 110)).toEqual([]);
+  });
+
+  it('a burst of deliveries that run no handler (no handler of that name) at a high concurrency: all dead-lettered, every slot given back', async () => {
+    const server = await startServer();
+    const ops = await producer(server);
+    // Enqueued under a name this worker has no handler for: each is dead-lettered without a run.
+    await ops.enqueueBulk(Array.from({ length: 2500 }, (_, n) => ({ name: 'unknown', data: { n } })));
+    const nc = await connectTo(server);
+    const jsm = await jetstreamManager(nc);
+    const config = resolveConfig({ nats: { url: server.url }, ops: { timeoutMs: 5000 }, events: { enabled: false } });
+    let running = 0;
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const qw = new QueueWorker(
+      new NaqContext(nc, config, silent),
+      'default',
+      {
+        known: async () => {
+          running++;
+          await gate;
+        },
+      },
+      { concurrency: 1000, ackWaitMs: 30_000, activeAfterMs: 0 },
+      silent,
+    );
+    await qw.prepare(1000);
+    qw.resume((error) => {
+      throw error;
+    });
+    await until(async () => (await jsm.streams.info('NAQ_DEAD')).state.messages === 2500, 60_000);
+    await until(() => qw.inFlight === 0);
+    // Every one of the 1000 slots is free again: 1000 handlers run at once.
+    await ops.enqueueBulk(Array.from({ length: 1000 }, (_, n) => ({ name: 'known', data: { n } })));
+    await until(() => running === 1000);
+    open();
+    await until(() => qw.processed === 1000);
+    await qw.drain();
+    await qw.stop();
+  }, 90_000);
 });

@@ -170,7 +170,8 @@ export class LanePuller {
 
   /**
    * The most urgent job held, or null. Strict: while a more urgent lane has jobs waiting on the
-   * server and a pull open for them, nothing less urgent is given (for at most URGENT_WAIT_MS).
+   * server and a pull open for them, nothing less urgent is given (each wait at most
+   * URGENT_WAIT_MS: a delivery of the lane waited for ends it, and the next one starts afresh).
    * Taking a job may ask its lane (or a less urgent one) for more.
    */
   take(): PulledJob | null {

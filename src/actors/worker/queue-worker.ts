@@ -35,6 +35,8 @@ export interface QueueWorkerSettings {
   metrics?: JobMetrics;
 }
 
+const RESOLVED = Promise.resolve();
+
 /** Before following the pause setting again after its watch ended. */
 const PAUSE_WATCH_RETRY_MS = 1000;
 /** How long a pull request lives on the server (see #startPulling for why it is short). */
@@ -76,6 +78,8 @@ export class QueueWorker {
   #inFlight = 0;
   /** Deliveries taken whose handler has not settled yet: at most `concurrency`. */
   #busy = 0;
+  /** A #fill is queued for the next microtask (see #handlerDone). */
+  #fillQueued = false;
   #status: 'running' | 'paused' | 'draining' | 'stopped' = 'paused';
   #idle: (() => void) | null = null;
   #onError: ((error: Error) => void) | undefined;
@@ -323,8 +327,9 @@ export class QueueWorker {
     const puller = this.#puller;
     if (!puller) return;
     const concurrency = this.#settings.concurrency;
-    // A slot is free once its handler settled; its outcome's write may still be on its way, up
-    // to `concurrency` of them, so the next job does not wait for the server's answer.
+    // A slot is free once its handler settled, so the next job does not wait for the server's
+    // answer to the outcome's write: at most 2 × concurrency deliveries are taken, running or
+    // having their outcome written.
     while (this.#busy < concurrency && this.#inFlight < 2 * concurrency) {
       const msg = puller.take();
       if (!msg) return;
@@ -356,8 +361,19 @@ export class QueueWorker {
 
   #handlerDone(): void {
     this.#busy--;
-    this.#fill();
+    // Not at once: this is called from inside the job path, whose job has yet to take its
+    // finish time and send its outcome (the next handler's synchronous work would come first),
+    // and deliveries that run no handler would recurse through #fill without a bound.
+    if (this.#fillQueued) return;
+    this.#fillQueued = true;
+    // A reaction of a settled promise, not queueMicrotask (which makes an AsyncResource a call).
+    RESOLVED.then(this.#fillSoon);
   }
+
+  readonly #fillSoon = () => {
+    this.#fillQueued = false;
+    this.#fill();
+  };
 
   /**
    * A write that failed on the way (the server away past its deadline): the job is not acked,
