@@ -6,7 +6,8 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { NaqContext } from '../../src/actors/nats/context.js';
-import type { JobContext } from '../../src/actors/worker/handler.js';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Handlers, JobContext } from '../../src/actors/worker/handler.js';
 import { QueueWorker } from '../../src/actors/worker/queue-worker.js';
 import { resolveConfig } from '../../src/config/index.js';
 import { connectTo, startServer, stopAllServers, until } from '../support/harness.js';
@@ -21,6 +22,17 @@ afterEach(async () => {
 afterAll(stopAllServers);
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** A QueueWorker of `default` on the connection `nc` (made to `url`), pulling; no actors around it. */
+async function queueWorker(nc: NatsConnection, url: string, handlers: Handlers, concurrency: number): Promise<QueueWorker> {
+  const config = resolveConfig({ nats: { url }, ops: { timeoutMs: 5000 }, events: { enabled: false } });
+  const qw = new QueueWorker(new NaqContext(nc, config, silent), 'default', handlers, { concurrency, ackWaitMs: 30_000, activeAfterMs: 0 }, silent);
+  await qw.prepare(1000);
+  qw.resume((error) => {
+    throw error;
+  });
+  return qw;
+}
 
 describe("a worker's slots", () => {
   it('runs at most `concurrency` handlers at once, and reaches it', async () => {
@@ -89,27 +101,16 @@ describe("a worker's slots", () => {
     const proxy = await startTcpProxy({ port: server.port });
     proxies.push(proxy);
     const nc = await connectTo({ url: proxy.url });
-    const config = resolveConfig({ nats: { url: proxy.url }, ops: { timeoutMs: 5000 }, events: { enabled: false } });
     let ran = 0;
     let open!: () => void;
     const gate = new Promise<void>((resolve) => (open = resolve));
-    const qw = new QueueWorker(
-      new NaqContext(nc, config, silent),
-      'default',
-      {
-        job: async (data: { n: number }) => {
-          ran++;
-          await gate;
-          return data;
-        },
+    const qw = await queueWorker(nc, proxy.url, {
+      job: async (data: { n: number }) => {
+        ran++;
+        await gate;
+        return data;
       },
-      { concurrency: 2, ackWaitMs: 30_000, activeAfterMs: 0 },
-      silent,
-    );
-    await qw.prepare(1000);
-    qw.resume((error) => {
-      throw error;
-    });
+    }, 2);
     // Two handlers wait at the gate; the worker pulls two more jobs to hold meanwhile.
     await until(() => ran === 2);
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -163,26 +164,15 @@ describe("a worker's slots", () => {
     await ops.enqueueBulk(Array.from({ length: 2500 }, (_, n) => ({ name: 'unknown', data: { n } })));
     const nc = await connectTo(server);
     const jsm = await jetstreamManager(nc);
-    const config = resolveConfig({ nats: { url: server.url }, ops: { timeoutMs: 5000 }, events: { enabled: false } });
     let running = 0;
     let open!: () => void;
     const gate = new Promise<void>((resolve) => (open = resolve));
-    const qw = new QueueWorker(
-      new NaqContext(nc, config, silent),
-      'default',
-      {
-        known: async () => {
-          running++;
-          await gate;
-        },
+    const qw = await queueWorker(nc, server.url, {
+      known: async () => {
+        running++;
+        await gate;
       },
-      { concurrency: 1000, ackWaitMs: 30_000, activeAfterMs: 0 },
-      silent,
-    );
-    await qw.prepare(1000);
-    qw.resume((error) => {
-      throw error;
-    });
+    }, 1000);
     await until(async () => (await jsm.streams.info('NAQ_DEAD')).state.messages === 2500, 60_000);
     await until(() => qw.inFlight === 0);
     // Every one of the 1000 slots is free again: 1000 handlers run at once.
