@@ -354,6 +354,38 @@ describe('the job path', () => {
     expect(copy.calls).toEqual(['ack']);
   });
 
+  it('a duplicate delivery while the job runs, then the attempt fails: not run again, NAKed with the original; one that comes while the retry is written is not run either', async () => {
+    let fail!: () => void;
+    let runs = 0;
+    const { p, io } = path({
+      work: () => {
+        runs++;
+        return new Promise<string>((_, reject) => (fail = () => reject(new Error('boom'))));
+      },
+    });
+    const write = io.writeRecord;
+    const answers: Array<() => void> = [];
+    io.writeRecord = (id, bytes) => new Promise((resolve) => answers.push(() => resolve(write(id, bytes))));
+    const original = delivery({ attempts: 2 });
+    const copy = delivery({ attempts: 2 });
+    const done = p.process(original, 1);
+    await settle();
+    await p.process(copy, 2);
+    fail();
+    await settle();
+    // The retry's record is being written: a third copy finds the job still here.
+    const late = delivery({ attempts: 2 });
+    const lateDone = p.process(late, 2);
+    await settle();
+    expect(runs).toBe(1);
+    answers.shift()!();
+    await done;
+    await lateDone;
+    expect(original.calls).toEqual(['nak 0']);
+    expect(copy.calls).toEqual(['nak']);
+    expect(late.calls).toEqual(['nak']);
+  });
+
   it('a redelivery after the outcome was recorded (its ack was lost): indexed again, acked, not run', async () => {
     let runs = 0;
     const { p, records, writes, indexed, flush } = path({ work: async () => void runs++ });

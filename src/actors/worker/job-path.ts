@@ -202,10 +202,12 @@ export class JobPath {
           // A result that cannot be stored fails the attempt with the error that says why.
           error = completion;
         }
-        if (running.abortReason instanceof JobCancelledError || isCancel(error)) return this.#recordCancel(msg, job, attempt, running);
+        // Awaited here, so that the job stays in #running (where copies delivered meanwhile
+        // gather, to be answered with its outcome) until that outcome is written.
+        if (running.abortReason instanceof JobCancelledError || isCancel(error)) return await this.#recordCancel(msg, job, attempt, running);
         const waitMs = running.abortReason === undefined ? rateLimitedFor(error) : null;
-        if (waitMs !== null) return this.#defer(msg, job, attempt, running, waitMs, error as Error);
-        return this.#fail(msg, job, attempt, startedAt, withStack(errorInfo(error), error), false, running);
+        if (waitMs !== null) return await this.#defer(msg, job, attempt, running, waitMs, error as Error);
+        return await this.#fail(msg, job, attempt, startedAt, withStack(errorInfo(error), error), false, running);
       } finally {
         // Whatever happened on the way (a failed write, a throw), the job leaves #running.
         if (this.#running.get(job.id) === running) this.#running.delete(job.id);
