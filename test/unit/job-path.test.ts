@@ -7,7 +7,7 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { RateLimitedError, type Handlers } from '../../src/actors/worker/handler.js';
-import { JobPath } from '../../src/actors/worker/job-path.js';
+import { JobPath, type JobIO } from '../../src/actors/worker/job-path.js';
 import type { BackoffOptions, JobMessage } from '../../src/model/job.js';
 import { ManualClock, settle } from '../../src/testing/clock.js';
 import { fakeDelivery, memoryIO } from '../../src/testing/memory-io.js';
@@ -40,6 +40,14 @@ function path(handlers: Handlers, extra: { clock?: ManualClock; ackWaitMs?: numb
     ...(extra.onHandlerDone ? { onHandlerDone: extra.onHandlerDone } : {}),
   });
   return { p, clock, refused, ...mem };
+}
+
+/** Record writes wait until the test calls their answer (in the order they were made). */
+function holdWrites(io: JobIO): Array<() => void> {
+  const write = io.writeRecord;
+  const answers: Array<() => void> = [];
+  io.writeRecord = (id, bytes) => new Promise((resolve) => answers.push(() => resolve(write(id, bytes))));
+  return answers;
 }
 
 describe('the job path', () => {
@@ -363,9 +371,7 @@ describe('the job path', () => {
         return new Promise<string>((_, reject) => (fail = () => reject(new Error('boom'))));
       },
     });
-    const write = io.writeRecord;
-    const answers: Array<() => void> = [];
-    io.writeRecord = (id, bytes) => new Promise((resolve) => answers.push(() => resolve(write(id, bytes))));
+    const answers = holdWrites(io);
     const original = delivery({ attempts: 2 });
     const copy = delivery({ attempts: 2 });
     const done = p.process(original, 1);
@@ -479,10 +485,7 @@ describe('the job path', () => {
       },
       { onHandlerDone: () => void told++ },
     );
-    // The record write waits for the test to answer it.
-    const write = io.writeRecord;
-    const answers: Array<() => void> = [];
-    io.writeRecord = (id, bytes) => new Promise((resolve) => answers.push(() => resolve(write(id, bytes))));
+    const answers = holdWrites(io);
 
     let settled = false;
     const completing = p.process(delivery({}), 1).then(() => (settled = true));
@@ -515,8 +518,10 @@ describe('the job path', () => {
     // No handler of that name, and a body that is not a job: nothing runs, each told once.
     const unknown = p.process(delivery({ id: 'u1', name: 'nope' }, 'naq.jobs.q.u1'), 1);
     await settle();
+    expect(told).toBe(5);
     answers.shift()!();
     await unknown;
+    expect(told).toBe(5);
     const undecodable = p.process(delivery(new TextEncoder().encode('{"v":1,"id":'), 'naq.jobs.q.broken'), 1);
     await settle();
     answers.splice(0).forEach((a) => a());
