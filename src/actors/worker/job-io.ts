@@ -1,6 +1,6 @@
 /**
  * The job path's collaborators, as types (job-path.ts): what it reads and writes, as functions
- * the worker gives it (NATS-backed in queue-worker.ts, in memory in the unit tests), and its
+ * the worker gives it (NATS-backed in nats-job-io.ts, in memory in the unit tests), and its
  * settings.
  */
 import type { Clock } from '../../core/clock.js';

@@ -4,14 +4,13 @@
  * delay, or dead letter. Its I/O and its clock are given to it (JobIO, Clock), so every step
  * is tested without a server (test/unit/job-path.test.ts); queue-worker.ts feeds it deliveries.
  *
- * At least once: a delivery is acked only after its outcome is recorded.
+ * At least once: a delivery is acked only after its outcome is recorded (outcome-writes.ts).
  */
 import { errorInfo, withStack, type ErrorInfo } from '../../core/errors.js';
 import type { NaqEventType } from '../../model/event.js';
 import { laneToken } from '../../model/layout.js';
-import { decodeJob, JobDecodeError, retryDelay, TERMINAL_STATUSES, type JobMessage, type JobRecord } from '../../model/job.js';
-import { encodeDeadLetter, encodeRecord } from '../../model/record-codec.js';
-import { toPermissionDenied } from '../../core/permissions.js';
+import { decodeJob, JobDecodeError, retryDelay, type JobMessage, type JobRecord } from '../../model/job.js';
+import { encodeDeadLetter } from '../../model/record-codec.js';
 import { isIndexedState, type IndexedState } from '../../model/job-index.js';
 import { endsWithLaneAndId, type Delivery } from './delivery.js';
 import { DrainAbort, isCancel, JobCancelledError, JobTimeoutError, rateLimitedFor, type Handler } from './handler.js';
@@ -24,6 +23,7 @@ import { failedDeadLetter, undecodableOutcome } from './dead-letters.js';
 import { abortJob, runningJob, RunningJobContext, type RunningJob } from './running-job.js';
 import { historyOf } from './job-logs.js';
 import { deferredOf, EnqueueRecords } from './enqueue-records.js';
+import { OutcomeWrites } from './outcome-writes.js';
 import { consumerSpan, endSpan, within } from '../../tracing/tracing.js';
 import type { Grant } from './rate-gate.js';
 
@@ -43,12 +43,15 @@ export class JobPath {
   readonly #liveness: Liveness;
   /** This enqueue's record, read back: a redelivery's outcome, a retry's history. */
   readonly #records: EnqueueRecords;
+  /** Records outcomes, then acks (or NAKs) the delivery and its copies. */
+  readonly #out: OutcomeWrites;
   processed = 0;
   failed = 0;
 
   constructor(options: JobPathOptions) {
     this.#o = options;
     this.#records = new EnqueueRecords(options.io, options.log, this.#maxLogLines);
+    this.#out = new OutcomeWrites({ running: this.#running, memory: this.#memory, io: options.io, log: options.log, onRefused: options.onRefused });
     this.#liveness = new Liveness({
       clock: options.clock,
       workerId: options.workerId,
@@ -57,7 +60,7 @@ export class JobPath {
       running: () => this.#running,
       history: (job, attempt, running) => this.#records.history(job, attempt, running),
       maxLogLines: this.#maxLogLines,
-      write: (record) => this.#write(record),
+      write: (record) => this.#out.write(record),
       emitProgress: (running) => this.#emit('job.progress', running.job, { progress: running.progress }),
     });
   }
@@ -180,7 +183,7 @@ export class JobPath {
       }
       // 4. Outcome: one record write, then ack; NAK with the backoff delay; or dead letter.
       try {
-        if (running.abandoned) return this.#releaseDuplicates(job.id);
+        if (running.abandoned) return this.#out.releaseDuplicates(job.id);
         if (!failed) {
           const pending = this.#completion(running, value);
           const completion = pending instanceof Promise ? await pending : pending;
@@ -191,9 +194,9 @@ export class JobPath {
               await this.#o.io.writeRecord(job.id, completion.bytes);
               if (job.parent !== undefined) await this.#o.io.tellParent(job.parent, job.id, 'completed');
             } catch (thrown) {
-              return this.#notRecorded(msg, job.id, thrown);
+              return this.#out.notRecorded(msg, job.id, thrown);
             }
-            this.#recorded(msg, job.id, job.ts);
+            this.#out.recorded(msg, job.id, job.ts);
             this.processed++;
             this.#emit('job.completed', job, { attempt, durationMs: completion.finishedAt - startedAt });
             this.#o.metrics?.ended(job.queue, job.name, 'completed', completion.finishedAt - startedAt);
@@ -242,7 +245,7 @@ export class JobPath {
       }
       // Its ack was lost, and maybe its index entry with it (a crash before the batch went out).
       this.#o.io.index({ id: job.id, queue: job.queue, name: job.name, state: record.status as IndexedState, enqueuedAt: job.ts });
-      return Promise.resolve(this.#toldParent(record)).then(() => {
+      return Promise.resolve(this.#out.toldParent(record)).then(() => {
         this.#o.io.ackLater(msg);
         return true;
       });
@@ -257,13 +260,13 @@ export class JobPath {
     const record = await this.#records.base(job, attempt, running);
     record.deferred = running.deferred + 1;
     try {
-      await this.#write(record);
+      await this.#out.write(record);
     } catch (thrown) {
-      return this.#notRecorded(msg, job.id, thrown);
+      return this.#out.notRecorded(msg, job.id, thrown);
     }
     msg.nak(waitMs);
     this.#o.io.hold(waitMs, job.group);
-    this.#releaseDuplicates(job.id);
+    this.#out.releaseDuplicates(job.id);
     this.#emit('job.deferred', job, { name: job.name, attempt, delayMs: waitMs, reason: error.message });
   }
 
@@ -278,7 +281,7 @@ export class JobPath {
     record.status = 'cancelled';
     if (running) record.startedAt = running.startedAt;
     record.finishedAt = this.#o.clock.now();
-    await this.#finish(msg, record);
+    await this.#out.finish(msg, record);
     this.#emit('job.cancelled', job, { name: job.name, attempt });
     this.#o.metrics?.ended(job.queue, job.name, 'cancelled', running ? record.finishedAt - running.startedAt : 0);
   }
@@ -333,11 +336,11 @@ export class JobPath {
     // completion once: if the record already says completed, only the ack is left.
     const finished = await this.#records.finished(job);
     if (finished) {
-      await this.#toldParent(finished);
+      await this.#out.toldParent(finished);
       const duplicates = running.duplicates;
       this.#running.delete(job.id);
       this.#memory.remember(job.id, job.ts);
-      this.#ackLater(msg, duplicates);
+      this.#out.ackLater(msg, duplicates);
       return ALREADY_RECORDED;
     }
     return completed(running, value, await this.#records.base(job, attempt, running), this.#o.clock.now(), this.#completionSettings());
@@ -354,10 +357,10 @@ export class JobPath {
     record.attempts.push({ n: attempt, startedAt, finishedAt, error: attemptError, workerId: this.#o.workerId });
     if (!permanent && attempt < job.attempts) {
       record.status = 'retrying';
-      await this.#write(record);
+      await this.#out.write(record);
       const delayMs = retryDelay(job.backoff, attempt + 1);
       msg.nak(delayMs);
-      this.#releaseDuplicates(job.id);
+      this.#out.releaseDuplicates(job.id);
       this.#emit('job.retrying', job, { name: job.name, attempt, error: error.message, code: error.code, delayMs });
       this.#o.metrics?.ended(job.queue, job.name, 'retried', finishedAt - startedAt);
       return;
@@ -368,7 +371,7 @@ export class JobPath {
     const seq = await this.#o.io.deadLetter(job.queue, encodeDeadLetter(dead, this.#o.io.maxMessageBytes()));
     record.status = 'failed';
     record.deadSeq = seq;
-    await this.#finish(msg, record);
+    await this.#out.finish(msg, record);
     this.#emit('job.failed', job, { name: job.name, attempt, error: error.message, code: error.code, durationMs: finishedAt - startedAt });
     this.#emit('job.dead', job, { reason: dead.reason, deadSeq: seq });
     this.#o.metrics?.ended(job.queue, job.name, 'failed', finishedAt - startedAt);
@@ -384,72 +387,9 @@ export class JobPath {
     this.#o.io.emit({ type: 'job.dead', ...base, data: { reason: dead.reason, deadSeq: seq } });
     if (record) {
       record.deadSeq = seq;
-      await this.#write(record).catch(() => {});
+      await this.#out.write(record).catch(() => {});
     }
     msg.ack();
-  }
-
-  /** At-least-once: the ack goes out only after the outcome is recorded. */
-  async #finish(msg: Delivery, record: JobRecord): Promise<void> {
-    try {
-      await this.#write(record);
-      await this.#toldParent(record);
-    } catch (error) {
-      return this.#notRecorded(msg, record.id, error);
-    }
-    this.#recorded(msg, record.id, record.status === 'retrying' ? undefined : record.enqueuedAt);
-  }
-
-  /**
-   * The outcome is stored: ack it (and any copy delivered meanwhile) with the next batch. A
-   * final outcome is remembered (`enqueuedAt`), so a redelivery is acked without a run.
-   */
-  #recorded(msg: Delivery, id: string, enqueuedAt: number | undefined): void {
-    const duplicates = this.#running.get(id)?.duplicates;
-    this.#running.delete(id);
-    if (enqueuedAt !== undefined) this.#memory.remember(id, enqueuedAt);
-    this.#ackLater(msg, duplicates);
-  }
-
-  /**
-   * A final outcome of a flow's or batch's child is told to its parent before the ack: a crash
-   * in between redelivers the job, and its recorded outcome is told again (the notice replaces
-   * itself).
-   */
-  #toldParent(record: JobRecord): Promise<unknown> | undefined {
-    if (record.parent === undefined || !TERMINAL_STATUSES.has(record.status)) return undefined;
-    return this.#o.io.tellParent(record.parent, record.id, record.status as 'completed' | 'failed' | 'cancelled', record.error);
-  }
-
-  #ackLater(msg: Delivery, duplicates: Delivery[] | undefined) {
-    this.#o.io.ackLater(msg);
-    if (duplicates) for (const d of duplicates) this.#o.io.ackLater(d);
-  }
-
-  /** Not recorded: the message stays unacked, so it is redelivered after ack_wait. */
-  #notRecorded(msg: Delivery, id: string, error: unknown): void {
-    this.#running.delete(id);
-    const denied = toPermissionDenied(error);
-    if (denied) {
-      // Another worker (allowed to write records) can take it at once.
-      msg.nak();
-      this.#o.onRefused(denied);
-      return;
-    }
-    this.#o.log.warn({ err: error, jobId: id }, 'outcome not recorded; the job will be redelivered');
-  }
-
-  /** A record write, cut down to fit one message if it has to be. */
-  #write(record: JobRecord): Promise<unknown> {
-    if (isIndexedState(record.status)) this.#o.io.index({ id: record.id, queue: record.queue, name: record.name, state: record.status, enqueuedAt: record.enqueuedAt });
-    return this.#o.io.writeRecord(record.id, encodeRecord(record, this.#o.io.maxMessageBytes()));
-  }
-
-  /** The job was given back (retry, drain): its duplicate deliveries go back too. */
-  #releaseDuplicates(id: string) {
-    const duplicates = this.#running.get(id)?.duplicates;
-    if (duplicates) for (const d of duplicates) d.nak();
-    this.#running.delete(id);
   }
 
   #emit(type: NaqEventType, job: JobMessage, data: Record<string, unknown>) {

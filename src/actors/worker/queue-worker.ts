@@ -10,18 +10,16 @@ import type { Subscription } from '@nats-io/transport-node';
 import { systemClock, type Clock } from '../../core/clock.js';
 import type { PermissionDeniedError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
-import { encodeJson, type JobRecord, type WorkerInfo } from '../../model/job.js';
-import { settingsOf, type ActiveSettings } from '../../model/queue-settings.js';
-import { updateQueueSettings } from '../nats/queue-settings.js';
+import { encodeJson, type WorkerInfo } from '../../model/job.js';
 import type { JobMetrics } from '../../metrics/metrics.js';
 import { toPermissionDenied } from '../../core/permissions.js';
 import type { NaqContext } from '../nats/context.js';
 import { apiTimeoutMs, missingConsumers } from '../nats/jetstream.js';
-import { tellParent } from '../jobs/flow-notice.js';
-import { childOutcomes } from '../jobs/flow-reads.js';
 import { deliveryCount, type Delivery } from './delivery.js';
 import type { Handlers } from './handler.js';
-import { JobPath, type JobIO } from './job-path.js';
+import { JobPath } from './job-path.js';
+import { natsJobIO } from './nats-job-io.js';
+import { QueueSettingsWatch } from './queue-settings-watch.js';
 import { LanePuller } from './lanes.js';
 import { laneToken, PRIORITIES } from '../../model/layout.js';
 import { RateGate, type Grant } from './rate-gate.js';
@@ -37,30 +35,8 @@ export interface QueueWorkerSettings {
 
 const RESOLVED = Promise.resolve();
 
-/** Before following the pause setting again after its watch ended. */
-const PAUSE_WATCH_RETRY_MS = 1000;
 /** How long a pull request lives on the server (see #startPulling for why it is short). */
 const PULL_EXPIRES_MS = 5000;
-
-/** The job path's I/O on this connection; `hold` asks every worker of the queue to start nothing before a time. */
-function jobIO(ctx: NaqContext, hold: JobIO['hold']): JobIO {
-  return {
-    hold,
-    readRecord: async (id) => {
-      const entry = await (await ctx.storage.jobsKv()).get(id);
-      return entry && entry.operation === 'PUT' ? entry.json<JobRecord>() : null;
-    },
-    writeRecord: (id, bytes) => ctx.storage.putRecordBytes(id, bytes),
-    index: (entry) => ctx.storage.indexFinal(entry),
-    deadLetter: async (queue, bytes) => (await ctx.publisher.publish(ctx.layout.deadSubject(queue), bytes)).seq,
-    ackLater: (msg) => ctx.publisher.ackLater(msg),
-    emit: (event) => ctx.events.emit(event),
-    groupDone: (job) => ctx.nc.publish(ctx.layout.groupNoticeSubject(job.queue, 'done'), `${job.id} ${job.group}`),
-    tellParent: (parent, child, status, error) => tellParent(ctx, parent, child, status, error),
-    children: (parentId) => childOutcomes(ctx, parentId),
-    maxMessageBytes: () => ctx.storage.maxMessageBytes,
-  };
-}
 
 export class QueueWorker {
   readonly id: string;
@@ -89,7 +65,8 @@ export class QueueWorker {
   #linkUp = false;
   /** An operator paused the queue. */
   #held = false;
-  #pauseWatch: { stop(): void } | null = null;
+  /** The queue's pause, rate limit and hold, followed from its settings. */
+  readonly #settingsWatch: QueueSettingsWatch;
   /** Rate limits and holds: deliveries wait here before they start (only while one is set). */
   readonly #gate: RateGate;
   /** Looking for the consumers after an unanswered pull (one look at a time). */
@@ -110,7 +87,7 @@ export class QueueWorker {
       activeAfterMs: settings.activeAfterMs,
       ...(settings.maxLogLines !== undefined ? { maxLogLines: settings.maxLogLines } : {}),
       clock,
-      io: jobIO(ctx, (ms, group) => this.#hold(ms, group)),
+      io: natsJobIO(ctx, (ms, group) => this.#settingsWatch.hold(ms, group)),
       log,
       onRefused: (error) => this.#refused(error),
       onHandlerDone: () => this.#handlerDone(),
@@ -124,6 +101,7 @@ export class QueueWorker {
       log,
       start: (msg, grant) => this.#startAdmitted(msg, grant),
     });
+    this.#settingsWatch = new QueueSettingsWatch({ ctx, queue, workerId: this.id, gate: this.#gate, log, onRefused: (error) => this.#refused(error) });
   }
 
   get inFlight() {
@@ -162,62 +140,13 @@ export class QueueWorker {
    * The queue is paused by an operator now (read once before the first pull, so a worker
    * started while paused never pulls); its rate limit and hold are taken up too.
    */
-  async readPaused(): Promise<boolean> {
-    const entry = await (await this.#ctx.storage.queuesKv()).get(this.#queue);
-    return this.#follow(settingsOf(entry)).paused;
+  readPaused(): Promise<boolean> {
+    return this.#settingsWatch.readPaused();
   }
 
-  #follow(settings: ActiveSettings): ActiveSettings {
-    this.#gate.follow(settings.limit, settings.holdUntil);
-    return settings;
-  }
-
-  /**
-   * A handler was told to slow down (ctx.rateLimit, RateLimitedError): nothing starts here
-   * before then, and the queue's settings carry the hold to every other worker.
-   */
-  #hold(ms: number, group?: string): void {
-    const until = Date.now() + ms;
-    if (group !== undefined) {
-      // Only the group waits: the group dispatcher releases none of its jobs before then.
-      this.#ctx.nc.publish(this.#ctx.layout.groupNoticeSubject(this.#queue, 'hold'), JSON.stringify({ group, until }));
-      this.#ctx.events.emit({ type: 'queue.held', queue: this.#queue, workerId: this.id, data: { until, ms, group } });
-      return;
-    }
-    this.#gate.holdLocally(until);
-    // Many jobs told to slow down at once write one hold, not one each: a hold already ending
-    // within a tenth of this wait (at most a second) of this one is left as it is.
-    const close = Math.min(1000, Math.floor(ms / 10));
-    updateQueueSettings(this.#ctx, this.#queue, `hold queue ${this.#queue}`, (s) => ((s.holdUntil ?? 0) >= until - close ? null : { ...s, holdUntil: until })).then(
-      () => this.#ctx.events.emit({ type: 'queue.held', queue: this.#queue, workerId: this.id, data: { until, ms } }),
-      (error: unknown) => {
-        const denied = toPermissionDenied(error);
-        if (denied) this.#refused(denied);
-        else this.#log.warn({ err: error, queue: this.#queue }, 'could not hold the queue for the other workers; this one holds');
-      },
-    );
-  }
-
-  /**
-   * Follows the queue's pause setting: `onChange` gets its current value, then every change.
-   * A watch that ends on its own (a repair recreated the bucket) is opened again.
-   */
+  /** Follows the queue's pause setting: `onChange` gets its current value, then every change. */
   watchPaused(onChange: (paused: boolean) => void): void {
-    const open = async () => {
-      const kv = await this.#ctx.storage.queuesKv();
-      const watch = await kv.watch({ key: this.#queue });
-      if (this.#status === 'stopped') return watch.stop();
-      this.#pauseWatch = watch;
-      for await (const e of watch) onChange(this.#follow(settingsOf(e)).paused);
-    };
-    const again = () => {
-      if (this.#status === 'stopped') return;
-      setTimeout(() => this.watchPaused(onChange), PAUSE_WATCH_RETRY_MS).unref();
-    };
-    open().then(again, (error: unknown) => {
-      if (this.#status !== 'stopped') this.#log.warn({ err: error, queue: this.#queue }, 'could not follow the queue pause setting; trying again');
-      again();
-    });
+    this.#settingsWatch.watchPaused(onChange);
   }
 
   /** The link is up: pull, unless an operator holds the queue. */
@@ -442,8 +371,7 @@ export class QueueWorker {
     this.#stopPulling();
     this.#cancelSub?.unsubscribe();
     this.#cancelSub = null;
-    this.#pauseWatch?.stop();
-    this.#pauseWatch = null;
+    this.#settingsWatch.stop();
     this.#gate.stop();
   }
 
