@@ -5,6 +5,7 @@ import { headers } from '@nats-io/transport-node';
 import { AckPolicy, JetStreamApiCodes, JetStreamApiError, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { consumerNames, missingConsumers } from '../../src/actors/nats/jetstream.js';
+import { FrameReader, readFramesFast } from '../../src/actors/nats/msg-frames.js';
 import { commonPubAck } from '../../src/actors/nats/pub-ack.js';
 import { AsyncPublisher } from '../../src/actors/nats/publisher.js';
 import { toPermissionDenied } from '../../src/core/permissions.js';
@@ -141,4 +142,65 @@ describe("the publisher's frames (pub-frames.ts) on a real server", () => {
     publisher.close();
     await nc.close();
   });
+});
+
+describe("the frame reader (msg-frames.ts) on a real server", () => {
+  it('reads deliveries of every size, with headers and without, and reads for the connection again after the server restarts', async () => {
+    const server = await startServer();
+    const nc = await connectTo(server, { reconnectTimeWait: 100, maxReconnectAttempts: -1 });
+    expect(readFramesFast(nc)).toBe(true);
+    const protocol = (nc as unknown as { protocol: { parser: unknown } }).protocol;
+    expect(protocol.parser).toBeInstanceOf(FrameReader);
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name: 'READ', subjects: ['read.>'] });
+    const js = jetstream(nc);
+    // Sizes around the socket's read chunks (64 KiB) and up to near max_payload, so frames are cut.
+    const sizes = [0, 1, 2, 100, 65_535, 65_536, 65_537, 200_000, 1_000_000, ...Array.from({ length: 300 }, (_, i) => (i * 7_919) % 3_000)];
+    const body = (n: number, i: number) => new Uint8Array(n).map((_, k) => (k * 31 + i) % 256);
+    const sent = await Promise.all(
+      sizes.map((n, i) => {
+        const h = headers();
+        h.set('N', String(i));
+        return js.publish(`read.${i}`, body(n, i), i % 2 ? { headers: h } : undefined);
+      }),
+    );
+    expect(sent.map((a) => a.seq)).toEqual(sizes.map((_, i) => i + 1));
+    await jsm.consumers.add('READ', { durable_name: 'c', ack_policy: AckPolicy.Explicit });
+    const consumer = await js.consumers.get('READ', 'c');
+    const read = async (count: number) => {
+      const got: JsMsg[] = [];
+      const messages = await consumer.consume({ max_messages: 100 });
+      for await (const m of messages) {
+        got.push(m);
+        m.ack();
+        if (got.length === count) break;
+      }
+      return got;
+    };
+    const got = await read(sizes.length);
+    for (const m of got) {
+      const i = Number(m.subject.split('.')[1]);
+      expect(Buffer.from(m.data).equals(Buffer.from(body(sizes[i]!, i)))).toBe(true);
+      expect(m.headers?.get('N')).toBe(i % 2 ? String(i) : undefined);
+    }
+    expect(new Set(got.map((m) => m.seq)).size).toBe(sizes.length);
+
+    // The client makes a new parser when it reconnects: it reads with a FrameReader too.
+    const before = protocol.parser;
+    await server.restart();
+    await until(async () => {
+      try {
+        await nc.flush();
+        return protocol.parser !== before;
+      } catch {
+        return false;
+      }
+    });
+    expect(protocol.parser).toBeInstanceOf(FrameReader);
+    const again = await js.publish('read.again', body(70_000, 7));
+    const m = await js.consumers.get('READ', 'c').then((c) => c.next({ expires: 5_000 }));
+    expect(m?.seq).toBe(again.seq);
+    expect(Buffer.from(m!.data).equals(Buffer.from(body(70_000, 7)))).toBe(true);
+    await nc.close();
+  }, 60_000);
 });

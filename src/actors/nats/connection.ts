@@ -22,6 +22,7 @@ import {
 } from '../../machines/connection.js';
 import type { Logger } from '../../core/log.js';
 import { NaqContext } from './context.js';
+import { readFramesFast } from './msg-frames.js';
 
 /**
  * The live connection, as the connection machine holds it, with the per-connection context
@@ -142,6 +143,7 @@ export function natsConnectionLogic(config: NaqConfig, registry: ConnectionRegis
           throw new NotConnectedError('connect cancelled');
         }
         registry.current = nc;
+        if (!readFramesFast(nc)) log.debug('this nats.js has no parser FrameReader knows: inbound frames are read by the client');
         // Everything that lives as long as this connection is built here, once.
         const context = new NaqContext(nc, config, log);
         void nc.closed().then(() => context.close());
