@@ -171,6 +171,26 @@ describe('FrameReader reads for itself', () => {
   });
 });
 
+describe('FrameReader joins', () => {
+  it('only the frame cut between two chunks: the frames after it are read in place', () => {
+    const frames = ['MSG a 1 5\r\nhello\r\n', 'MSG b 2 inbox.x 5\r\nworld\r\n', 'MSG c 3  6\r\nagain!\r\n'];
+    const bytes = join(frames);
+    for (const cutAt of [frames[0]!.length + 3, frames[0]!.length + 20, frames[0]!.length + frames[1]!.length - 1]) {
+      const first = new Uint8Array(bytes.subarray(0, cutAt));
+      const second = new Uint8Array(bytes.subarray(cutAt));
+      const data: Uint8Array[] = [];
+      const reader = new FrameReader({ push: (e: ParserEvent) => void (e.data && data.push(e.data)) });
+      reader.parse(first);
+      reader.parse(second);
+      expect(data.map((d) => td.decode(d))).toEqual(['hello', 'world', 'again!']);
+      expect(data[0]!.buffer).toBe(first.buffer);
+      expect(data[1]!.buffer).not.toBe(second.buffer);
+      expect(data[1]!.byteLength).toBe(5);
+      expect(data[2]!.buffer).toBe(second.buffer);
+    }
+  });
+});
+
 describe('readFramesFast', () => {
   it('carries on where the client parser is, mid-frame, and wraps the parser a reconnect makes', () => {
     const bytes = join(['MSG a 1 5\r\nhello\r\n', 'MSG b 2 inbox.x 5\r\nworld\r\n', 'PONG\r\n']);

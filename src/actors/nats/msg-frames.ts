@@ -66,17 +66,29 @@ export class FrameReader extends Parser {
   #need = 0;
 
   override parse(chunk: Uint8Array): void {
-    let buf = chunk;
-    if (this.#heldBytes > 0) {
-      this.#held.push(chunk);
-      this.#heldBytes += chunk.length;
-      if (this.#need > this.#heldBytes) return;
-      // A Buffer, as the socket's chunks are: the reads below see one kind of array.
-      buf = Buffer.concat(this.#held, this.#heldBytes);
-      this.#held = [];
-      this.#heldBytes = 0;
-      this.#need = 0;
+    if (this.#heldBytes === 0) return this.#read(chunk);
+    // The frame the last chunk ended in is completed first, from as little of this one as it
+    // needs (through its line's end; or its payload and CRLF), so the rest is read in place.
+    let take: number;
+    if (this.#need > 0) take = Math.min(chunk.length, this.#need - this.#heldBytes + 2);
+    else {
+      const nl = indexOf.call(chunk, NL);
+      take = nl === -1 ? chunk.length : nl + 1;
     }
+    this.#held.push(take === chunk.length ? chunk : chunk.subarray(0, take));
+    this.#heldBytes += take;
+    const lineCut = this.#need === 0 && chunk[take - 1] !== NL;
+    if (lineCut || this.#need > this.#heldBytes) return;
+    // A Buffer, as the socket's chunks are: the reads below see one kind of array.
+    const joined = Buffer.concat(this.#held, this.#heldBytes);
+    this.#held = [];
+    this.#heldBytes = 0;
+    this.#need = 0;
+    this.#read(joined);
+    if (take < chunk.length) this.parse(chunk.subarray(take));
+  }
+
+  #read(buf: Uint8Array): void {
     const end = buf.length;
     let i = 0;
     while (i < end) {
