@@ -3,14 +3,14 @@
  * parser (a port of nats.go's) walks every byte of a frame's control line and trailer through
  * a state machine in JS, then walks the line again to split it: ~2 µs of a draining worker's
  * job in profiles (the job's delivery and its record's PubAck), ~9 % of its CPU. FrameReader
- * finds the line's end and its spaces natively and hands the client's dispatcher exactly what
- * the client's parser would: the same MsgArg, with views of the same bytes. Any other frame
- * (PING, INFO, +OK, -ERR), and any MSG it does not read as the server writes it (lowercase,
- * tabs, a bad number), goes to the client's parser, which FrameReader extends, so what that
- * parser accepts or refuses stays its own. `nc.protocol` and `@nats-io/nats-core/internal`
- * are not nats.js's documented API: without the shape expected nothing is installed and the
- * client reads as before (test/unit/msg-frames.test.ts holds the reader to the client's
- * parser on split and joined streams).
+ * finds the line's end with the typed array's own search and its tokens in one tight loop, and
+ * hands the client's dispatcher what the client's parser would: the same MsgArg, with views of
+ * the same bytes. Any other frame (PING, INFO, +OK, -ERR), and any MSG it does not read as
+ * the server writes it (lowercase, tabs, a bad number), goes to the client's parser, which
+ * FrameReader extends, so what that parser accepts or refuses stays its own. `nc.protocol`
+ * and `@nats-io/nats-core/internal` are not nats.js's documented API: without the shape
+ * expected nothing is installed and the client reads as before (test/unit/msg-frames.test.ts
+ * holds the reader to the client's parser on split and joined streams).
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Kind, Parser, State, type MsgArg } from '@nats-io/nats-core/internal';
@@ -59,7 +59,7 @@ const MORE = -2;
 const NOT_MINE = -1;
 
 export class FrameReader extends Parser {
-  /** The start of a frame the last chunk ended in, and the chunks after it until it is whole. */
+  /** The start of a frame the last chunk ended in, and what the next chunks gave it so far. */
   #held: Uint8Array[] = [];
   #heldBytes = 0;
   /** The bytes the held frame needs in all, once its control line is whole (0: not known yet). */
