@@ -210,43 +210,6 @@ describe('lane puller', () => {
     expect(nats.pulls).toHaveLength(4);
   });
 
-  it('holds up to quickCap while held jobs start at once, and only its cap again once they wait', () => {
-    const nats = fakeNats();
-    const { p } = puller(nats, { quickCap: 8 });
-    // Jobs asked for on lane 'q' and not delivered yet: its first pull expired, and it asked for 4 again.
-    let outstanding = 4;
-    nats.pulls.length = 0;
-    const track = () => {
-      for (const x of nats.pulls.splice(0)) if (x.lane === 4) outstanding += x.batch;
-      return p.held + outstanding;
-    };
-    const deliver = () => {
-      nats.job('q');
-      outstanding--;
-    };
-    // Jobs taken as they arrive. A fresh puller has seen none start: it keeps to its cap until
-    // that is the rule (a dozen takes), then holds and asks for up to 8.
-    const quick: number[] = [];
-    for (let i = 0; i < 16; i++) {
-      deliver();
-      p.take();
-      quick.push(track());
-    }
-    expect(Math.max(...quick.slice(0, 10))).toBe(4);
-    expect(Math.max(...quick)).toBe(8);
-    // Held jobs that wait (slow handlers ahead of them): back to at most 4 held and asked for.
-    while (outstanding > 0) deliver();
-    const slow: number[] = [];
-    for (let i = 0; i < 8; i++) {
-      vi.advanceTimersByTime(100);
-      p.take();
-      slow.push(track());
-      if (outstanding > 0) deliver();
-    }
-    expect(slow[0]).toBeGreaterThan(4);
-    expect(Math.max(...slow.slice(2))).toBe(4);
-  });
-
   it('asks again after a pull that was never answered (its consumer leader moved, or its consumer is gone), and says so once per check', () => {
     const nats = fakeNats();
     let lost = 0;

@@ -3,9 +3,8 @@
  * hands the worker the most urgent job it holds. Pull requests are sent by hand, not through
  * the client's consume(): that one pulls again whenever its iterator is read, so a lane could
  * only be bounded by leaving jobs in the client's buffer, where nothing keeps them alive. Here
- * every job pulled is held in view: at most `cap` per lane (`quickCap` while held jobs start
- * at once), each kept alive (+WPI) while it waits, and a less urgent lane is pulled only while
- * no more urgent one holds a job.
+ * every job pulled is held in view: at most `cap` per lane, each kept alive (+WPI) while it
+ * waits, and a less urgent lane is pulled only while no more urgent one holds a job.
  */
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { ACK } from '../nats/pub-frames.js';
@@ -30,12 +29,6 @@ export interface LanePullerOptions {
   lanes: Lane[];
   /** Jobs held per lane at most (and asked for in one pull). */
   cap: number;
-  /**
-   * Held per lane at most instead, while held jobs start within QUICK_START_MS of arriving
-   * (on average): then holding more costs other workers no more than that, and a worker of
-   * short jobs takes bigger batches (default: `cap`).
-   */
-  quickCap?: number;
   ackWaitMs: number;
   /** How long a pull request lives on the server. */
   expiresMs: number;
@@ -120,14 +113,6 @@ export class PulledJob implements Delivery {
  */
 export const URGENT_WAIT_MS = 25;
 
-/**
- * Held jobs that start within this many ms of arriving, on average, let a lane hold `quickCap`:
- * bigger batches for short jobs (100,000 no-op jobs at concurrency 100: 1.6 µs less CPU a job
- * and 30 % fewer socket writes), while a queue of slow jobs keeps no more of them from the
- * other workers than before.
- */
-export const QUICK_START_MS = 10;
-
 /** A pull request that neither delivered, expired nor failed for this long is taken as lost (its consumer's leader moved). */
 const LOST_AFTER_MS = 1000;
 /** Before asking again after the server refused a pull for a reason that passes (too many waiting pulls). */
@@ -156,12 +141,6 @@ export class LanePuller {
   #timer: ReturnType<typeof setInterval> | null = null;
   #count = 0;
   #stopped = false;
-  /**
-   * How long held jobs waited before they were taken, in ms (a moving average over the last
-   * ~16 takes). It starts above QUICK_START_MS: a worker holds more only once its jobs show
-   * they start at once.
-   */
-  #waited = 2 * QUICK_START_MS;
 
   constructor(options: LanePullerOptions) {
     this.#o = options;
@@ -212,7 +191,7 @@ export class LanePuller {
         continue;
       }
       const job = lane.shift()!;
-      this.#waited += (this.#o.now() - this.#heldAt[i]!.shift()! - this.#waited) / 16;
+      this.#heldAt[i]!.shift();
       this.#count--;
       if (lane.length === 0) this.#pullAll();
       else this.#pull(i);
@@ -351,12 +330,11 @@ export class LanePuller {
   #pull(i: number): void {
     if (this.#stopped || !this.#sub) return;
     const held = this.#held[i]!.length;
-    const cap = this.#waited < QUICK_START_MS ? (this.#o.quickCap ?? this.#o.cap) : this.#o.cap;
-    if (held + this.#asked[i]! > (cap * 3) / 4) return;
+    if (held + this.#asked[i]! > (this.#o.cap * 3) / 4) return;
     for (let j = 0; j < i; j++) if (this.#held[j]!.length > 0) return;
     const now = this.#o.now();
     if (now < this.#retryAt[i]!) return;
-    const batch = cap - held - this.#asked[i]!;
+    const batch = this.#o.cap - held - this.#asked[i]!;
     this.#asked[i]! += batch;
     this.#heard[i] = now;
     if (this.#o.defer) this.#o.defer(() => this.#request(i, batch));

@@ -186,10 +186,8 @@ export class QueueWorker {
       subjectPrefix: `${ctx.layout.prefix}.jobs.`,
       lanes: PRIORITIES.map((p) => ({ token: laneToken(this.#queue, p), consumer: ctx.layout.consumerName(this.#queue, p) })),
       // At most `concurrency` held per lane beyond those running, so a held job's ack_wait is
-      // not eaten up waiting for a slot (and they are kept alive while they wait); twice that
-      // while held jobs start at once (short jobs: bigger batches, fewer socket writes).
+      // not eaten up waiting for a slot (and they are kept alive while they wait).
       cap: this.#settings.concurrency,
-      quickCap: 2 * this.#settings.concurrency,
       ackWaitMs: this.#settings.ackWaitMs,
       // Pull requests live on the consumer's leader. When a cluster moves that leader (its node
       // died), they vanish without a word; a request not heard from a second past its expiry is
