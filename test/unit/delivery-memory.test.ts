@@ -23,6 +23,18 @@ describe('DeliveryMemory', () => {
     for (let i = 0; i < n - 2 * RECENT_JOBS; i++) expect(m.finished(id(i), i)).toBe(false);
   });
 
+  it(`remembers every job while fewer than ${RECENT_JOBS} finished, and the last ${RECENT_JOBS} after that, at every step`, () => {
+    const m = new DeliveryMemory();
+    const n = RECENT_JOBS * 2 + 300;
+    for (let i = 0; i < n; i++) {
+      m.remember(id(i), i);
+      // Checked often around the first generation swap (which comes early) and the next ones.
+      if (i % 397 !== 0 && i !== 255 && i !== 256 && i !== RECENT_JOBS + 255 && i !== RECENT_JOBS + 256) continue;
+      const kept = Math.min(i + 1, RECENT_JOBS);
+      for (let k = i + 1 - kept; k <= i; k++) expect(m.finished(id(k), k)).toBe(true);
+    }
+  });
+
   it('answers exactly however the ids hash: of 200,000 ids never finished here none is taken for one that was', () => {
     const m = new DeliveryMemory();
     for (let i = 0; i < RECENT_JOBS; i++) m.remember(id(i), 7);

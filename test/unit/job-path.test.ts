@@ -135,6 +135,17 @@ describe('the job path', () => {
     expect(p.processed).toBe(1);
   });
 
+  it('keeps its liveness sweep through short gaps between jobs, and leaves no timer behind after 5 s without one', async () => {
+    const { p, clock } = path({ work: async () => 'ok' });
+    await p.process(delivery({}), 1);
+    expect(clock.pendingTimers).toBe(1);
+    // Four sweeps found no job running: a job starting now finds the sweep still there.
+    await clock.advance(1000);
+    expect(clock.pendingTimers).toBe(1);
+    await clock.advance(4000);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
   it.each<[string, BackoffOptions, number[]]>([
     ['fixed', { type: 'fixed', delay: 100 }, [100, 100]],
     ['exponential', { type: 'exponential', delay: 100 }, [100, 200]],

@@ -6,6 +6,14 @@
 
 /** How many finished job ids a worker remembers (at least; at most twice). */
 export const RECENT_JOBS = 4096;
+/**
+ * The first generation's size. The swap then first runs while the worker is cold: V8 leaves
+ * code it has not seen run out of its optimized code, and a first swap at job 4096, once the
+ * job path was optimized with this inlined into it, threw that code away (`--trace-deopt`) to
+ * compile it again (40–65 ms, `--trace-opt`). Nothing is forgotten sooner: the small
+ * generation is kept until the next one is full.
+ */
+const FIRST_GENERATION = 256;
 /** Cancels are remembered this long, for jobs that arrive after their cancel notice. */
 const CANCEL_MEMORY_MS = 10 * 60_000;
 
@@ -21,11 +29,13 @@ function slot(id: string): number {
 
 export class DeliveryMemory {
   /**
-   * Jobs finished here (id → enqueue time). Two generations of RECENT_JOBS each, swapped when
-   * the newer fills: no per-job eviction (a Map iterator per delete was ~1 % of the worker's CPU).
+   * Jobs finished here (id → enqueue time). Two generations of RECENT_JOBS each (the first of
+   * FIRST_GENERATION), swapped when the newer fills: no per-job eviction (a Map iterator per
+   * delete was ~1 % of the worker's CPU).
    */
   #recent = new Map<string, number>();
   #recentOld = new Map<string, number>();
+  #generation = FIRST_GENERATION;
   /**
    * One bit per id hash for each generation. Nearly every delivery is a job not finished here,
    * and two misses in maps of thousands of ids cost the worker ~0.8 µs a job in profiles (the
@@ -47,7 +57,8 @@ export class DeliveryMemory {
     this.#recent.set(id, enqueuedAt);
     const s = slot(id);
     this.#bits[s >>> 5]! |= 1 << (s & 31);
-    if (this.#recent.size >= RECENT_JOBS) {
+    if (this.#recent.size >= this.#generation) {
+      this.#generation = RECENT_JOBS;
       this.#recentOld = this.#recent;
       this.#recent = new Map();
       const old = this.#bitsOld;

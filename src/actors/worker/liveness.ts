@@ -11,6 +11,13 @@ import { attachLogs, NO_HISTORY, recordLogs, type History } from './job-logs.js'
 
 const PROGRESS_EVERY_MS = 250;
 const SWEEP_EVERY_MS = 250;
+/**
+ * Sweeps in a row that found no job running before the sweeper stops (5 s). Stopping at the
+ * first one stopped it in the gaps of a busy drain; starting it again ran code V8 had not yet
+ * seen run inside the optimized job path, which it then threw away (`--trace-deopt`) to
+ * compile it again (40–65 ms, `--trace-opt`).
+ */
+const IDLE_SWEEPS = 20;
 
 export interface LivenessDeps {
   clock: Clock;
@@ -67,11 +74,13 @@ export class Liveness {
     }
   }
 
-  /** Starts the sweep if it is not running; it stops by itself when no job runs. */
+  /** Starts the sweep if it is not running; it stops by itself after IDLE_SWEEPS sweeps in a row found no job running. */
   ensureSweeper(): void {
     if (this.#sweeper) return;
+    let idle = 0;
     const tick = () => {
-      if (this.#d.running().size === 0) {
+      if (this.#d.running().size > 0) idle = 0;
+      else if (++idle >= IDLE_SWEEPS) {
         this.#sweeper = undefined;
         return;
       }
