@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanEnv, until, freePort, startServer, stopAllServers, type TestServer } from '../support/harness.js';
 import { CLI } from '../support/paths.js';
-import { runCli, type CliResult } from '../support/processes.js';
+import { exitedWithOutput, runCli, type CliResult } from '../support/processes.js';
 
 const run = (args: string[], extra: Record<string, string> = {}, timeoutMs = 20_000) => runCli(args, extra, timeoutMs);
 
@@ -16,7 +16,7 @@ function runUntil(args: string[], ready: RegExp, extra: Record<string, string> =
   let stderr = '';
   child.stdout!.on('data', (d) => (stdout += d));
   child.stderr!.on('data', (d) => (stderr += d));
-  const exited = new Promise<CliResult>((r) => child.on('exit', (code) => r({ code, stdout, stderr })));
+  const exited: Promise<CliResult> = exitedWithOutput(child).then((code) => ({ code, stdout, stderr }));
   const started = new Promise<void>((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`not ready in time:\n${stderr}`)), 20_000);
     const check = () => {

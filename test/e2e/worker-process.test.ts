@@ -7,7 +7,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createNaq, type Naq } from '../../src/naq.js';
 import { cleanEnv, elapse, until, startServer, stopAllServers, type TestServer } from '../support/harness.js';
 import { CLI, fixture } from '../support/paths.js';
-import { killSpawned, runCli, spawned } from '../support/processes.js';
+import { exitedWithOutput, killSpawned, runCli, spawned } from '../support/processes.js';
 import { busiestWindow } from '../support/windows.js';
 
 const HANDLERS = fixture('handlers.ts');
@@ -31,7 +31,7 @@ function naqProcess(args: string[], extra: Record<string, string> = {}): Proc {
   let stdout = '';
   child.stderr!.on('data', (d) => (stderr += d));
   child.stdout!.on('data', (d) => (stdout += d));
-  const exited = new Promise<{ code: number | null; stderr: string; stdout: string }>((r) => child.on('exit', (code) => r({ code, stderr, stdout })));
+  const exited = exitedWithOutput(child).then((code) => ({ code, stderr, stdout }));
   return { child, exited, stderr: () => stderr };
 }
 

@@ -6,6 +6,7 @@ import { InvalidArgumentError, RevisionMismatchError } from '../../src/core/erro
 import { createNaq, type Naq } from '../../src/naq.js';
 import { cleanEnv, connectTo, until, startServer, stopAllServers, type TestServer, elapse } from '../support/harness.js';
 import { CLI } from '../support/paths.js';
+import { exitedWithOutput } from '../support/processes.js';
 
 const silent = pino({ level: 'silent' });
 const running: Naq<any>[] = [];
@@ -229,7 +230,7 @@ describe('scheduler', () => {
         let stderr = '';
         child.stdout!.on('data', (d) => (stdout += d));
         child.stderr!.on('data', (d) => (stderr += d));
-        child.on('exit', (code) => res({ code, stdout, stderr }));
+        void exitedWithOutput(child).then((code) => res({ code, stdout, stderr }));
       });
     const add = await run(['schedule', 'add', 'nightly', 'report', '--cron', '0 3 * * *', '--tz', 'Europe/Paris', '--data', '{"x":1}']);
     expect(add.code).toBe(0);

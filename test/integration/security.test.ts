@@ -14,6 +14,7 @@ import { connectOptions, natsOf } from '../../src/actors/nats/connection.js';
 import { createNaq, type Naq } from '../../src/naq.js';
 import { connectTo, startServer, stopAllServers } from '../support/harness.js';
 import { CLI } from '../support/paths.js';
+import { exitedWithOutput } from '../support/processes.js';
 
 const PASSWORD = 'Sup3r-S3cret-pw';
 const TOKEN = 'tok-9f8e7d6c5b4a';
@@ -35,7 +36,7 @@ function run(args: string[], extra: Record<string, string>, timeoutMs = 30_000):
       child.kill('SIGKILL');
       rej(new Error(`naq ${args.join(' ')} did not exit:\n${out}`));
     }, timeoutMs);
-    child.on('exit', (code) => {
+    void exitedWithOutput(child).then((code) => {
       clearTimeout(timer);
       res({ code, out });
     });

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { CLI } from './paths.js';
+import { exitedWithOutput } from './processes.js';
 
 /** The top-level commands the built CLI's --help lists (so docs are checked against yargs itself). */
 export function buildCliForDocs(): Promise<string[]> {
@@ -9,6 +10,6 @@ export function buildCliForDocs(): Promise<string[]> {
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.on('error', rej);
-    child.on('exit', () => res([...out.matchAll(/^\s+naq (\w+)/gm)].map((m) => m[1]!)));
+    void exitedWithOutput(child).then(() => res([...out.matchAll(/^\s+naq (\w+)/gm)].map((m) => m[1]!)));
   });
 }

@@ -24,9 +24,35 @@ export function runCli(args: string[], env: Record<string, string> = {}, timeout
       child.kill('SIGKILL');
       reject(new Error(`naq ${args.join(' ')} did not exit within ${timeoutMs} ms\n${stderr}`));
     }, timeoutMs);
-    child.on('exit', (code) => {
+    void exitedWithOutput(child).then((code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/**
+ * The child's exit code, once it exited and what it wrote to its pipes was read: 'exit' can
+ * come before the last chunks of stdout and stderr (a CLI's error line), 'close' comes after
+ * them. A grandchild still holding the pipes must not hang a test: 2 s after 'exit' it
+ * resolves with what was read by then.
+ */
+export function exitedWithOutput(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => {
+    let code: number | null = null;
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      resolve(code);
+    };
+    child.on('exit', (exitCode) => {
+      code = exitCode;
+      setTimeout(finish, 2000).unref();
+    });
+    child.on('close', (closeCode) => {
+      if (closeCode !== null) code = closeCode;
+      finish();
     });
   });
 }
