@@ -33,59 +33,65 @@ export function hashOf(id: string): number {
  * more heap every 100,000 jobs (`--trace-gc`), and a worker's peak RSS then depended on when
  * V8 chose to collect (95–125 MiB over the same drain). The ring allocates nothing per job.
  *
- * A slot overwritten by a newer job leaves stale links behind it rather than being unlinked
- * (code that first runs once the ring is full would make V8 throw away the job path's
- * optimized code, as the Map's first generation swap did): a walk stops at the first slot
- * that is no older than the one before it or belongs to another bucket, which is where the
- * remembered part of a chain ends. Without that stop, a chain can turn into a loop: B links to
- * A, A's slot then takes C of the same bucket, and C links to B.
+ * Code in the job path that first runs after V8 optimized it makes V8 throw that code away
+ * and compile it again (40–65 ms, `--trace-deopt`). So nothing here waits for the ring to
+ * fill or for a bucket to be taken before it first runs:
+ * - a slot overwritten by a newer job leaves stale links behind it rather than being
+ *   unlinked: a walk stops at the first slot that is no older than the one before it or
+ *   belongs to another bucket, which is where the remembered part of a chain ends (without
+ *   that stop a chain can turn into a loop: B links to A, A's slot then takes C of the same
+ *   bucket, and C links to B);
+ * - slot 0 is never written and ends every chain, so every lookup walks at least one slot,
+ *   and its tests are evaluated whole (`&`, `|`), not cut short.
  */
 export class DeliveryMemory {
   #count = 0;
-  /** Per bucket: 1 + the slot of its newest job, or 0. */
+  /** Per bucket: the slot of its newest job, or 0. */
   readonly #heads = new Uint16Array(BUCKETS);
-  /** Per slot: 1 + the slot of the next older job of its bucket, or 0. */
-  readonly #next = new Uint16Array(RECENT_JOBS);
-  readonly #hash = new Int32Array(RECENT_JOBS);
-  /** Per slot: when it was written (1 for the first job), to tell a stale link. */
-  readonly #seq = new Float64Array(RECENT_JOBS);
-  /** Per slot: the job's enqueue time; a later enqueue of the same id is another job. */
-  readonly #ts = new Float64Array(RECENT_JOBS);
-  readonly #length = new Uint8Array(RECENT_JOBS);
-  readonly #bytes = new Uint8Array(RECENT_JOBS * ID_BYTES);
-  readonly #longIds: (string | undefined)[] = new Array<string | undefined>(RECENT_JOBS).fill(undefined);
+  /** Per slot: the slot of the next older job of its bucket, or 0. */
+  readonly #next = new Uint16Array(RECENT_JOBS + 1);
+  readonly #hash = new Int32Array(RECENT_JOBS + 1);
+  /** Per slot: when it was written (1 for the first job; 0 in slot 0), to tell a stale link. */
+  readonly #seq = new Float64Array(RECENT_JOBS + 1);
+  /** Per slot: the job's enqueue time (NaN in slot 0: equal to none); a later enqueue of the same id is another job. */
+  readonly #ts = new Float64Array(RECENT_JOBS + 1).fill(Number.NaN);
+  readonly #length = new Uint8Array(RECENT_JOBS + 1);
+  readonly #bytes = new Uint8Array((RECENT_JOBS + 1) * ID_BYTES);
+  readonly #longIds: (string | undefined)[] = new Array<string | undefined>(RECENT_JOBS + 1).fill(undefined);
   readonly #cancelled = new Map<string, number>();
 
   /** The job finished here, for this enqueue (`ts`). */
   finished(id: string, ts: number): boolean {
     const h = hashOf(id);
     const bucket = h & BUCKET_MASK;
-    let link = this.#heads[bucket]!;
+    let slot = this.#heads[bucket]!;
     let newer = Number.POSITIVE_INFINITY;
-    while (link !== 0) {
-      const slot = link - 1;
+    for (;;) {
       const seq = this.#seq[slot]!;
-      if (seq >= newer || (this.#hash[slot]! & BUCKET_MASK) !== bucket) return false;
-      if (this.#hash[slot] === h && this.#ts[slot] === ts && this.#holds(slot, id)) return true;
+      const hash = this.#hash[slot]!;
+      if (+(hash === h) & +(this.#ts[slot] === ts)) {
+        if (seq < newer && this.#holds(slot, id)) return true;
+      }
+      // Slot 0 (seq 0) is passed once, then ends the walk.
+      if (+(seq >= newer) | (+(slot !== 0) & +((hash & BUCKET_MASK) !== bucket))) return false;
       newer = seq;
-      link = this.#next[slot]!;
+      slot = this.#next[slot]!;
     }
-    return false;
   }
 
   remember(id: string, enqueuedAt: number): void {
-    const slot = this.#count % RECENT_JOBS;
+    const slot = 1 + (this.#count % RECENT_JOBS);
     this.#count++;
     // The job this slot held is forgotten; its bucket's head is cleared when it was that job.
     const previous = this.#hash[slot]! & BUCKET_MASK;
-    this.#heads[previous] = this.#heads[previous] === slot + 1 ? 0 : this.#heads[previous]!;
+    this.#heads[previous] = this.#heads[previous] === slot ? 0 : this.#heads[previous]!;
     const h = hashOf(id);
     const bucket = h & BUCKET_MASK;
     this.#hash[slot] = h;
     this.#seq[slot] = this.#count;
     this.#ts[slot] = enqueuedAt;
     this.#next[slot] = this.#heads[bucket]!;
-    this.#heads[bucket] = slot + 1;
+    this.#heads[bucket] = slot;
     const n = id.length;
     let wide = n > ID_BYTES ? 256 : 0;
     const base = slot * ID_BYTES;
