@@ -3,7 +3,7 @@
  * producer side) must not share its event loop, and its peak RSS is the worker's alone.
  * Counts jobs in the handler and tells the parent when the expected number has run.
  */
-import { setFlagsFromString } from 'node:v8';
+import { keepOldGenerationFlat } from '../src/cli/process-settings.js';
 import { loadCreateNaq, NAQ_UNAVAILABLE } from './naq-contract.js';
 import { childConfig, childReporter, exitSoon, stopRequested, wallNow } from './util.js';
 
@@ -16,9 +16,9 @@ interface Config {
   index?: boolean;
 }
 
-// What `naq worker` sets in its process (src/cli/run.ts, keepOldGenerationFlat), as the fork's
-// --max-semi-space-size=8 is what bin/naq.js passes.
-setFlagsFromString('--no-allocation-site-pretenuring');
+// What `naq worker` sets in its process, as the fork's --max-semi-space-size=8 is what
+// bin/naq.js passes.
+keepOldGenerationFlat();
 
 const config = childConfig<Config>();
 const reporter = childReporter(config.jobs);

@@ -2,7 +2,6 @@
  * `naq supervisor | worker | scheduler`: the long-running commands. Each runs the supervisor
  * with its roles until SIGINT / SIGTERM, then drains and exits 0 (1 if it failed).
  */
-import { setFlagsFromString } from 'node:v8';
 import type { Argv } from 'yargs';
 import type { NaqConfig, NaqConfigInput, Role } from '../config/index.js';
 import { ROLES } from '../config/names.js';
@@ -14,6 +13,7 @@ import type { Handlers } from '../actors/worker/queue-worker.js';
 import type { SandboxPool } from '../actors/worker/sandbox.js';
 import { integerArg, queueArg, textArg } from './args.js';
 import { configFrom, defineCommand, EXIT_FAILURE, loggerFor, valid, type GlobalArgs } from './shared.js';
+import { keepOldGenerationFlat } from './process-settings.js';
 
 /** Everything a run command may have been given; each command declares its own subset. */
 interface RunArgs extends GlobalArgs {
@@ -106,22 +106,6 @@ function keepServingOnUnhandledRejection(logger: Logger) {
   process.on('unhandledRejection', (reason) => {
     logger.error({ err: toError(reason) }, 'a promise was rejected and nothing handled it (a handler left it so?); still serving');
   });
-}
-
-/**
- * V8 pretenures an allocation site (allocates what it makes straight into the old generation)
- * once nearly all of its objects survived young-generation collections. A worker's warm-up,
- * while its code is slow and what it buffers waits longer, can make a per-job site look
- * long-lived; pretenured, it leaves ~280 bytes of garbage a job in the old generation, which
- * only a full collection reclaims. That was the worker whose RSS peaked at 115–121 MiB in
- * about 1 of 14 drains of 100,000 jobs, its old generation at 47 MB against ~17
- * (`--trace-pretenuring-statistics`: a site made about twice a job was tenured in such a
- * drain, in none of 8 others). With it off, none of 20 drains did, at the same CPU per job.
- * V8 reads the flag at each collection, so it is set here, in the process naq owns, as the
- * rejection handler is.
- */
-function keepOldGenerationFlat() {
-  setFlagsFromString('--no-allocation-site-pretenuring');
 }
 
 /** The worker's handlers; with `worker.sandbox`, the pool of threads they run in (closed after the run). */
