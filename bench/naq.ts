@@ -5,7 +5,7 @@
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { loadCreateNaq, NAQ_UNAVAILABLE, type CreateNaqLike, type NaqLike } from './naq-contract.js';
 import { WARMUP_JOBS } from './raw.js';
-import { BenchChild, resetJetStream, row, sleep, UnavailableError, wallNow, type Row } from './util.js';
+import { BenchChild, perJob, resetJetStream, row, sleep, UnavailableError, wallNow, type Row } from './util.js';
 
 export const NAQ_QUEUE = 'bench';
 
@@ -24,6 +24,8 @@ export interface NaqContext {
   workerScript: string;
   /** Which round this is (from 1): the order of the variants turns with it. */
   round?: number;
+  /** nats-server's CPU µs so far (util.processCpuUs), for its CPU per job on the drain lines. */
+  serverCpuUs?: () => number | undefined;
 }
 
 export interface NaqOutcome {
@@ -156,9 +158,10 @@ async function variantRows(ctx: NaqContext, createNaq: CreateNaqLike, v: Variant
     await resetJetStream(jsm);
     producer = await startProducer(createNaq, url, v.events);
     await enqueueAll(producer, n, settings.chunk);
-    child = new BenchChild(ctx.workerScript, v.worker);
+    child = new BenchChild(ctx.workerScript, v.worker, ctx.serverCpuUs);
     const first = await child.next('first');
     const done = await child.next('done');
+    const serverCpu = perJob(first.serverCpuUs, done.serverCpuUs, n);
     const empty = await queueEmptyAt(producer, done.t);
     ctx.log(`  naq drain (${v.tag}): first job → last handler ${(done.t - first.t).toFixed(0)} ms, → queue empty ${(empty.t - first.t).toFixed(0)} ms`);
     const rss = await child.stop();
@@ -168,6 +171,7 @@ async function variantRows(ctx: NaqContext, createNaq: CreateNaqLike, v: Variant
         ...(rss ? { peakRssBytes: rss.vmHwm ?? rss.peakRss } : {}),
         ...(done.cpuUs !== undefined ? { cpuUsPerJob: done.cpuUs / n } : {}),
         ...(done.steadyCpuUs !== undefined && done.steadyJobs ? { steadyCpuUsPerJob: done.steadyCpuUs / done.steadyJobs } : {}),
+        ...(serverCpu !== undefined ? { serverCpuUsPerJob: serverCpu } : {}),
         ...(empty.note ? { note: empty.note } : {}),
       }),
     );

@@ -17,7 +17,7 @@ import {
 } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { AsyncPublisher } from '../src/actors/nats/publisher.js';
-import { BenchChild, resetJetStream, row, wallNow, type Row } from './util.js';
+import { BenchChild, perJob, resetJetStream, row, wallNow, type Row } from './util.js';
 
 export const RAW_STREAM = 'BENCH_RAW';
 export const RAW_SUBJECT_PREFIX = 'bench.raw.q.';
@@ -178,6 +178,8 @@ export interface RawContext {
   log: (line: string) => void;
   /** Compiled script of the raw consumer child. */
   consumerScript: string;
+  /** nats-server's CPU µs so far (util.processCpuUs), for its CPU per job on the drain lines. */
+  serverCpuUs?: () => number | undefined;
 }
 
 const ENQUEUE_LABEL: Record<RawVariant, string> = { js: 'js.publish (windowed)', async: 'publish-async' };
@@ -225,11 +227,18 @@ export async function runRaw(ctx: RawContext): Promise<Row[]> {
       if (state.state.messages !== n) throw new Error(`backlog has ${state.state.messages} messages, expected ${n}`);
       // The drain runs in this process, which does nothing else meanwhile: its CPU is the consumer's.
       const cpu0 = process.cpuUsage();
+      const server0 = ctx.serverCpuUs?.();
       const drain = await startDrain(nc, js, kv, pub, settings, n);
       const end = await drain.done;
       const cpu = process.cpuUsage(cpu0);
+      const serverCpu = perJob(server0, ctx.serverCpuUs?.(), n);
       t0 = await drain.first;
-      rows.push(row('drain', 'raw', DRAIN_LABEL[variant], n, end - t0, { cpuUsPerJob: (cpu.user + cpu.system) / n }));
+      rows.push(
+        row('drain', 'raw', DRAIN_LABEL[variant], n, end - t0, {
+          cpuUsPerJob: (cpu.user + cpu.system) / n,
+          ...(serverCpu !== undefined ? { serverCpuUsPerJob: serverCpu } : {}),
+        }),
+      );
       ctx.log(`  raw drain ${DRAIN_LABEL[variant]}: done`);
     } finally {
       pub?.close();
@@ -243,16 +252,22 @@ export async function runRaw(ctx: RawContext): Promise<Row[]> {
     await resetJetStream(jsm);
     await createRawResources(jsm, nc, settings.pullBatch);
     const pub = pubFor('async');
-    const child = new BenchChild(ctx.consumerScript, { url: ctx.url, variant: 'async', jobs: n, concurrency: settings.concurrency, pullBatch: settings.pullBatch });
+    const child = new BenchChild(
+      ctx.consumerScript,
+      { url: ctx.url, variant: 'async', jobs: n, concurrency: settings.concurrency, pullBatch: settings.pullBatch },
+      ctx.serverCpuUs,
+    );
     try {
       await publishJobs(js, pub, n, settings.window);
       await child.next('ready');
       const first = await child.next('first');
       const done = await child.next('done');
+      const serverCpu = perJob(first.serverCpuUs, done.serverCpuUs, n);
       rows.push(
         row('drain', 'raw', FRESH_DRAIN_LABEL, n, done.t - first.t, {
           ...(done.cpuUs !== undefined ? { cpuUsPerJob: done.cpuUs / n } : {}),
           ...(done.steadyCpuUs !== undefined && done.steadyJobs ? { steadyCpuUsPerJob: done.steadyCpuUs / done.steadyJobs } : {}),
+          ...(serverCpu !== undefined ? { serverCpuUsPerJob: serverCpu } : {}),
         }),
       );
       ctx.log(`  raw drain ${FRESH_DRAIN_LABEL}: done`);

@@ -20,7 +20,7 @@ import { loadCreateNaq } from './naq-contract.js';
 import { runLatency, runScaling, type LatencyResult, type ScalingResult } from './naq-extras.js';
 import { connectBench, DRAIN_LABEL, FRESH_DRAIN_LABEL, runRaw } from './raw.js';
 import { runSandbox, SANDBOX_MAX_CONCURRENCY, SANDBOX_MAX_JOBS, sandboxLines, type SandboxResult } from './sandbox.js';
-import { fmtBytes, fmtRate, installCleanupHooks, startBenchServer, table, type Category, type Row } from './util.js';
+import { fmtBytes, fmtRate, installCleanupHooks, processCpuUs, startBenchServer, table, type Category, type Row } from './util.js';
 
 /**
  * Jobs per line. The issue's worker CPU target is measured over a 100,000-job drain, and the
@@ -188,6 +188,7 @@ function aggregate(samples: Row[]): Aggregated[] {
     const rss = group.map((r) => r.peakRssBytes).filter((v): v is number => v !== undefined);
     const cpu = group.map((r) => r.cpuUsPerJob).filter((v): v is number => v !== undefined);
     const steadyCpu = group.map((r) => r.steadyCpuUsPerJob).filter((v): v is number => v !== undefined);
+    const serverCpu = group.map((r) => r.serverCpuUsPerJob).filter((v): v is number => v !== undefined);
     const notes = [...new Set(group.map((r) => r.note).filter((v): v is string => v !== undefined))];
     rows.push({
       line: first.line,
@@ -199,6 +200,7 @@ function aggregate(samples: Row[]): Aggregated[] {
       ...(rss.length > 0 ? { peakRssBytes: Math.max(...rss) } : {}),
       ...(cpu.length > 0 ? { cpuUsPerJob: median(cpu) } : {}),
       ...(steadyCpu.length > 0 ? { steadyCpuUsPerJob: median(steadyCpu) } : {}),
+      ...(serverCpu.length > 0 ? { serverCpuUsPerJob: median(serverCpu) } : {}),
       ...(notes.length > 0 ? { note: notes.join('; ') } : {}),
       rounds: group.map((r) => r.jobsPerSec),
     });
@@ -259,6 +261,7 @@ async function main(): Promise<void> {
 
   log(`starting a private nats-server...`);
   const bench = await startBenchServer();
+  const serverCpuUs = () => processCpuUs(bench.server.pid);
   const samples: Row[] = [];
   let scaling: ScalingResult[] = [];
   let latency: LatencyResult | undefined;
@@ -284,6 +287,7 @@ async function main(): Promise<void> {
               settings: { jobs: n, concurrency: options.concurrency, window: options.window, pullBatch: options.pullBatch },
               log,
               consumerScript: script('./raw-consumer-process.js'),
+              serverCpuUs,
             })),
           );
         }
@@ -296,6 +300,7 @@ async function main(): Promise<void> {
             log,
             workerScript: script('./worker-process.js'),
             round,
+            serverCpuUs,
           });
           samples.push(...outcome.rows);
           if (outcome.skipped) notes.add(`naq: ${outcome.skipped}`);
@@ -454,6 +459,20 @@ async function main(): Promise<void> {
     if (naqSteady !== undefined && fresh.steadyCpuUsPerJob !== undefined) {
       out.push(`CPU per job after the first fifth of the drain (warmed up), median of the rounds: naq worker ${us(naqSteady)}, raw consumer in a fresh process ${us(fresh.steadyCpuUsPerJob)}: naq/raw ${(naqSteady / fresh.steadyCpuUsPerJob).toFixed(2)}x`);
     }
+  }
+  // The server works for every job too, on the same cores: with few of them, a drain's rate is
+  // bounded by the consumer's CPU and the server's together, not by the consumer's alone.
+  const serverOf = (system: string, pick: (r: Aggregated) => boolean) =>
+    rows.find((r) => r.line === 'drain' && r.system === system && pick(r))?.serverCpuUsPerJob;
+  const naqServer = serverOf('naq', (r) => !OFF_VARIANTS.has(r.variant));
+  const freshServer = serverOf('raw', (r) => r.variant === FRESH_DRAIN_LABEL);
+  if (naqServer !== undefined || freshServer !== undefined) {
+    const both = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? '-' : us(a + b));
+    out.push(
+      `nats-server CPU per job over the same drains (median of the rounds): naq ${us(naqServer)} (events off ${us(serverOf('naq', (r) => r.variant === EVENTS_OFF))}), ` +
+        `raw bar ${us(serverOf('raw', (r) => r.variant === DRAIN_LABEL.async))}, raw consumer in a fresh process ${us(freshServer)}; ` +
+        `consumer and server together: naq ${both(naqCpu, naqServer)}, raw in a fresh process ${both(fresh?.cpuUsPerJob, freshServer)} (${conditions.cores} cores)`,
+    );
   }
   // What the event log costs the job path (the issue's target: within 10 % of events off).
   for (const line of ['drain', 'end-to-end'] as const) {

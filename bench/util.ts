@@ -26,6 +26,8 @@ export interface Row {
   cpuUsPerJob?: number;
   /** The same after the first fifth of the jobs (the JIT warmed up). */
   steadyCpuUsPerJob?: number;
+  /** CPU time (user + system) nats-server used per job over the same span, when measured. */
+  serverCpuUsPerJob?: number;
   note?: string;
 }
 
@@ -42,6 +44,28 @@ export function row(line: Category, system: System, variant: string, jobs: numbe
  */
 export function wallNow(): number {
   return performance.timeOrigin + performance.now();
+}
+
+/**
+ * CPU time (user + system, µs) process `pid` has used so far, all its threads, from
+ * /proc/<pid>/stat; undefined where there is no /proc. Its unit is the clock tick (USER_HZ,
+ * 10 ms on Linux), fine enough for spans of seconds.
+ */
+export function processCpuUs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // utime and stime are fields 14 and 15; the name before them, in parentheses, may hold spaces.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? ticks * 10_000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Per job, from two readings of processCpuUs; undefined when either is missing. */
+export function perJob(from: number | undefined, to: number | undefined, jobs: number): number | undefined {
+  return from === undefined || to === undefined || jobs <= 0 ? undefined : (to - from) / jobs;
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -90,7 +114,7 @@ export async function resetJetStream(jsm: JetStreamManager): Promise<void> {
 /** What a bench child says over IPC. Times are `wallNow()` readings in the child. */
 export type ChildMessage =
   | { type: 'ready' }
-  | { type: 'first'; t: number }
+  | { type: 'first'; t: number; serverCpuUs?: number }
   | { type: 'progress'; count: number }
   | {
       type: 'done';
@@ -101,6 +125,7 @@ export type ChildMessage =
       /** The same from the job after the first fifth to the last (JIT warm-up left out), and how many jobs that is. */
       steadyCpuUs?: number;
       steadyJobs?: number;
+      serverCpuUs?: number;
     }
   | { type: 'latency'; count: number; p50: number; p99: number; max: number }
   /** The flow-control child's starts: [tag, start time, the time the job carried, job id]. */
@@ -123,7 +148,11 @@ export class BenchChild {
   #lastProgressAt = Date.now();
   progress = 0;
 
-  constructor(script: string, config: unknown) {
+  /**
+   * `serverCpuUs`, when given, is read as each 'first' and 'done' arrives and set on it
+   * (its `serverCpuUs`): read when a caller gets to it, it would count what ran meanwhile.
+   */
+  constructor(script: string, config: unknown, serverCpuUs?: () => number | undefined) {
     // Worker children run with the V8 flags the naq command uses (bin/naq.js), so their
     // memory is what a deployed worker's is.
     this.proc = fork(script, [JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--max-semi-space-size=8'] });
@@ -133,6 +162,7 @@ export class BenchChild {
       if (msg.type === 'progress') {
         this.progress = msg.count;
       } else {
+        if (serverCpuUs && (msg.type === 'first' || msg.type === 'done')) msg.serverCpuUs = serverCpuUs();
         this.#queue.push(msg);
       }
       this.#wake?.();
