@@ -48,6 +48,7 @@ describe('the job index', () => {
 describe("a worker's index entries (JobStorage.indexFinal)", () => {
   const storageWith = (sent: Array<{ subject: string; ids: string[] }>) =>
     new JobStorage({
+      nc: { request: () => Promise.reject(new Error('no server in this test')) },
       config: resolveConfig({}),
       layout: layout('naq'),
       log: pino({ level: 'silent' }),

@@ -64,6 +64,7 @@ export class NaqContext {
     });
     const kvm = () => new Kvm(jetstream(nc, { timeout: apiTimeoutMs(config) }));
     this.storage = new JobStorage({
+      nc,
       config,
       layout: this.layout,
       log: log.child({ component: 'storage' }),
