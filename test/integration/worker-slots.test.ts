@@ -26,7 +26,11 @@ const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 /** A QueueWorker of `default` on the connection `nc` (made to `url`), pulling; no actors around it. */
 async function queueWorker(nc: NatsConnection, url: string, handlers: Handlers, concurrency: number): Promise<QueueWorker> {
   const config = resolveConfig({ nats: { url }, ops: { timeoutMs: 5000 }, events: { enabled: false } });
-  const qw = new QueueWorker(new NaqContext(nc, config, silent), 'default', handlers, { concurrency, ackWaitMs: 30_000, activeAfterMs: 0 }, silent);
+  const ctx = new NaqContext(nc, config, silent);
+  // What the worker machine's setup does before its processor prepares the QueueWorker.
+  await ctx.storage.ensureLayout();
+  await ctx.storage.ensureConsumer('default', 1000);
+  const qw = new QueueWorker(ctx, 'default', handlers, { concurrency, ackWaitMs: 30_000, activeAfterMs: 0 }, silent);
   await qw.prepare(1000);
   qw.resume((error) => {
     throw error;

@@ -111,12 +111,15 @@ export class QueueWorker {
     return this.#path.processed;
   }
 
-  /** The queue's consumer exists; cancel notices are heard; refusals are watched. Does not pull yet. */
+  /**
+   * Cancel notices are heard; refusals are watched. Does not pull yet. The queue's consumers
+   * are made first, by whoever starts it (the worker machine's `setup`, logic.ts): made here
+   * again, each start asked the server twice for what every consumer info costs it.
+   * `maxAckPending` is what they are made again with if they disappear.
+   */
   async prepare(maxAckPending: number): Promise<void> {
     this.#maxAckPending = maxAckPending;
     const ctx = this.#ctx;
-    await ctx.storage.ensureLayout();
-    await ctx.storage.ensureConsumer(this.#queue, maxAckPending);
     const consumers = PRIORITIES.map((p) => ctx.layout.consumerName(this.#queue, p));
     const ackPrefixes = consumers.map((c) => `$JS.ACK.${ctx.layout.jobsStream}.${c}.`);
     const pulls = new Set(consumers.map((c) => `$JS.API.CONSUMER.MSG.NEXT.${ctx.layout.jobsStream}.${c}`));
