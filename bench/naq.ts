@@ -170,6 +170,7 @@ async function variantRows(ctx: NaqContext, createNaq: CreateNaqLike, v: Variant
       row('drain', 'naq', v.drain, n, empty.t - first.t, {
         ...(rss ? { peakRssBytes: rss.vmHwm ?? rss.peakRss } : {}),
         ...(done.cpuUs !== undefined ? { cpuUsPerJob: done.cpuUs / n } : {}),
+        ...(done.mainThreadCpuUs !== undefined ? { mainThreadCpuUsPerJob: done.mainThreadCpuUs / n } : {}),
         ...(done.steadyCpuUs !== undefined && done.steadyJobs ? { steadyCpuUsPerJob: done.steadyCpuUs / done.steadyJobs } : {}),
         ...(serverCpu !== undefined ? { serverCpuUsPerJob: serverCpu } : {}),
         ...(empty.note ? { note: empty.note } : {}),

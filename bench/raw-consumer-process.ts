@@ -30,7 +30,7 @@ try {
   const drain = await startDrain(nc, js, kv, pub, config, config.jobs, reporter.count);
   reporter.send({ type: 'ready' });
   const t = await drain.done;
-  reporter.send({ type: 'done', t, count: config.jobs, cpuUs: reporter.cpuSinceFirst(), ...reporter.steady(config.jobs) });
+  reporter.send({ type: 'done', t, count: config.jobs, ...reporter.used(), ...reporter.steady(config.jobs) });
   await stop;
   pub?.close();
   await nc.close();

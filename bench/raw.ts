@@ -266,6 +266,7 @@ export async function runRaw(ctx: RawContext): Promise<Row[]> {
       rows.push(
         row('drain', 'raw', FRESH_DRAIN_LABEL, n, done.t - first.t, {
           ...(done.cpuUs !== undefined ? { cpuUsPerJob: done.cpuUs / n } : {}),
+          ...(done.mainThreadCpuUs !== undefined ? { mainThreadCpuUsPerJob: done.mainThreadCpuUs / n } : {}),
           ...(done.steadyCpuUs !== undefined && done.steadyJobs ? { steadyCpuUsPerJob: done.steadyCpuUs / done.steadyJobs } : {}),
           ...(serverCpu !== undefined ? { serverCpuUsPerJob: serverCpu } : {}),
         }),

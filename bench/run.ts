@@ -163,6 +163,8 @@ function packageVersion(name: string): string {
 interface Aggregated extends Row {
   /** jobs/s of every round, in the order they ran. */
   rounds: number[];
+  /** Median over the rounds of the CPU per job off the main thread (V8's helper threads). */
+  helperThreadCpuUsPerJob?: number;
 }
 
 function median(values: number[]): number {
@@ -187,6 +189,8 @@ function aggregate(samples: Row[]): Aggregated[] {
     const seconds = median(group.map((r) => r.seconds));
     const rss = group.map((r) => r.peakRssBytes).filter((v): v is number => v !== undefined);
     const cpu = group.map((r) => r.cpuUsPerJob).filter((v): v is number => v !== undefined);
+    const mainCpu = group.map((r) => r.mainThreadCpuUsPerJob).filter((v): v is number => v !== undefined);
+    const helperCpu = group.flatMap((r) => (r.cpuUsPerJob !== undefined && r.mainThreadCpuUsPerJob !== undefined ? [r.cpuUsPerJob - r.mainThreadCpuUsPerJob] : []));
     const steadyCpu = group.map((r) => r.steadyCpuUsPerJob).filter((v): v is number => v !== undefined);
     const serverCpu = group.map((r) => r.serverCpuUsPerJob).filter((v): v is number => v !== undefined);
     const notes = [...new Set(group.map((r) => r.note).filter((v): v is string => v !== undefined))];
@@ -199,6 +203,8 @@ function aggregate(samples: Row[]): Aggregated[] {
       jobsPerSec: seconds > 0 ? first.jobs / seconds : 0,
       ...(rss.length > 0 ? { peakRssBytes: Math.max(...rss) } : {}),
       ...(cpu.length > 0 ? { cpuUsPerJob: median(cpu) } : {}),
+      ...(mainCpu.length > 0 ? { mainThreadCpuUsPerJob: median(mainCpu) } : {}),
+      ...(helperCpu.length > 0 ? { helperThreadCpuUsPerJob: median(helperCpu) } : {}),
       ...(steadyCpu.length > 0 ? { steadyCpuUsPerJob: median(steadyCpu) } : {}),
       ...(serverCpu.length > 0 ? { serverCpuUsPerJob: median(serverCpu) } : {}),
       ...(notes.length > 0 ? { note: notes.join('; ') } : {}),
@@ -458,6 +464,15 @@ async function main(): Promise<void> {
     const naqSteady = rows.find((r) => r.line === 'drain' && r.system === 'naq' && !OFF_VARIANTS.has(r.variant))?.steadyCpuUsPerJob;
     if (naqSteady !== undefined && fresh.steadyCpuUsPerJob !== undefined) {
       out.push(`CPU per job after the first fifth of the drain (warmed up), median of the rounds: naq worker ${us(naqSteady)}, raw consumer in a fresh process ${us(fresh.steadyCpuUsPerJob)}: naq/raw ${(naqSteady / fresh.steadyCpuUsPerJob).toFixed(2)}x`);
+    }
+    // Where that CPU ran: the main thread runs the JavaScript and the socket I/O; V8's helper
+    // threads compile the hot functions (a fresh process's cost, whatever its code) and collect.
+    const naqRow = rows.find((r) => r.line === 'drain' && r.system === 'naq' && !OFF_VARIANTS.has(r.variant));
+    if (naqRow?.mainThreadCpuUsPerJob !== undefined && fresh.mainThreadCpuUsPerJob !== undefined) {
+      out.push(
+        `CPU per job by thread over the whole drain, median of the rounds: main thread naq worker ${us(naqRow.mainThreadCpuUsPerJob)}, raw consumer in a fresh process ${us(fresh.mainThreadCpuUsPerJob)}; ` +
+          `V8's helper threads (optimizing compiler, garbage collector) naq ${us(naqRow.helperThreadCpuUsPerJob)}, raw ${us(fresh.helperThreadCpuUsPerJob)}`,
+      );
     }
   }
   // The server works for every job too, on the same cores: with few of them, a drain's rate is

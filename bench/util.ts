@@ -24,6 +24,8 @@ export interface Row {
   peakRssBytes?: number;
   /** CPU time (user + system) of the consuming process per job, in µs, when measured. */
   cpuUsPerJob?: number;
+  /** Of cpuUsPerJob, the main thread's (the rest: V8's helper threads), when measured. */
+  mainThreadCpuUsPerJob?: number;
   /** The same after the first fifth of the jobs (the JIT warmed up). */
   steadyCpuUsPerJob?: number;
   /** CPU time (user + system) nats-server used per job over the same span, when measured. */
@@ -46,14 +48,10 @@ export function wallNow(): number {
   return performance.timeOrigin + performance.now();
 }
 
-/**
- * CPU time (user + system, µs) process `pid` has used so far, all its threads, from
- * /proc/<pid>/stat; undefined where there is no /proc. Its unit is the clock tick (USER_HZ,
- * 10 ms on Linux), fine enough for spans of seconds.
- */
-export function processCpuUs(pid: number): number | undefined {
+/** User + system CPU (µs) in a /proc stat file (a process's or one thread's); undefined when it cannot be read. */
+function statCpuUs(path: string): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(path, 'utf8');
     // utime and stime are fields 14 and 15; the name before them, in parentheses, may hold spaces.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ticks = Number(fields[11]) + Number(fields[12]);
@@ -61,6 +59,25 @@ export function processCpuUs(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * CPU time (user + system, µs) process `pid` has used so far, all its threads, from
+ * /proc/<pid>/stat; undefined where there is no /proc. Its unit is the clock tick (USER_HZ,
+ * 10 ms on Linux), fine enough for spans of seconds.
+ */
+export function processCpuUs(pid: number): number | undefined {
+  return statCpuUs(`/proc/${pid}/stat`);
+}
+
+/**
+ * CPU time (µs) this process's main thread has used so far: where its JavaScript runs and its
+ * socket I/O is done. The rest of `process.cpuUsage()` is V8's helper threads (the optimizing
+ * compiler, the parallel scavenger, concurrent marking) and libuv's. Undefined where there is
+ * no /proc; in ticks, as processCpuUs.
+ */
+export function mainThreadCpuUs(): number | undefined {
+  return statCpuUs(`/proc/self/task/${process.pid}/stat`);
 }
 
 /** Per job, from two readings of processCpuUs; undefined when either is missing. */
@@ -122,6 +139,8 @@ export type ChildMessage =
       count: number;
       /** CPU µs (user + system) from the first job to the last. */
       cpuUs?: number;
+      /** Of that, the main thread's (where there is /proc). */
+      mainThreadCpuUs?: number;
       /** The same from the job after the first fifth to the last (JIT warm-up left out), and how many jobs that is. */
       steadyCpuUs?: number;
       steadyJobs?: number;
@@ -277,6 +296,7 @@ export function childReporter(expected: number, total = expected) {
   let count = 0;
   let firstSent = false;
   let cpuAtFirst: NodeJS.CpuUsage | undefined;
+  let mainAtFirst: number | undefined;
   let cpuAtFifth: NodeJS.CpuUsage | undefined;
   // `total`: the jobs of the run, when the caller reports 'done' itself (expected is then infinite).
   const fifth = Number.isFinite(total) ? Math.floor(total / 5) : 0;
@@ -285,6 +305,11 @@ export function childReporter(expected: number, total = expected) {
     return used.user + used.system;
   };
   const cpuSinceFirst = (): number => cpuSince(cpuAtFirst);
+  /** The CPU since the first job, and the main thread's part of it where it can be read. */
+  const used = (): { cpuUs: number; mainThreadCpuUs?: number } => {
+    const main = mainAtFirst === undefined ? undefined : mainThreadCpuUs();
+    return { cpuUs: cpuSinceFirst(), ...(main !== undefined ? { mainThreadCpuUs: main - mainAtFirst! } : {}) };
+  };
   /** CPU from the first fifth of the expected jobs on, and the jobs it covers (none before then). */
   const steady = (done: number): { steadyCpuUs?: number; steadyJobs?: number } =>
     cpuAtFifth && done > fifth ? { steadyCpuUs: cpuSince(cpuAtFifth), steadyJobs: done - fifth } : {};
@@ -297,6 +322,7 @@ export function childReporter(expected: number, total = expected) {
     if (!firstSent) {
       firstSent = true;
       cpuAtFirst = process.cpuUsage();
+      mainAtFirst = mainThreadCpuUs();
       send({ type: 'first', t });
     }
   };
@@ -307,7 +333,7 @@ export function childReporter(expected: number, total = expected) {
       count++;
       if (!firstSent) first();
       if (count === fifth) cpuAtFifth = process.cpuUsage();
-      if (count === expected) send({ type: 'done', t: wallNow(), count, cpuUs: cpuSinceFirst(), ...steady(count) });
+      if (count === expected) send({ type: 'done', t: wallNow(), count, ...used(), ...steady(count) });
     },
     /** Call when the first job arrives, if that is earlier than its completion. */
     first,
@@ -316,6 +342,8 @@ export function childReporter(expected: number, total = expected) {
     },
     /** CPU µs (user + system) this process used since its first job. */
     cpuSinceFirst,
+    /** The same, with the main thread's part, for a 'done' the caller sends itself. */
+    used,
     /** CPU after the first fifth of `total` jobs, for a 'done' the caller sends itself. */
     steady,
     finish(): { peakRss: number; vmHwm: number | null } {

@@ -1,9 +1,11 @@
 /**
  * The bench reads nats-server's CPU time from outside the server's process to print its CPU
- * per job beside the consumer's: these readings must be in µs, as process.cpuUsage's are.
+ * per job beside the consumer's, and the consumer's main thread apart from its other threads:
+ * these readings must be in µs, as process.cpuUsage's are.
  */
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { perJob, processCpuUs } from '../../bench/util.js';
+import { mainThreadCpuUs, perJob, processCpuUs } from '../../bench/util.js';
 
 describe('a process CPU time read from outside it (bench/util.ts)', () => {
   it('counts what a process used, in the unit process.cpuUsage uses', () => {
@@ -23,6 +25,32 @@ describe('a process CPU time read from outside it (bench/util.ts)', () => {
     // /proc counts in 10 ms ticks; the process's other threads may add a little.
     expect(after! - before!).toBeGreaterThan(used * 0.5);
     expect(after! - before!).toBeLessThan(used * 2 + 50_000);
+  });
+
+  it("reads the main thread's part apart from the other threads'", async () => {
+    // vitest runs this file in a forked process (pool: 'forks'): the test's loop is its main
+    // thread, while a worker thread spins as long beside it, as V8's compiler threads do.
+    const spinner = new Worker('const until = Date.now() + 400; while (Date.now() < until) {} require("node:worker_threads").parentPort.postMessage("done");', { eval: true });
+    const spun = new Promise((resolve) => spinner.once('message', resolve));
+    await new Promise((resolve) => spinner.once('online', resolve));
+    const main0 = mainThreadCpuUs();
+    const all0 = processCpuUs(process.pid);
+    const until = performance.now() + 300;
+    while (performance.now() < until) {
+      // busy: 300 ms of CPU on the main thread
+    }
+    const main1 = mainThreadCpuUs();
+    const all1 = processCpuUs(process.pid);
+    await spun;
+    await spinner.terminate();
+    if (process.platform !== 'linux') {
+      expect(main0).toBeUndefined();
+      return;
+    }
+    // The loop's 300 ms are the main thread's (in 10 ms ticks); the worker's are not.
+    expect(main1! - main0!).toBeGreaterThan(200_000);
+    expect(main1! - main0!).toBeLessThan(400_000);
+    expect(all1! - all0!).toBeGreaterThan(main1! - main0! + 150_000);
   });
 
   it('has no reading for a process that does not exist', () => {
