@@ -5,7 +5,7 @@
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { loadCreateNaq, NAQ_UNAVAILABLE, type CreateNaqLike, type NaqLike } from './naq-contract.js';
 import { WARMUP_JOBS } from './raw.js';
-import { BenchChild, perJob, resetJetStream, row, sleep, UnavailableError, wallNow, type Row } from './util.js';
+import { BenchChild, childDrainCpu, resetJetStream, row, sleep, UnavailableError, wallNow, type Row } from './util.js';
 
 export const NAQ_QUEUE = 'bench';
 
@@ -161,7 +161,6 @@ async function variantRows(ctx: NaqContext, createNaq: CreateNaqLike, v: Variant
     child = new BenchChild(ctx.workerScript, v.worker, ctx.serverCpuUs);
     const first = await child.next('first');
     const done = await child.next('done');
-    const serverCpu = perJob(first.serverCpuUs, done.serverCpuUs, n);
     const empty = await queueEmptyAt(producer, done.t);
     ctx.log(`  naq drain (${v.tag}): first job → last handler ${(done.t - first.t).toFixed(0)} ms, → queue empty ${(empty.t - first.t).toFixed(0)} ms`);
     const rss = await child.stop();
@@ -169,10 +168,7 @@ async function variantRows(ctx: NaqContext, createNaq: CreateNaqLike, v: Variant
     rows.push(
       row('drain', 'naq', v.drain, n, empty.t - first.t, {
         ...(rss ? { peakRssBytes: rss.vmHwm ?? rss.peakRss } : {}),
-        ...(done.cpuUs !== undefined ? { cpuUsPerJob: done.cpuUs / n } : {}),
-        ...(done.mainThreadCpuUs !== undefined ? { mainThreadCpuUsPerJob: done.mainThreadCpuUs / n } : {}),
-        ...(done.steadyCpuUs !== undefined && done.steadyJobs ? { steadyCpuUsPerJob: done.steadyCpuUs / done.steadyJobs } : {}),
-        ...(serverCpu !== undefined ? { serverCpuUsPerJob: serverCpu } : {}),
+        ...childDrainCpu(first, done, n),
         ...(empty.note ? { note: empty.note } : {}),
       }),
     );

@@ -17,7 +17,7 @@ import {
 } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { AsyncPublisher } from '../src/actors/nats/publisher.js';
-import { BenchChild, perJob, resetJetStream, row, wallNow, type Row } from './util.js';
+import { BenchChild, childDrainCpu, perJob, resetJetStream, row, wallNow, type Row } from './util.js';
 
 export const RAW_STREAM = 'BENCH_RAW';
 export const RAW_SUBJECT_PREFIX = 'bench.raw.q.';
@@ -262,15 +262,7 @@ export async function runRaw(ctx: RawContext): Promise<Row[]> {
       await child.next('ready');
       const first = await child.next('first');
       const done = await child.next('done');
-      const serverCpu = perJob(first.serverCpuUs, done.serverCpuUs, n);
-      rows.push(
-        row('drain', 'raw', FRESH_DRAIN_LABEL, n, done.t - first.t, {
-          ...(done.cpuUs !== undefined ? { cpuUsPerJob: done.cpuUs / n } : {}),
-          ...(done.mainThreadCpuUs !== undefined ? { mainThreadCpuUsPerJob: done.mainThreadCpuUs / n } : {}),
-          ...(done.steadyCpuUs !== undefined && done.steadyJobs ? { steadyCpuUsPerJob: done.steadyCpuUs / done.steadyJobs } : {}),
-          ...(serverCpu !== undefined ? { serverCpuUsPerJob: serverCpu } : {}),
-        }),
-      );
+      rows.push(row('drain', 'raw', FRESH_DRAIN_LABEL, n, done.t - first.t, childDrainCpu(first, done, n)));
       ctx.log(`  raw drain ${FRESH_DRAIN_LABEL}: done`);
     } finally {
       pub?.close();

@@ -461,13 +461,13 @@ async function main(): Promise<void> {
     );
     // A fresh process runs its first jobs before the JIT has optimized the path: what a job costs
     // once it has, and so how much of the figure above is warm-up.
-    const naqSteady = rows.find((r) => r.line === 'drain' && r.system === 'naq' && !OFF_VARIANTS.has(r.variant))?.steadyCpuUsPerJob;
+    const naqRow = rows.find((r) => r.line === 'drain' && r.system === 'naq' && !OFF_VARIANTS.has(r.variant));
+    const naqSteady = naqRow?.steadyCpuUsPerJob;
     if (naqSteady !== undefined && fresh.steadyCpuUsPerJob !== undefined) {
       out.push(`CPU per job after the first fifth of the drain (warmed up), median of the rounds: naq worker ${us(naqSteady)}, raw consumer in a fresh process ${us(fresh.steadyCpuUsPerJob)}: naq/raw ${(naqSteady / fresh.steadyCpuUsPerJob).toFixed(2)}x`);
     }
     // Where that CPU ran: the main thread runs the JavaScript and the socket I/O; V8's helper
     // threads compile the hot functions (a fresh process's cost, whatever its code) and collect.
-    const naqRow = rows.find((r) => r.line === 'drain' && r.system === 'naq' && !OFF_VARIANTS.has(r.variant));
     if (naqRow?.mainThreadCpuUsPerJob !== undefined && fresh.mainThreadCpuUsPerJob !== undefined) {
       out.push(
         `CPU per job by thread over the whole drain, median of the rounds: main thread naq worker ${us(naqRow.mainThreadCpuUsPerJob)}, raw consumer in a fresh process ${us(fresh.mainThreadCpuUsPerJob)}; ` +

@@ -85,6 +85,20 @@ export function perJob(from: number | undefined, to: number | undefined, jobs: n
   return from === undefined || to === undefined || jobs <= 0 ? undefined : (to - from) / jobs;
 }
 
+/**
+ * A drain's CPU figures as a child reported them, per job: its own (whole, main thread, after
+ * the first fifth) and the server's between its first and last job; each only when measured.
+ */
+export function childDrainCpu(first: Extract<ChildMessage, { type: 'first' }>, done: Extract<ChildMessage, { type: 'done' }>, jobs: number): Partial<Row> {
+  const server = perJob(first.serverCpuUs, done.serverCpuUs, jobs);
+  return {
+    ...(done.cpuUs !== undefined ? { cpuUsPerJob: done.cpuUs / jobs } : {}),
+    ...(done.mainThreadCpuUs !== undefined ? { mainThreadCpuUsPerJob: done.mainThreadCpuUs / jobs } : {}),
+    ...(done.steadyCpuUs !== undefined && done.steadyJobs ? { steadyCpuUsPerJob: done.steadyCpuUs / done.steadyJobs } : {}),
+    ...(server !== undefined ? { serverCpuUsPerJob: server } : {}),
+  };
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------------------

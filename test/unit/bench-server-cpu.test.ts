@@ -5,7 +5,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { mainThreadCpuUs, perJob, processCpuUs } from '../../bench/util.js';
+import { childDrainCpu, mainThreadCpuUs, perJob, processCpuUs } from '../../bench/util.js';
 
 describe('a process CPU time read from outside it (bench/util.ts)', () => {
   it('counts what a process used, in the unit process.cpuUsage uses', () => {
@@ -62,5 +62,12 @@ describe('a process CPU time read from outside it (bench/util.ts)', () => {
     expect(perJob(undefined, 4_000_000, 100_000)).toBeUndefined();
     expect(perJob(1_000, undefined, 100_000)).toBeUndefined();
     expect(perJob(1_000, 2_000, 0)).toBeUndefined();
+  });
+
+  it("turns a child's drain readings into figures per job, leaving out what was not measured", () => {
+    const first = { type: 'first' as const, t: 0, serverCpuUs: 1_000_000 };
+    const done = { type: 'done' as const, t: 1, count: 1_000, cpuUs: 20_000, mainThreadCpuUs: 15_000, steadyCpuUs: 12_800, steadyJobs: 800, serverCpuUs: 1_030_000 };
+    expect(childDrainCpu(first, done, 1_000)).toEqual({ cpuUsPerJob: 20, mainThreadCpuUsPerJob: 15, steadyCpuUsPerJob: 16, serverCpuUsPerJob: 30 });
+    expect(childDrainCpu({ type: 'first', t: 0 }, { type: 'done', t: 1, count: 1_000, cpuUs: 20_000 }, 1_000)).toEqual({ cpuUsPerJob: 20 });
   });
 });

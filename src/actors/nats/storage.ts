@@ -23,7 +23,7 @@ import { encodeRecord } from '../../model/record-codec.js';
 import { encodeIndexBatch, indexSubject, isIndexedState, type IndexEntry } from '../../model/job-index.js';
 import { isPermissionDenied, toPermissionDenied } from '../../core/permissions.js';
 import { withRetry, type RetryOptions } from '../../core/retry.js';
-import { apiTimeoutMs, consumerNames, ensureStream, reportDrift } from './jetstream.js';
+import { apiTimeoutMs, ensureStream, missingConsumers, reportDrift } from './jetstream.js';
 import type { AsyncPublisher, PubAck } from './publisher.js';
 
 /** nats-server's default max_payload, for the moment before the server said its own. */
@@ -381,25 +381,25 @@ export class JobStorage {
   async #ensureConsumer(queue: string, maxAckPending: number): Promise<void> {
     const jsm = await this.#d.jsm();
     const { layout, config } = this.#d;
-    // Refused the names (a deployment that allows only what older docs/security.md listed),
-    // every lane is looked at by its info, as before.
-    const names = await consumerNames(this.#d.nc, jsm, layout.jobsStream, apiTimeoutMs(config)).then(
-      (list) => new Set(list),
-      (error: unknown) => {
-        if (isPermissionDenied(error)) return null;
-        throw error;
-      },
-    );
-    const exists = (name: string) => names?.has(name) ?? true;
     const lane = (p: number): LaneConsumer => ({ name: layout.consumerName(queue, p), filter: layout.queueFilter(queue, p), maxAckPending });
     const main = lane(DEFAULT_PRIORITY);
     const others = PRIORITIES.filter((p) => p !== DEFAULT_PRIORITY).map(lane);
     // The group dispatcher's: it holds up to the lookahead, in enqueue order, to let groups take turns.
     const staging: LaneConsumer = { name: layout.stagingConsumer(queue), filter: layout.stagedSubject(queue, '>'), maxAckPending: config.jobs.groupLookahead };
+    // Refused both the names and the list (a deployment that allows only what older
+    // docs/security.md listed), which exist is not known: every lane is looked at by its info.
+    const missing = await missingConsumers(this.#d.nc, jsm, layout.jobsStream, [main, ...others, staging].map((l) => l.name), apiTimeoutMs(config)).then(
+      (names) => new Set(names),
+      (error: unknown) => {
+        if (isPermissionDenied(error)) return null;
+        throw error;
+      },
+    );
+    const exists = (name: string) => !missing?.has(name);
     const mainInfo = exists(main.name) ? await this.#consumerInfo(jsm, main.name) : null;
     const upToDate = mainInfo !== null && this.#asWanted(mainInfo.config, main);
     await Promise.all([
-      ...others.map((l) => (upToDate && names?.has(l.name) ? undefined : this.#ensureLane(jsm, l, exists(l.name)))),
+      ...others.map((l) => (upToDate && missing !== null && !missing.has(l.name) ? undefined : this.#ensureLane(jsm, l, exists(l.name)))),
       this.#ensureLane(jsm, staging, exists(staging.name)),
     ]);
     if (!upToDate) await this.#ensureLane(jsm, main, mainInfo !== null, mainInfo ?? undefined);
@@ -415,15 +415,20 @@ export class JobStorage {
     }
   }
 
+  /** The ack wait the consumers are made with, in ns as JetStream counts it. */
+  get #ackWaitNs(): number {
+    return this.#d.config.worker.ackWaitMs * 1_000_000;
+  }
+
   #asWanted(config: ConsumerConfig, lane: LaneConsumer): boolean {
-    return config.ack_wait === this.#d.config.worker.ackWaitMs * 1_000_000 && config.max_ack_pending === lane.maxAckPending;
+    return config.ack_wait === this.#ackWaitNs && config.max_ack_pending === lane.maxAckPending;
   }
 
   /** Made when missing; its ack wait and max ack pending changed when they differ. */
   async #ensureLane(jsm: JetStreamManager, lane: LaneConsumer, exists: boolean, known?: ConsumerInfo): Promise<void> {
-    const { layout, config } = this.#d;
+    const { layout } = this.#d;
     const info = known ?? (exists ? await this.#consumerInfo(jsm, lane.name) : null);
-    const ackWait = config.worker.ackWaitMs * 1_000_000;
+    const ackWait = this.#ackWaitNs;
     if (!info) {
       await jsm.consumers.add(layout.jobsStream, {
         durable_name: lane.name,
