@@ -5,7 +5,7 @@
  * misses instead of failing.
  *
  *   node dist/bench/run.js [--jobs N | --quick] [--json FILE] [--concurrency N]
- *                          [--window N] [--pull N] [--chunk N] [--repeat N] [--only raw,naq,bullmq,flow,sandbox]
+ *                          [--window N] [--pull N] [--chunk N] [--repeat N] [--only raw,naq,bullmq,flow,sandbox,path]
  */
 import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { runBullmq } from './bullmq.js';
 import { EVENTS_OFF, INDEX_OFF, runNaq } from './naq.js';
+import { measureJobPath, type JobPathResult } from './job-path.js';
 import { flowLines, runFlowControl, type FlowLine } from './flow-control.js';
 import { LISTING_RECORDS, listingLines, runListing, type ListingResult } from './listing.js';
 import { loadCreateNaq } from './naq-contract.js';
@@ -32,7 +33,7 @@ import { fmtBytes, fmtRate, installCleanupHooks, processCpuUs, startBenchServer,
 const DEFAULT_JOBS = 100_000;
 const QUICK_JOBS = 10_000;
 const DEFAULT_ROUNDS = 3;
-const SYSTEMS = ['raw', 'naq', 'bullmq', 'flow', 'sandbox'] as const;
+const SYSTEMS = ['raw', 'naq', 'bullmq', 'flow', 'sandbox', 'path'] as const;
 type SystemName = (typeof SYSTEMS)[number];
 
 /** The targets the issue sets for naq, as multiples of the other system's jobs/s. */
@@ -56,7 +57,7 @@ interface Options {
   only: Set<SystemName>;
 }
 
-const USAGE = `usage: node dist/bench/run.js [--jobs N | --quick] [--json FILE] [--concurrency N] [--window N] [--pull N] [--chunk N] [--repeat N] [--only raw,naq,bullmq,flow,sandbox]
+const USAGE = `usage: node dist/bench/run.js [--jobs N | --quick] [--json FILE] [--concurrency N] [--window N] [--pull N] [--chunk N] [--repeat N] [--only raw,naq,bullmq,flow,sandbox,path]
   --jobs N         jobs per line (default ${DEFAULT_JOBS}, or NAQ_BENCH_JOBS)
   --quick          ${QUICK_JOBS} jobs: a smoke run
   --json FILE      also write the results as JSON
@@ -66,7 +67,8 @@ const USAGE = `usage: node dist/bench/run.js [--jobs N | --quick] [--json FILE] 
   --chunk N        jobs per enqueueBulk / addBulk call (default 5000)
   --repeat N       rounds; each line reports its median (default ${DEFAULT_ROUNDS}, 1 with --quick)
   --only LIST      run only some of raw, naq, bullmq, flow (the flow-control section),
-                   sandbox (no-op jobs in worker threads against in-process)`;
+                   sandbox (no-op jobs in worker threads against in-process),
+                   path (the job path alone: no server, I/O that does nothing)`;
 
 function usageError(message: string): never {
   process.stderr.write(`${message}\n${USAGE}\n`);
@@ -274,6 +276,7 @@ async function main(): Promise<void> {
   let listing: ListingResult | undefined;
   let flow: FlowLine[] = [];
   let sandbox: SandboxResult | undefined;
+  let jobPath: JobPathResult | undefined;
   const notes = new Set<string>();
   try {
     const nc = await connectBench(bench.url, 'bench-raw');
@@ -341,6 +344,15 @@ async function main(): Promise<void> {
           flow = await runFlowControl(await loadCreateNaq(), jsm, bench.url, script('./flow-worker-process.js'), log);
         } catch (error) {
           notes.add(`flow control: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      }
+      if (options.only.has('path')) {
+        log(`the job path alone (${n} jobs a round)...`);
+        try {
+          jobPath = await measureJobPath(script('./job-path-process.js'), { jobs: n, rounds: Math.max(options.repeat, 5), warm: 20_000, concurrency: options.concurrency });
+          if (jobPath.other > 0) notes.add(`job path alone: ${jobPath.other} deliveries did not complete; its figure is not the completed path's`);
+        } catch (error) {
+          notes.add(`job path alone: ${error instanceof Error ? error.message : String(error)}`);
         }
       }
       if (options.only.has('sandbox')) {
@@ -504,6 +516,14 @@ async function main(): Promise<void> {
       out.push(`naq ${line} with the job index on / off: ${fmtRate(on.jobsPerSec)} / ${fmtRate(indexOff.jobsPerSec)} = ${ratio.toFixed(2)}x (target >= 0.95x: ${ratio >= 0.95 ? 'PASS' : 'MISS'})`);
     }
   }
+  if (jobPath) {
+    // Its rounds' spread says how far a change to the path must move it to be seen.
+    const sorted = [...jobPath.cpuUsPerJob].sort((a, b) => a - b);
+    out.push(
+      `the job path alone (JobPath.process on I/O that does nothing, warm, a fresh process; ${n} jobs a round): ` +
+        `${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)} µs CPU per job (median; rounds ${jobPath.cpuUsPerJob.map((v) => v.toFixed(2)).join(' / ')})`,
+    );
+  }
   if (listing) out.push(...listingLines(listing));
   for (const note of notes) out.push(`note: ${note}`);
   // Only the reading before the run says anything about other work: by the end the bench's own load dominates.
@@ -523,7 +543,7 @@ async function main(): Promise<void> {
   process.stdout.write(`${out.join('\n')}\n`);
 
   if (options.json) {
-    writeFileSync(options.json, `${JSON.stringify({ conditions, results: rows, summary, notes: [...notes], samples, ...(sandbox ? { sandbox } : {}) }, null, 2)}\n`);
+    writeFileSync(options.json, `${JSON.stringify({ conditions, results: rows, summary, notes: [...notes], samples, ...(sandbox ? { sandbox } : {}), ...(jobPath ? { jobPath } : {}) }, null, 2)}\n`);
     log(`results written to ${options.json}`);
   }
 }
