@@ -14,6 +14,7 @@ import type { Delivery } from '../src/actors/worker/delivery.js';
 import { systemClock } from '../src/core/clock.js';
 import { layout } from '../src/model/layout.js';
 import { buildJob } from '../src/model/job.js';
+import { WORKER_EXEC_ARGV } from './util.js';
 
 export interface JobPathSettings {
   /** Jobs per measured round. */
@@ -117,7 +118,7 @@ export async function runJobPath(settings: JobPathSettings): Promise<JobPathResu
 /** The rounds in a fresh child (bench/job-path-process.ts), with the V8 flags of `naq worker`. */
 export function measureJobPath(script: string, settings: JobPathSettings): Promise<JobPathResult> {
   return new Promise((resolve, reject) => {
-    const child = fork(script, [JSON.stringify(settings)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--max-semi-space-size=8'] });
+    const child = fork(script, [JSON.stringify(settings)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: WORKER_EXEC_ARGV });
     let result: JobPathResult | undefined;
     child.on('message', (msg: { result?: JobPathResult; error?: string }) => {
       if (msg.error) reject(new Error(`job path bench: ${msg.error}`));

@@ -173,6 +173,12 @@ const children = new Set<ChildProcess>();
  * A forked bench child. Messages are queued so that one arriving before anyone waits for it
  * (a fast 'first') is not lost; `progress` only feeds the stall detector.
  */
+/**
+ * Worker children run with the V8 flags the naq command uses (bin/naq.js), so their memory and
+ * their CPU are what a deployed worker's are.
+ */
+export const WORKER_EXEC_ARGV = ['--max-semi-space-size=8'];
+
 export class BenchChild {
   readonly proc: ChildProcess;
   readonly #queue: ChildMessage[] = [];
@@ -186,9 +192,7 @@ export class BenchChild {
    * (its `serverCpuUs`): read when a caller gets to it, it would count what ran meanwhile.
    */
   constructor(script: string, config: unknown, serverCpuUs?: () => number | undefined) {
-    // Worker children run with the V8 flags the naq command uses (bin/naq.js), so their
-    // memory is what a deployed worker's is.
-    this.proc = fork(script, [JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--max-semi-space-size=8'] });
+    this.proc = fork(script, [JSON.stringify(config)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: WORKER_EXEC_ARGV });
     children.add(this.proc);
     this.proc.on('message', (msg: ChildMessage) => {
       this.#lastProgressAt = Date.now();
