@@ -63,6 +63,7 @@ function deliveries(n: number, count: { acks: number; other: number }): Delivery
 export async function runJobPath(settings: JobPathSettings): Promise<JobPathResult> {
   const count = { acks: 0, other: 0, written: 0 };
   const written = Promise.resolve();
+  // Not memoryIO (src/testing/): it parses and keeps every record, work the rounds would time.
   const io: JobIO = {
     readRecord: () => Promise.resolve(null),
     writeRecord: () => {

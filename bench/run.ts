@@ -21,7 +21,7 @@ import { loadCreateNaq } from './naq-contract.js';
 import { runLatency, runScaling, type LatencyResult, type ScalingResult } from './naq-extras.js';
 import { connectBench, DRAIN_LABEL, FRESH_DRAIN_LABEL, runRaw } from './raw.js';
 import { runSandbox, SANDBOX_MAX_CONCURRENCY, SANDBOX_MAX_JOBS, sandboxLines, type SandboxResult } from './sandbox.js';
-import { fmtBytes, fmtRate, installCleanupHooks, processCpuUs, startBenchServer, table, type Category, type Row } from './util.js';
+import { fmtBytes, fmtRate, installCleanupHooks, median, processCpuUs, startBenchServer, table, type Category, type Row } from './util.js';
 
 /**
  * Jobs per line. The issue's worker CPU target is measured over a 100,000-job drain, and the
@@ -167,12 +167,6 @@ interface Aggregated extends Row {
   rounds: number[];
   /** Median over the rounds of the CPU per job off the main thread (V8's helper threads). */
   helperThreadCpuUsPerJob?: number;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /**
@@ -518,10 +512,9 @@ async function main(): Promise<void> {
   }
   if (jobPath) {
     // Its rounds' spread says how far a change to the path must move it to be seen.
-    const sorted = [...jobPath.cpuUsPerJob].sort((a, b) => a - b);
     out.push(
       `the job path alone (JobPath.process on I/O that does nothing, warm, a fresh process; ${n} jobs a round): ` +
-        `${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)} µs CPU per job (median; rounds ${jobPath.cpuUsPerJob.map((v) => v.toFixed(2)).join(' / ')})`,
+        `${median(jobPath.cpuUsPerJob).toFixed(2)} µs CPU per job (median; rounds ${jobPath.cpuUsPerJob.map((v) => v.toFixed(2)).join(' / ')})`,
     );
   }
   if (listing) out.push(...listingLines(listing));

@@ -6,7 +6,7 @@
  */
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { CreateNaqLike } from './naq-contract.js';
-import { BenchChild, fmtRate, resetJetStream } from './util.js';
+import { BenchChild, fmtRate, median, resetJetStream } from './util.js';
 
 const QUEUE = 'sandbox';
 const CHUNK = 5000;
@@ -74,12 +74,6 @@ export async function runSandbox(createNaq: CreateNaqLike, jsm: JetStreamManager
   }
   await resetJetStream(jsm);
   return result;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 export function sandboxLines(r: SandboxResult): string[] {

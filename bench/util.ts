@@ -170,15 +170,22 @@ export type ChildMessage =
 const children = new Set<ChildProcess>();
 
 /**
- * A forked bench child. Messages are queued so that one arriving before anyone waits for it
- * (a fast 'first') is not lost; `progress` only feeds the stall detector.
- */
-/**
  * Worker children run with the V8 flags the naq command uses (bin/naq.js), so their memory and
  * their CPU are what a deployed worker's are.
  */
 export const WORKER_EXEC_ARGV = ['--max-semi-space-size=8'];
 
+/** The middle value (the mean of the two middle ones for an even count): a line's figure over its rounds. */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/**
+ * A forked bench child. Messages are queued so that one arriving before anyone waits for it
+ * (a fast 'first') is not lost; `progress` only feeds the stall detector.
+ */
 export class BenchChild {
   readonly proc: ChildProcess;
   readonly #queue: ChildMessage[] = [];
